@@ -1,0 +1,271 @@
+"""Fitting with NUTS and the :class:`Fit` object: an ArviZ DataTree you can save and reload.
+
+A fit file is the DataTree itself (netCDF ``.nc`` or ``.zarr``) with the ArviZ groups
+(posterior, sample_stats, log_likelihood, posterior_predictive, observed_data,
+constant_data), an ``events`` group holding the fitted data, and in the root attrs the
+model card (JSON), the tpopk version, the file format and a SHA-256 hash of card and
+data. :meth:`Fit.load` checks all of these and rebuilds the PyMC model, so a fit can be
+extended (more predictions, diagnostics) without the original files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from tpopk import __version__
+from tpopk.data import EventTable, read_events
+from tpopk.errors import TpopkError
+from tpopk.model import ModelCard, build_model, load_card
+
+#: Version of the fit-file layout; bump when a saved file can no longer be read as before.
+FIT_FORMAT = 1
+
+Sampler = Literal["nutpie", "pymc"]
+
+
+class FitFileError(TpopkError):
+    """A fit file that is missing, unreadable, tampered with or from an incompatible version."""
+
+
+def _content_hash(card: ModelCard, events: EventTable) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(card.to_toml_dict(), sort_keys=True).encode())
+    digest.update(events.frame.to_csv(index=False).encode())
+    digest.update(json.dumps(events.units.as_dict(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _events_dataset(events: EventTable) -> xr.Dataset:
+    frame = events.frame.reset_index(drop=True)
+    data = xr.Dataset.from_dataframe(frame.rename_axis("record"))
+    for name in data.data_vars:
+        if data[name].dtype == object:
+            data[name] = data[name].astype(str)
+    data.attrs["units"] = json.dumps(events.units.as_dict())
+    return data
+
+
+def _events_from_dataset(data: xr.Dataset) -> EventTable:
+    frame = data.to_dataframe().reset_index(drop=True)
+    return read_events(frame, units=json.loads(str(data.attrs["units"])))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted model: the posterior DataTree with the card and data that produced it.
+
+    Attributes
+    ----------
+    tree
+        ArviZ DataTree (``posterior``, ``sample_stats``, ``log_likelihood``,
+        ``posterior_predictive``, ``observed_data``, ``constant_data``).
+    card
+        The model card that was fitted.
+    events
+        The event table that was fitted.
+    """
+
+    tree: xr.DataTree
+    card: ModelCard
+    events: EventTable
+
+    @cached_property
+    def model(self) -> pm.Model:
+        """The PyMC model, rebuilt from the card and the data."""
+        return build_model(self.card, self.events)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Posterior draws (dims ``chain``, ``draw``, ...)."""
+        return self.tree["posterior"].to_dataset()
+
+    @property
+    def divergences(self) -> int:
+        """Number of divergent transitions after warm-up."""
+        return int(self.tree["sample_stats"]["diverging"].sum())
+
+    def population_parameters(self) -> list[str]:
+        """Names of the population-level variables: typical values, IIV, covariates, residuals."""
+        prefixes = ("pop_", "omega_", "beta_", "sigma_")
+        return [str(v) for v in self.posterior.data_vars if str(v).startswith(prefixes)]
+
+    def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
+        """Mean, SD, 5/50/95% quantiles, ESS (bulk, tail) and R-hat per population parameter."""
+        posterior = self.posterior[self.population_parameters()]
+        lower, upper = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+        quantiles = posterior.quantile([lower, 0.5, upper], dim=("chain", "draw"))
+        ess_bulk = az.ess(posterior, method="bulk")
+        ess_tail = az.ess(posterior, method="tail")
+        rhat = az.rhat(posterior)
+        rows = []
+        for name in posterior.data_vars:
+            values = posterior[name]
+            for index in np.ndindex(values.shape[2:]):
+                label = str(name) + (f"[{','.join(map(str, index))}]" if index else "")
+                rows.append(
+                    {
+                        "parameter": label,
+                        "mean": float(values.mean(("chain", "draw")).values[index]),
+                        "sd": float(values.std(("chain", "draw")).values[index]),
+                        f"q{lower:.3g}": float(quantiles[name].values[(0, *index)]),
+                        "q0.5": float(quantiles[name].values[(1, *index)]),
+                        f"q{upper:.3g}": float(quantiles[name].values[(2, *index)]),
+                        "ess_bulk": float(ess_bulk[name].values[index]),
+                        "ess_tail": float(ess_tail[name].values[index]),
+                        "r_hat": float(rhat[name].values[index]),
+                    }
+                )
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def log_density(self, point: dict[str, np.ndarray]) -> float:
+        """Joint log-density of the rebuilt model at ``point`` (unconstrained value vars)."""
+        return float(self.model.compile_logp()(point))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit atomically as netCDF (``.nc``) or zarr (``.zarr``).
+
+        The file is written next to its destination and moved into place at the end,
+        so an interrupted save leaves any earlier file at ``path`` intact.
+        """
+        path = Path(path)
+        if path.suffix not in (".nc", ".zarr"):
+            raise FitFileError(f"fit files end in .nc or .zarr, not '{path.suffix}'")
+        tree = self.tree.copy()
+        tree["events"] = xr.DataTree(_events_dataset(self.events))
+        tree.attrs |= {
+            "tpopk_version": __version__,
+            "tpopk_fit_format": FIT_FORMAT,
+            "tpopk_card": json.dumps(self.card.to_toml_dict()),
+            "tpopk_hash": _content_hash(self.card, self.events),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            staged = tmp / path.name
+            if path.suffix == ".nc":
+                tree.to_netcdf(staged, engine="h5netcdf")
+                os.replace(staged, path)
+            else:
+                tree.to_zarr(staged)
+                backup = tmp / "previous"
+                if path.exists():
+                    path.rename(backup)
+                staged.rename(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fit:
+        """Read a fit file written by :meth:`save`, checking format, version and hash."""
+        path = Path(path)
+        if not path.exists():
+            raise FitFileError(f"fit file '{path}' does not exist")
+        try:
+            if path.suffix == ".zarr":
+                tree = xr.open_datatree(path, engine="zarr").load()
+            else:
+                with xr.open_datatree(path, engine="h5netcdf") as opened:
+                    tree = opened.load()
+        except (OSError, ValueError) as err:
+            raise FitFileError(f"'{path}' is not a readable fit file: {err}") from None
+        attrs = tree.attrs
+        if "tpopk_fit_format" not in attrs or "events" not in tree.children:
+            raise FitFileError(f"'{path}' was not written by tpopk (no card, data or format)")
+        if int(attrs["tpopk_fit_format"]) != FIT_FORMAT:
+            raise FitFileError(
+                f"'{path}' has fit format {attrs['tpopk_fit_format']} (tpopk "
+                f"{attrs.get('tpopk_version')}); this tpopk {__version__} reads format {FIT_FORMAT}"
+            )
+        card = load_card(json.loads(str(attrs["tpopk_card"])))
+        events = _events_from_dataset(tree["events"].to_dataset())
+        if _content_hash(card, events) != attrs["tpopk_hash"]:
+            raise FitFileError(
+                f"'{path}': the stored card or data do not match the hash written with them "
+                "(the file was modified after fitting)"
+            )
+        del tree["events"]
+        for key in ("tpopk_version", "tpopk_fit_format", "tpopk_card", "tpopk_hash"):
+            tree.attrs.pop(key, None)
+        fit = cls(tree=tree, card=card, events=events)
+        expected = {v.name for v in fit.model.free_RVs} | {v.name for v in fit.model.deterministics}
+        if missing := set(map(str, fit.posterior.data_vars)) - expected:
+            raise FitFileError(
+                f"'{path}': posterior variables {sorted(missing)} do not exist in the model "
+                "rebuilt from its card"
+            )
+        return fit
+
+
+def fit(
+    card: ModelCard | str | Path,
+    events: EventTable | str | Path,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    seed: int = 20261122,
+    sampler: Sampler = "nutpie",
+    target_accept: float = 0.9,
+    progressbar: bool = True,
+) -> Fit:
+    """Fit a model card to an event dataset with NUTS.
+
+    Parameters
+    ----------
+    card
+        Model card, or the path of its TOML file.
+    events
+        Event table, or the path of a NONMEM-style CSV.
+    draws, tune, chains, cores
+        Sampler settings (``cores`` defaults to ``min(chains, CPU count)``).
+    seed
+        Random seed; the same seed on the same machine gives the same draws.
+    sampler
+        ``"nutpie"`` (default; compiles the model through numba) or ``"pymc"``.
+    target_accept
+        NUTS target acceptance rate; raise it if divergences appear.
+    progressbar
+        Show sampling progress.
+
+    Returns
+    -------
+    Fit
+        Posterior with log-likelihood and posterior predictive draws.
+    """
+    card = card if isinstance(card, ModelCard) else load_card(card)
+    events = events if isinstance(events, EventTable) else read_events(events)
+    model = build_model(card, events)
+    with model:
+        tree = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            nuts_sampler=sampler,
+            target_accept=target_accept,
+            progressbar=progressbar,
+        )
+        pm.compute_log_likelihood(tree, progressbar=False)
+        pm.sample_posterior_predictive(
+            tree, extend_inferencedata=True, random_seed=seed, progressbar=False
+        )
+    result = Fit(tree=tree, card=card, events=events)
+    result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
+    return result

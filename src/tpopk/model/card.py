@@ -1,0 +1,268 @@
+"""Model cards: declarative, typed descriptions of a population PK/PD model.
+
+A card is a TOML file. It names the structural model, and for each parameter its
+prior on the typical value, its unit, its inter-individual variability, its covariate
+effects and the source the prior came from. Cards are data: they are validated on load
+and never executed. Example::
+
+    name = "oral_1cmt"
+    [structure]
+    pk = "oral_1cmt"
+
+    [parameters.cl]
+    unit = "L/h"
+    prior = { dist = "LogNormal", mu = 1.0, sigma = 1.0 }
+    iiv = { dist = "HalfNormal", sigma = 0.5 }
+    source = "weakly informative: CL/F between 0.4 and 20 L/h"
+    covariates = [{ covariate = "WT", effect = "power", reference = 70, coefficient = 0.75 }]
+
+    [residual.conc]
+    error = "additive"
+    sigma_add = { dist = "HalfNormal", sigma = 1.0 }
+
+Priors are :class:`pymc_extras.prior.Prior` objects (``dist`` names the PyMC
+distribution, the other keys are its parameters), so a typo in a distribution or
+parameter name fails when the card is loaded, not when the model is sampled.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+from pymc_extras.prior import Prior
+
+from tpopk.errors import TpopkError
+
+
+class CardError(TpopkError):
+    """A model card that cannot be read or does not describe a valid model."""
+
+
+def _to_prior(value: Any) -> Prior:
+    """Turn the card's ``{dist = ..., **parameters}`` table into a ``Prior``."""
+    if isinstance(value, Prior):
+        return value
+    if not isinstance(value, Mapping) or "dist" not in value:
+        raise ValueError("a prior is a table with 'dist' (a PyMC distribution) and its parameters")
+    parameters = {k: v for k, v in value.items() if k != "dist"}
+    # Prior raises on unknown distributions and on parameters the distribution lacks.
+    return Prior(str(value["dist"]), **parameters)
+
+
+def _from_prior(prior: Prior) -> dict[str, Any]:
+    return {"dist": prior.distribution, **prior.parameters}
+
+
+PriorField = Annotated[
+    Prior,
+    BeforeValidator(_to_prior),
+    PlainSerializer(_from_prior, return_type=dict),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class CovariateEffect(_Frozen):
+    """Effect of one subject covariate on a parameter's individual value.
+
+    ``power``: ``(x / reference) ** coefficient`` (allometric weight);
+    ``linear``: ``1 + coefficient * (x - reference)``;
+    ``exponential``: ``exp(coefficient * (x - reference))``;
+    ``categorical``: ``exp(coefficient[level])`` for each non-reference ``level``.
+    ``coefficient`` is either a fixed number (e.g. allometric 0.75) or a prior.
+    """
+
+    covariate: str
+    effect: Literal["power", "linear", "exponential", "categorical"]
+    reference: float | str = 0.0
+    coefficient: float | PriorField
+    levels: tuple[str, ...] = ()
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _levels_match_effect(self) -> CovariateEffect:
+        if self.effect == "categorical" and not self.levels:
+            raise ValueError("a categorical effect lists its non-reference 'levels'")
+        if self.effect != "categorical" and self.levels:
+            raise ValueError("'levels' only apply to categorical effects")
+        if self.effect == "power" and isinstance(self.reference, (int, float)):
+            if self.reference <= 0:
+                raise ValueError("a power effect needs a positive 'reference'")
+        return self
+
+
+class ParameterSpec(_Frozen):
+    """One structural parameter: typical-value prior (or fixed value), IIV, covariates."""
+
+    unit: str
+    prior: PriorField | None = None
+    value: float | None = None
+    iiv: PriorField | None = None
+    covariates: tuple[CovariateEffect, ...] = ()
+    source: str = Field(min_length=1)
+    pooling: Literal["shared", "partial", "agonist"] = "shared"
+
+    @model_validator(mode="after")
+    def _prior_or_value(self) -> ParameterSpec:
+        if (self.prior is None) == (self.value is None):
+            raise ValueError("give exactly one of 'prior' (estimated) or 'value' (fixed)")
+        if self.value is not None and (self.iiv is not None or self.covariates):
+            raise ValueError("a fixed 'value' cannot carry IIV or covariate effects")
+        return self
+
+
+class ResidualSpec(_Frozen):
+    """Residual error model for one observation type (DVID)."""
+
+    error: Literal["additive", "proportional", "combined", "lognormal"]
+    sigma_add: PriorField | None = None
+    sigma_prop: PriorField | None = None
+    sigma_log: PriorField | None = None
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _sigmas_match_error(self) -> ResidualSpec:
+        needed = {
+            "additive": {"sigma_add"},
+            "proportional": {"sigma_prop"},
+            "combined": {"sigma_add", "sigma_prop"},
+            "lognormal": {"sigma_log"},
+        }[self.error]
+        given = {k for k in ("sigma_add", "sigma_prop", "sigma_log") if getattr(self, k)}
+        if given != needed:
+            raise ValueError(
+                f"'{self.error}' error needs exactly {sorted(needed)}, got {sorted(given)}"
+            )
+        return self
+
+
+class Structure(_Frozen):
+    """Which structural PK (and optionally PD) model the card selects."""
+
+    pk: str
+    pd: str | None = None
+
+
+class Units(_Frozen):
+    """Units the card's parameters are expressed in."""
+
+    time: Literal["h"] = "h"
+    dose: str = "mg"
+    concentration: str = "mg/L"
+
+
+class IIVBlock(_Frozen):
+    """Correlated IIV (``$OMEGA BLOCK``): LKJ prior on the correlation, ``sd`` on each omega."""
+
+    parameters: tuple[str, ...] = Field(min_length=2)
+    sd: PriorField
+    eta: float = Field(default=2.0, gt=0)
+    source: str = ""
+
+
+class ModelCard(_Frozen):
+    """A validated model card.
+
+    Build one with :func:`load_card`; ``to_toml_dict`` gives the table it came from
+    (with priors normalised), so a card round-trips through a fit file.
+    """
+
+    name: str
+    description: str = ""
+    structure: Structure
+    units: Units = Units()
+    parameters: dict[str, ParameterSpec]
+    residual: dict[str, ResidualSpec] = Field(min_length=1)
+    iiv_block: IIVBlock | None = None
+
+    @model_validator(mode="after")
+    def _structure_matches_parameters(self) -> ModelCard:
+        from tpopk.pk import PK_MODELS
+
+        pk = PK_MODELS.get(self.structure.pk)
+        if pk is None:
+            raise ValueError(
+                f"structure.pk = '{self.structure.pk}' is not a known PK model; "
+                f"expected one of {sorted(PK_MODELS)}"
+            )
+        declared = set(self.parameters)
+        expected = {p.name for p in pk.parameters}
+        required = {p.name for p in pk.parameters if p.default is None}
+        if missing := required - declared:
+            raise ValueError(f"PK model '{pk.name}' needs parameters {sorted(missing)}")
+        if unknown := declared - expected:
+            raise ValueError(
+                f"parameters {sorted(unknown)} are not parameters of PK model '{pk.name}' "
+                f"(which has {sorted(expected)})"
+            )
+        for spec in pk.parameters:
+            card_spec = self.parameters.get(spec.name)
+            if card_spec is not None and card_spec.unit != spec.unit:
+                raise ValueError(
+                    f"parameter '{spec.name}' has unit '{card_spec.unit}'; "
+                    f"PK model '{pk.name}' expects '{spec.unit}'"
+                )
+        if self.iiv_block is not None:
+            for name in self.iiv_block.parameters:
+                if name not in self.parameters or self.parameters[name].iiv is not None:
+                    raise ValueError(
+                        f"iiv_block names '{name}': block parameters must be card parameters "
+                        "without their own 'iiv' (the block's 'sd' prior gives their omega)"
+                    )
+        return self
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the card (priors as ``{dist = ..., ...}`` tables)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def load_card(source: str | Path | Mapping[str, Any]) -> ModelCard:
+    """Read and validate a model card.
+
+    Parameters
+    ----------
+    source
+        Path to a TOML card, the TOML text itself, or an already-parsed mapping.
+
+    Raises
+    ------
+    CardError
+        If the file is missing, is not TOML, or does not describe a valid model; the
+        message lists every problem with its location in the card.
+    """
+    origin = "card"
+    if isinstance(source, Mapping):
+        table: Mapping[str, Any] = source
+    else:
+        text = str(source)
+        path = Path(text)
+        if isinstance(source, Path) or (text.endswith(".toml") and "\n" not in text):
+            if not path.is_file():
+                raise CardError(f"model card '{path}' does not exist")
+            origin, text = str(path), path.read_text(encoding="utf-8")
+        try:
+            table = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise CardError(f"{origin}: not valid TOML: {err}") from None
+    try:
+        return ModelCard.model_validate(table)
+    except ValidationError as err:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise CardError(f"{origin}: invalid model card:\n{problems}") from None

@@ -1,0 +1,82 @@
+"""Residual error models and the M3 likelihood for observations below the LLOQ.
+
+Each observation type (DVID) has its own error model. An observation flagged BLQ
+contributes ``P(y <= LLOQ)`` (Beal's M3 method), which PyMC expresses as a
+left-censored distribution whose observed value sits at the censoring bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from numpy.typing import NDArray
+from pytensor.tensor import TensorVariable
+
+from tpopk.model.card import CardError, ResidualSpec
+
+
+def residual_sd(spec: ResidualSpec, dvid: str, prediction: TensorVariable) -> TensorVariable:
+    """Create the ``sigma_<dvid>...`` variables and return the residual SD per observation.
+
+    For ``lognormal`` the SD is on the log scale; otherwise on the observation scale.
+    """
+    if spec.error == "lognormal":
+        assert spec.sigma_log is not None
+        return spec.sigma_log.create_variable(f"sigma_log_{dvid}")
+    variance = pt.zeros_like(prediction)
+    if spec.sigma_add is not None:
+        variance = variance + spec.sigma_add.create_variable(f"sigma_add_{dvid}") ** 2
+    if spec.sigma_prop is not None:
+        sigma_prop = spec.sigma_prop.create_variable(f"sigma_prop_{dvid}")
+        variance = variance + (sigma_prop * prediction) ** 2
+    return pt.sqrt(variance)
+
+
+def observe(
+    spec: ResidualSpec,
+    dvid: str,
+    prediction: TensorVariable,
+    observed: NDArray[np.float64],
+    blq: NDArray[np.bool_],
+    lloq: NDArray[np.float64],
+    dims: str,
+) -> TensorVariable:
+    """Add the likelihood of one observation type to the current model.
+
+    Parameters
+    ----------
+    spec
+        The card's residual error model for this DVID.
+    dvid
+        Observation type; names the variable ``y_<dvid>`` and its sigmas.
+    prediction
+        Individual prediction at each observation (same units as ``observed``).
+    observed, blq, lloq
+        Observed values, BLQ flags and the LLOQ of each observation; BLQ rows are
+        censored at their LLOQ (M3).
+    dims
+        Name of the observation dimension of this DVID.
+    """
+    sd = residual_sd(spec, dvid, prediction)
+    values = np.where(blq, lloq, observed)
+    lognormal = spec.error == "lognormal"
+    if lognormal and (values <= 0).any():
+        first = np.flatnonzero(values <= 0)[:5].tolist()
+        raise CardError(
+            f"residual.{dvid}: log-normal error needs positive observations; {dvid} "
+            f"observations at positions {first} are <= 0 (flag them BLQ with an LLOQ)"
+        )
+    family = pm.LogNormal if lognormal else pm.Normal
+    mu = pt.log(prediction) if lognormal else prediction
+    if not blq.any():
+        return family(f"y_{dvid}", mu=mu, sigma=sd, observed=values, dims=dims)
+    lower = np.where(blq, lloq, 0.0 if lognormal else -np.inf)
+    return pm.Censored(
+        f"y_{dvid}",
+        family.dist(mu=mu, sigma=sd),
+        lower=lower,
+        upper=None,
+        observed=values,
+        dims=dims,
+    )

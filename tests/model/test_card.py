@@ -1,0 +1,87 @@
+"""Model cards: valid cards load; every kind of broken card fails with a clear message."""
+
+from pathlib import Path
+
+import pytest
+from pymc_extras.prior import Prior
+
+from tpopk.model import CardError, load_card
+
+MODELS = Path(__file__).parents[2] / "models"
+
+VALID = """
+name = "t"
+[structure]
+pk = "oral_1cmt"
+[parameters.ka]
+unit = "1/h"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+[parameters.cl]
+unit = "L/h"
+prior = { dist = "LogNormal", mu = 1.0, sigma = 1.0 }
+iiv = { dist = "HalfNormal", sigma = 0.5 }
+source = "test"
+covariates = [{ covariate = "WT", effect = "power", reference = 70, coefficient = 0.75 }]
+[parameters.v]
+unit = "L"
+prior = { dist = "LogNormal", mu = 3.0, sigma = 1.0 }
+source = "test"
+[residual.conc]
+error = "additive"
+sigma_add = { dist = "HalfNormal", sigma = 1.0 }
+"""
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("generic/*.toml")), ids=lambda p: p.stem)
+def test_generic_cards_load(path: Path) -> None:
+    card = load_card(path)
+    assert card.name == path.stem
+    assert all(isinstance(p.prior, Prior) for p in card.parameters.values() if p.value is None)
+
+
+def test_card_round_trips_through_its_dict() -> None:
+    card = load_card(VALID)
+    again = load_card(card.to_toml_dict())
+    assert again == card
+    assert again.parameters["cl"].prior.parameters == {"mu": 1.0, "sigma": 1.0}
+    assert again.parameters["cl"].covariates[0].coefficient == 0.75
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('pk = "oral_1cmt"', 'pk = "oral_9cmt"', "not a known PK model"),
+        ('dist = "LogNormal", mu = 0.0', 'dist = "LogNorml", mu = 0.0', "LogNorml"),
+        ("mu = 0.0, sigma = 1.0 }", "mu = 0.0, sgma = 1.0 }", "sgma"),
+        ('unit = "L/h"', 'unit = "mL/min"', "expects 'L/h'"),
+        ('[parameters.v]\nunit = "L"', '[parameters.vv]\nunit = "L"', "needs parameters ['v']"),
+        ('error = "additive"', 'error = "proportional"', "needs exactly ['sigma_prop']"),
+        ('error = "additive"', 'error = "gaussian"', "residual.conc.error"),
+        ('source = "test"\ncovariates', 'source = ""\ncovariates', "parameters.cl.source"),
+        ("reference = 70", "reference = -70", "positive 'reference'"),
+        ('effect = "power"', 'effect = "categorical"', "non-reference 'levels'"),
+        ('[residual.conc]', 'extra_key = 1\n[residual.conc]', "extra_key"),
+    ],
+)
+def test_broken_card_names_the_problem(old: str, new: str, message: str) -> None:
+    assert old in VALID
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(VALID.replace(old, new, 1))
+    assert message in str(err.value)
+
+
+def test_prior_and_value_are_exclusive() -> None:
+    text = VALID.replace(
+        'prior = { dist = "LogNormal", mu = 3.0, sigma = 1.0 }',
+        'prior = { dist = "LogNormal", mu = 3.0, sigma = 1.0 }\nvalue = 20.0',
+    )
+    with pytest.raises(CardError, match="exactly one of 'prior'"):
+        load_card(text)
+
+
+def test_not_toml_and_missing_file() -> None:
+    with pytest.raises(CardError, match="not valid TOML"):
+        load_card("name = ")
+    with pytest.raises(CardError, match="does not exist"):
+        load_card(Path("no/such/card.toml"))
