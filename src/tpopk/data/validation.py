@@ -88,7 +88,7 @@ def missing_values(r: TypedRecords, units: Units) -> Iterator[Violation]:
 
 def contiguous_ids(r: TypedRecords, units: Units) -> Iterator[Violation]:
     """Each subject's records form one block (NONMEM would silently start a new subject)."""
-    if "ID" not in r.number:
+    if "ID" not in r.number or len(r.rows) == 0:
         return
     ids = r.number["ID"]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -242,6 +242,8 @@ def compartments(r: TypedRecords, units: Units) -> Iterator[Violation]:
 
 def observations(r: TypedRecords, units: Units) -> Iterator[Violation]:
     """Observations need a DV (unless censored), of a known type, and none is negative."""
+    if "DV" not in r.present:
+        return  # reported as a missing column
     obs = r.is_observation
     dv = r.number["DV"]
     blq = blq_flags(r)
@@ -363,16 +365,16 @@ def covariates(r: TypedRecords, units: Units) -> Iterator[Violation]:
     if "ID" not in r.number:
         return
     for column in [c for c in r.covariate_columns if c in CONSTANT_COVARIATES]:
-        first: dict[float, object] = {}
+        first: dict[float, tuple[object, object]] = {}  # subject -> (comparable, as found)
         for index, (subject, value) in enumerate(zip(r.number["ID"], r.raw[column], strict=True)):
             if value is None or np.isnan(subject):
                 continue
             key = _value_key(value)
-            baseline = first.setdefault(subject, key)
+            baseline, found = first.setdefault(subject, (key, value))
             if key != baseline:
                 yield Violation(
                     "covariate-not-constant",
-                    f"{column} constant within ID {subject:g} (it was {baseline})",
+                    f"{column} constant within ID {subject:g} (it was {found})",
                     row=int(r.rows[index]),
                     column=column,
                     value=str(value),
