@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import arviz as az
 import numpy as np
@@ -158,7 +157,7 @@ class Fit:
             staged = tmp / path.name
             if path.suffix == ".nc":
                 tree.to_netcdf(staged, engine="h5netcdf")
-                os.replace(staged, path)
+                staged.replace(path)
             else:
                 tree.to_zarr(staged)
                 backup = tmp / "previous"

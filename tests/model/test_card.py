@@ -61,7 +61,7 @@ def test_card_round_trips_through_its_dict() -> None:
         ('source = "test"\ncovariates', 'source = ""\ncovariates', "parameters.cl.source"),
         ("reference = 70", "reference = -70", "positive 'reference'"),
         ('effect = "power"', 'effect = "categorical"', "non-reference 'levels'"),
-        ('[residual.conc]', 'extra_key = 1\n[residual.conc]', "extra_key"),
+        ("[residual.conc]", "extra_key = 1\n[residual.conc]", "extra_key"),
     ],
 )
 def test_broken_card_names_the_problem(old: str, new: str, message: str) -> None:

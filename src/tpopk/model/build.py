@@ -20,7 +20,6 @@ from tpopk.model.card import CardError, ModelCard
 from tpopk.model.likelihood import observe
 from tpopk.model.parameters import individual_parameters
 from tpopk.pk import PK_MODELS, concentration
-from tpopk.pk.namespace import pytensor_namespace
 
 # Mass of one unit in mg, and volume of one unit in L: enough to put a dose/volume
 # prediction into the unit the data declare for concentrations.
@@ -58,7 +57,9 @@ def _check_dvids(card: ModelCard, arrays: SubjectArrays) -> list[str]:
     return dvids
 
 
-def _dose_amounts(card: ModelCard, events: EventTable, arrays: SubjectArrays) -> NDArray[np.float64]:
+def _dose_amounts(
+    card: ModelCard, events: EventTable, arrays: SubjectArrays
+) -> NDArray[np.float64]:
     """Dose amounts in the card's dose unit; weight-based doses (µg/kg) times WT."""
     amounts = np.asarray(arrays.dose_amt, dtype=float)
     dose_unit = events.units["AMT"]
@@ -105,7 +106,7 @@ def predict_concentration(
         arrays.dose_ss[subject],
         arrays.dose_ii[subject],
         time,
-        xp=pytensor_namespace,
+        xp=pt,
     )
     return amount * concentration_factor(card.units.dose, events.units["conc"])
 
@@ -140,10 +141,15 @@ def build_model(card: ModelCard, events: EventTable) -> pm.Model:
             )
             # Keeps the likelihood finite where a prediction is exactly zero (before the
             # first dose); the value is far below any assay's LLOQ.
-            prediction = pt.maximum(prediction, 1e-12) if card.residual[dvid].error in (
-                "proportional",
-                "lognormal",
-            ) else prediction
+            prediction = (
+                pt.maximum(prediction, 1e-12)
+                if card.residual[dvid].error
+                in (
+                    "proportional",
+                    "lognormal",
+                )
+                else prediction
+            )
             pm.Deterministic(f"ipred_{dvid}", prediction, dims=f"obs_{dvid}")
             observe(
                 card.residual[dvid],

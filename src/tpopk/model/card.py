@@ -99,9 +99,8 @@ class CovariateEffect(_Frozen):
             raise ValueError("a categorical effect lists its non-reference 'levels'")
         if self.effect != "categorical" and self.levels:
             raise ValueError("'levels' only apply to categorical effects")
-        if self.effect == "power" and isinstance(self.reference, (int, float)):
-            if self.reference <= 0:
-                raise ValueError("a power effect needs a positive 'reference'")
+        if self.effect == "power" and not isinstance(self.reference, str) and self.reference <= 0:
+            raise ValueError("a power effect needs a positive 'reference'")
         return self
 
 

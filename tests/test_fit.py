@@ -1,0 +1,100 @@
+"""Fitting, the Fit object and its file: validated against nlmixr2 on theophylline."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from tpopk.cli import main
+from tpopk.fit import Fit, FitFileError
+
+pytestmark = pytest.mark.xdist_group("fits")
+
+# nlmixr2 FOCEi on theophylline (shared/data/README.md): typical values, residual SD and
+# IIV SDs on the log scale (CV% 70.6/26.8/13.9 -> omega = sqrt(log(1 + CV^2))).
+NLMIXR2_FOCEI = {"pop_ka": 1.59, "pop_cl": 2.75, "pop_v": 31.8, "sigma_add_conc": 0.693}
+NLMIXR2_OMEGA = {
+    f"omega_{p}": math.sqrt(math.log1p(cv**2))
+    for p, cv in {"ka": 0.706, "cl": 0.268, "v": 0.139}.items()
+}
+
+
+@pytest.mark.slow
+def test_theophylline_matches_nlmixr2(theophylline_fit: Fit) -> None:
+    median = theophylline_fit.posterior.median(("chain", "draw"))
+    for name, reference in NLMIXR2_FOCEI.items():
+        assert float(median[name]) == pytest.approx(reference, rel=0.05), name
+    for name, reference in NLMIXR2_OMEGA.items():
+        assert float(median[name]) == pytest.approx(reference, rel=0.25), name
+
+
+@pytest.mark.slow
+def test_theophylline_fit_converged(theophylline_fit: Fit) -> None:
+    table = theophylline_fit.summary()
+    assert theophylline_fit.divergences == 0
+    assert (table["r_hat"] < 1.01).all(), table
+    assert (table["ess_bulk"] > 200).all(), table
+
+
+@pytest.mark.slow
+def test_fit_tree_has_arviz_groups(theophylline_fit: Fit) -> None:
+    groups = set(theophylline_fit.tree.children)
+    assert {"posterior", "sample_stats", "log_likelihood", "posterior_predictive"} <= groups
+    assert {"observed_data"} <= groups
+    posterior = theophylline_fit.posterior
+    assert posterior["cl"].dims == ("chain", "draw", "subject")
+    assert posterior["ipred_conc"].sizes["obs_conc"] == 132
+    assert theophylline_fit.tree["log_likelihood"]["y_conc"].sizes["obs_conc"] == 132
+
+
+@pytest.mark.slow
+def test_save_load_round_trip(theophylline_fit: Fit, tmp_path: Path) -> None:
+    path = theophylline_fit.save(tmp_path / "theo.nc")
+    loaded = Fit.load(path)
+    xr.testing.assert_identical(loaded.posterior, theophylline_fit.posterior)
+    assert loaded.card == theophylline_fit.card
+    point = theophylline_fit.model.initial_point()
+    point = {k: v + 0.1 for k, v in point.items()}
+    assert loaded.log_density(point) == theophylline_fit.log_density(point)
+    assert np.isfinite(loaded.log_density(point))
+
+
+@pytest.mark.slow
+def test_save_is_atomic_and_load_refuses_tampering(theophylline_fit: Fit, tmp_path: Path) -> None:
+    path = theophylline_fit.save(tmp_path / "theo.nc")
+    before = path.read_bytes()
+    with pytest.raises(FitFileError, match=r"\.nc or \.zarr"):
+        theophylline_fit.save(tmp_path / "theo.csv")
+    assert path.read_bytes() == before
+    tree = xr.open_datatree(path, engine="h5netcdf").load()
+    tree.attrs["tpopk_hash"] = "0" * 64
+    tree.to_netcdf(tmp_path / "tampered.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match="do not match the hash"):
+        Fit.load(tmp_path / "tampered.nc")
+    tree.attrs["tpopk_fit_format"] = 99
+    tree.to_netcdf(tmp_path / "future.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match="fit format 99"):
+        Fit.load(tmp_path / "future.nc")
+    with pytest.raises(FitFileError, match="does not exist"):
+        Fit.load(tmp_path / "missing.nc")
+
+
+@pytest.mark.slow
+def test_summary_cli_json(
+    theophylline_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = theophylline_fit.save(tmp_path / "theo.nc")
+    assert main(["summary", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "tpopk.summary/1"
+    assert report["divergences"] == 0
+    cl = report["parameters"]["pop_cl"]
+    assert cl["q5"] < cl["q50"] < cl["q95"]
+    assert set(cl) == {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"}
+    assert main(["summary", str(path)]) == 0
+    assert "pop_cl" in capsys.readouterr().out
