@@ -1,0 +1,239 @@
+"""The platelet solver as PyTensor Ops, and the same kernels for NumPy simulation.
+
+Method (chosen on evidence, see ``benchmarks/README.md``): classical fixed-step RK4 on a
+per-subject grid whose nodes include the observation and dose times
+(:class:`tpopk.pd.grid.SolverGrid`), compiled with numba and looping over all subjects in
+one call; gradients by the discrete adjoint of the same RK4 (:mod:`tpopk.pd.rk4`), so the
+gradient is exact for the returned solution. The drug effect enters as a time course on
+the RK4 stage instants, computed in the PyMC graph from closed-form PK, so gradients with
+respect to PK and potency parameters flow through PyTensor's autodiff of that graph and
+this Op's cotangent for the drive.
+
+The Ops run through ``perform`` under the C/Python linkers and natively (no Python call)
+under PyTensor's numba backend, which nutpie uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytensor.tensor as pt
+from pytensor.gradient import grad_undefined
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import (
+    numba_njit,
+    register_funcify_default_op_cache_key,
+)
+
+from tpopk.errors import TpopkError
+from tpopk.pd.grid import SolverGrid
+from tpopk.pd.rk4 import rk4_adjoint, rk4_forward
+from tpopk.pd.structures import PDModel
+
+
+class PDSolve(Op):
+    """States ``[S, K + 1, n_states]`` at the grid nodes from parameters, drive and steps."""
+
+    __props__ = ("kernel_id", "config", "n_states")
+
+    def __init__(self, kernel_id: int, config: tuple[int, ...], n_states: int) -> None:
+        self.kernel_id = kernel_id
+        self.config = config
+        self.n_states = n_states
+
+    def make_node(self, *inputs: Any) -> Apply[Any]:
+        """Build the apply node from ``(params, drive, steps)``, all float64 matrices."""
+        inputs = tuple(pt.cast(pt.as_tensor_variable(x), "float64") for x in inputs)
+        if any(x.ndim != 2 for x in inputs):
+            raise TpopkError("params, drive and steps must be matrices [subject, ·]")
+        return Apply(self, inputs, [pt.tensor3(dtype="float64")])
+
+    def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
+        """Integrate with the compiled RK4 kernel."""
+        params, drive, steps = inputs
+        output_storage[0][0] = rk4_forward(
+            self.kernel_id,
+            np.asarray(self.config, dtype=np.int64),
+            params,
+            drive,
+            steps,
+            self.n_states,
+        )
+
+    def infer_shape(self, node: Apply[Any], shapes: Any) -> Any:
+        """States have one row per subject and one slab per node."""
+        (n_subj, _), _, (_, n_steps) = shapes
+        return [(n_subj, n_steps + 1, self.n_states)]
+
+    def pullback(self, inputs: Any, outputs: Any, cotangents: Any) -> list[Any]:
+        """Cotangents of params and drive by the discrete adjoint; steps are data."""
+        params, drive, steps = inputs
+        vjp = PDSolveVJP(self.kernel_id, self.config)
+        g_params, g_drive = vjp.make_node(params, drive, steps, outputs[0], cotangents[0]).outputs
+        undefined = grad_undefined(self, 2, steps, "the grid is data")  # type: ignore[no-untyped-call]
+        return [g_params, g_drive, undefined]
+
+
+class PDSolveVJP(Op):
+    """Cotangents of ``(params, drive)`` for :class:`PDSolve` (discrete RK4 adjoint)."""
+
+    __props__ = ("kernel_id", "config")
+
+    def __init__(self, kernel_id: int, config: tuple[int, ...]) -> None:
+        self.kernel_id = kernel_id
+        self.config = config
+
+    def make_node(self, *inputs: Any) -> Apply[Any]:
+        """Build the apply node from ``(params, drive, steps, states, g_states)``."""
+        inputs = tuple(pt.cast(pt.as_tensor_variable(x), "float64") for x in inputs)
+        return Apply(self, inputs, [inputs[0].type(), inputs[1].type()])
+
+    def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
+        """Run the reverse sweep."""
+        params, drive, steps, states, g_states = inputs
+        g_params, g_drive = rk4_adjoint(
+            self.kernel_id,
+            np.asarray(self.config, dtype=np.int64),
+            params,
+            drive,
+            steps,
+            states,
+            g_states,
+        )
+        output_storage[0][0] = g_params
+        output_storage[1][0] = g_drive
+
+    def infer_shape(self, node: Apply[Any], shapes: Any) -> Any:
+        """Cotangents have their primal's shape."""
+        return [shapes[0], shapes[1]]
+
+
+def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> Any:
+    kernel_id, n_states = op.kernel_id, op.n_states
+    config = np.asarray(op.config, dtype=np.int64)
+
+    @numba_njit
+    def pd_solve(params: Any, drive: Any, steps: Any) -> Any:
+        return rk4_forward(kernel_id, config, params, drive, steps, n_states)
+
+    return pd_solve
+
+
+def _numba_pd_solve_vjp(op: PDSolveVJP, node: Apply[Any], **kwargs: Any) -> Any:
+    kernel_id = op.kernel_id
+    config = np.asarray(op.config, dtype=np.int64)
+
+    @numba_njit
+    def pd_solve_vjp(params: Any, drive: Any, steps: Any, states: Any, g_states: Any) -> Any:
+        return rk4_adjoint(kernel_id, config, params, drive, steps, states, g_states)
+
+    return pd_solve_vjp
+
+
+# Under PyTensor's numba backend (nutpie) the kernels are called natively, not via perform.
+register_funcify_default_op_cache_key(PDSolve)(_numba_pd_solve)  # type: ignore[no-untyped-call]
+register_funcify_default_op_cache_key(PDSolveVJP)(_numba_pd_solve_vjp)  # type: ignore[no-untyped-call]
+
+
+def _check_shapes(model: PDModel, grid: SolverGrid, n_params: int, drive_cols: int) -> None:
+    if n_params != len(model.parameters):
+        raise TpopkError(
+            f"{model.name} takes {len(model.parameters)} parameter columns "
+            f"{model.parameter_names}, got {n_params}"
+        )
+    if drive_cols != grid.stage_times.shape[1]:
+        raise TpopkError(
+            f"drive must be given at grid.stage_times ({grid.stage_times.shape[1]} columns), "
+            f"got {drive_cols}"
+        )
+
+
+def solve(model: PDModel, params: Any, drive: Any, grid: SolverGrid) -> Any:
+    """Symbolic states of ``model`` at every grid node, for a PyMC/PyTensor graph.
+
+    Parameters
+    ----------
+    model
+        The structure (:data:`tpopk.pd.PD_MODELS`).
+    params
+        ``[S, P]`` tensor, columns in ``model.parameter_names`` order, natural units.
+    drive
+        ``[S, 2K + 1]`` tensor, the drug-effect multiplier at ``grid.stage_times``
+        (ones for no drug); see :mod:`tpopk.pd.drug_effect`.
+    grid
+        The integration grid.
+
+    Returns
+    -------
+    TensorVariable
+        ``[S, K + 1, n_states]`` states at ``grid.times``.
+    """
+    params = pt.as_tensor_variable(params)
+    drive = pt.as_tensor_variable(drive)
+    n_params = params.type.shape[1]
+    drive_cols = drive.type.shape[1]
+    _check_shapes(
+        model,
+        grid,
+        len(model.parameters) if n_params is None else n_params,
+        grid.stage_times.shape[1] if drive_cols is None else drive_cols,
+    )
+    op = PDSolve(model.kernel_id, model.config, model.n_states)
+    return op(params, drive, pt.constant(grid.steps))
+
+
+def observe(model: PDModel, states: Any, grid: SolverGrid) -> Any:
+    """Read the observed response (e.g. circulating platelets) at each observation.
+
+    Parameters
+    ----------
+    model
+        The structure that produced ``states``.
+    states
+        ``[S, K + 1, n_states]`` from :func:`solve` (tensor) or :func:`simulate` (array).
+    grid
+        The grid they were solved on.
+
+    Returns
+    -------
+    TensorVariable or numpy.ndarray
+        ``[N]`` the sum of ``model.observed`` states, in observation order.
+    """
+    flat = states.reshape((grid.n_subjects * grid.n_nodes, model.n_states))[grid.obs_index]
+    return flat[:, list(model.observed)].sum(axis=1)
+
+
+def simulate(
+    model: PDModel,
+    params: npt.ArrayLike,
+    drive: npt.ArrayLike,
+    grid: SolverGrid,
+) -> npt.NDArray[np.float64]:
+    """Numerical states of ``model`` at every grid node (same kernel as :func:`solve`).
+
+    Parameters
+    ----------
+    model, grid
+        As for :func:`solve`.
+    params
+        ``[S, P]`` parameter rows.
+    drive
+        ``[S, 2K + 1]`` drug-effect multiplier at ``grid.stage_times``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[S, K + 1, n_states]`` states at ``grid.times``.
+    """
+    p = np.ascontiguousarray(params, dtype=np.float64)
+    m = np.ascontiguousarray(drive, dtype=np.float64)
+    if p.ndim != 2 or m.ndim != 2:
+        raise TpopkError("params and drive must be 2-D arrays [subject, ·]")
+    _check_shapes(model, grid, p.shape[1], m.shape[1])
+    out: npt.NDArray[np.float64] = rk4_forward(
+        model.kernel_id, model.config_array(), p, m, grid.steps, model.n_states
+    )
+    return out

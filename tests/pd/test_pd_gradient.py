@@ -1,0 +1,119 @@
+"""Gradients of the solver: discrete adjoint against central finite differences."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.compile.mode import Mode
+
+from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, simulate, solve
+from tpopk.pd.rk4 import rk4_adjoint
+
+from .ivp_reference import oral_1cmt
+
+PARAMS = {
+    "friberg": [[200.0, 150.0, 0.2, 1.0], [40.0, 120.0, 0.3, 3.0]],
+    "friberg_4": [[200.0, 150.0, 0.2, 1.0], [40.0, 120.0, 0.3, 3.0]],
+    "idr1": [[150.0, 0.01], [80.0, 0.05]],
+    "idr2": [[150.0, 0.01], [80.0, 0.05]],
+    "lifespan": [[250.0, 142.0, 253.0], [60.0, 100.0, 80.0]],
+}
+DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
+
+
+@pytest.fixture(scope="module")
+def grid():
+    # Two subjects with different observation counts, so the second grid is padded.
+    t = np.array([0.0, 30.0, 100.0, 180.0, 250.0, 10.0, 90.0])
+    return SolverGrid.build([0, 0, 0, 0, 0, 1, 1], t, 2, breakpoints=DOSES, max_step=8.0)
+
+
+def drive_for(grid, slope=0.08):
+    conc = np.stack(
+        [
+            oral_1cmt(grid.stage_times[s], d[np.isfinite(d)], 50.0, 1.0, 0.8, 12.0)
+            for s, d in enumerate(DOSES)
+        ]
+    )
+    return 1.0 + slope * conc
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_adjoint_matches_finite_differences(name, grid):
+    model = PD_MODELS[name]
+    rng = np.random.default_rng(7)
+    params = np.array(PARAMS[name])
+    drive = drive_for(grid)
+    weights = rng.normal(size=(grid.n_subjects, grid.n_nodes, model.n_states))
+
+    def loss(p, m):
+        return float(np.sum(weights * simulate(model, p, m, grid)))
+
+    states = simulate(model, params, drive, grid)
+    g_params, g_drive = rk4_adjoint(
+        model.kernel_id, model.config_array(), params, drive, grid.steps, states, weights
+    )
+    fd_params = np.zeros_like(params)
+    for idx in np.ndindex(params.shape):
+        eps = 1e-6 * abs(params[idx])
+        up, down = params.copy(), params.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd_params[idx] = (loss(up, drive) - loss(down, drive)) / (2 * eps)
+    np.testing.assert_allclose(g_params, fd_params, rtol=1e-5, atol=1e-8 * np.abs(fd_params).max())
+
+    # The drive's cotangent, at nodes and midpoints, in both subjects (padding included).
+    cols = rng.choice(drive.shape[1], size=8, replace=False)
+    for s, c in zip([0, 1] * 4, cols, strict=True):
+        up, down = drive.copy(), drive.copy()
+        up[s, c] += 1e-6
+        down[s, c] -= 1e-6
+        fd = (loss(params, up) - loss(params, down)) / 2e-6
+        assert g_drive[s, c] == pytest.approx(fd, rel=1e-5, abs=1e-6 * np.abs(g_drive).max())
+    # Padding steps carry no drive: its cotangent there is exactly zero.
+    padded = np.flatnonzero(grid.steps[1] == 0)
+    assert padded.size > 0
+    assert np.all(g_drive[1, 2 * padded + 1] == 0.0)
+
+
+@pytest.mark.parametrize("linker", ["numba", "py"])
+def test_pytensor_gradient_through_drug_effect(linker, grid):
+    """d(log-likelihood-like)/d(system and potency parameters) through the Op in a graph."""
+    model = PD_MODELS["friberg"]
+    conc = drive_for(grid, slope=1.0) - 1.0
+    params = pt.matrix("params")
+    log_emax, log_ec50 = pt.scalar("log_emax"), pt.scalar("log_ec50")
+    drive = drug_effect.emax(pt.constant(conc), pt.exp(log_emax), pt.exp(log_ec50))
+    plt = observe(model, solve(model, params, drive, grid), grid)
+    target = np.linspace(150.0, 260.0, grid.obs_index.size)
+    loss = pt.sum((pt.log(plt) - np.log(target)) ** 2)
+    f = pytensor.function(
+        [params, log_emax, log_ec50],
+        [loss, *pt.grad(loss, [params, log_emax, log_ec50])],
+        mode=Mode(linker=linker, optimizer="fast_run"),
+    )
+
+    def numpy_loss(p, le, lc):
+        m = drug_effect.emax(conc, np.exp(le), np.exp(lc))
+        y = observe(model, simulate(model, p, m, grid), grid)
+        return np.sum((np.log(y) - np.log(target)) ** 2)
+
+    p0 = np.array(PARAMS["friberg"])
+    value, g_p, g_le, g_lc = f(p0, np.log(0.8), np.log(3.0))
+    assert value == pytest.approx(numpy_loss(p0, np.log(0.8), np.log(3.0)), rel=1e-12)
+    h = 1e-6
+    fd_le = (
+        numpy_loss(p0, np.log(0.8) + h, np.log(3.0)) - numpy_loss(p0, np.log(0.8) - h, np.log(3.0))
+    ) / (2 * h)
+    fd_lc = (
+        numpy_loss(p0, np.log(0.8), np.log(3.0) + h) - numpy_loss(p0, np.log(0.8), np.log(3.0) - h)
+    ) / (2 * h)
+    assert g_le == pytest.approx(fd_le, rel=1e-5)
+    assert g_lc == pytest.approx(fd_lc, rel=1e-5)
+    up, down = p0.copy(), p0.copy()
+    up[0, 1] *= 1 + h
+    down[0, 1] *= 1 - h
+    fd_mtt = (
+        numpy_loss(up, np.log(0.8), np.log(3.0)) - numpy_loss(down, np.log(0.8), np.log(3.0))
+    ) / (2 * h * p0[0, 1])
+    assert g_p[0, 1] == pytest.approx(fd_mtt, rel=1e-5)
