@@ -4,9 +4,9 @@ This is what validation rules look at and what the canonical frame is built from
 Defaults follow NONMEM: without ``EVID``, a record with ``AMT > 0`` is a dose, one with
 ``MDV = 1`` is an "other" event and the rest are observations; without ``MDV``, it is 0
 on observations and 1 elsewhere; missing ``RATE``, ``II``, ``ADDL``, ``SS`` mean 0;
-without ``CMT``, doses go to compartment 1 and observations to compartment 0, NONMEM's
-"default observation compartment" of the model; without ``DVID``, observations are
-``conc``.
+without ``CMT``, doses go to compartment 1 and all other records to compartment 0,
+NONMEM's "default observation compartment" of the model; without ``DVID``, observations
+are ``conc``.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRe
     if "DVID" in values.columns:
         dvid = np.array([None if v is None else dvid_name(v) for v in values["DVID"]], object)
     else:
-        dvid = np.full(n, DEFAULT_DVID, dtype=object)
+        dvid = np.full(n, None, dtype=object)
+        dvid[evid == Evid.OBSERVATION] = DEFAULT_DVID
     known = frozenset(AGONISTS) | frozenset(a.strip().lower() for a in extra_agonists)
     agonist = np.full(n, None, dtype=object)
     if "AGONIST" in values.columns:

@@ -1,0 +1,86 @@
+"""Bundled datasets: counts from the data README, rxode2 codes mapped to NONMEM."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tpopk.data import EventDataError, EventTable
+from tpopk.datasets import (
+    CATALOGUE,
+    infusions_from_start_stop,
+    load_theophylline,
+    load_wbc_sim,
+)
+
+
+def bundled(name: str) -> pd.DataFrame:
+    with files("tpopk.datasets").joinpath(name).open("r", encoding="utf-8") as stream:
+        return pd.read_csv(stream)
+
+
+def test_theophylline_counts_codes_and_units() -> None:
+    events = load_theophylline()
+    raw = bundled("theo_sd.csv")
+    assert len(events.subjects) == 12
+    assert len(events.observations) == 132
+    doses = events.doses
+    assert len(doses) == 12
+    assert set(doses["EVID"]) == {1}
+    assert set(doses["CMT"]) == {1}
+    assert set(events.observations["CMT"]) == {2}
+    np.testing.assert_allclose(doses["AMT"], raw.loc[raw["EVID"] == 101, "AMT"])
+    assert (events.frame["TIME"].min(), events.frame["TIME"].max()) == (0.0, 24.65)
+    assert (events.units["AMT"], events.units["conc"], events.units["TIME"]) == ("mg", "mg/L", "h")
+    np.testing.assert_allclose(events.covariates["WT"], raw.groupby("ID")["WT"].first())
+
+
+def test_wbc_sim_pairs_become_one_infusion_each() -> None:
+    events = load_wbc_sim()
+    raw = bundled("wbcSim.csv")
+    infusion = raw[raw["EVID"] == 10101]
+    starts, stops = infusion[infusion["RATE"] > 0], infusion[infusion["RATE"] < 0]
+    assert (len(infusion), len(starts)) == (104, 52)
+    np.testing.assert_array_equal(stops["RATE"].to_numpy(), -starts["RATE"].to_numpy())
+    doses = events.doses
+    assert len(doses) == 52
+    assert len(events.subjects) == 45
+    assert len(events.observations) == 176
+    assert set(events.observations["DVID"]) == {"wbc"}
+    assert set(events.observations["CMT"]) == {3}
+    duration = stops["TIME"].to_numpy() - starts["TIME"].to_numpy()
+    np.testing.assert_allclose(doses["DURATION"], duration, rtol=1e-12)
+    np.testing.assert_allclose(doses["RATE"], starts["RATE"])
+    np.testing.assert_allclose(doses["AMT"], starts["RATE"].to_numpy() * duration, rtol=1e-12)
+    assert doses["AMT"].iloc[0] == pytest.approx(410.0, abs=1e-6)  # 137 µmol/h for 2.993 h
+    assert (events.units["AMT"], events.units["wbc"], events.units["CLI"]) == (
+        "µmol",
+        "10^9/L",
+        "L/h",
+    )
+    first = raw.groupby("ID")[["CLI", "V1I", "V2I"]].first()
+    pd.testing.assert_frame_equal(
+        events.covariates[["CLI", "V1I", "V2I"]], first.astype(float), check_names=False
+    )
+
+
+def test_unpaired_infusion_is_refused() -> None:
+    raw = bundled("wbcSim.csv")
+    first_stop = raw.index[(raw["EVID"] == 10101) & (raw["RATE"] < 0)][0]
+    with pytest.raises(EventDataError, match="unpaired-infusion") as caught:
+        infusions_from_start_stop(raw.drop(index=first_stop - 2), 10101)
+    assert caught.value.violations[0].rule == "unpaired-infusion"
+
+
+def test_catalogue_lists_every_loader_and_provenance_is_bundled() -> None:
+    assert list(CATALOGUE.items()) == [
+        ("theophylline", load_theophylline),
+        ("wbc_sim", load_wbc_sim),
+    ]
+    assert all(isinstance(load(), EventTable) for load in CATALOGUE.values())
+    provenance = files("tpopk.datasets").joinpath("PROVENANCE.md").read_text(encoding="utf-8")
+    for needle in ("theo_sd.csv", "wbcSim.csv", "GPL", "nlmixr2data", "EVID 10101"):
+        assert needle in provenance
