@@ -26,6 +26,6 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def theophylline_fit():  # type: ignore[no-untyped-def]
     from tpopk.datasets import load_theophylline
-    from tpopk.fit import fit
+    from tpopk.inference import fit
 
     return fit(MODELS / "generic" / "oral_1cmt.toml", load_theophylline(), **SAMPLER)

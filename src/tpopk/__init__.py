@@ -1,12 +1,29 @@
-"""tpopk: Bayesian PK/PD of thrombopoietin-receptor agonists with PyMC and ArviZ."""
+"""tpopk: Bayesian PK/PD of thrombopoietin-receptor agonists with PyMC and ArviZ.
+
+The public API: :func:`fit` a model card to event data, getting a :class:`Fit` (an ArviZ
+DataTree with its card and data) that can be saved, reloaded and summarised.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from tpopk.errors import TpopkError, TpopkWarning
+
+if TYPE_CHECKING:
+    from tpopk.inference import Fit, fit
 
 try:
     __version__ = version("tpopk")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["TpopkError", "TpopkWarning", "__version__"]
+__all__ = ["Fit", "TpopkError", "TpopkWarning", "__version__", "fit"]
+
+
+def __getattr__(name: str) -> Any:
+    # PyMC takes seconds to import: load it on first use, not for `tpopk validate`.
+    if name in ("Fit", "fit"):
+        from tpopk import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'tpopk' has no attribute {name!r}")

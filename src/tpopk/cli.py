@@ -19,7 +19,7 @@ from tpopk import __version__
 from tpopk.errors import TpopkError
 
 if TYPE_CHECKING:
-    from tpopk.fit import Fit
+    from tpopk.inference import Fit
 
 # Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage).
 EXIT_INVALID = 2
@@ -38,7 +38,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from tpopk.fit import fit
+    from tpopk.inference import fit
 
     result = fit(
         args.model,
@@ -82,7 +82,7 @@ def summary_json(fit: Fit) -> dict[str, Any]:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from tpopk.fit import Fit
+    from tpopk.inference import Fit
 
     result = Fit.load(args.fit)
     if args.json:

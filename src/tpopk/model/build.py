@@ -9,6 +9,10 @@ types can be put back in data order). Individual predictions are kept as
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -16,9 +20,11 @@ from numpy.typing import NDArray
 from pytensor.tensor import TensorVariable
 
 from tpopk.data import EventTable, SubjectArrays
-from tpopk.model.card import CardError, ModelCard
-from tpopk.model.likelihood import observe
+from tpopk.model.card import CardError, ModelCard, drug_effect_parameters
+from tpopk.model.likelihood import likelihood
 from tpopk.model.parameters import individual_parameters
+from tpopk.pd import PD_MODELS, SolverGrid, observe, solve
+from tpopk.pd.drug_effect import DRUG_EFFECTS
 from tpopk.pk import PK_MODELS, concentration
 
 # Mass of one unit in mg, and volume of one unit in L: enough to put a dose/volume
@@ -49,10 +55,16 @@ def _check_dvids(card: ModelCard, arrays: SubjectArrays) -> list[str]:
             f"card '{card.name}' has no residual error model for observation type(s) "
             f"{missing} present in the data (add [residual.{missing[0]}])"
         )
-    if unsupported := [d for d in dvids if d != "conc" and card.structure.pd is None]:
+    responses = [d for d in dvids if d != "conc"]
+    if responses and card.structure.pd is None:
         raise CardError(
-            f"card '{card.name}' is a PK model but the data hold {sorted(set(unsupported))} "
+            f"card '{card.name}' is a PK model but the data hold {responses} "
             "observations; select a PD structure or drop those records"
+        )
+    if responses and responses != [card.structure.response]:
+        raise CardError(
+            f"card '{card.name}' models the response '{card.structure.response}' but the data "
+            f"hold {responses} observations"
         )
     return dvids
 
@@ -81,8 +93,9 @@ def predict_concentration(
     individual: dict[str, TensorVariable],
     subject: NDArray[np.int64],
     time: NDArray[np.float64],
+    unit: str,
 ) -> TensorVariable:
-    """Concentration (in the data's ``conc`` unit) of subjects ``subject`` at ``time``."""
+    """Concentration in ``unit`` of subjects ``subject`` at ``time`` (same shape)."""
     arrays = events.subject_arrays()
     pk_model = PK_MODELS[card.structure.pk]
     wrong_cmt = arrays.dose_mask & (arrays.dose_cmt != pk_model.dose_cmt)
@@ -94,21 +107,88 @@ def predict_concentration(
             f"{sorted(set(arrays.dose_cmt[wrong_cmt].tolist()))}"
         )
     amounts = _dose_amounts(card, events, arrays)
+    pk_names = set(pk_model.parameter_names)
     params = {
-        name: value[subject] if value.ndim == 1 else value for name, value in individual.items()
+        name: value[subject] if value.ndim == 1 else value
+        for name, value in individual.items()
+        if name in pk_names
+    }
+    dose = {
+        name: pt.as_tensor(values[subject])
+        for name, values in {
+            "time": arrays.dose_time,
+            "amt": amounts,
+            "rate": arrays.dose_rate,
+            "ss": arrays.dose_ss,
+            "ii": arrays.dose_ii,
+        }.items()
     }
     amount = concentration(
         pk_model,
         params,
-        arrays.dose_time[subject],
-        amounts[subject],
-        arrays.dose_rate[subject],
-        arrays.dose_ss[subject],
-        arrays.dose_ii[subject],
-        time,
+        dose["time"],
+        dose["amt"],
+        dose["rate"],
+        dose["ss"],
+        dose["ii"],
+        pt.as_tensor(time),
         xp=pt,
     )
-    return amount * concentration_factor(card.units.dose, events.units["conc"])
+    return amount * concentration_factor(card.units.dose, unit)
+
+
+def predict_response(
+    card: ModelCard,
+    events: EventTable,
+    individual: dict[str, TensorVariable],
+    positions: NDArray[np.int64],
+) -> TensorVariable:
+    """PD response (e.g. platelets) at the flat observations ``positions``.
+
+    The concentration is evaluated in closed form at the solver's stage times, turned
+    into the drive by the drug-effect model, and the thrombopoiesis ODE is integrated
+    for all subjects at once (:func:`tpopk.pd.solve`).
+    """
+    assert card.structure.pd is not None
+    assert card.structure.drug_effect is not None
+    arrays = events.subject_arrays()
+    pd_model = PD_MODELS[card.structure.pd]
+    n_subjects = len(arrays.subject_ids)
+    infusion_end = np.where(
+        arrays.dose_duration > 0, arrays.dose_time + arrays.dose_duration, np.nan
+    )
+    breakpoints = np.concatenate(
+        [np.where(arrays.dose_mask, arrays.dose_time, np.nan), infusion_end], axis=1
+    )
+    grid = SolverGrid.build(
+        arrays.obs_subject[positions],
+        arrays.obs_time[positions],
+        n_subjects,
+        breakpoints=breakpoints,
+    )
+    conc = predict_concentration(
+        card,
+        events,
+        individual,
+        np.arange(n_subjects)[:, None],
+        grid.stage_times,
+        card.units.concentration,
+    )
+    effect = cast(Callable[..., TensorVariable], DRUG_EFFECTS[card.structure.drug_effect])
+    effect_parameters = {
+        name: individual[name][:, None] if individual[name].ndim == 1 else individual[name]
+        for name in drug_effect_parameters(effect)
+    }
+    options: dict[str, object] = {"direction": card.structure.direction}
+    if "xp" in inspect.signature(effect).parameters:
+        options["xp"] = pt
+    drive = effect(conc, **effect_parameters, **options)
+    columns = []
+    for spec in pd_model.parameters:
+        value = individual[spec.name] if spec.name in individual else pt.as_tensor(spec.default)
+        columns.append(pt.broadcast_to(value, (n_subjects,)))
+    states = solve(pd_model, pt.stack(columns, axis=1), drive, grid)
+    return observe(pd_model, states, grid)
 
 
 def build_model(card: ModelCard, events: EventTable) -> pm.Model:
@@ -136,9 +216,17 @@ def build_model(card: ModelCard, events: EventTable) -> pm.Model:
         individual = individual_parameters(card.parameters, events.covariates, card.iiv_block)
         for dvid in dvids:
             idx = positions[dvid]
-            prediction = predict_concentration(
-                card, events, individual, arrays.obs_subject[idx], arrays.obs_time[idx]
-            )
+            if dvid == "conc":
+                prediction = predict_concentration(
+                    card,
+                    events,
+                    individual,
+                    arrays.obs_subject[idx],
+                    arrays.obs_time[idx],
+                    events.units["conc"],
+                )
+            else:
+                prediction = predict_response(card, events, individual, idx)
             # Keeps the likelihood finite where a prediction is exactly zero (before the
             # first dose); the value is far below any assay's LLOQ.
             prediction = (
@@ -151,7 +239,7 @@ def build_model(card: ModelCard, events: EventTable) -> pm.Model:
                 else prediction
             )
             pm.Deterministic(f"ipred_{dvid}", prediction, dims=f"obs_{dvid}")
-            observe(
+            likelihood(
                 card.residual[dvid],
                 dvid,
                 prediction,

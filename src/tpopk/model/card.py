@@ -27,10 +27,11 @@ parameter name fails when the card is loaded, not when the model is sampled.
 
 from __future__ import annotations
 
+import inspect
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -41,13 +42,48 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pymc_extras.prior import Prior
+from pymc_extras.prior import Prior, UnsupportedDistributionError
 
 from tpopk.errors import TpopkError
 
 
 class CardError(TpopkError):
     """A model card that cannot be read or does not describe a valid model."""
+
+
+def structural_parameters(structure: Structure) -> list[tuple[str, str | None, float | None]]:
+    """``(name, unit, default)`` of every parameter the selected structures declare.
+
+    Units of drug-effect parameters depend on the concentration unit and are not
+    checked (``None``). Raises ``ValueError`` for unknown structure names.
+    """
+    from tpopk.pd import PD_MODELS
+    from tpopk.pd.drug_effect import DRUG_EFFECTS
+    from tpopk.pk import PK_MODELS
+
+    def lookup[T](registry: Mapping[str, T], key: str, what: str) -> T:
+        if key not in registry:
+            raise ValueError(f"'{key}' is not a known {what}; expected one of {sorted(registry)}")
+        return registry[key]
+
+    pk = lookup(PK_MODELS, structure.pk, "PK model")
+    found: list[tuple[str, str | None, float | None]]
+    found = [(p.name, p.unit, p.default) for p in pk.parameters]
+    if structure.pd is not None and structure.drug_effect is not None:
+        pd = lookup(PD_MODELS, structure.pd, "PD model")
+        found += [(p.name, p.unit, p.default) for p in pd.parameters]
+        effect = lookup(DRUG_EFFECTS, structure.drug_effect, "drug effect")
+        found += [(name, None, None) for name in drug_effect_parameters(effect)]
+    names = [name for name, _, _ in found]
+    if clash := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"the PK, PD and drug-effect structures share parameter names {clash}")
+    return found
+
+
+def drug_effect_parameters(effect: object) -> tuple[str, ...]:
+    """Parameters of a drug-effect function: its arguments after ``conc``, before options."""
+    names = list(inspect.signature(cast(Callable[..., Any], effect)).parameters)
+    return tuple(n for n in names[1:] if n not in ("direction", "xp"))
 
 
 def _to_prior(value: Any) -> Prior:
@@ -57,8 +93,11 @@ def _to_prior(value: Any) -> Prior:
     if not isinstance(value, Mapping) or "dist" not in value:
         raise ValueError("a prior is a table with 'dist' (a PyMC distribution) and its parameters")
     parameters = {k: v for k, v in value.items() if k != "dist"}
-    # Prior raises on unknown distributions and on parameters the distribution lacks.
-    return Prior(str(value["dist"]), **parameters)
+    try:
+        return Prior(str(value["dist"]), **parameters)
+    except (ValueError, TypeError, UnsupportedDistributionError) as err:
+        # unknown distribution, or parameters the distribution lacks
+        raise ValueError(str(err)) from None
 
 
 def _from_prior(prior: Prior) -> dict[str, Any]:
@@ -105,22 +144,30 @@ class CovariateEffect(_Frozen):
 
 
 class ParameterSpec(_Frozen):
-    """One structural parameter: typical-value prior (or fixed value), IIV, covariates."""
+    """One structural parameter: estimated, fixed, or read per subject from the data.
+
+    Exactly one of ``prior`` (estimated), ``value`` (fixed) or ``from_covariate`` (a data
+    column, e.g. post hoc PK parameters in a sequential PK/PD analysis).
+    """
 
     unit: str
     prior: PriorField | None = None
     value: float | None = None
+    from_covariate: str | None = None
     iiv: PriorField | None = None
     covariates: tuple[CovariateEffect, ...] = ()
     source: str = Field(min_length=1)
-    pooling: Literal["shared", "partial", "agonist"] = "shared"
 
     @model_validator(mode="after")
-    def _prior_or_value(self) -> ParameterSpec:
-        if (self.prior is None) == (self.value is None):
-            raise ValueError("give exactly one of 'prior' (estimated) or 'value' (fixed)")
-        if self.value is not None and (self.iiv is not None or self.covariates):
-            raise ValueError("a fixed 'value' cannot carry IIV or covariate effects")
+    def _one_origin(self) -> ParameterSpec:
+        origins = [k for k in ("prior", "value", "from_covariate") if getattr(self, k) is not None]
+        if len(origins) != 1:
+            raise ValueError(
+                "give exactly one of 'prior' (estimated), 'value' (fixed) or "
+                f"'from_covariate' (a data column); got {origins or 'none'}"
+            )
+        if self.prior is None and (self.iiv is not None or self.covariates):
+            raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
         return self
 
 
@@ -150,10 +197,25 @@ class ResidualSpec(_Frozen):
 
 
 class Structure(_Frozen):
-    """Which structural PK (and optionally PD) model the card selects."""
+    """Which structural PK model, and optionally PD model and drug effect, the card selects.
+
+    ``pk`` names a :data:`tpopk.pk.PK_MODELS` entry, ``pd`` a :data:`tpopk.pd.PD_MODELS`
+    entry and ``drug_effect`` a :data:`tpopk.pd.drug_effect.DRUG_EFFECTS` entry, which
+    turns the concentration into the multiplier of the rate the drug acts on
+    (``stimulate`` for agonists: ``1 + E(C)``; ``inhibit``: ``1 - E(C)``).
+    """
 
     pk: str
     pd: str | None = None
+    drug_effect: str | None = None
+    direction: Literal["stimulate", "inhibit"] = "stimulate"
+    response: str = "plt"
+
+    @model_validator(mode="after")
+    def _pd_needs_drug_effect(self) -> Structure:
+        if (self.pd is None) != (self.drug_effect is None):
+            raise ValueError("'pd' and 'drug_effect' go together: give both or neither")
+        return self
 
 
 class Units(_Frozen):
@@ -190,30 +252,23 @@ class ModelCard(_Frozen):
 
     @model_validator(mode="after")
     def _structure_matches_parameters(self) -> ModelCard:
-        from tpopk.pk import PK_MODELS
-
-        pk = PK_MODELS.get(self.structure.pk)
-        if pk is None:
-            raise ValueError(
-                f"structure.pk = '{self.structure.pk}' is not a known PK model; "
-                f"expected one of {sorted(PK_MODELS)}"
-            )
+        components = structural_parameters(self.structure)
         declared = set(self.parameters)
-        expected = {p.name for p in pk.parameters}
-        required = {p.name for p in pk.parameters if p.default is None}
+        expected = {name for name, _, _ in components}
+        required = {name for name, _, default in components if default is None}
         if missing := required - declared:
-            raise ValueError(f"PK model '{pk.name}' needs parameters {sorted(missing)}")
+            raise ValueError(f"the structure needs parameters {sorted(missing)}")
         if unknown := declared - expected:
             raise ValueError(
-                f"parameters {sorted(unknown)} are not parameters of PK model '{pk.name}' "
+                f"parameters {sorted(unknown)} are not parameters of the structure "
                 f"(which has {sorted(expected)})"
             )
-        for spec in pk.parameters:
-            card_spec = self.parameters.get(spec.name)
-            if card_spec is not None and card_spec.unit != spec.unit:
+        for name, unit, _ in components:
+            card_spec = self.parameters.get(name)
+            if card_spec is not None and unit is not None and card_spec.unit != unit:
                 raise ValueError(
-                    f"parameter '{spec.name}' has unit '{card_spec.unit}'; "
-                    f"PK model '{pk.name}' expects '{spec.unit}'"
+                    f"parameter '{name}' has unit '{card_spec.unit}'; "
+                    f"the structure expects '{unit}'"
                 )
         if self.iiv_block is not None:
             for name in self.iiv_block.parameters:

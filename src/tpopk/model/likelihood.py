@@ -33,7 +33,7 @@ def residual_sd(spec: ResidualSpec, dvid: str, prediction: TensorVariable) -> Te
     return pt.sqrt(variance)
 
 
-def observe(
+def likelihood(
     spec: ResidualSpec,
     dvid: str,
     prediction: TensorVariable,

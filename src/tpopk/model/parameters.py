@@ -30,19 +30,34 @@ def _coefficient(name: str, effect: CovariateEffect, dims: str | None = None) ->
     ).create_variable(name)
 
 
+def _covariate_values(parameter: str, column: str, covariates: pd.DataFrame) -> np.ndarray:
+    if column not in covariates.columns:
+        raise CardError(
+            f"parameters.{parameter}: covariate '{column}' is not in the data "
+            f"(subject covariates: {sorted(covariates.columns)})"
+        )
+    x = pd.to_numeric(covariates[column], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(x).any():
+        missing = covariates.index[np.isnan(x)].tolist()[:5]
+        raise CardError(
+            f"parameters.{parameter}: covariate '{column}' must be numeric for every "
+            f"subject; subjects {missing} have none"
+        )
+    return x
+
+
 def covariate_log_effect(
     parameter: str, effect: CovariateEffect, covariates: pd.DataFrame
 ) -> TensorVariable:
     """Log of the multiplicative covariate effect on ``parameter``, one value per subject."""
-    if effect.covariate not in covariates.columns:
-        raise CardError(
-            f"parameters.{parameter}: covariate '{effect.covariate}' is not in the data "
-            f"(subject covariates: {sorted(covariates.columns)})"
-        )
-    column = covariates[effect.covariate]
     name = f"beta_{parameter}_{effect.covariate}"
     if effect.effect == "categorical":
-        values = column.astype(str).to_numpy()
+        if effect.covariate not in covariates.columns:
+            raise CardError(
+                f"parameters.{parameter}: covariate '{effect.covariate}' is not in the data "
+                f"(subject covariates: {sorted(covariates.columns)})"
+            )
+        values = covariates[effect.covariate].astype(str).to_numpy()
         unknown = set(values) - {str(effect.reference), *effect.levels}
         if unknown:
             raise CardError(
@@ -58,12 +73,7 @@ def covariate_log_effect(
         indicator = np.stack([values == level for level in effect.levels], axis=1)
         return pt.dot(pt.as_tensor(indicator.astype(float)), beta)
 
-    x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-    if np.isnan(x).any():
-        raise CardError(
-            f"parameters.{parameter}: covariate '{effect.covariate}' must be numeric and "
-            f"present for every subject"
-        )
+    x = _covariate_values(parameter, effect.covariate, covariates)
     reference = float(effect.reference)
     beta = _coefficient(name, effect)
     if effect.effect == "power":
@@ -95,6 +105,9 @@ def individual_parameters(
     for name, spec in specs.items():
         if spec.value is not None:
             values[name] = pt.as_tensor(spec.value)
+            continue
+        if spec.from_covariate is not None:
+            values[name] = pt.as_tensor(_covariate_values(name, spec.from_covariate, covariates))
             continue
         assert spec.prior is not None  # guaranteed by ParameterSpec validation
         pop = spec.prior.create_variable(f"pop_{name}")

@@ -25,7 +25,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from tpopk import __version__
+import tpopk
 from tpopk.data import EventTable, read_events
 from tpopk.errors import TpopkError
 from tpopk.model import ModelCard, build_model, load_card
@@ -146,7 +146,7 @@ class Fit:
         tree = self.tree.copy()
         tree["events"] = xr.DataTree(_events_dataset(self.events))
         tree.attrs |= {
-            "tpopk_version": __version__,
+            "tpopk_version": tpopk.__version__,
             "tpopk_fit_format": FIT_FORMAT,
             "tpopk_card": json.dumps(self.card.to_toml_dict()),
             "tpopk_hash": _content_hash(self.card, self.events),
@@ -188,7 +188,8 @@ class Fit:
         if int(attrs["tpopk_fit_format"]) != FIT_FORMAT:
             raise FitFileError(
                 f"'{path}' has fit format {attrs['tpopk_fit_format']} (tpopk "
-                f"{attrs.get('tpopk_version')}); this tpopk {__version__} reads format {FIT_FORMAT}"
+                f"{attrs.get('tpopk_version')}); this tpopk {tpopk.__version__} reads "
+                f"format {FIT_FORMAT}"
             )
         card = load_card(json.loads(str(attrs["tpopk_card"])))
         events = _events_from_dataset(tree["events"].to_dataset())

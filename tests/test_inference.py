@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from tpopk.cli import main
-from tpopk.fit import Fit, FitFileError
+from tpopk.inference import Fit, FitFileError
 
 pytestmark = pytest.mark.xdist_group("fits")
 
