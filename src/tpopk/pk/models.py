@@ -1,0 +1,124 @@
+"""The PK model registry: which closed form a model card names, and its parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["PK_MODELS", "Absorption", "PKModel", "ParameterSpec"]
+
+Absorption = Literal["iv", "first_order", "dual", "transit"]
+"""How a dose reaches the central compartment."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One structural PK parameter.
+
+    Attributes
+    ----------
+    name : str
+        Key in the ``params`` mapping passed to :func:`tpopk.pk.concentration`.
+    unit : str
+        Unit the closed forms assume (time in h, volume in L, amount as dosed).
+    description : str
+        What it is, in the field's words.
+    default : float or None
+        Value used when the caller omits the parameter; ``None`` means required.
+    """
+
+    name: str
+    unit: str
+    description: str
+    default: float | None = None
+
+
+@dataclass(frozen=True)
+class PKModel:
+    """A linear compartmental PK model with a closed-form solution.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, as written in model cards (e.g. ``"oral_2cmt"``).
+    n_compartments : int
+        Disposition compartments (1-3), elimination from the central one.
+    absorption : {"iv", "first_order", "dual", "transit"}
+        Route of the dose to the central compartment.
+    parameters : tuple of ParameterSpec
+        Parameters in a stable order.
+    dose_cmt : int
+        NONMEM ``CMT`` that receives doses: 1 (depot) for extravascular models,
+        1 (central) for IV models.
+    obs_cmt : int
+        NONMEM ``CMT`` of the central compartment (2 for extravascular models, 1 for IV).
+    """
+
+    name: str
+    n_compartments: int
+    absorption: Absorption
+    parameters: tuple[ParameterSpec, ...]
+    dose_cmt: int
+    obs_cmt: int
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of :attr:`parameters`, in order."""
+        return tuple(spec.name for spec in self.parameters)
+
+
+_DISPOSITION = (
+    ParameterSpec("cl", "L/h", "clearance from the central compartment (apparent, CL/F, if oral)"),
+    ParameterSpec("v", "L", "central volume of distribution"),
+    ParameterSpec("q", "L/h", "intercompartmental clearance, central-first peripheral"),
+    ParameterSpec("v2", "L", "volume of the first peripheral compartment"),
+    ParameterSpec("q3", "L/h", "intercompartmental clearance, central-second peripheral"),
+    ParameterSpec("v3", "L", "volume of the second peripheral compartment"),
+)
+_BIOAVAILABILITY = (
+    ParameterSpec("f", "-", "bioavailable fraction of each dose", default=1.0),
+    ParameterSpec("tlag", "h", "absorption lag time (ALAG)", default=0.0),
+)
+_ABSORPTION: dict[Absorption, tuple[ParameterSpec, ...]] = {
+    "iv": (),
+    "first_order": (ParameterSpec("ka", "1/h", "first-order absorption rate constant"),),
+    "dual": (
+        ParameterSpec("ka1", "1/h", "absorption rate constant from the lag until mtime"),
+        ParameterSpec("ka2", "1/h", "absorption rate constant after mtime"),
+        ParameterSpec("mtime", "h", "time after the dose at which ka1 switches to ka2"),
+    ),
+    "transit": (
+        ParameterSpec("ka", "1/h", "rate constant from the absorption compartment"),
+        ParameterSpec("mtt", "h", "mean transit time, ktr = (n_transit + 1) / mtt"),
+        ParameterSpec("n_transit", "-", "number of transit compartments (an integer, fixed)"),
+    ),
+}
+_PREFIX: dict[Absorption, str] = {
+    "iv": "iv",
+    "first_order": "oral",
+    "dual": "oral_dual",
+    "transit": "transit",
+}
+
+
+def _build_registry() -> dict[str, PKModel]:
+    registry = {}
+    for absorption, prefix in _PREFIX.items():
+        for n_compartments in (1, 2, 3):
+            name = f"{prefix}_{n_compartments}cmt"
+            central = 1 if absorption == "iv" else 2
+            registry[name] = PKModel(
+                name=name,
+                n_compartments=n_compartments,
+                absorption=absorption,
+                parameters=(
+                    _ABSORPTION[absorption] + _DISPOSITION[: 2 * n_compartments] + _BIOAVAILABILITY
+                ),
+                dose_cmt=1,
+                obs_cmt=central,
+            )
+    return registry
+
+
+PK_MODELS: dict[str, PKModel] = _build_registry()
+"""Every closed-form model, keyed by the name a model card uses (``iv_1cmt`` ...)."""
