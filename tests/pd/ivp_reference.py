@@ -99,3 +99,31 @@ def solve_reference(
         found.update({float(t): sol.y[:, i] for i, t in enumerate(sol.t)})
         y = sol.y[:, -1]
     return np.array([found[float(t)] for t in t_obs])
+
+
+def endogenous_tpo_rhs(n: int, circ0, mtt, tplt, tpo0, ec50, ktpo, frac, pool) -> Callable:
+    """TPO produced at a constant rate, cleared non-specifically and by platelet/MK mass."""
+    ktr = (n + 1) / mtt
+    q = 1 - pool
+    base = circ0 / tplt / (q * ktr)
+    mass0 = circ0 / q + (n + 1) * base
+    occ0 = (tpo0 / ec50) / (1 + tpo0 / ec50)
+
+    def f(y: Array, m: float) -> Array:
+        tpo, mk, circ = y[0], y[1 : n + 2], y[n + 2]
+        mass = circ / q + mk.sum()
+        signal = tpo / ec50 + (m - 1)
+        occupancy = signal / (1 + signal)
+        return np.r_[
+            ktpo * tpo0 - (1 - frac) * ktpo * tpo - frac * ktpo * tpo * mass / mass0,
+            ktr * mk[0] * occupancy / occ0 - ktr * mk[0],
+            ktr * (mk[:-1] - mk[1:]),
+            q * ktr * mk[-1] - circ / tplt,
+        ]
+
+    return f
+
+
+def endogenous_tpo_y0(n: int, circ0, mtt, tplt, tpo0, ec50, ktpo, frac, pool) -> Array:
+    base = circ0 / tplt / ((1 - pool) * (n + 1) / mtt)
+    return np.r_[tpo0, np.full(n + 1, base), circ0]

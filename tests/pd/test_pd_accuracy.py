@@ -6,6 +6,8 @@ import pytest
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, friberg, observe, simulate
 
 from .ivp_reference import (
+    endogenous_tpo_rhs,
+    endogenous_tpo_y0,
     friberg_rhs,
     friberg_y0,
     indirect_rhs,
@@ -127,6 +129,37 @@ def test_lifespan_matches_solve_ivp(schedule):
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
 
+# Healthy-like platelets and TPO (1.4 pM, Shimizu 2021), a third of platelets pooled.
+TPO_PARAMS = (200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 1.0 / 3.0)
+
+
+@pytest.mark.parametrize("schedule", ["daily", "weekly"])
+def test_endogenous_tpo_matches_solve_ivp_and_feedback_emerges(schedule):
+    dose_time, t_obs, pk = (
+        (DAILY, T_DAILY, ORAL_PK) if schedule == "daily" else (WEEKLY, T_WEEKLY, SC_PK)
+    )
+    model = PD_MODELS["endogenous_tpo"]
+    effect = lambda c: drug_effect.linear(c, 1.0 / 8.0)  # noqa: E731  (agonist EC50 8 mg/L)
+    grid = SolverGrid.build(np.zeros(t_obs.size, int), t_obs, 1, breakpoints=dose_time[None])
+    states = simulate(
+        model, [TPO_PARAMS], effect(oral_1cmt(grid.stage_times, dose_time, *pk)), grid
+    )
+    got = states.reshape(-1, model.n_states)[grid.obs_index]
+    ref = solve_reference(
+        endogenous_tpo_rhs(3, *TPO_PARAMS),
+        endogenous_tpo_y0(3, *TPO_PARAMS),
+        lambda t: effect(oral_1cmt(t, dose_time, *pk)),
+        t_obs,
+        dose_time,
+    )
+    np.testing.assert_allclose(got[:, [0, -1]], ref[:, [0, -1]], rtol=1e-3)
+    np.testing.assert_allclose(observe(model, states, grid), ref[:, -1], rtol=1e-3)
+    # The feedback is a consequence: more platelets clear more TPO, which falls below baseline.
+    peak = np.argmax(ref[:, -1])
+    assert ref[peak, -1] > 1.3 * TPO_PARAMS[0]
+    assert ref[peak, 0] < 0.9 * TPO_PARAMS[3]
+
+
 @pytest.mark.parametrize("name", PD_MODELS)
 def test_steady_state_is_kept_without_drug(name):
     model = PD_MODELS[name]
@@ -134,6 +167,7 @@ def test_steady_state_is_kept_without_drug(name):
         "friberg": (200.0, 150.0, 0.2, 2.0),
         "friberg_4": (20.0, 170.0, 0.1, 5.0),
         "lifespan": (250.0, 142.0, 253.0),
+        "endogenous_tpo": TPO_PARAMS,
     }.get(name, (150.0, 0.01))
     grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
     states = simulate(model, [params], np.ones((1, grid.stage_times.shape[1])), grid)

@@ -7,7 +7,7 @@ import pytest
 from pytensor.compile.mode import Mode
 
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, simulate, solve
-from tpopk.pd.rk4 import rk4_adjoint
+from tpopk.pd.kernels import rk4_adjoint
 
 from .ivp_reference import oral_1cmt
 
@@ -17,6 +17,10 @@ PARAMS = {
     "idr1": [[150.0, 0.01], [80.0, 0.05]],
     "idr2": [[150.0, 0.01], [80.0, 0.05]],
     "lifespan": [[250.0, 142.0, 253.0], [60.0, 100.0, 80.0]],
+    "endogenous_tpo": [
+        [200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 0.33],
+        [30.0, 170.0, 60.0, 0.78, 1.0, 0.05, 0.8, 0.7],
+    ],
 }
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
 

@@ -3,7 +3,7 @@
 Method (chosen on evidence, see ``benchmarks/README.md``): classical fixed-step RK4 on a
 per-subject grid whose nodes include the observation and dose times
 (:class:`tpopk.pd.grid.SolverGrid`), compiled with numba and looping over all subjects in
-one call; gradients by the discrete adjoint of the same RK4 (:mod:`tpopk.pd.rk4`), so the
+one call; gradients by the discrete adjoint of the same RK4 (:mod:`tpopk.pd.kernels`), so the
 gradient is exact for the returned solution. The drug effect enters as a time course on
 the RK4 stage instants, computed in the PyMC graph from closed-form PK, so gradients with
 respect to PK and potency parameters flow through PyTensor's autodiff of that graph and
@@ -15,6 +15,8 @@ under PyTensor's numba backend, which nutpie uses.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +31,13 @@ from pytensor.link.numba.dispatch.basic import (
 )
 
 from tpopk.errors import TpopkError
+from tpopk.pd import kernels
 from tpopk.pd.grid import SolverGrid
-from tpopk.pd.rk4 import rk4_adjoint, rk4_forward
+from tpopk.pd.kernels import rk4_adjoint, rk4_forward
 from tpopk.pd.structures import PDModel
 
 
-class PDSolve(Op):
+class PDSolve(Op):  # type: ignore[misc]
     """States ``[S, K + 1, n_states]`` at the grid nodes from parameters, drive and steps."""
 
     __props__ = ("kernel_id", "config", "n_states")
@@ -73,11 +76,11 @@ class PDSolve(Op):
         params, drive, steps = inputs
         vjp = PDSolveVJP(self.kernel_id, self.config)
         g_params, g_drive = vjp.make_node(params, drive, steps, outputs[0], cotangents[0]).outputs
-        undefined = grad_undefined(self, 2, steps, "the grid is data")  # type: ignore[no-untyped-call]
+        undefined = grad_undefined(self, 2, steps, "the grid is data")
         return [g_params, g_drive, undefined]
 
 
-class PDSolveVJP(Op):
+class PDSolveVJP(Op):  # type: ignore[misc]
     """Cotangents of ``(params, drive)`` for :class:`PDSolve` (discrete RK4 adjoint)."""
 
     __props__ = ("kernel_id", "config")
@@ -111,31 +114,34 @@ class PDSolveVJP(Op):
         return [shapes[0], shapes[1]]
 
 
-def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> Any:
+# PyTensor caches compiled graphs by Op props; salting the key with the kernels' source
+# keeps a cache from an older tpopk (or an edited kernel) from being reused.
+_KERNEL_SALT = int(hashlib.sha256(Path(kernels.__file__).read_bytes()).hexdigest()[:15], 16)
+
+
+def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> tuple[Any, int]:
     kernel_id, n_states = op.kernel_id, op.n_states
     config = np.asarray(op.config, dtype=np.int64)
 
-    @numba_njit
     def pd_solve(params: Any, drive: Any, steps: Any) -> Any:
         return rk4_forward(kernel_id, config, params, drive, steps, n_states)
 
-    return pd_solve
+    return numba_njit(pd_solve), _KERNEL_SALT
 
 
-def _numba_pd_solve_vjp(op: PDSolveVJP, node: Apply[Any], **kwargs: Any) -> Any:
+def _numba_pd_solve_vjp(op: PDSolveVJP, node: Apply[Any], **kwargs: Any) -> tuple[Any, int]:
     kernel_id = op.kernel_id
     config = np.asarray(op.config, dtype=np.int64)
 
-    @numba_njit
     def pd_solve_vjp(params: Any, drive: Any, steps: Any, states: Any, g_states: Any) -> Any:
         return rk4_adjoint(kernel_id, config, params, drive, steps, states, g_states)
 
-    return pd_solve_vjp
+    return numba_njit(pd_solve_vjp), _KERNEL_SALT
 
 
 # Under PyTensor's numba backend (nutpie) the kernels are called natively, not via perform.
-register_funcify_default_op_cache_key(PDSolve)(_numba_pd_solve)  # type: ignore[no-untyped-call]
-register_funcify_default_op_cache_key(PDSolveVJP)(_numba_pd_solve_vjp)  # type: ignore[no-untyped-call]
+register_funcify_default_op_cache_key(PDSolve)(_numba_pd_solve)
+register_funcify_default_op_cache_key(PDSolveVJP)(_numba_pd_solve_vjp)
 
 
 def _check_shapes(model: PDModel, grid: SolverGrid, n_params: int, drive_cols: int) -> None:

@@ -1,51 +1,32 @@
-"""Thrombopoiesis model structures: declared parameters and their equations.
+"""Thrombopoiesis model structures: declared parameters, states and drive.
 
-Each structure is written once, as numba kernels that serve both the PyMC graph (through
-:mod:`tpopk.pd.solve`) and NumPy simulation. A structure provides four kernels, dispatched
-on an integer id inside the compiled integrator so that everything caches on disk
-(numba does not cache functions that receive other jitted functions as arguments):
-
-``rhs``
-    d(state)/dt given the state, the subject's parameter row and the drive ``m`` (the
-    drug-effect multiplier at that instant).
-``rhs_vjp``
-    the vector-Jacobian product of ``rhs`` with a cotangent ``w``: returns ``w·∂f/∂m``,
-    overwrites ``gy`` with ``w·∂f/∂y`` and adds ``w·∂f/∂p`` to ``gp``.
-``init``
-    the pre-treatment steady state in closed form from the baseline (never integrated to).
-``init_vjp``
-    adds ``g·∂y0/∂p`` to ``gp``.
+A :class:`PDModel` names a structure's parameters (with units), states, structural
+integers and which rate the drug acts on, so a model card can select it by name from
+:data:`PD_MODELS`; its equations are compiled in :mod:`tpopk.pd.kernels`.
 
 The drive multiplies the rate the drug acts on: production for the transit, lifespan and
 indirect-response types I/III, loss for indirect-response types II/IV. Stimulation
 (TPO-RAs) is ``m > 1``, inhibition (cytotoxics) ``m < 1``; see :mod:`tpopk.pd.drug_effect`.
+The endogenous-TPO structure takes ``1 +`` the agonist's receptor signal instead.
 
 Units: time in h, platelets (or the response) in the unit of the baseline parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from tpopk.errors import TpopkError
-
-
-def njit[F: Callable[..., Any]](func: F) -> F:
-    """Compile ``func`` with numba in nopython mode, cached on disk (``NUMBA_CACHE_DIR``)."""
-    return cast(F, numba.njit(cache=True, fastmath=False)(func))
-
-
-# Integer ids used by the compiled integrator to pick a structure's kernels.
-FRIBERG = 0
-INDIRECT_PRODUCTION = 1
-INDIRECT_LOSS = 2
-LIFESPAN = 3
+from tpopk.pd.kernels import (
+    ENDOGENOUS_TPO,
+    FRIBERG,
+    INDIRECT_LOSS,
+    INDIRECT_PRODUCTION,
+    LIFESPAN,
+)
 
 
 @dataclass(frozen=True)
@@ -247,6 +228,68 @@ def lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
     )
 
 
+def endogenous_tpo(n_transit: int = 3) -> PDModel:
+    """Mechanistic thrombopoietin feedback: the platelet mass clears the TPO that drives it.
+
+    TPO is produced at a constant rate and cleared non-specifically and by receptors on the
+    platelet and megakaryocyte mass; receptor occupancy by TPO plus agonist drives precursor
+    proliferation, so the feedback is a consequence of TPO turnover rather than an
+    exponent (physiology: Kaushansky; clearance by platelet mass: Jin & Krzyzanski,
+    AAPS PharmSci 2004;6:E9; TPO and agonist sharing one receptor-occupancy term as in the
+    lusutrombopag QSP of Shimizu et al., CPT:PSP 2021;10:489)::
+
+        mass   = circ/(1 - pool_fraction) + prol + transit_1..n
+        dTPO   = ktpo*tpo0 - ktpo*TPO*((1 - frac_receptor) + frac_receptor*mass/mass0)
+        signal = TPO/ec50_tpo + (m - 1),    occupancy = signal/(1 + signal)
+        dprol  = ktr*prol*(occupancy/occupancy0 - 1)
+        dT_i   = ktr*(T_{i-1} - T_i)
+        dcirc  = (1 - pool_fraction)*ktr*T_n - circ/tplt
+
+    The drive ``m`` is ``1 +`` the agonist's receptor signal in units of its own EC50
+    (``drug_effect.linear(conc, 1/ec50_agonist)``); ``m >= 1``. Baseline-anchored like
+    :func:`friberg`: the steady state is ``circ0`` and ``tpo0`` for every parameter set, and
+    the disease modifiers change kinetics: a short ``tplt`` (ITP destruction), a large
+    ``pool_fraction`` (splenic pooling in liver disease; about 1/3 in health, 0 after
+    splenectomy; Shimizu 2021), a low ``tpo0`` (reduced hepatic TPO production in liver
+    disease; 1.4 pM healthy vs 0.78 pM CLD in Shimizu 2021).
+
+    Parameters
+    ----------
+    n_transit
+        Number of megakaryocyte transit compartments (>= 1).
+
+    Returns
+    -------
+    PDModel
+        The structure, with states ``tpo, prol, transit_1..n, circ``.
+    """
+    if n_transit < 1:
+        raise TpopkError(f"endogenous_tpo: n_transit must be at least 1, got {n_transit}")
+    return PDModel(
+        name="endogenous_tpo" if n_transit == 3 else f"endogenous_tpo_{n_transit}",
+        kernel_id=ENDOGENOUS_TPO,
+        parameters=(
+            PDParameter("circ0", "10^9/L", "baseline circulating platelet count"),
+            PDParameter("mtt", "h", "mean transit time, precursors to circulation"),
+            PDParameter("tplt", "h", "mean platelet lifespan in circulation"),
+            PDParameter("tpo0", "pM", "baseline plasma TPO"),
+            PDParameter("ec50_tpo", "pM", "TPO concentration giving half receptor occupancy"),
+            PDParameter("ktpo", "1/h", "baseline TPO elimination rate constant"),
+            PDParameter(
+                "frac_receptor", "1", "share of baseline TPO clearance by platelet/MK mass"
+            ),
+            PDParameter(
+                "pool_fraction", "1", "share of platelets pooled in the spleen", default=0.0
+            ),
+        ),
+        config=(n_transit,),
+        drive="receptor signal",
+        observed=(n_transit + 2,),
+        description=f"endogenous TPO feedback, {n_transit} megakaryocyte transit compartments",
+        state_names=("tpo", "prol", *(f"transit_{i + 1}" for i in range(n_transit)), "circ"),
+    )
+
+
 PD_MODELS: dict[str, PDModel] = {
     model.name: model
     for model in (
@@ -254,214 +297,6 @@ PD_MODELS: dict[str, PDModel] = {
         friberg(4),
         *(indirect_response(k) for k in (1, 2, 3, 4)),
         lifespan(10, 10),
+        endogenous_tpo(3),
     )
 }
-
-
-# ---------------------------------------------------------------------------------------
-# Kernels. Arguments: cfg (structural ints), p (parameter row), y (state), m (drive).
-# ---------------------------------------------------------------------------------------
-
-
-@njit
-def _feedback_circ(circ: float, circ0: float) -> float:
-    # A trial RK stage may overshoot below zero on a coarse step; the power needs circ > 0.
-    return max(circ, 1e-9 * circ0)
-
-
-@njit
-def _friberg_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
-    n = cfg[0]
-    circ0, mtt, gamma, kel = p[0], p[1], p[2], p[3]
-    ktr = (n + 1) / mtt
-    fb = (circ0 / _feedback_circ(y[n + 1], circ0)) ** gamma
-    dy[0] = ktr * y[0] * (m * fb - 1.0)
-    for i in range(1, n + 1):
-        dy[i] = ktr * (y[i - 1] - y[i])
-    dy[n + 1] = ktr * (y[n] - kel * y[n + 1])
-
-
-@njit
-def _friberg_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
-    n = cfg[0]
-    circ0, mtt, gamma, kel = p[0], p[1], p[2], p[3]
-    ktr = (n + 1) / mtt
-    c = _feedback_circ(y[n + 1], circ0)
-    fb = (circ0 / c) ** gamma
-    prol = y[0]
-    g_ktr = w[0] * prol * (m * fb - 1.0)
-    # ∂/∂fb of dy[0] times w[0], then chained into circ, circ0 and gamma.
-    g_fb = w[0] * ktr * prol * m
-    gy[0] = w[0] * ktr * (m * fb - 1.0)
-    for i in range(1, n + 1):
-        gy[i] = 0.0
-    for i in range(1, n + 1):
-        gy[i - 1] += w[i] * ktr
-        gy[i] -= w[i] * ktr
-        g_ktr += w[i] * (y[i - 1] - y[i])
-    gy[n] += w[n + 1] * ktr
-    gy[n + 1] = -w[n + 1] * ktr * kel
-    if y[n + 1] > 1e-9 * circ0:
-        gy[n + 1] += -g_fb * gamma * fb / c
-    g_ktr += w[n + 1] * (y[n] - kel * y[n + 1])
-    gp[0] += g_fb * gamma * fb / circ0
-    gp[1] += -g_ktr * ktr / mtt
-    gp[2] += g_fb * fb * np.log(circ0 / c)
-    gp[3] += -w[n + 1] * ktr * y[n + 1]
-    return w[0] * ktr * prol * fb  # type: ignore[no-any-return]
-
-
-@njit
-def _friberg_init(cfg: Any, p: Any, y0: Any) -> None:
-    n = cfg[0]
-    for i in range(n + 1):
-        y0[i] = p[3] * p[0]
-    y0[n + 1] = p[0]
-
-
-@njit
-def _friberg_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
-    n = cfg[0]
-    total = 0.0
-    for i in range(n + 1):
-        total += g[i]
-    gp[0] += p[3] * total + g[n + 1]
-    gp[3] += p[0] * total
-
-
-@njit
-def _indirect_rhs(on_production: bool, p: Any, y: Any, m: float, dy: Any) -> None:
-    r0, kout = p[0], p[1]
-    if on_production:
-        dy[0] = kout * (r0 * m - y[0])
-    else:
-        dy[0] = kout * (r0 - m * y[0])
-
-
-@njit
-def _indirect_rhs_vjp(
-    on_production: bool, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any
-) -> float:
-    r0, kout = p[0], p[1]
-    if on_production:
-        gy[0] = -kout * w[0]
-        gp[0] += kout * m * w[0]
-        gp[1] += (r0 * m - y[0]) * w[0]
-        return kout * r0 * w[0]  # type: ignore[no-any-return]
-    gy[0] = -kout * m * w[0]
-    gp[0] += kout * w[0]
-    gp[1] += (r0 - m * y[0]) * w[0]
-    return -kout * y[0] * w[0]  # type: ignore[no-any-return]
-
-
-@njit
-def _lifespan_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
-    n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
-    kp = n_p / tp
-    kl = n_l / tplt
-    dy[0] = plt0 / tplt * m - kp * y[0]
-    for i in range(1, n_p):
-        dy[i] = kp * (y[i - 1] - y[i])
-    dy[n_p] = kp * y[n_p - 1] - kl * y[n_p]
-    for j in range(n_p + 1, n_p + n_l):
-        dy[j] = kl * (y[j - 1] - y[j])
-
-
-@njit
-def _lifespan_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
-    n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
-    kp = n_p / tp
-    kl = n_l / tplt
-    kin = plt0 / tplt
-    g_kp = -w[0] * y[0]
-    g_kl = 0.0
-    for k in range(n_p + n_l):
-        gy[k] = 0.0
-    gy[0] -= w[0] * kp
-    for i in range(1, n_p):
-        gy[i - 1] += w[i] * kp
-        gy[i] -= w[i] * kp
-        g_kp += w[i] * (y[i - 1] - y[i])
-    gy[n_p - 1] += w[n_p] * kp
-    gy[n_p] -= w[n_p] * kl
-    g_kp += w[n_p] * y[n_p - 1]
-    g_kl -= w[n_p] * y[n_p]
-    for j in range(n_p + 1, n_p + n_l):
-        gy[j - 1] += w[j] * kl
-        gy[j] -= w[j] * kl
-        g_kl += w[j] * (y[j - 1] - y[j])
-    g_kin = w[0] * m
-    gp[0] += g_kin / tplt
-    gp[1] += -g_kp * kp / tp
-    gp[2] += -g_kin * kin / tplt - g_kl * kl / tplt
-    return w[0] * kin  # type: ignore[no-any-return]
-
-
-@njit
-def _lifespan_init(cfg: Any, p: Any, y0: Any) -> None:
-    n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
-    for i in range(n_p):
-        y0[i] = plt0 * tp / (tplt * n_p)
-    for j in range(n_p, n_p + n_l):
-        y0[j] = plt0 / n_l
-
-
-@njit
-def _lifespan_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
-    n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
-    g_prec = 0.0
-    for i in range(n_p):
-        g_prec += g[i]
-    g_plt = 0.0
-    for j in range(n_p, n_p + n_l):
-        g_plt += g[j]
-    gp[0] += g_prec * tp / (tplt * n_p) + g_plt / n_l
-    gp[1] += g_prec * plt0 / (tplt * n_p)
-    gp[2] += -g_prec * plt0 * tp / (tplt * tplt * n_p)
-
-
-@njit
-def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
-    """Dispatch to the right-hand side of structure ``kernel_id``."""
-    if kernel_id == FRIBERG:
-        _friberg_rhs(cfg, p, y, m, dy)
-    elif kernel_id == LIFESPAN:
-        _lifespan_rhs(cfg, p, y, m, dy)
-    else:
-        _indirect_rhs(kernel_id == INDIRECT_PRODUCTION, p, y, m, dy)
-
-
-@njit
-def rhs_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
-    """Dispatch to the vector-Jacobian product of structure ``kernel_id``."""
-    if kernel_id == FRIBERG:
-        return _friberg_rhs_vjp(cfg, p, y, m, w, gy, gp)
-    if kernel_id == LIFESPAN:
-        return _lifespan_rhs_vjp(cfg, p, y, m, w, gy, gp)
-    return _indirect_rhs_vjp(kernel_id == INDIRECT_PRODUCTION, p, y, m, w, gy, gp)
-
-
-@njit
-def init(kernel_id: int, cfg: Any, p: Any, y0: Any) -> None:
-    """Dispatch to the closed-form steady state of structure ``kernel_id``."""
-    if kernel_id == FRIBERG:
-        _friberg_init(cfg, p, y0)
-    elif kernel_id == LIFESPAN:
-        _lifespan_init(cfg, p, y0)
-    else:
-        y0[0] = p[0]
-
-
-@njit
-def init_vjp(kernel_id: int, cfg: Any, p: Any, g: Any, gp: Any) -> None:
-    """Dispatch to the vector-Jacobian product of the steady state of ``kernel_id``."""
-    if kernel_id == FRIBERG:
-        _friberg_init_vjp(cfg, p, g, gp)
-    elif kernel_id == LIFESPAN:
-        _lifespan_init_vjp(cfg, p, g, gp)
-    else:
-        gp[0] += g[0]

@@ -1,0 +1,510 @@
+"""Compiled numerics: each structure's equations and the RK4 integrator over them.
+
+One module on purpose: numba's on-disk cache is invalidated by changes to the file that
+defines a function, not to the files it calls, so the equations and the integrator that
+inlines them live together (and :mod:`tpopk.pd.solve` salts PyTensor's cache key with
+this file's hash).
+
+**Equations.** Each structure (declared in :mod:`tpopk.pd.structures`) provides four
+kernels, dispatched on an integer id inside the integrator so that everything caches on
+disk (numba does not cache functions that receive other jitted functions as arguments):
+
+``rhs``
+    d(state)/dt given the state, the subject's parameter row and the drive ``m`` (the
+    drug-effect multiplier at that instant).
+``rhs_vjp``
+    the vector-Jacobian product of ``rhs`` with a cotangent ``w``: returns ``w.df/dm``,
+    overwrites ``gy`` with ``w.df/dy`` and adds ``w.df/dp`` to ``gp``.
+``init``
+    the pre-treatment steady state in closed form from the baseline (never integrated to).
+``init_vjp``
+    adds ``g.dy0/dp`` to ``gp``.
+
+**Integrator.** Classical fixed-step RK4, looping over subjects and over the steps of each
+subject's grid (:class:`tpopk.pd.grid.SolverGrid`). The drive is sampled at every node and
+every step midpoint, ``drive[s, 2k]`` at node ``k`` and ``drive[s, 2k + 1]`` at the midpoint
+of step ``k``: exactly the instants RK4 evaluates, so a drive computed in a PyMC graph from
+closed-form PK is used without interpolation. The adjoint differentiates the discrete RK4
+map itself, not the continuous ODE: the gradient is exact for the numbers the forward pass
+returns, so NUTS sees a log density and a gradient that agree to rounding whatever the
+step. Zero-length (padding) steps are identities in both directions. Cost is linear in
+subjects x steps x states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+import numpy as np
+
+
+def njit[F: Callable[..., Any]](func: F) -> F:
+    """Compile ``func`` with numba in nopython mode, cached on disk (``NUMBA_CACHE_DIR``)."""
+    return cast(F, numba.njit(cache=True, fastmath=False)(func))
+
+
+# Integer ids used by the integrator to pick a structure's kernels.
+FRIBERG = 0
+INDIRECT_PRODUCTION = 1
+INDIRECT_LOSS = 2
+LIFESPAN = 3
+ENDOGENOUS_TPO = 4
+
+
+# Kernel arguments: cfg (structural ints), p (parameter row), y (state), m (drive).
+
+
+@njit
+def _feedback_circ(circ: float, circ0: float) -> float:
+    # A trial RK stage may overshoot below zero on a coarse step; the power needs circ > 0.
+    return max(circ, 1e-9 * circ0)
+
+
+@njit
+def _friberg_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    n = cfg[0]
+    circ0, mtt, gamma, kel = p[0], p[1], p[2], p[3]
+    ktr = (n + 1) / mtt
+    fb = (circ0 / _feedback_circ(y[n + 1], circ0)) ** gamma
+    dy[0] = ktr * y[0] * (m * fb - 1.0)
+    for i in range(1, n + 1):
+        dy[i] = ktr * (y[i - 1] - y[i])
+    dy[n + 1] = ktr * (y[n] - kel * y[n + 1])
+
+
+@njit
+def _friberg_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    n = cfg[0]
+    circ0, mtt, gamma, kel = p[0], p[1], p[2], p[3]
+    ktr = (n + 1) / mtt
+    c = _feedback_circ(y[n + 1], circ0)
+    fb = (circ0 / c) ** gamma
+    prol = y[0]
+    g_ktr = w[0] * prol * (m * fb - 1.0)
+    # ∂/∂fb of dy[0] times w[0], then chained into circ, circ0 and gamma.
+    g_fb = w[0] * ktr * prol * m
+    gy[0] = w[0] * ktr * (m * fb - 1.0)
+    for i in range(1, n + 1):
+        gy[i] = 0.0
+    for i in range(1, n + 1):
+        gy[i - 1] += w[i] * ktr
+        gy[i] -= w[i] * ktr
+        g_ktr += w[i] * (y[i - 1] - y[i])
+    gy[n] += w[n + 1] * ktr
+    gy[n + 1] = -w[n + 1] * ktr * kel
+    if y[n + 1] > 1e-9 * circ0:
+        gy[n + 1] += -g_fb * gamma * fb / c
+    g_ktr += w[n + 1] * (y[n] - kel * y[n + 1])
+    gp[0] += g_fb * gamma * fb / circ0
+    gp[1] += -g_ktr * ktr / mtt
+    gp[2] += g_fb * fb * np.log(circ0 / c)
+    gp[3] += -w[n + 1] * ktr * y[n + 1]
+    return w[0] * ktr * prol * fb  # type: ignore[no-any-return]
+
+
+@njit
+def _friberg_init(cfg: Any, p: Any, y0: Any) -> None:
+    n = cfg[0]
+    for i in range(n + 1):
+        y0[i] = p[3] * p[0]
+    y0[n + 1] = p[0]
+
+
+@njit
+def _friberg_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    n = cfg[0]
+    total = 0.0
+    for i in range(n + 1):
+        total += g[i]
+    gp[0] += p[3] * total + g[n + 1]
+    gp[3] += p[0] * total
+
+
+@njit
+def _indirect_rhs(on_production: bool, p: Any, y: Any, m: float, dy: Any) -> None:
+    r0, kout = p[0], p[1]
+    if on_production:
+        dy[0] = kout * (r0 * m - y[0])
+    else:
+        dy[0] = kout * (r0 - m * y[0])
+
+
+@njit
+def _indirect_rhs_vjp(
+    on_production: bool, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any
+) -> float:
+    r0, kout = p[0], p[1]
+    if on_production:
+        gy[0] = -kout * w[0]
+        gp[0] += kout * m * w[0]
+        gp[1] += (r0 * m - y[0]) * w[0]
+        return kout * r0 * w[0]  # type: ignore[no-any-return]
+    gy[0] = -kout * m * w[0]
+    gp[0] += kout * w[0]
+    gp[1] += (r0 - m * y[0]) * w[0]
+    return -kout * y[0] * w[0]  # type: ignore[no-any-return]
+
+
+@njit
+def _lifespan_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    n_p, n_l = cfg[0], cfg[1]
+    plt0, tp, tplt = p[0], p[1], p[2]
+    kp = n_p / tp
+    kl = n_l / tplt
+    dy[0] = plt0 / tplt * m - kp * y[0]
+    for i in range(1, n_p):
+        dy[i] = kp * (y[i - 1] - y[i])
+    dy[n_p] = kp * y[n_p - 1] - kl * y[n_p]
+    for j in range(n_p + 1, n_p + n_l):
+        dy[j] = kl * (y[j - 1] - y[j])
+
+
+@njit
+def _lifespan_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    n_p, n_l = cfg[0], cfg[1]
+    plt0, tp, tplt = p[0], p[1], p[2]
+    kp = n_p / tp
+    kl = n_l / tplt
+    kin = plt0 / tplt
+    g_kp = -w[0] * y[0]
+    g_kl = 0.0
+    for k in range(n_p + n_l):
+        gy[k] = 0.0
+    gy[0] -= w[0] * kp
+    for i in range(1, n_p):
+        gy[i - 1] += w[i] * kp
+        gy[i] -= w[i] * kp
+        g_kp += w[i] * (y[i - 1] - y[i])
+    gy[n_p - 1] += w[n_p] * kp
+    gy[n_p] -= w[n_p] * kl
+    g_kp += w[n_p] * y[n_p - 1]
+    g_kl -= w[n_p] * y[n_p]
+    for j in range(n_p + 1, n_p + n_l):
+        gy[j - 1] += w[j] * kl
+        gy[j] -= w[j] * kl
+        g_kl += w[j] * (y[j - 1] - y[j])
+    g_kin = w[0] * m
+    gp[0] += g_kin / tplt
+    gp[1] += -g_kp * kp / tp
+    gp[2] += -g_kin * kin / tplt - g_kl * kl / tplt
+    return w[0] * kin  # type: ignore[no-any-return]
+
+
+@njit
+def _lifespan_init(cfg: Any, p: Any, y0: Any) -> None:
+    n_p, n_l = cfg[0], cfg[1]
+    plt0, tp, tplt = p[0], p[1], p[2]
+    for i in range(n_p):
+        y0[i] = plt0 * tp / (tplt * n_p)
+    for j in range(n_p, n_p + n_l):
+        y0[j] = plt0 / n_l
+
+
+@njit
+def _lifespan_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    n_p, n_l = cfg[0], cfg[1]
+    plt0, tp, tplt = p[0], p[1], p[2]
+    g_prec = 0.0
+    for i in range(n_p):
+        g_prec += g[i]
+    g_plt = 0.0
+    for j in range(n_p, n_p + n_l):
+        g_plt += g[j]
+    gp[0] += g_prec * tp / (tplt * n_p) + g_plt / n_l
+    gp[1] += g_prec * plt0 / (tplt * n_p)
+    gp[2] += -g_prec * plt0 * tp / (tplt * tplt * n_p)
+
+
+@njit
+def _tpo_derived(n: int, p: Any) -> Any:
+    # ktr, kplt, q = 1 - pool, baseline transit content, baseline mass, baseline occupancy.
+    circ0, mtt, tplt, tpo0, ec50 = p[0], p[1], p[2], p[3], p[4]
+    ktr = (n + 1) / mtt
+    kplt = 1.0 / tplt
+    q = 1.0 - p[7]
+    base = kplt * circ0 / (q * ktr)
+    mass0 = circ0 / q + (n + 1) * base
+    s0 = tpo0 / ec50
+    return ktr, kplt, q, base, mass0, s0 / (1.0 + s0)
+
+
+@njit
+def _tpo_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    n = cfg[0]
+    ec50, ktpo, frac, tpo0 = p[4], p[5], p[6], p[3]
+    ktr, kplt, q, _, mass0, occ0 = _tpo_derived(n, p)
+    mass = y[n + 2] / q
+    for i in range(1, n + 2):
+        mass += y[i]
+    dy[0] = ktpo * tpo0 - ktpo * y[0] * ((1.0 - frac) + frac * mass / mass0)
+    sig = y[0] / ec50 + m - 1.0
+    dy[1] = ktr * y[1] * (sig / (1.0 + sig) / occ0 - 1.0)
+    for i in range(2, n + 2):
+        dy[i] = ktr * (y[i - 1] - y[i])
+    dy[n + 2] = q * ktr * y[n + 1] - kplt * y[n + 2]
+
+
+@njit
+def _tpo_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    n = cfg[0]
+    circ0, mtt, tplt, tpo0, ec50, ktpo, frac = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    ktr, kplt, q, _, mass0, occ0 = _tpo_derived(n, p)
+    tpo, prol, circ = y[0], y[1], y[n + 2]
+    mass = circ / q
+    for i in range(1, n + 2):
+        mass += y[i]
+    a = (1.0 - frac) + frac * mass / mass0
+    sig = tpo / ec50 + m - 1.0
+    occ = sig / (1.0 + sig)
+    r = occ / occ0
+    # TPO equation.
+    g_mass = -w[0] * ktpo * tpo * frac / mass0
+    g_mass0 = w[0] * ktpo * tpo * frac * mass / (mass0 * mass0)
+    gy[0] = -w[0] * ktpo * a
+    gp[3] += w[0] * ktpo
+    gp[5] += w[0] * (tpo0 - tpo * a)
+    gp[6] += -w[0] * ktpo * tpo * (mass / mass0 - 1.0)
+    g_q = -g_mass * circ / (q * q)
+    # Proliferation: through occupancy of TPO + agonist, relative to baseline occupancy.
+    g_r = w[1] * ktr * prol
+    g_sig = g_r / ((1.0 + sig) * (1.0 + sig) * occ0)
+    g_occ0 = -g_r * occ / (occ0 * occ0)
+    s0 = tpo0 / ec50
+    g_s0 = g_occ0 / ((1.0 + s0) * (1.0 + s0))
+    gy[0] += g_sig / ec50
+    gp[3] += g_s0 / ec50
+    gp[4] += -g_sig * tpo / (ec50 * ec50) - g_s0 * tpo0 / (ec50 * ec50)
+    g_ktr = w[1] * prol * (r - 1.0)
+    gy[1] = w[1] * ktr * (r - 1.0) + g_mass
+    for i in range(2, n + 2):
+        gy[i] = g_mass
+    for i in range(2, n + 2):
+        gy[i - 1] += w[i] * ktr
+        gy[i] -= w[i] * ktr
+        g_ktr += w[i] * (y[i - 1] - y[i])
+    # Circulation.
+    gy[n + 1] += w[n + 2] * q * ktr
+    gy[n + 2] = -w[n + 2] * kplt + g_mass / q
+    g_q += w[n + 2] * ktr * y[n + 1]
+    g_ktr += w[n + 2] * q * y[n + 1]
+    g_kplt = -w[n + 2] * circ
+    # Baseline mass, mass0 = circ0/q + (n + 1)*kplt*circ0/(q*ktr).
+    gp[0] += g_mass0 * (1.0 / q + (n + 1) * kplt / (q * ktr))
+    g_q += -g_mass0 * mass0 / q
+    g_kplt += g_mass0 * (n + 1) * circ0 / (q * ktr)
+    g_ktr += -g_mass0 * (n + 1) * kplt * circ0 / (q * ktr * ktr)
+    gp[1] += -g_ktr * ktr / mtt
+    gp[2] += -g_kplt * kplt / tplt
+    gp[7] += -g_q
+    return g_sig  # type: ignore[no-any-return]
+
+
+@njit
+def _tpo_init(cfg: Any, p: Any, y0: Any) -> None:
+    n = cfg[0]
+    base = _tpo_derived(n, p)[3]
+    y0[0] = p[3]
+    for i in range(1, n + 2):
+        y0[i] = base
+    y0[n + 2] = p[0]
+
+
+@njit
+def _tpo_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    n = cfg[0]
+    q, base = 1.0 - p[7], _tpo_derived(n, p)[3]
+    g_base = 0.0
+    for i in range(1, n + 2):
+        g_base += g[i]
+    gp[3] += g[0]
+    gp[0] += g[n + 2] + g_base * base / p[0]
+    gp[1] += g_base * base / p[1]  # base is proportional to mtt through 1/ktr
+    gp[2] += -g_base * base / p[2]
+    gp[7] += g_base * base / q
+
+
+@njit
+def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    """Dispatch to the right-hand side of structure ``kernel_id``."""
+    if kernel_id == FRIBERG:
+        _friberg_rhs(cfg, p, y, m, dy)
+    elif kernel_id == LIFESPAN:
+        _lifespan_rhs(cfg, p, y, m, dy)
+    elif kernel_id == ENDOGENOUS_TPO:
+        _tpo_rhs(cfg, p, y, m, dy)
+    else:
+        _indirect_rhs(kernel_id == INDIRECT_PRODUCTION, p, y, m, dy)
+
+
+@njit
+def rhs_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    """Dispatch to the vector-Jacobian product of structure ``kernel_id``."""
+    if kernel_id == FRIBERG:
+        return _friberg_rhs_vjp(cfg, p, y, m, w, gy, gp)
+    if kernel_id == LIFESPAN:
+        return _lifespan_rhs_vjp(cfg, p, y, m, w, gy, gp)
+    if kernel_id == ENDOGENOUS_TPO:
+        return _tpo_rhs_vjp(cfg, p, y, m, w, gy, gp)
+    return _indirect_rhs_vjp(kernel_id == INDIRECT_PRODUCTION, p, y, m, w, gy, gp)
+
+
+@njit
+def init(kernel_id: int, cfg: Any, p: Any, y0: Any) -> None:
+    """Dispatch to the closed-form steady state of structure ``kernel_id``."""
+    if kernel_id == FRIBERG:
+        _friberg_init(cfg, p, y0)
+    elif kernel_id == LIFESPAN:
+        _lifespan_init(cfg, p, y0)
+    elif kernel_id == ENDOGENOUS_TPO:
+        _tpo_init(cfg, p, y0)
+    else:
+        y0[0] = p[0]
+
+
+@njit
+def init_vjp(kernel_id: int, cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    """Dispatch to the vector-Jacobian product of the steady state of ``kernel_id``."""
+    if kernel_id == FRIBERG:
+        _friberg_init_vjp(cfg, p, g, gp)
+    elif kernel_id == LIFESPAN:
+        _lifespan_init_vjp(cfg, p, g, gp)
+    elif kernel_id == ENDOGENOUS_TPO:
+        _tpo_init_vjp(cfg, p, g, gp)
+    else:
+        gp[0] += g[0]
+
+
+@njit
+def rk4_forward(kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, n_states: int) -> Any:
+    """Integrate every subject and return the states at every grid node.
+
+    Parameters
+    ----------
+    kernel_id, cfg
+        Structure id and structural integers (:class:`tpopk.pd.structures.PDModel`).
+    params
+        ``[S, P]`` parameter rows.
+    drive
+        ``[S, 2K + 1]`` drug-effect multiplier at nodes and step midpoints.
+    h
+        ``[S, K]`` step lengths in h (zero for padding).
+    n_states
+        Number of ODE states.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[S, K + 1, n_states]`` states at the nodes; node 0 is the steady state.
+    """
+    n_subj, n_steps = h.shape
+    out = np.empty((n_subj, n_steps + 1, n_states))
+    k1 = np.empty(n_states)
+    k2 = np.empty(n_states)
+    k3 = np.empty(n_states)
+    k4 = np.empty(n_states)
+    z = np.empty(n_states)
+    for s in range(n_subj):
+        p = params[s]
+        y = out[s, 0]
+        init(kernel_id, cfg, p, y)
+        for k in range(n_steps):
+            hk = h[s, k]
+            y_next = out[s, k + 1]
+            if hk == 0.0:
+                y_next[:] = y
+                y = y_next
+                continue
+            rhs(kernel_id, cfg, p, y, drive[s, 2 * k], k1)
+            for i in range(n_states):
+                z[i] = y[i] + 0.5 * hk * k1[i]
+            rhs(kernel_id, cfg, p, z, drive[s, 2 * k + 1], k2)
+            for i in range(n_states):
+                z[i] = y[i] + 0.5 * hk * k2[i]
+            rhs(kernel_id, cfg, p, z, drive[s, 2 * k + 1], k3)
+            for i in range(n_states):
+                z[i] = y[i] + hk * k3[i]
+            rhs(kernel_id, cfg, p, z, drive[s, 2 * k + 2], k4)
+            for i in range(n_states):
+                y_next[i] = y[i] + hk / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+            y = y_next
+    return out
+
+
+@njit
+def rk4_adjoint(
+    kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, states: Any, g_states: Any
+) -> Any:
+    """Vector-Jacobian product of :func:`rk4_forward` by reverse sweep through the steps.
+
+    Parameters
+    ----------
+    kernel_id, cfg, params, drive, h
+        As for :func:`rk4_forward`.
+    states
+        ``[S, K + 1, n_states]`` output of :func:`rk4_forward` for the same inputs.
+    g_states
+        ``[S, K + 1, n_states]`` cotangent of that output.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Cotangents of ``params`` ``[S, P]`` and of ``drive`` ``[S, 2K + 1]``.
+    """
+    n_subj, n_steps = h.shape
+    n_states = states.shape[2]
+    g_params = np.zeros(params.shape)
+    g_drive = np.zeros(drive.shape)
+    lam = np.empty(n_states)
+    k1 = np.empty(n_states)
+    k2 = np.empty(n_states)
+    k3 = np.empty(n_states)
+    z2 = np.empty(n_states)
+    z3 = np.empty(n_states)
+    z4 = np.empty(n_states)
+    a = np.empty(n_states)
+    gz = np.empty(n_states)
+    for s in range(n_subj):
+        p = params[s]
+        gp = g_params[s]
+        lam[:] = g_states[s, n_steps]
+        for k in range(n_steps - 1, -1, -1):
+            hk = h[s, k]
+            if hk != 0.0:
+                y = states[s, k]
+                ma, mb, mc = drive[s, 2 * k], drive[s, 2 * k + 1], drive[s, 2 * k + 2]
+                # Recompute the stage inputs of this step (only the node states are stored).
+                rhs(kernel_id, cfg, p, y, ma, k1)
+                for i in range(n_states):
+                    z2[i] = y[i] + 0.5 * hk * k1[i]
+                rhs(kernel_id, cfg, p, z2, mb, k2)
+                for i in range(n_states):
+                    z3[i] = y[i] + 0.5 * hk * k2[i]
+                rhs(kernel_id, cfg, p, z3, mb, k3)
+                for i in range(n_states):
+                    z4[i] = y[i] + hk * k3[i]
+                # Stage 4: y' depends on k4 with weight h/6.
+                for i in range(n_states):
+                    a[i] = hk / 6.0 * lam[i]
+                g_drive[s, 2 * k + 2] += rhs_vjp(kernel_id, cfg, p, z4, mc, a, gz, gp)
+                acc = gz.copy()  # ∂L/∂y through the stage inputs, summed
+                # Stage 3: weight h/3 on y', plus h·(∂L/∂z4) through z4 = y + h·k3.
+                for i in range(n_states):
+                    a[i] = hk / 3.0 * lam[i] + hk * gz[i]
+                g_drive[s, 2 * k + 1] += rhs_vjp(kernel_id, cfg, p, z3, mb, a, gz, gp)
+                acc += gz
+                # Stage 2: z3 = y + h/2·k2.
+                for i in range(n_states):
+                    a[i] = hk / 3.0 * lam[i] + 0.5 * hk * gz[i]
+                g_drive[s, 2 * k + 1] += rhs_vjp(kernel_id, cfg, p, z2, mb, a, gz, gp)
+                acc += gz
+                # Stage 1: z2 = y + h/2·k1.
+                for i in range(n_states):
+                    a[i] = hk / 6.0 * lam[i] + 0.5 * hk * gz[i]
+                g_drive[s, 2 * k] += rhs_vjp(kernel_id, cfg, p, y, ma, a, gz, gp)
+                acc += gz
+                lam += acc
+            lam += g_states[s, k]
+        init_vjp(kernel_id, cfg, p, lam, gp)
+    return g_params, g_drive
