@@ -117,58 +117,80 @@ def expand_doses(frame: pd.DataFrame) -> pd.DataFrame:
     is_reset = np.isin(evid, [int(e) for e in RESET_EVIDS])
     # An SS 1 dose resets the system before it, like EVID 3/4 (NONMEM semantics).
     wipes = is_reset | (is_dose & (frame["SS"].to_numpy() == 1))
-    time = frame["TIME"].to_numpy(dtype=float)
-    subject = frame["ID"].to_numpy()
-    extra = ["AGONIST"] if "AGONIST" in frame.columns else []
-    pieces = []
-    for order in np.flatnonzero(is_dose):
-        record = frame.iloc[order]
-        mine = subject == subject[order]
-        start = time[order]
-        times = start + float(record["II"]) * np.arange(int(record["ADDL"]) + 1)
-        resets = time[mine & is_reset & (np.arange(len(frame)) > order)]
-        kept = np.array([k == 0 or not np.any(resets <= t) for k, t in enumerate(times)])
-        times = times[kept]
-        first = times == start
-        wipe_time = time[mine & wipes]
-        wipe_order = np.flatnonzero(mine & wipes)
-        until = [
-            np.min(
-                wipe_time[(wipe_time > t) | ((wipe_time == t) & (wipe_order > order))],
-                initial=np.inf,
-            )
-            for t in times
-        ]
-        pieces.append(
-            pd.DataFrame(
-                {
-                    "ID": subject[order],
-                    "TIME": times,
-                    "AMT": record["AMT"],
-                    "RATE": record["RATE"],
-                    "CMT": record["CMT"],
-                    "SS": np.where(first, record["SS"], 0),
-                    "II": np.where(first & (record["SS"] != 0), record["II"], 0.0),
-                    "EVID": np.where(first, record["EVID"], int(Evid.DOSE)),
-                    "UNTIL": until,
-                    **{column: record[column] for column in extra},
-                }
-            )
-        )
-    columns = [*DOSE_COLUMNS, *extra]
-    if not pieces:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-    doses = pd.concat(pieces, ignore_index=True)
-    rank = {value: position for position, value in enumerate(pd.unique(frame["ID"]))}
-    doses["_subject"] = doses["ID"].map(rank)
-    doses = doses.sort_values(["_subject", "TIME"], kind="stable")
+    time = frame["TIME"].to_numpy(dtype=np.float64)
+    ids = frame["ID"].to_numpy()
+    block = np.cumsum(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids  # subject index
+    records = np.flatnonzero(is_dose)
+    counts = frame["ADDL"].to_numpy()[records] + 1
+    parent = np.repeat(records, counts)  # record each dose comes from
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    dose_time = time[parent] + k * frame["II"].to_numpy()[parent]
+    # A reset after the record cancels its additional doses from the reset on.
+    keep = (k == 0) | (dose_time < _next_time(is_reset, parent, time, block))
+    parent, k, dose_time = parent[keep], k[keep], dose_time[keep]
+    until = _next_time(wipes, parent, time, block)  # right for the record itself (k = 0)
+    later = k > 0  # additional doses: the first wipe at or after their time
+    until[later] = _time_at_or_after(wipes, time, block, block[parent[later]], dose_time[later])
+    first = k == 0
+    column = {name: frame[name].to_numpy()[parent] for name in frame.columns}
+    doses = pd.DataFrame(
+        {
+            "ID": column["ID"],
+            "TIME": dose_time,
+            "AMT": column["AMT"],
+            "RATE": column["RATE"],
+            "CMT": column["CMT"],
+            "SS": np.where(first, column["SS"], 0),
+            "II": np.where(first & (column["SS"] != 0), column["II"], 0.0),
+            "EVID": np.where(first, column["EVID"], int(Evid.DOSE)),
+            "UNTIL": until,
+            **({"AGONIST": column["AGONIST"]} if "AGONIST" in frame.columns else {}),
+        }
+    )
+    doses = doses.iloc[np.lexsort((dose_time, block[parent]))]  # stable: record order on ties
     amount, rate = doses["AMT"].to_numpy(), doses["RATE"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        doses["DURATION"] = np.where(rate > 0, amount / np.where(rate > 0, rate, 1.0), 0.0)
-    doses.loc[(rate > 0) & (amount == 0), "DURATION"] = np.inf
+        duration = np.where(rate > 0, amount / np.where(rate > 0, rate, 1.0), 0.0)
+    doses.insert(4, "DURATION", np.where((rate > 0) & (amount == 0), np.inf, duration))
     types = {"ID": np.int64, "CMT": np.int64, "SS": np.int64, "EVID": np.int64}
-    expanded: pd.DataFrame = doses.astype(types)[columns].reset_index(drop=True)
+    expanded: pd.DataFrame = doses.astype(types).reset_index(drop=True)
     return expanded
+
+
+def _next_time(
+    marked: npt.NDArray[np.bool_],
+    after: npt.NDArray[np.int64],
+    time: npt.NDArray[np.float64],
+    block: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """Time of the first marked record after each position, within its subject; else inf."""
+    positions = np.flatnonzero(marked)
+    if positions.size == 0:
+        return np.full(after.shape, np.inf)
+    following = np.minimum(np.searchsorted(positions, after, side="right"), positions.size - 1)
+    candidate = positions[following]
+    found = (candidate > after) & (block[candidate] == block[after])
+    return np.where(found, time[candidate], np.inf)
+
+
+def _time_at_or_after(
+    marked: npt.NDArray[np.bool_],
+    time: npt.NDArray[np.float64],
+    block: npt.NDArray[np.int64],
+    query_block: npt.NDArray[np.int64],
+    query_time: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Time of the first marked record at or after each query time, within its subject."""
+    if not marked.any() or query_time.size == 0:
+        return np.full(query_time.shape, np.inf)
+    # Records are sorted by (subject, time); an integer key keeps that order exactly.
+    grid = np.unique(time)
+    width = grid.size + 1
+    key = block[marked] * width + np.searchsorted(grid, time[marked])
+    query = query_block * width + np.searchsorted(grid, query_time)
+    index = np.minimum(np.searchsorted(key, query), key.size - 1)
+    found = (key[index] >= query) & (block[marked][index] == query_block)
+    return np.where(found, time[marked][index], np.inf)
 
 
 @dataclass(frozen=True, eq=False)

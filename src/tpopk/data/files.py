@@ -105,7 +105,7 @@ def read_csv_records(path: Path) -> tuple[RawRecords, list[Violation]]:
         violation = Violation("empty-file", "a header line naming the columns", row=1)
         return RawRecords(pd.DataFrame(), [], str(path)), [violation]
     keep, names, violations = _header(header)
-    records: list[list[str | None]] = []
+    records: list[list[str]] = []
     rows: list[int] = []
     for fields in reader:
         if not any(field.strip() for field in fields):
@@ -120,10 +120,20 @@ def read_csv_records(path: Path) -> tuple[RawRecords, list[Violation]]:
                 )
             )
             continue
-        records.append([None if _is_missing(fields[i]) else fields[i].strip() for i in keep])
+        records.append(fields)
         rows.append(reader.line_num)
-    values = pd.DataFrame(records, columns=names, dtype=object)
-    return RawRecords(values, rows, str(path)), violations
+    text_values = pd.DataFrame(records, columns=range(len(header)), dtype=object)[keep]
+    text_values.columns = pd.Index(names)
+    return RawRecords(_missing_as_none(text_values), rows, str(path)), violations
+
+
+def _missing_as_none(text: pd.DataFrame) -> pd.DataFrame:
+    """Strip each text value and replace the missing-value tokens by ``None``."""
+    cleaned = {}
+    for column in text.columns:
+        stripped = text[column].str.strip()
+        cleaned[column] = stripped.astype(object).where(~stripped.isin(MISSING_TOKENS), None)
+    return pd.DataFrame(cleaned, index=text.index, dtype=object)
 
 
 def frame_records(frame: pd.DataFrame) -> tuple[RawRecords, list[Violation]]:

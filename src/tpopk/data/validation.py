@@ -293,34 +293,38 @@ def subjects_observed(r: TypedRecords, units: Units) -> Iterator[Violation]:
     """Every subject contributes at least one observation."""
     if "ID" not in r.number or len(r.rows) == 0:
         return
-    table = pd.DataFrame({"ID": r.number["ID"], "obs": r.is_observation, "row": r.rows})
-    for subject, group in table.dropna(subset=["ID"]).groupby("ID", sort=False):
-        if not group["obs"].any():
-            yield Violation(
-                "no-observations",
-                f"at least one observation (EVID 0, MDV 0) for ID {subject:g}",
-                row=int(group["row"].iloc[0]),
-                column="ID",
-                value=str(r.raw["ID"].iloc[group.index[0]]),
-            )
+    table = pd.DataFrame({"ID": r.number["ID"], "obs": r.is_observation})
+    table["position"] = np.arange(len(table))
+    summary = table.dropna(subset=["ID"]).groupby("ID", sort=False)
+    observed = summary["obs"].any()
+    first = summary["position"].min()
+    for subject in observed.index[~observed.to_numpy()]:
+        position = int(first[subject])
+        yield Violation(
+            "no-observations",
+            f"at least one observation (EVID 0, MDV 0) for ID {subject:g}",
+            row=int(r.rows[position]),
+            column="ID",
+            value=str(r.raw["ID"].iloc[position]),
+        )
 
 
 def duplicate_rows(r: TypedRecords, units: Units) -> Iterator[Violation]:
     """No record repeats another one exactly."""
-    if len(r.rows) == 0:
+    repeated = r.raw.duplicated(keep="first").to_numpy()
+    if not repeated.any():
         return
-    text = r.raw.astype(str)
-    repeated = text.duplicated(keep="first").to_numpy()
-    keys = [tuple(record) for record in text.to_numpy()]
+    involved = np.flatnonzero(r.raw.duplicated(keep=False).to_numpy())
     first_row: dict[tuple[object, ...], int] = {}
-    for key, row in zip(keys, r.rows, strict=True):
-        first_row.setdefault(key, int(row))
-    for index in np.flatnonzero(repeated):
-        yield Violation(
-            "duplicate-row",
-            f"each record once (same as row {first_row[keys[index]]})",
-            row=int(r.rows[index]),
-        )
+    for index in involved:
+        key = tuple(r.raw.iloc[index])
+        first_row.setdefault(key, int(r.rows[index]))
+        if repeated[index]:
+            yield Violation(
+                "duplicate-row",
+                f"each record once (same as row {first_row[key]})",
+                row=int(r.rows[index]),
+            )
 
 
 def agonists(r: TypedRecords, units: Units) -> Iterator[Violation]:
