@@ -27,9 +27,18 @@ from tpopk.pd import PD_MODELS, SolverGrid, observe, solve
 from tpopk.pd.drug_effect import DRUG_EFFECTS
 from tpopk.pk import PK_MODELS, concentration
 
-# Mass of one unit in mg, and volume of one unit in L: enough to put a dose/volume
-# prediction into the unit the data declare for concentrations.
-_MASS_MG = {"ng": 1e-6, "µg": 1e-3, "mg": 1.0, "g": 1e3}
+# Size of one amount unit in mg (mass) or µmol (molar), and of one volume unit in L:
+# enough to put a dose-per-litre prediction into the unit the data declare.
+_AMOUNT = {
+    "pg": ("mass", 1e-9),
+    "ng": ("mass", 1e-6),
+    "µg": ("mass", 1e-3),
+    "mg": ("mass", 1.0),
+    "g": ("mass", 1e3),
+    "nmol": ("molar", 1e-3),
+    "µmol": ("molar", 1.0),
+    "mmol": ("molar", 1e3),
+}
 _VOLUME_L = {"mL": 1e-3, "µL": 1e-6, "L": 1.0, "dL": 0.1}
 
 
@@ -39,13 +48,18 @@ def concentration_factor(dose_unit: str, concentration_unit: str) -> float:
     >>> concentration_factor("mg", "ng/mL")
     1000.0
     """
-    mass, _, volume = concentration_unit.partition("/")
-    if dose_unit not in _MASS_MG or mass not in _MASS_MG or volume not in _VOLUME_L:
+    amount, _, volume = concentration_unit.partition("/")
+    if dose_unit not in _AMOUNT or amount not in _AMOUNT or volume not in _VOLUME_L:
         raise CardError(
-            f"cannot convert a dose in '{dose_unit}' per litre into '{concentration_unit}': "
-            "mass doses and mass concentrations are supported"
+            f"cannot convert a dose in '{dose_unit}' per litre into '{concentration_unit}'"
         )
-    return _MASS_MG[dose_unit] / _MASS_MG[mass] * _VOLUME_L[volume]
+    (dose_basis, dose_size), (basis, size) = _AMOUNT[dose_unit], _AMOUNT[amount]
+    if dose_basis != basis:
+        raise CardError(
+            f"a {dose_basis} dose ('{dose_unit}') cannot predict a {basis} concentration "
+            f"('{concentration_unit}') without a molecular weight"
+        )
+    return dose_size / size * _VOLUME_L[volume]
 
 
 def _check_dvids(card: ModelCard, arrays: SubjectArrays) -> list[str]:
