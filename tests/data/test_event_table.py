@@ -132,7 +132,7 @@ def test_dvid_codes_and_names_map_to_observation_types(tmp_path: Path) -> None:
     events = read_events(path, units={"1": "ng/mL", "plt": "x10^9/L"})
     assert events.observations["DVID"].tolist() == ["conc", "plt", "plt"]
     assert events.units["conc"] == "ng/mL"
-    assert events.units[2] == "10^9/L"  # type: ignore[index]
+    assert events.units[2] == "10^9/L"
     plt = events.subject_arrays(dvid="plt")
     assert plt.obs_dv.tolist() == [150.0, 140.0]
     assert events.subject_arrays(dvid=1).obs_dv.tolist() == [10.0]
@@ -154,12 +154,15 @@ def test_blq_is_read_or_derived_from_lloq(tmp_path: Path) -> None:
 
 
 def test_agonists_case_insensitive_and_extendable(tmp_path: Path) -> None:
-    text = "ID,TIME,EVID,AMT,DV,AGONIST\n1,0,1,5,.,Eltrombopag\n1,1,0,0,3,.\n"
-    assert read_events(write(tmp_path, text)).frame["AGONIST"].tolist() == ["eltrombopag", ""]
+    text = "ID,TIME,EVID,AMT,DV,AGONIST\n1,0,0,0,2,.\n1,0,1,5,.,Eltrombopag\n1,1,0,0,3,.\n"
+    events = read_events(write(tmp_path, text))
+    assert events.frame["AGONIST"].fillna("-").tolist() == ["-", "eltrombopag", "-"]
+    assert events.covariates["AGONIST"].tolist() == ["eltrombopag"]
+    assert "agonists: eltrombopag\ncovariates: none" in events.describe()
     generic = write(tmp_path, text.replace("Eltrombopag", "Warfarin"), "generic.csv")
     with pytest.raises(EventDataError, match="unknown-agonist"):
         read_events(generic)
-    assert read_events(generic, agonists=["warfarin"]).frame["AGONIST"].iloc[0] == "warfarin"
+    assert read_events(generic, agonists=["warfarin"]).frame["AGONIST"].iloc[1] == "warfarin"
 
 
 def test_covariates_are_baseline_values_per_subject(tmp_path: Path) -> None:

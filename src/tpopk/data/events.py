@@ -215,7 +215,8 @@ class EventTable:
         """Canonical records: upper-case NONMEM columns, NONMEM EVID, covariates last.
 
         Columns ``ID, TIME, EVID, AMT, DV, CMT, MDV, RATE, II, ADDL, SS, DVID`` (name,
-        ``""`` where none), ``LLOQ``, ``BLQ`` (0/1), ``AGONIST`` (if given), covariates.
+        ``""`` where none), ``LLOQ``, ``BLQ`` (0/1), ``AGONIST`` (lower-case name, missing
+        where none; only if the data have it), then covariates in file order.
         """
         return self._records.copy()
 
@@ -241,7 +242,10 @@ class EventTable:
 
     @property
     def covariates(self) -> pd.DataFrame:
-        """Baseline covariates: per subject (index ``ID``), each column's first given value."""
+        """Baseline covariates: per subject (index ``ID``), each column's first given value.
+
+        Includes ``AGONIST`` (the first agonist the subject's records name) when present.
+        """
         columns = self._covariate_columns
         table = self._records[["ID", *columns]].groupby("ID", sort=False).first()
         return table.reindex(self.subjects)
@@ -354,9 +358,9 @@ class EventTable:
             f"AMT in {self.units['AMT']}; DV in {units or '-'}",
         ]
         if "AGONIST" in self._records.columns:
-            given = sorted({a for a in self._records["AGONIST"] if a})
+            given = sorted(self._records["AGONIST"].dropna().unique())
             lines.append(f"agonists: {', '.join(given) or 'none'}")
-        covariates = self._covariate_columns
+        covariates = [c for c in self._covariate_columns if c != "AGONIST"]
         lines.append(f"covariates: {', '.join(covariates) or 'none'}")
         return "\n".join(lines)
 

@@ -220,7 +220,7 @@ def canonical_frame(records: TypedRecords) -> pd.DataFrame:
         }
     )
     if "AGONIST" in records.present:
-        frame["AGONIST"] = [name or "" for name in records.agonist]
+        frame["AGONIST"] = records.agonist  # None where not given
     for column in records.covariate_columns:
         parsed, unparsable = parse_numbers(records.raw[column])
         frame[column] = parsed if not unparsable.any() else records.raw[column].to_numpy()

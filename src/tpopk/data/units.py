@@ -138,7 +138,7 @@ class Units:
 
     items: tuple[tuple[str, str], ...]
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str | int) -> str:
         """Return the unit of a column or observation type (``"AMT"``, ``"plt"``, ``2``)."""
         return self.as_dict()[_canonical_key(str(key))]
 
