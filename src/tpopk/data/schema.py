@@ -50,21 +50,7 @@ RESERVED_COLUMNS: Final = (
 )
 
 #: Reserved columns whose values must be numbers (DVID and AGONIST may be names).
-NUMERIC_COLUMNS: Final = (
-    "ID",
-    "TIME",
-    "EVID",
-    "AMT",
-    "DV",
-    "CMT",
-    "MDV",
-    "RATE",
-    "II",
-    "ADDL",
-    "SS",
-    "LLOQ",
-    "BLQ",
-)
+NUMERIC_COLUMNS: Final = tuple(c for c in RESERVED_COLUMNS if c not in ("DVID", "AGONIST"))
 
 #: Numeric columns whose values must be whole numbers.
 INTEGER_COLUMNS: Final = ("ID", "EVID", "CMT", "MDV", "ADDL", "SS", "BLQ")
