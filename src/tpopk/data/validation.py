@@ -128,7 +128,12 @@ def evid_and_mdv(r: TypedRecords, units: Units) -> Iterator[Violation]:
     evid, mdv = r.number["EVID"], r.number["MDV"]
     known = np.isin(evid, [int(e) for e in Evid]) | np.isnan(evid)
     yield from _at(
-        r, ~known, "unknown-evid", "EVID", "EVID 0 (obs), 1 (dose), 2 (other), 3 (reset), 4"
+        r,
+        ~known,
+        "unknown-evid",
+        "EVID",
+        "EVID 0 (obs), 1 (dose), 2 (other), 3 (reset), 4 (reset and dose); "
+        "rxode2 codes such as 101 or 10101 must be rewritten as NONMEM EVID",
     )
     if "MDV" in r.present:
         yield from _at(r, ~np.isin(mdv, [0, 1]) & ~np.isnan(mdv), "mdv-value", "MDV", "MDV 0 or 1")
