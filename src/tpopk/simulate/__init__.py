@@ -1,0 +1,65 @@
+"""Virtual trials: designs as data, closed-loop titration, endpoints.
+
+>>> from tpopk.simulate import load_trial, sample_population, run_trial, evaluate_endpoints
+>>> design = load_trial("models/trials/romiplostim_kuter2008.toml")  # doctest: +SKIP
+>>> population = sample_population(design, n_patients=200, seed=1)  # doctest: +SKIP
+>>> trial = run_trial(design, responders, population)  # doctest: +SKIP
+>>> evaluate_endpoints(trial, design.endpoints)  # doctest: +SKIP
+"""
+
+from tpopk.simulate.design import (
+    Arm,
+    LogNormal,
+    Population,
+    Rescue,
+    Rule,
+    StartRule,
+    Titration,
+    TrialDesign,
+    TrialDesignError,
+    Visits,
+    load_trial,
+)
+from tpopk.simulate.endpoints import (
+    Endpoint,
+    Response,
+    durable_responders,
+    evaluate_endpoints,
+    overshoot,
+    responders_at,
+    responders_ever,
+    responders_in_assessments,
+    responding,
+    time_in_response,
+    time_to_response,
+)
+from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, trial_events
+
+__all__ = [
+    "Arm",
+    "Endpoint",
+    "LogNormal",
+    "Population",
+    "Rescue",
+    "Response",
+    "ResponseModel",
+    "Rule",
+    "StartRule",
+    "Titration",
+    "TrialDesign",
+    "TrialDesignError",
+    "Visits",
+    "durable_responders",
+    "evaluate_endpoints",
+    "load_trial",
+    "overshoot",
+    "responders_at",
+    "responders_ever",
+    "responders_in_assessments",
+    "responding",
+    "run_trial",
+    "sample_population",
+    "time_in_response",
+    "time_to_response",
+    "trial_events",
+]

@@ -1,0 +1,426 @@
+"""Trial designs as data: population, visits, arms, titration rules, rescue, endpoints.
+
+A design is a TOML file in ``models/trials/`` read by :func:`load_trial` into a frozen
+:class:`TrialDesign`. Durations carry their unit (``"14 d"``, ``"8 weeks"``); platelet
+counts are 10^9/L; doses are in the titration's ``dose_unit`` (mg or µg/kg) per
+administration.
+
+Titration is data. A titration has ordered dose *levels* (level 1 is the lowest). A
+level is one amount per administration, or a repeating pattern of amounts over
+consecutive dosing slots for less-than-daily regimens (avatrombopag's 20 mg twice a
+week on a 24 h grid is ``[20, 0, 0, 20, 0, 0, 0]``; slot ``k`` of the trial takes entry
+``k mod len(pattern)``). At each visit the *rules* are tried in order and the first
+whose conditions all hold acts: ``increase`` or ``decrease`` one level (clamped to the
+levels there are), ``hold`` dosing until a count is below ``resume_below`` and then
+restart ``resume_change`` levels away, or ``stop`` for good. Rules are evaluated only
+while doses remain to be decided (before the arm's ``duration`` ends), so a short fixed
+course (avatrombopag 40/60 mg x 5 days, lusutrombopag 3 mg x up to 7 days) is the
+same machinery with one level per course and at most a stopping rule.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from tpopk.data.schema import AGONISTS
+from tpopk.errors import TpopkError
+from tpopk.simulate.duration import HOURS_PER, Hours
+from tpopk.simulate.endpoints import Endpoint, ResponderAt
+
+
+class TrialDesignError(TpopkError):
+    """A trial design that cannot be read or does not describe a runnable trial."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LogNormal(_Frozen):
+    """A log-normal distribution, optionally truncated to ``[lower, upper)``.
+
+    Parameters
+    ----------
+    median
+        Median before truncation (same unit as the quantity).
+    sd_log
+        Standard deviation of the natural logarithm (0 gives the median for everyone).
+    lower, upper
+        Truncation bounds, e.g. a trial's inclusion criterion (``upper`` is exclusive).
+    """
+
+    distribution: Literal["lognormal"] = "lognormal"
+    median: float = Field(gt=0)
+    sd_log: float = Field(ge=0)
+    lower: float | None = Field(default=None, ge=0)
+    upper: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> LogNormal:
+        if self.lower is not None and self.upper is not None and self.upper <= self.lower:
+            raise ValueError(f"upper ({self.upper}) must exceed lower ({self.lower})")
+        if self.sd_log == 0 and not (self.lower or 0) <= self.median < (self.upper or np.inf):
+            raise ValueError("with sd_log 0 the median must lie inside [lower, upper)")
+        return self
+
+
+class Population(_Frozen):
+    """Who is enrolled.
+
+    Parameters
+    ----------
+    disease
+        ``"ITP"``, ``"CLD"`` (chronic liver disease) or ``"HV"`` (healthy volunteers).
+    baseline_platelets
+        Distribution of the baseline count (10^9/L); the response model is expected to
+        honour it (see :func:`tpopk.simulate.sample_population`).
+    baseline_platelets_splenectomised
+        Its distribution among splenectomised patients, where the literature gives one
+        apart; ``None`` uses ``baseline_platelets`` for everyone.
+    weight
+        Distribution of body weight (kg).
+    east_asian_fraction, splenectomy_fraction
+        Probability that a patient is of East-Asian ancestry / splenectomised.
+    """
+
+    disease: Literal["ITP", "CLD", "HV"]
+    baseline_platelets: LogNormal
+    baseline_platelets_splenectomised: LogNormal | None = None
+    weight: LogNormal
+    east_asian_fraction: float = Field(ge=0, le=1)
+    splenectomy_fraction: float = Field(ge=0, le=1)
+
+
+class Visits(_Frozen):
+    """Platelet-count visits: listed ``times`` and/or every ``every`` from 0 to ``until``.
+
+    All numbers are in ``unit`` (``"h"``, ``"day"`` or ``"week"``). Visit 0 must be at
+    time 0: its count is the baseline and decides the starting dose. A visit on a
+    dosing day happens before that day's dose.
+    """
+
+    unit: Literal["h", "day", "week"]
+    times: tuple[float, ...] = ()
+    every: float | None = Field(default=None, gt=0)
+    until: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _starts_at_zero(self) -> Visits:
+        if (self.every is None) != (self.until is None):
+            raise ValueError("'every' and 'until' go together")
+        hours = self.hours
+        if hours.size == 0 or hours[0] != 0.0:
+            raise ValueError("the first visit must be at time 0 (the baseline count)")
+        if hours.min() < 0:
+            raise ValueError("visit times must be ≥ 0")
+        return self
+
+    @property
+    def hours(self) -> npt.NDArray[np.float64]:
+        """Sorted distinct visit times (h)."""
+        listed = np.asarray(self.times, dtype=float)
+        if self.every is not None and self.until is not None:
+            count = int(np.floor(self.until / self.every + 1e-9)) + 1
+            listed = np.concatenate([listed, self.every * np.arange(count)])
+        return np.unique(np.round(listed * HOURS_PER[self.unit], 9))
+
+
+class Rule(_Frozen):
+    """One titration rule: conditions at a visit → an action.
+
+    Parameters
+    ----------
+    action
+        ``"increase"``, ``"decrease"``, ``"hold"`` or ``"stop"``.
+    platelets_below, platelets_above, platelets_at_least
+        Count ``<``, ``>`` or ``≥`` this value (10^9/L).
+    rise_from_baseline_at_least
+        Count at least this much above the baseline (10^9/L).
+    consecutive_visits
+        The count conditions held at this many consecutive visits since the last dose
+        change (romiplostim: > 200 for 2 consecutive weeks).
+    min_time_at_level
+        The current level was given for at least this long (e.g. ``"14 d"``).
+    at_level
+        Only at the ``"highest"`` or ``"lowest"`` level.
+    resume_below, resume_change
+        For ``hold``: restart once a count is below ``resume_below``, ``resume_change``
+        levels from the held one (default one lower).
+    description
+        The rule in words, with its source.
+    """
+
+    action: Literal["increase", "decrease", "hold", "stop"]
+    platelets_below: float | None = None
+    platelets_above: float | None = None
+    platelets_at_least: float | None = None
+    rise_from_baseline_at_least: float | None = None
+    consecutive_visits: int = Field(default=1, ge=1)
+    min_time_at_level: Hours | None = None
+    at_level: Literal["highest", "lowest"] | None = None
+    resume_below: float | None = Field(default=None, gt=0)
+    resume_change: int = -1
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> Rule:
+        counts = (
+            self.platelets_below,
+            self.platelets_above,
+            self.platelets_at_least,
+            self.rise_from_baseline_at_least,
+        )
+        if all(c is None for c in counts):
+            raise ValueError("a rule needs a platelet condition (platelets_below/above/at_least)")
+        if self.action == "hold" and self.resume_below is None:
+            raise ValueError("a 'hold' rule needs resume_below (the count that ends the hold)")
+        if self.action != "hold" and self.resume_below is not None:
+            raise ValueError("resume_below belongs to 'hold' rules only")
+        return self
+
+    def platelet_condition(
+        self, platelets: npt.NDArray[np.float64], baseline: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.bool_]:
+        """Whether the count conditions hold, per patient."""
+        ok = np.ones(platelets.shape, dtype=bool)
+        if self.platelets_below is not None:
+            ok &= platelets < self.platelets_below
+        if self.platelets_above is not None:
+            ok &= platelets > self.platelets_above
+        if self.platelets_at_least is not None:
+            ok &= platelets >= self.platelets_at_least
+        if self.rise_from_baseline_at_least is not None:
+            ok &= platelets - baseline >= self.rise_from_baseline_at_least
+        return ok
+
+
+def _dose_unit(value: object) -> object:
+    text = str(value).strip().replace("\u03bc", "µ").replace("mcg", "µg").replace("ug", "µg")
+    return text if text in ("mg", "µg/kg") else value
+
+
+def _known_agonist(value: str) -> str:
+    name = value.strip().lower()
+    if name not in AGONISTS:
+        raise ValueError(f"'{value}' is not one of {', '.join(AGONISTS)}")
+    return name
+
+
+def _pattern(value: object) -> object:
+    return (value,) if isinstance(value, int | float) else value
+
+
+DoseLevel = Annotated[tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_pattern)]
+
+
+class Titration(_Frozen):
+    """Dose levels and the rules that move between them.
+
+    Parameters
+    ----------
+    dose_unit
+        ``"mg"`` or ``"µg/kg"`` (``"ug/kg"`` accepted), per administration.
+    interval
+        Time between dosing slots (``"24 h"``, ``"1 week"``).
+    levels
+        Ordered lowest to highest; each an amount or a repeating pattern per slot.
+    rules
+        Tried in order at each visit; the first that applies acts.
+    description
+        The rules in words, with sources.
+    """
+
+    dose_unit: Annotated[Literal["mg", "µg/kg"], BeforeValidator(_dose_unit)]
+    interval: Hours = Field(gt=0)
+    levels: tuple[DoseLevel, ...] = Field(min_length=1)
+    rules: tuple[Rule, ...] = ()
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _levels_dose(self) -> Titration:
+        for number, level in enumerate(self.levels, start=1):
+            if not level or max(level) <= 0:
+                raise ValueError(f"level {number} gives no dose")
+        return self
+
+    def schedule(self, slots: int) -> npt.NDArray[np.float64]:
+        """Amount at every level for each of ``slots`` dosing slots, ``[levels, slots]``."""
+        index = np.arange(slots)
+        return np.array([np.asarray(lv)[index % len(lv)] for lv in self.levels], dtype=float)
+
+
+class StartRule(_Frozen):
+    """Starting level for patients matching every given condition.
+
+    Parameters
+    ----------
+    level
+        Level number (1 = lowest).
+    east_asian
+        Only patients of (``true``) or not of (``false``) East-Asian ancestry.
+    baseline_below, baseline_at_least
+        Only patients whose baseline count is ``<`` / ``≥`` this (10^9/L).
+    """
+
+    level: int = Field(ge=1)
+    east_asian: bool | None = None
+    baseline_below: float | None = None
+    baseline_at_least: float | None = None
+
+    @property
+    def unconditional(self) -> bool:
+        """Whether every patient matches."""
+        conditions = (self.east_asian, self.baseline_below, self.baseline_at_least)
+        return all(c is None for c in conditions)
+
+
+class Arm(_Frozen):
+    """One arm: an agonist given by a titration from a starting level for ``duration``.
+
+    Parameters
+    ----------
+    name
+        Arm label (unique in the design).
+    agonist
+        One of the five TPO-receptor agonists.
+    route
+        ``"oral"`` or ``"sc"``.
+    titration
+        Name of a table under ``[titrations]``.
+    start
+        Starting-level rules, first match wins; the last must be unconditional.
+    duration
+        How long doses are given (slots at ``0, interval, ...`` before it).
+    placebo
+        Dose levels are titrated as usual (blinded) but no drug is given.
+    n
+        Patients randomised to this arm in the real trial (for comparisons).
+    description
+        The arm in words, with sources.
+    """
+
+    name: str = Field(min_length=1)
+    agonist: Annotated[str, AfterValidator(_known_agonist)]
+    route: Literal["oral", "sc"]
+    titration: str
+    start: tuple[StartRule, ...] = Field(min_length=1)
+    duration: Hours = Field(gt=0)
+    placebo: bool = False
+    n: int | None = Field(default=None, ge=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _start_covers_everyone(self) -> Arm:
+        if not self.start[-1].unconditional:
+            raise ValueError("the last start rule must have no conditions (it catches everyone)")
+        return self
+
+
+class Rescue(_Frozen):
+    """Rescue therapy given when a count within ``window`` is below ``platelets_below``.
+
+    The rescue is recorded (``rescued`` from that visit on) but its effect on counts
+    is not simulated: response models know only the agonist doses.
+    """
+
+    platelets_below: float = Field(gt=0)
+    window: tuple[Hours, Hours] | None = None
+    description: str = ""
+
+
+class TrialDesign(_Frozen):
+    """A virtual clinical trial: population, visits, arms with titration, rescue, endpoints."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    population: Population
+    visits: Visits
+    titrations: dict[str, Titration] = Field(min_length=1)
+    arms: tuple[Arm, ...] = Field(min_length=1)
+    rescue: tuple[Rescue, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialDesign:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names repeat: {names}")
+        for arm in self.arms:
+            if arm.titration not in self.titrations:
+                raise ValueError(
+                    f"arm '{arm.name}': titration '{arm.titration}' is not one of "
+                    f"{sorted(self.titrations)}"
+                )
+            top = len(self.titrations[arm.titration].levels)
+            for start in arm.start:
+                if start.level > top:
+                    raise ValueError(
+                        f"arm '{arm.name}': start level {start.level} but the titration "
+                        f"has {top} levels"
+                    )
+        endpoint_names = [e.name for e in self.endpoints]
+        if len(set(endpoint_names)) != len(endpoint_names):
+            raise ValueError(f"endpoint names repeat: {endpoint_names}")
+        visits = self.visits.hours
+        for endpoint in self.endpoints:
+            if isinstance(endpoint, ResponderAt) and not np.any(np.isclose(visits, endpoint.at)):
+                raise ValueError(f"endpoint '{endpoint.name}': no visit at {endpoint.at / 24:g} d")
+        return self
+
+    def titration_of(self, arm: Arm) -> Titration:
+        """Return the titration an arm follows."""
+        return self.titrations[arm.titration]
+
+
+def load_trial(source: str | Path | Mapping[str, Any]) -> TrialDesign:
+    """Read and validate a trial design.
+
+    Parameters
+    ----------
+    source
+        Path to a TOML design, the TOML text itself, or an already-parsed mapping.
+
+    Raises
+    ------
+    TrialDesignError
+        If the file is missing, is not TOML, or does not describe a runnable trial; the
+        message lists every problem with its key (e.g. ``arms.1.start.0.level``).
+    """
+    origin = "trial design"
+    if isinstance(source, Mapping):
+        table: Mapping[str, Any] = source
+    else:
+        text = str(source)
+        path = Path(text)
+        if isinstance(source, Path) or (text.endswith(".toml") and "\n" not in text):
+            if not path.is_file():
+                raise TrialDesignError(f"trial design '{path}' does not exist")
+            origin, text = str(path), path.read_text(encoding="utf-8")
+        try:
+            table = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise TrialDesignError(f"{origin}: not valid TOML: {err}") from None
+    try:
+        return TrialDesign.model_validate(table)
+    except ValidationError as err:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise TrialDesignError(f"{origin}: invalid trial design:\n{problems}") from None

@@ -1,0 +1,382 @@
+"""Closed-loop execution of a trial design: each visit's count decides the next doses.
+
+The patient is a :class:`ResponseModel` (the lead's PK/PD engines with posterior draws,
+or a toy in tests); this module only applies the design. For every arm, visit by
+visit: ask the response model for the count at the visit given the doses decided so
+far, apply the starting-dose rules (visit 0) or the titration rules, record rescue, and
+fill in the doses up to the next visit. All patients of an arm move together as NumPy
+arrays; a posterior sample is simulated by flattening draws into patients.
+
+Cost: each visit re-simulates every patient from time 0 with the dose history so
+far, i.e. ``visits`` response-model calls whose horizon grows to the last visit
+(about ``visits / 2`` times one full-length simulation). Exact and simple; a response
+model that can resume from a saved state would make it linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import xarray as xr
+from scipy.stats import norm
+
+from tpopk.simulate.design import Arm, LogNormal, TrialDesign, TrialDesignError
+
+FloatArray = npt.NDArray[np.float64]
+
+_DOSING: Final = 0
+_HELD: Final = 1
+_STOPPED: Final = 2
+
+
+class ResponseModel(Protocol):
+    """Platelet response of a set of virtual patients to any dosing history."""
+
+    @property
+    def n_patients(self) -> int:
+        """Number of patients ``P``."""
+        ...
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        """Platelet counts (10^9/L) ``[P, T]`` at ``times`` ``[P, T]`` (h).
+
+        ``dose_time`` and ``dose_amount`` are ``[P, D]`` (h; amount in the arm's dose
+        unit, mg or µg/kg per administration, padded with amount 0).
+        """
+        ...
+
+
+def sample_population(design: TrialDesign, n_patients: int, seed: int) -> xr.Dataset:
+    """Draw the virtual patients of every arm from the design's population.
+
+    Parameters
+    ----------
+    design
+        The trial.
+    n_patients
+        Patients per arm.
+    seed
+        Seed of the NumPy generator (the same seed gives the same patients).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``arm, patient``: ``baseline_platelets`` (10^9/L, the count the response
+        model should start from), ``WT`` (kg), ``EAST_ASIAN`` and ``SPLENECTOMY`` (0/1);
+        attribute ``disease``.
+    """
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be ≥ 1, got {n_patients}")
+    rng = np.random.default_rng(seed)
+    population = design.population
+    shape = (len(design.arms), n_patients)
+    east_asian = rng.random(shape) < population.east_asian_fraction
+    splenectomy = rng.random(shape) < population.splenectomy_fraction
+    weight = _truncated_lognormal(rng, population.weight, shape)
+    baseline = _truncated_lognormal(rng, population.baseline_platelets, shape)
+    if population.baseline_platelets_splenectomised is not None:
+        apart = _truncated_lognormal(rng, population.baseline_platelets_splenectomised, shape)
+        baseline = np.where(splenectomy, apart, baseline)
+    dims = ("arm", "patient")
+    return xr.Dataset(
+        {
+            "baseline_platelets": (dims, baseline, {"units": "10^9/L"}),
+            "WT": (dims, weight, {"units": "kg"}),
+            "EAST_ASIAN": (dims, east_asian.astype(np.int64)),
+            "SPLENECTOMY": (dims, splenectomy.astype(np.int64)),
+        },
+        coords={"arm": [arm.name for arm in design.arms], "patient": np.arange(n_patients)},
+        attrs={"disease": population.disease, "trial": design.name},
+    )
+
+
+def _truncated_lognormal(
+    rng: np.random.Generator, spec: LogNormal, shape: tuple[int, int]
+) -> FloatArray:
+    """Inverse-CDF draws of a log-normal truncated to ``[lower, upper)``."""
+    median, sd_log, lower, upper = spec.median, spec.sd_log, spec.lower, spec.upper
+    if sd_log == 0:
+        return np.full(shape, median)
+    low = 0.0 if lower is None or lower <= 0 else norm.cdf(np.log(lower / median) / sd_log)
+    high = 1.0 if upper is None else norm.cdf(np.log(upper / median) / sd_log)
+    quantile = low + (high - low) * rng.random(shape)
+    values: FloatArray = median * np.exp(sd_log * norm.ppf(quantile))
+    return values
+
+
+def run_trial(
+    design: TrialDesign, responders: Mapping[str, ResponseModel], population: xr.Dataset
+) -> xr.Dataset:
+    """Run every arm of a trial in closed loop.
+
+    Parameters
+    ----------
+    design
+        The trial.
+    responders
+        One response model per arm name, each with the arm's ``P`` patients, built from
+        ``population`` (same patient order).
+    population
+        Output of :func:`sample_population` for the same design (covariates used by the
+        starting-dose rules and carried into the result).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``arm, patient, visit`` (coordinate ``time`` in h on ``visit``):
+        ``platelets`` (10^9/L, the count at each visit, before that day's dose),
+        ``dose_level`` (1 = lowest; 0 while held, stopped or after dosing ended),
+        ``dose_given`` (amount given from this visit until the next, arm's dose unit),
+        ``held``, ``stopped`` (by a rule) and ``rescued`` (at or before the visit);
+        ``baseline_platelets`` and the covariates on ``arm, patient``; the dosing
+        actually given as ``dose_time`` (h, ``nan`` padding) and ``dose_amount`` on
+        ``arm, patient, dose``; per arm ``agonist``, ``dose_unit``, ``route``, ``placebo``.
+    """
+    missing = [arm.name for arm in design.arms if arm.name not in responders]
+    if missing:
+        raise TrialDesignError(f"no response model for arm(s) {missing}")
+    sizes = {arm.name: responders[arm.name].n_patients for arm in design.arms}
+    if len(set(sizes.values())) != 1 or population.sizes["patient"] not in sizes.values():
+        raise TrialDesignError(
+            f"every arm needs the population's {population.sizes['patient']} patients; "
+            f"response models have {sizes}"
+        )
+    arms = [
+        _run_arm(design, arm, responders[arm.name], population.sel(arm=arm.name))
+        for arm in design.arms
+    ]
+    width = max(a["dose_time"].shape[1] for a in arms)
+
+    def stack(key: str, pad: float = np.nan) -> npt.NDArray[np.generic]:
+        parts = [a[key] for a in arms]
+        if key.startswith("dose_") and key in ("dose_time", "dose_amount"):
+            parts = [
+                np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=pad) for p in parts
+            ]
+        return np.stack(parts)
+
+    visit_dims = ("arm", "patient", "visit")
+    return xr.Dataset(
+        {
+            "platelets": (visit_dims, stack("platelets"), {"units": "10^9/L"}),
+            "dose_level": (visit_dims, stack("dose_level")),
+            "dose_given": (visit_dims, stack("dose_given")),
+            "held": (visit_dims, stack("held")),
+            "stopped": (visit_dims, stack("stopped")),
+            "rescued": (visit_dims, stack("rescued")),
+            "baseline_platelets": (("arm", "patient"), stack("baseline"), {"units": "10^9/L"}),
+            "dose_time": (("arm", "patient", "dose"), stack("dose_time"), {"units": "h"}),
+            "dose_amount": (("arm", "patient", "dose"), stack("dose_amount", 0.0)),
+            **{
+                name: population[name].sel(arm=[arm.name for arm in design.arms]).variable
+                for name in ("WT", "EAST_ASIAN", "SPLENECTOMY")
+            },
+            "agonist": ("arm", [arm.agonist for arm in design.arms]),
+            "dose_unit": ("arm", [design.titration_of(arm).dose_unit for arm in design.arms]),
+            "route": ("arm", [arm.route for arm in design.arms]),
+            "placebo": ("arm", [arm.placebo for arm in design.arms]),
+        },
+        coords={
+            "arm": [arm.name for arm in design.arms],
+            "patient": population["patient"].to_numpy(),
+            "visit": np.arange(design.visits.hours.size),
+            "time": ("visit", design.visits.hours, {"units": "h"}),
+        },
+        attrs={"trial": design.name, "disease": design.population.disease},
+    )
+
+
+def _run_arm(
+    design: TrialDesign, arm: Arm, responder: ResponseModel, covariates: xr.Dataset
+) -> dict[str, npt.NDArray[np.generic]]:
+    """Simulate one arm visit by visit; arrays per patient (and visit / dose slot)."""
+    titration = design.titration_of(arm)
+    visits = design.visits.hours
+    n = responder.n_patients
+    n_levels = len(titration.levels)
+    slots = int(np.ceil(arm.duration / titration.interval - 1e-9))
+    slot_time = titration.interval * np.arange(slots)
+    table = titration.schedule(slots)  # [levels, slots]
+    amount = np.zeros((n, slots))  # what the patient receives (0 on placebo)
+    rules = titration.rules
+    east_asian = covariates["EAST_ASIAN"].to_numpy() == 1
+
+    level = np.zeros(n, dtype=np.int64)
+    status = np.full(n, _DOSING)
+    changed_at = np.zeros(n)
+    streak = np.zeros((n, len(rules)), dtype=np.int64)
+    resume_below = np.zeros(n)
+    resume_change = np.zeros(n, dtype=np.int64)
+    rescued = np.zeros(n, dtype=bool)
+    baseline = np.zeros(n)
+    record = {
+        key: np.zeros((n, visits.size), dtype=dtype)
+        for key, dtype in (
+            ("platelets", float),
+            ("dose_level", np.int64),
+            ("dose_given", float),
+            ("held", bool),
+            ("stopped", bool),
+            ("rescued", bool),
+        )
+    }
+    for j, visit in enumerate(visits):
+        decided = max(int(np.searchsorted(slot_time, visit, side="left")), 1)
+        decided = min(decided, slots)
+        counts = responder.platelets(
+            np.broadcast_to(slot_time[:decided], (n, decided)).copy(),
+            amount[:, :decided].copy(),
+            np.full((n, 1), visit),
+        )[:, 0]
+        if j == 0:
+            baseline = counts.copy()
+            level = _start_levels(arm, baseline, east_asian)
+        elif visit < arm.duration:
+            held = status == _HELD
+            resume = held & (counts < resume_below)
+            level = np.where(resume, np.clip(level + resume_change, 1, n_levels), level)
+            status = np.where(resume, _DOSING, status)
+            changed_at = np.where(resume, visit, changed_at)
+            streak[resume] = 0
+            deciding = (status == _DOSING) & ~resume
+            acted = np.zeros(n, dtype=bool)
+            for r, rule in enumerate(rules):
+                streak[:, r] = np.where(
+                    deciding & rule.platelet_condition(counts, baseline), streak[:, r] + 1, 0
+                )
+                fires = deciding & ~acted & (streak[:, r] >= rule.consecutive_visits)
+                if rule.min_time_at_level is not None:
+                    fires &= visit - changed_at >= rule.min_time_at_level - 1e-9
+                if rule.at_level == "highest":
+                    fires &= level == n_levels
+                elif rule.at_level == "lowest":
+                    fires &= level == 1
+                acted |= fires
+                if rule.action in ("increase", "decrease"):
+                    step = 1 if rule.action == "increase" else -1
+                    moved = fires & (np.clip(level + step, 1, n_levels) != level)
+                    level = np.where(moved, level + step, level)
+                    changed_at = np.where(moved, visit, changed_at)
+                    streak[moved] = 0
+                elif rule.action == "hold":
+                    status = np.where(fires, _HELD, status)
+                    resume_below = np.where(fires, rule.resume_below or 0.0, resume_below)
+                    resume_change = np.where(fires, rule.resume_change, resume_change)
+                    streak[fires] = 0
+                else:
+                    status = np.where(fires, _STOPPED, status)
+        for rescue in design.rescue:
+            inside = rescue.window is None or rescue.window[0] <= visit <= rescue.window[1]
+            if inside:
+                rescued |= counts < rescue.platelets_below
+
+        upcoming = (slot_time >= visit) & (
+            slot_time < (visits[j + 1] if j + 1 < visits.size else np.inf)
+        )
+        dosing = (status == _DOSING) & (visit < arm.duration)
+        given = np.where(dosing[:, None], table[level - 1][:, upcoming], 0.0)
+        if not arm.placebo:
+            amount[:, upcoming] = given
+        record["platelets"][:, j] = counts
+        record["dose_level"][:, j] = np.where(dosing, level, 0)
+        record["dose_given"][:, j] = given.sum(axis=1) if not arm.placebo else 0.0
+        record["held"][:, j] = status == _HELD
+        record["stopped"][:, j] = status == _STOPPED
+        record["rescued"][:, j] = rescued
+    given_slots = amount > 0
+    return {
+        **record,
+        "baseline": baseline,
+        "dose_time": np.where(given_slots, slot_time, np.nan),
+        "dose_amount": amount,
+    }
+
+
+def _start_levels(
+    arm: Arm, baseline: FloatArray, east_asian: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """Return each patient's starting level: that of the first matching start rule."""
+    level = np.zeros(baseline.shape, dtype=np.int64)
+    for rule in reversed(arm.start):  # earlier rules overwrite later ones
+        match = np.ones(baseline.shape, dtype=bool)
+        if rule.east_asian is not None:
+            match &= east_asian == rule.east_asian
+        if rule.baseline_below is not None:
+            match &= baseline < rule.baseline_below
+        if rule.baseline_at_least is not None:
+            match &= baseline >= rule.baseline_at_least
+        level = np.where(match, rule.level, level)
+    return level
+
+
+def trial_events(trial: xr.Dataset) -> pd.DataFrame:
+    """Write the simulated trial as NONMEM-style event records.
+
+    One subject per arm and patient (``ID`` 1, 2, ... arm by arm): the doses actually
+    given (``EVID`` 1, ``AMT`` in the arms' dose unit) and the visit counts (``EVID`` 0,
+    ``DVID`` ``plt``, ``DV`` in 10^9/L; a visit comes before a dose at the same time),
+    with ``AGONIST`` and the covariates ``WT``, ``EAST_ASIAN``, ``SPLENECTOMY``,
+    ``DISEASE`` and ``ARM``. Placebo patients have no dose records.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The records; ``frame.attrs["units"]`` holds the units to pass to
+        :func:`tpopk.data.read_events`.
+
+    Raises
+    ------
+    TrialDesignError
+        If the arms dose in different units (one event dataset has one ``AMT`` unit).
+    """
+    units = sorted(set(trial["dose_unit"].to_numpy().tolist()))
+    if len(units) != 1:
+        raise TrialDesignError(f"arms dose in different units {units}; simulate them apart")
+    n_arms, n_patients = trial.sizes["arm"], trial.sizes["patient"]
+    subject = 1 + np.arange(n_arms * n_patients).reshape(n_arms, n_patients)
+    per_subject = {
+        "AGONIST": np.repeat(trial["agonist"].to_numpy(), n_patients).reshape(n_arms, n_patients),
+        "WT": trial["WT"].to_numpy(),
+        "EAST_ASIAN": trial["EAST_ASIAN"].to_numpy(),
+        "SPLENECTOMY": trial["SPLENECTOMY"].to_numpy(),
+        "ARM": np.repeat(trial["arm"].to_numpy(), n_patients).reshape(n_arms, n_patients),
+    }
+    time = trial["time"].to_numpy()
+    observed = pd.DataFrame(
+        {
+            "ID": np.repeat(subject.ravel(), time.size),
+            "TIME": np.tile(time, subject.size),
+            "EVID": 0,
+            "AMT": 0.0,
+            "DV": trial["platelets"].to_numpy().ravel(),
+            "MDV": 0,
+            "DVID": "plt",
+            **{k: np.repeat(v.ravel(), time.size) for k, v in per_subject.items()},
+        }
+    )
+    dose_time = trial["dose_time"].to_numpy()
+    given = np.isfinite(dose_time) & (trial["dose_amount"].to_numpy() > 0)
+    which = np.nonzero(given)
+    dosed = pd.DataFrame(
+        {
+            "ID": subject[which[0], which[1]],
+            "TIME": dose_time[given],
+            "EVID": 1,
+            "AMT": trial["dose_amount"].to_numpy()[given],
+            "DV": np.nan,
+            "MDV": 1,
+            "DVID": "",
+            **{k: v[which[0], which[1]] for k, v in per_subject.items()},
+        }
+    )
+    frame = pd.concat([observed, dosed], ignore_index=True)
+    frame.insert(len(frame.columns) - 1, "DISEASE", trial.attrs["disease"])
+    frame = frame.sort_values(["ID", "TIME", "EVID"], kind="stable").reset_index(drop=True)
+    frame.attrs["units"] = {"TIME": "h", "AMT": units[0], "plt": "10^9/L", "WT": "kg"}
+    return frame

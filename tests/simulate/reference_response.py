@@ -1,0 +1,78 @@
+"""Deterministic toy response models, simple enough to check the rule engine by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class LastDoseResponse:
+    """Count = baseline + gain x (amount of the latest dosing slot strictly before t).
+
+    Held or undecided slots have amount 0, so a held week gives the baseline back.
+    """
+
+    def __init__(self, baseline: npt.ArrayLike, gain: npt.ArrayLike) -> None:
+        self.baseline = np.asarray(baseline, dtype=float)
+        self.gain = np.asarray(gain, dtype=float)
+        self.calls: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.baseline.size)
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        self.calls.append((dose_time.copy(), dose_amount.copy(), times.copy()))
+        before = dose_time[:, None, :] < times[:, :, None]  # [P, T, D]
+        # index of the latest slot before each time (slots are sorted in time)
+        latest = np.where(before.any(-1), before.sum(-1) - 1, -1)
+        amount = np.where(
+            latest >= 0,
+            np.take_along_axis(dose_amount[:, None, :], np.maximum(latest, 0)[..., None], -1)[
+                ..., 0
+            ],
+            0.0,
+        )
+        return self.baseline[:, None] + self.gain[:, None] * amount
+
+
+class EmaxDelayResponse:
+    """Count = baseline x (1 + emax E / (E + ec50)), E = sum_k a_k exp(-(t - t_k - delay)/tau).
+
+    Each dose acts after ``delay`` h and wanes with time constant ``tau`` h: a linear
+    dose -> exposure superposition with a delayed, saturable platelet effect.
+    """
+
+    def __init__(
+        self,
+        baseline: npt.ArrayLike,
+        emax: float = 8.0,
+        ec50: float = 5.0,
+        delay: float = 120.0,
+        tau: float = 96.0,
+    ) -> None:
+        self.baseline = np.asarray(baseline, dtype=float)
+        self.emax, self.ec50, self.delay, self.tau = emax, ec50, delay, tau
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.baseline.size)
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        lag = times[:, :, None] - np.nan_to_num(dose_time)[:, None, :] - self.delay  # [P, T, D]
+        active = lag > 0
+        exposure = np.sum(
+            np.where(
+                active,
+                dose_amount[:, None, :] * np.exp(-np.where(active, lag, 0.0) / self.tau),
+                0.0,
+            ),
+            axis=-1,
+        )
+        return self.baseline[:, None] * (1.0 + self.emax * exposure / (exposure + self.ec50))

@@ -1,0 +1,302 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+from tpopk.data import read_events
+from tpopk.simulate import (
+    TrialDesignError,
+    load_trial,
+    run_trial,
+    sample_population,
+    trial_events,
+)
+
+from .reference_response import EmaxDelayResponse, LastDoseResponse
+
+WEEKLY = """
+name = "weekly_titration"
+[population]
+disease = "ITP"
+baseline_platelets = { median = 15, sd_log = 0.5, upper = 30 }
+weight = { median = 70, sd_log = 0.2 }
+east_asian_fraction = 0.0
+splenectomy_fraction = 0.0
+[visits]
+unit = "week"
+every = 1
+until = 15
+[titrations.label]
+dose_unit = "µg/kg"
+interval = "1 week"
+levels = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+rules = [
+  { action = "stop", platelets_below = 50, at_level = "highest", min_time_at_level = "4 weeks" },
+  { action = "hold", platelets_above = 400, resume_below = 200 },
+  { action = "decrease", platelets_above = 200, consecutive_visits = 2 },
+  { action = "increase", platelets_below = 50 },
+]
+[[arms]]
+name = "drug"
+agonist = "romiplostim"
+route = "sc"
+titration = "label"
+start = [{ baseline_at_least = 50, level = 4 }, { level = 1 }]
+duration = "16 weeks"
+"""
+
+
+def population_of(design, **covariates):
+    """A population Dataset with the given per-arm, per-patient covariates."""
+    n = len(next(iter(covariates.values()))[0])
+    base = {"WT": 70.0, "EAST_ASIAN": 0, "SPLENECTOMY": 0, "baseline_platelets": 10.0}
+    dims = ("arm", "patient")
+    data = {
+        key: (dims, np.asarray(covariates.get(key, np.full((len(design.arms), n), value))))
+        for key, value in base.items()
+    }
+    return xr.Dataset(data, coords={"arm": [a.name for a in design.arms], "patient": np.arange(n)})
+
+
+def test_romiplostim_like_rules_match_hand_computation():
+    design = load_trial(WEEKLY)
+    # A climbs to 8; B stays at 1; C alternates hold/resume one lower; D decreases after
+    # 2 weeks > 200; E reaches 10 and stops after 4 weeks there without response; F
+    # needs 2 more weeks > 200 after its first decrease (the streak restarts at a change).
+    responder = LastDoseResponse(baseline=[10, 20, 100, 60, 5, 60], gain=[5, 150, 350, 40, 0, 60])
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=np.full((1, 6), 70.0)))
+    level = trial["dose_level"].sel(arm="drug").to_numpy()
+    plt = trial["platelets"].sel(arm="drug").to_numpy()
+
+    np.testing.assert_array_equal(level[0], [1, 2, 3, 4, 5, 6, 7, 8] + [8] * 8)
+    np.testing.assert_allclose(plt[0], [10, 15, 20, 25, 30, 35, 40, 45] + [50] * 8)
+
+    np.testing.assert_array_equal(level[1], [1] * 16)
+    np.testing.assert_allclose(plt[1], [20] + [170] * 15)
+
+    np.testing.assert_array_equal(level[2], [4, 0, 3, 0, 2, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(trial["held"].to_numpy()[0, 2], np.arange(16) % 2 == 1)
+    np.testing.assert_allclose(plt[2][:8], [100, 1500, 100, 1150, 100, 800, 100, 450])
+
+    np.testing.assert_array_equal(level[3], [4, 4, 3] + [3] * 13)
+    np.testing.assert_allclose(plt[3][:5], [60, 220, 220, 180, 180])
+
+    np.testing.assert_array_equal(level[4], [*range(1, 11), 10, 10, 10, 0, 0, 0])
+    np.testing.assert_array_equal(level[5], [4, 4, 3, 3] + [2] * 12)
+    np.testing.assert_allclose(plt[5][:6], [60, 300, 300, 240, 240, 180])
+    np.testing.assert_array_equal(trial["stopped"].to_numpy()[0, 4], np.arange(16) >= 13)
+    # dose given per visit is the weekly amount of the level; nothing after stopping
+    np.testing.assert_allclose(trial["dose_given"].to_numpy()[0, 4], level[4])
+    # the dose history handed back equals the dose table
+    amounts = trial["dose_amount"].to_numpy()[0]
+    np.testing.assert_allclose(amounts[2, :4], [4, 0, 3, 0])
+    assert np.isnan(trial["dose_time"].to_numpy()[0, 2, 1])  # held week: no dose
+
+
+def test_each_visit_sees_only_earlier_doses():
+    design = load_trial(WEEKLY)
+    responder = LastDoseResponse(baseline=[10, 20], gain=[5, 150])
+    run_trial(design, {"drug": responder}, population_of(design, WT=np.full((1, 2), 70.0)))
+    for dose_time, dose_amount, times in responder.calls:
+        # doses at or after the visit are not yet decided, so they must be zero
+        assert np.all(dose_amount[dose_time >= times[:, :1]] == 0)
+    assert len(responder.calls) == 16
+
+
+def test_trial_counts_equal_one_simulation_of_the_final_dosing():
+    """Causality: re-simulating per visit gives what the final dose history gives."""
+    design = load_trial(WEEKLY)
+    population = sample_population(design, n_patients=40, seed=3)
+    responder = EmaxDelayResponse(population["baseline_platelets"].sel(arm="drug").to_numpy())
+    trial = run_trial(design, {"drug": responder}, population)
+    times = np.broadcast_to(trial["time"].to_numpy(), (40, 16)).copy()
+    dose_time = trial["dose_time"].to_numpy()[0]
+    amount = trial["dose_amount"].to_numpy()[0]
+    again = responder.platelets(np.nan_to_num(dose_time), amount, times)
+    np.testing.assert_allclose(trial["platelets"].to_numpy()[0], again, rtol=1e-12)
+    # the toy honours the sampled baseline, and the visit-0 count is the baseline
+    np.testing.assert_allclose(
+        trial["baseline_platelets"].to_numpy()[0], population["baseline_platelets"].to_numpy()[0]
+    )
+    # titration acted: some patients moved up, and no level is outside 1..10 while dosing
+    level = trial["dose_level"].to_numpy()[0]
+    assert level[:, 1:].max() > 1
+    assert set(np.unique(level)) <= set(range(11))
+
+
+AVATROMBOPAG_LIKE = """
+name = "patterns"
+[population]
+disease = "ITP"
+baseline_platelets = { median = 15, sd_log = 0 }
+weight = { median = 70, sd_log = 0 }
+east_asian_fraction = 0
+splenectomy_fraction = 0
+[visits]
+unit = "day"
+times = [0, 7, 14]
+[titrations.levels]
+dose_unit = "mg"
+interval = "24 h"
+levels = [[20, 0, 0, 0, 0, 0, 0], [20, 0, 0, 20, 0, 0, 0], 20]
+rules = [{ action = "increase", platelets_below = 50, min_time_at_level = "7 d" }]
+[[arms]]
+name = "a"
+agonist = "avatrombopag"
+route = "oral"
+titration = "levels"
+start = [{ level = 2 }]
+duration = "14 d"
+"""
+
+
+def test_less_than_daily_levels_give_their_pattern():
+    design = load_trial(AVATROMBOPAG_LIKE)
+    responder = LastDoseResponse(baseline=[10, 60], gain=[0, 0])
+    trial = run_trial(design, {"a": responder}, population_of(design, WT=np.full((1, 2), 70.0)))
+    np.testing.assert_array_equal(trial["dose_level"].to_numpy()[0], [[2, 3, 0], [2, 2, 0]])
+    np.testing.assert_allclose(trial["dose_given"].to_numpy()[0], [[40, 140, 0], [40, 40, 0]])
+    events = trial_events(trial)
+    doses = events[(events["EVID"] == 1) & (events["ID"] == 2)]
+    np.testing.assert_allclose(doses["TIME"] / 24, [0, 3, 7, 10])
+
+
+LUSUTROMBOPAG_LIKE = """
+name = "course"
+[population]
+disease = "CLD"
+baseline_platelets = { median = 40, sd_log = 0.3, upper = 50 }
+weight = { median = 66, sd_log = 0.2 }
+east_asian_fraction = 0
+splenectomy_fraction = 0
+[visits]
+unit = "day"
+times = [0, 4, 5, 6, 7]
+[titrations.course]
+dose_unit = "mg"
+interval = "1 d"
+levels = [3]
+rules = [{ action = "stop", platelets_at_least = 50, rise_from_baseline_at_least = 20 }]
+[[arms]]
+name = "luso"
+agonist = "lusutrombopag"
+route = "oral"
+titration = "course"
+start = [{ level = 1 }]
+duration = "7 d"
+[[rescue]]
+platelets_below = 50
+window = ["7 d", "7 d"]
+"""
+
+
+def test_fixed_course_stops_on_the_stopping_rule():
+    design = load_trial(LUSUTROMBOPAG_LIKE)
+    # 40 + 10*3 = 70: >= 50 and +30 -> stop on day 5 before the 5th dose;
+    # 20 + 5*3 = 35: never; 45 + 2*3 = 51 but only +6 above baseline: never.
+    responder = LastDoseResponse(baseline=[40, 20, 45], gain=[10, 5, 2])
+    trial = run_trial(design, {"luso": responder}, population_of(design, WT=np.full((1, 3), 66.0)))
+    given = (trial["dose_amount"].to_numpy()[0] > 0).sum(axis=1)
+    np.testing.assert_array_equal(given, [4, 7, 7])
+    np.testing.assert_array_equal(trial["stopped"].to_numpy()[0, 0], [0, 1, 1, 1, 1])
+    assert not trial["stopped"].to_numpy()[0, 1:].any()
+    # day-8 count (t = 7 d): 40 (no dose since day 4) and 35 are < 50 -> transfused;
+    # 51 is not; nobody is rescued before the window.
+    np.testing.assert_array_equal(trial["rescued"].to_numpy()[0, :, -1], [True, True, False])
+    assert not trial["rescued"].to_numpy()[0, :, :-1].any()
+
+
+def test_start_rules_by_baseline_and_ancestry():
+    course = LUSUTROMBOPAG_LIKE.split("[titrations.course]")[0]
+    design = load_trial(
+        course
+        + '[titrations.course]\ndose_unit = "mg"\ninterval = "1 d"\nlevels = [40, 60]\n'
+        + '[[arms]]\nname = "cld"\nagonist = "avatrombopag"\nroute = "oral"\n'
+        + 'titration = "course"\nduration = "5 d"\n'
+        + "start = [{ east_asian = true, baseline_at_least = 45, level = 1 },"
+        + " { baseline_below = 40, level = 2 }, { level = 1 }]\n"
+    )
+    responder = LastDoseResponse(baseline=[30, 45, 48, 39.9], gain=[0, 0, 0, 0])
+    population = population_of(design, EAST_ASIAN=np.array([[1, 0, 1, 0]]))
+    trial = run_trial(design, {"cld": responder}, population)
+    np.testing.assert_array_equal(trial["dose_level"].to_numpy()[0, :, 0], [2, 1, 1, 2])
+    np.testing.assert_allclose(trial["dose_amount"].to_numpy()[0].sum(axis=1), [300, 200, 200, 300])
+
+
+def test_placebo_arm_is_titrated_blind_but_gets_no_drug():
+    design = load_trial(
+        WEEKLY.replace('duration = "16 weeks"', 'duration = "16 weeks"\nplacebo = true')
+    )
+    responder = LastDoseResponse(baseline=[10], gain=[100])
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=np.full((1, 1), 70.0)))
+    assert all(np.all(amount == 0) for _, amount, _ in responder.calls)
+    np.testing.assert_array_equal(trial["dose_level"].to_numpy()[0, 0, :10], np.arange(1, 11))
+    assert np.all(trial["dose_given"].to_numpy() == 0)
+    assert not (trial_events(trial)["EVID"] == 1).any()
+
+
+def test_event_table_validates_and_carries_the_doses_given():
+    design = load_trial(WEEKLY)
+    population = sample_population(design, n_patients=6, seed=0)
+    responder = EmaxDelayResponse(population["baseline_platelets"].to_numpy()[0])
+    trial = run_trial(design, {"drug": responder}, population)
+    frame = trial_events(trial)
+    events = read_events(frame, units=frame.attrs["units"])
+    assert events.units["AMT"] == "µg/kg"
+    doses = events.doses
+    np.testing.assert_allclose(doses["AMT"].sum(), trial["dose_amount"].sum())
+    assert len(doses) == int((trial["dose_amount"] > 0).sum())
+    obs = events.observations
+    np.testing.assert_allclose(obs["DV"].to_numpy(), trial["platelets"].to_numpy().ravel())
+    assert set(events.covariates.columns) >= {"WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE", "ARM"}
+
+
+def test_event_table_refuses_mixed_dose_units():
+    design = load_trial(
+        WEEKLY
+        + '\n[titrations.oral]\ndose_unit = "mg"\ninterval = "24 h"\nlevels = [20]\n'
+        + '[[arms]]\nname = "oral"\nagonist = "avatrombopag"\nroute = "oral"\n'
+        + 'titration = "oral"\nstart = [{ level = 1 }]\nduration = "2 weeks"\n'
+    )
+    population = population_of(design, WT=np.full((2, 2), 70.0))
+    responders = {name: LastDoseResponse([10, 10], [1, 1]) for name in ("drug", "oral")}
+    trial = run_trial(design, responders, population)
+    with pytest.raises(TrialDesignError, match="different units"):
+        trial_events(trial)
+
+
+def test_run_trial_checks_the_response_models():
+    design = load_trial(WEEKLY)
+    population = population_of(design, WT=np.full((1, 3), 70.0))
+    with pytest.raises(TrialDesignError, match="no response model"):
+        run_trial(design, {}, population)
+    with pytest.raises(TrialDesignError, match="patients"):
+        run_trial(design, {"drug": LastDoseResponse([10], [1])}, population)
+
+
+def test_sample_population_is_seeded_and_respects_bounds():
+    design = load_trial(WEEKLY)
+    first = sample_population(design, n_patients=20000, seed=11)
+    again = sample_population(design, n_patients=20000, seed=11)
+    xr.testing.assert_identical(first, again)
+    baseline = first["baseline_platelets"].to_numpy()
+    assert baseline.max() < 30
+    # median of a log-normal(median 15, sd_log 0.5) truncated above 30:
+    # F(30) = Phi(ln 2 / 0.5) = 0.91717; the truncated median is the 0.45858 quantile.
+    from scipy.stats import norm
+
+    expected = 15 * np.exp(0.5 * norm.ppf(norm.cdf(np.log(2) / 0.5) / 2))
+    assert np.median(baseline) == pytest.approx(expected, rel=0.02)
+    assert first["EAST_ASIAN"].sum() == 0
+
+
+def test_splenectomised_patients_draw_their_own_baseline():
+    text = WEEKLY.replace(
+        "splenectomy_fraction = 0.0",
+        "splenectomy_fraction = 0.5\n"
+        "baseline_platelets_splenectomised = { median = 5, sd_log = 0 }",
+    )
+    population = sample_population(load_trial(text), n_patients=4000, seed=2)
+    spleen = population["SPLENECTOMY"].to_numpy() == 1
+    assert 0.45 < spleen.mean() < 0.55
+    np.testing.assert_allclose(population["baseline_platelets"].to_numpy()[spleen], 5.0)
+    assert np.all(population["baseline_platelets"].to_numpy()[~spleen] != 5.0)
