@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy.integrate import solve_ivp
+from scipy.optimize import brentq
 
 Array = np.ndarray
 
@@ -79,12 +80,18 @@ def solve_reference(
     drive: Callable[[float], float],
     t_obs: Array,
     breakpoints: Array,
+    bolus: Array | None = None,
 ) -> Array:
-    """States at ``t_obs`` [N, n_states]; integrates piecewise between breakpoints."""
+    """States at ``t_obs`` [N, n_states]; integrates piecewise between breakpoints.
+
+    ``bolus`` (a state vector) is added at every breakpoint, after any observation there.
+    """
     knots = np.unique(np.r_[0.0, breakpoints[breakpoints < t_obs.max()], t_obs.max()])
     found: dict[float, Array] = {0.0: np.asarray(y0, float)}
     y = np.asarray(y0, float)
     for a, b in itertools.pairwise(knots):
+        if bolus is not None and np.isin(a, breakpoints):
+            y = y + bolus
         t_eval = np.unique(np.r_[t_obs[(t_obs > a) & (t_obs <= b)], b])
         sol = solve_ivp(
             lambda t, yy: rhs(yy, drive(t)),
@@ -127,3 +134,31 @@ def endogenous_tpo_rhs(n: int, circ0, mtt, tplt, tpo0, ec50, ktpo, frac, pool) -
 def endogenous_tpo_y0(n: int, circ0, mtt, tplt, tpo0, ec50, ktpo, frac, pool) -> Array:
     base = circ0 / tplt / ((1 - pool) * (n + 1) / mtt)
     return np.r_[tpo0, np.full(n + 1, base), circ0]
+
+
+def free_by_root_finding(total: float, target: float, kd: float) -> float:
+    """Free drug under quasi-equilibrium binding, by bracketing the mass balance."""
+    if total <= 0:
+        return 0.0
+    return brentq(lambda f: f + target * f / (kd + f) - total, 0.0, total, xtol=1e-15, rtol=1e-14)
+
+
+def tmdd_friberg_rhs(n: int, ka, v, kel, kint, kd, rdens, emax, ec50, circ0, mtt, gamma):
+    ktr = (n + 1) / mtt
+
+    def f(y: Array, m: float) -> Array:
+        depot, amount, prol, transit, circ = y[0], y[1], y[2], y[3 : n + 3], y[n + 3]
+        total = amount / v
+        free = free_by_root_finding(total, rdens * circ, kd)
+        bound = total - free
+        stim = 1 + emax * free / (ec50 + free)
+        upstream = np.r_[prol, transit[:-1]]
+        return np.r_[
+            -ka * depot,
+            ka * depot - kel * v * free - kint * v * bound,
+            ktr * prol * (m * stim * (circ0 / circ) ** gamma - 1),
+            ktr * (upstream - transit),
+            ktr * (transit[-1] - circ),
+        ]
+
+    return f

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, friberg, observe, simulate
+from tpopk.pd.kernels import free_concentration
 
 from .ivp_reference import (
     endogenous_tpo_rhs,
     endogenous_tpo_y0,
+    free_by_root_finding,
     friberg_rhs,
     friberg_y0,
     indirect_rhs,
@@ -15,6 +17,7 @@ from .ivp_reference import (
     lifespan_y0,
     oral_1cmt,
     solve_reference,
+    tmdd_friberg_rhs,
 )
 
 DAILY = np.arange(42) * 24.0  # daily oral dosing over 6 weeks
@@ -168,13 +171,16 @@ def test_steady_state_is_kept_without_drug(name):
         "friberg_4": (20.0, 170.0, 0.1, 5.0),
         "lifespan": (250.0, 142.0, 253.0),
         "endogenous_tpo": TPO_PARAMS,
+        "tmdd_friberg": TMDD_PARAMS,
     }.get(name, (150.0, 0.01))
     grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
-    states = simulate(model, [params], np.ones((1, grid.stage_times.shape[1])), grid)
+    doses = grid.dose_amounts([[]], []) if model.dose_state >= 0 else None
+    states = simulate(model, [params], np.ones((1, grid.stage_times.shape[1])), grid, doses)
     np.testing.assert_allclose(
         states[0], np.broadcast_to(states[0, 0], states[0].shape), rtol=1e-13
     )
-    np.testing.assert_allclose(observe(model, states, grid), params[0], rtol=1e-13)
+    baseline = dict(zip(model.parameter_names, params, strict=True)).get("circ0", params[0])
+    np.testing.assert_allclose(observe(model, states, grid), baseline, rtol=1e-13)
 
 
 def test_subjects_are_independent_of_batch_padding():
@@ -199,3 +205,47 @@ def test_subjects_are_independent_of_batch_padding():
     batch = run([0, 1], subj, np.concatenate(t_obs))
     np.testing.assert_allclose(batch[:10], run([0], np.zeros(10, int), t_obs[0]), rtol=1e-14)
     np.testing.assert_allclose(batch[10:], run([1], np.zeros(4, int), t_obs[1]), rtol=1e-14)
+
+
+# Romiplostim-like QE-TMDD (Wang 2010 magnitudes in µg and L for a 70 kg adult: ka
+# 0.0254 /h, V/F 9.6 L, kel 0.038 /h, kint 0.173 /h, KD 0.131 µg/L, 0.0215 µg/L of target
+# per 10^9/L platelets) on a Friberg platelet model.
+TMDD_PARAMS = (0.0254, 9.6, 0.038, 0.173, 0.131, 0.0215, 0.8, 0.5, 60.0, 170.0, 0.15)
+
+
+@pytest.mark.parametrize(("schedule", "amt"), [("weekly", 70.0), ("daily", 10.0)])
+def test_tmdd_friberg_matches_solve_ivp(schedule, amt):
+    dose_time, t_obs = (WEEKLY, T_WEEKLY) if schedule == "weekly" else (DAILY, T_DAILY)
+    model = PD_MODELS["tmdd_friberg"]
+    grid = SolverGrid.build(
+        np.zeros(t_obs.size, int), t_obs, 1, breakpoints=dose_time[None], max_step=model.max_step
+    )
+    doses = grid.dose_amounts(dose_time[None], amt)
+    states = simulate(model, [TMDD_PARAMS], np.ones((1, grid.stage_times.shape[1])), grid, doses)
+    got = states.reshape(-1, model.n_states)[grid.obs_index]
+    bolus = np.zeros(model.n_states)
+    bolus[0] = amt
+    y0 = np.r_[0.0, 0.0, np.full(6, TMDD_PARAMS[8])]
+    ref = solve_reference(
+        tmdd_friberg_rhs(4, *TMDD_PARAMS), y0, lambda t: 1.0, t_obs, dose_time, bolus
+    )
+    ref[0] = got[0]  # tpopk stores the state after the dose given at a node
+    assert ref[:, -1].max() > 1.2 * TMDD_PARAMS[8]
+    np.testing.assert_allclose(got[:, -1], ref[:, -1], rtol=1e-3)
+    np.testing.assert_allclose(got[1:, 1], ref[1:, 1], rtol=1e-3)
+
+
+def test_free_concentration_solves_the_binding_balance():
+    totals = np.array([1e-6, 0.05, 0.131, 3.0, 5.4, 80.0])
+    for total in totals:
+        for target in (0.0, 0.5, 5.4, 200.0):
+            free, d_total, d_target, d_kd = free_concentration(total, target, 0.131)
+            assert free == pytest.approx(free_by_root_finding(total, target, 0.131), rel=1e-9)
+            args = np.array([total, target, 0.131])
+            for k, analytic in enumerate((d_total, d_target, d_kd)):
+                eps = 1e-7 * max(args[k], 1.0)
+                up, down = args.copy(), args.copy()
+                up[k] += eps
+                down[k] = max(down[k] - eps, 0.0)
+                fd = (free_concentration(*up)[0] - free_concentration(*down)[0]) / (up[k] - down[k])
+                assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-9)

@@ -21,6 +21,10 @@ PARAMS = {
         [200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 0.33],
         [30.0, 170.0, 60.0, 0.78, 1.0, 0.05, 0.8, 0.7],
     ],
+    "tmdd_friberg": [
+        [0.3, 9.6, 0.038, 0.173, 0.131, 0.0215, 0.8, 0.5, 60.0, 170.0, 0.15],
+        [0.5, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 150.0, 100.0, 0.3],
+    ],
 }
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
 
@@ -50,10 +54,12 @@ def test_adjoint_matches_finite_differences(name, grid):
     drive = drive_for(grid)
     weights = rng.normal(size=(grid.n_subjects, grid.n_nodes, model.n_states))
 
-    def loss(p, m):
-        return float(np.sum(weights * simulate(model, p, m, grid)))
+    doses = grid.dose_amounts(DOSES, 30.0) if model.dose_state >= 0 else None
 
-    states = simulate(model, params, drive, grid)
+    def loss(p, m):
+        return float(np.sum(weights * simulate(model, p, m, grid, doses)))
+
+    states = simulate(model, params, drive, grid, doses)
     g_params, g_drive = rk4_adjoint(
         model.kernel_id, model.config_array(), params, drive, grid.steps, states, weights
     )

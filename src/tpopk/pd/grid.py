@@ -161,3 +161,40 @@ class SolverGrid:
             mine = np.flatnonzero(subj == s)
             node[mine] = np.searchsorted(t, t_obs[mine])
         return cls(times, steps, stage_times, subj * n_nodes + node)
+
+    def dose_amounts(
+        self, dose_time: npt.ArrayLike, dose_amt: npt.ArrayLike
+    ) -> npt.NDArray[np.float64]:
+        """Bolus amounts per node, for structures that take doses into an ODE state.
+
+        Parameters
+        ----------
+        dose_time
+            ``[S, D]`` dose times (h), NaN for padding; each must be a node (pass them as
+            ``breakpoints`` to :meth:`build`); doses after a subject's last node are
+            ignored.
+        dose_amt
+            ``[S, D]`` amounts (the unit of the structure's concentration times L).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[S, K + 1]`` amount given at each node (several doses at one time add up).
+        """
+        times = np.atleast_2d(np.asarray(dose_time, dtype=np.float64))
+        amts = np.broadcast_to(np.asarray(dose_amt, dtype=np.float64), times.shape)
+        if times.shape[0] != self.n_subjects:
+            raise TpopkError(f"dose_time must have {self.n_subjects} rows")
+        out = np.zeros((self.n_subjects, self.n_nodes))
+        for s in range(self.n_subjects):
+            # Doses after the last node cannot affect any observation.
+            given = np.isfinite(times[s]) & (amts[s] != 0) & (times[s] <= self.times[s, -1])
+            node = np.searchsorted(self.times[s], times[s][given])
+            node = np.minimum(node, self.n_nodes - 1)
+            if not np.array_equal(self.times[s][node], times[s][given]):
+                raise TpopkError(
+                    f"subject {s}: dose times must be grid nodes; build the grid with "
+                    "breakpoints=dose_time"
+                )
+            np.add.at(out[s], node, amts[s][given])
+        return out

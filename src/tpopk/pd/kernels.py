@@ -51,6 +51,7 @@ INDIRECT_PRODUCTION = 1
 INDIRECT_LOSS = 2
 LIFESPAN = 3
 ENDOGENOUS_TPO = 4
+TMDD_FRIBERG = 5
 
 
 # Kernel arguments: cfg (structural ints), p (parameter row), y (state), m (drive).
@@ -326,6 +327,118 @@ def _tpo_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
 
 
 @njit
+def free_concentration(total: float, target: float, kd: float) -> Any:
+    """Free drug under quasi-equilibrium binding, and its partial derivatives.
+
+    Solves ``total = free + target*free/(kd + free)`` for ``free`` (all in one
+    concentration unit). Returns ``(free, d/dtotal, d/dtarget, d/dkd)``; written with
+    ``b = total - target - kd`` and ``d = sqrt(b^2 + 4 kd total)`` in the form free of
+    cancellation for either sign of ``b``.
+    """
+    b = total - target - kd
+    d = np.sqrt(b * b + 4.0 * kd * total)
+    if b >= 0.0:
+        free = 0.5 * (b + d)
+        half_slope = 0.5 * (d + b) / d if d > 0.0 else 0.5
+    else:
+        free = 2.0 * kd * total / (d - b)
+        half_slope = 2.0 * kd * total / ((d - b) * d)
+    # half_slope = (1 + b/d)/2 = dfree/db.
+    if d > 0.0:
+        return free, half_slope + kd / d, -half_slope, -half_slope + total / d
+    return free, 1.0, 0.0, 0.0
+
+
+@njit
+def _tmdd_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    n = cfg[0]
+    ka, v, kel, kint, kd, rdens, emax, ec50, circ0, mtt, gamma = (
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
+    )  # fmt: skip
+    ktr = (n + 1) / mtt
+    circ = y[n + 3]
+    free = free_concentration(y[1] / v, rdens * circ, kd)[0]
+    fb = (circ0 / _feedback_circ(circ, circ0)) ** gamma
+    stim = 1.0 + emax * free / (ec50 + free)
+    dy[0] = -ka * y[0]
+    dy[1] = ka * y[0] - kint * y[1] - v * (kel - kint) * free
+    dy[2] = ktr * y[2] * (m * stim * fb - 1.0)
+    for i in range(3, n + 3):
+        dy[i] = ktr * (y[i - 1] - y[i])
+    dy[n + 3] = ktr * (y[n + 2] - circ)
+
+
+@njit
+def _tmdd_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    n = cfg[0]
+    ka, v, kel, kint, kd, rdens, emax, ec50, circ0, mtt, gamma = (
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
+    )  # fmt: skip
+    ktr = (n + 1) / mtt
+    circ = y[n + 3]
+    total = y[1] / v
+    free, d_total, d_target, d_kd = free_concentration(total, rdens * circ, kd)
+    c = _feedback_circ(circ, circ0)
+    fb = (circ0 / c) ** gamma
+    stim = 1.0 + emax * free / (ec50 + free)
+    prol = y[2]
+    for i in range(n + 4):
+        gy[i] = 0.0
+    # Depot and amount in the body.
+    gy[0] = -w[0] * ka + w[1] * ka
+    gp[0] += (w[1] - w[0]) * y[0]
+    gy[1] = -w[1] * kint
+    g_free = -w[1] * v * (kel - kint)
+    gp[1] += -w[1] * (kel - kint) * free
+    gp[2] += -w[1] * v * free
+    gp[3] += w[1] * (v * free - y[1])
+    # Proliferation: drug stimulation times feedback.
+    g_stim = w[2] * ktr * prol * m * fb
+    g_fb = w[2] * ktr * prol * m * stim
+    g_ktr = w[2] * prol * (m * stim * fb - 1.0)
+    gy[2] = w[2] * ktr * (m * stim * fb - 1.0)
+    g_free += g_stim * emax * ec50 / ((ec50 + free) * (ec50 + free))
+    gp[6] += g_stim * free / (ec50 + free)
+    gp[7] += -g_stim * emax * free / ((ec50 + free) * (ec50 + free))
+    if circ > 1e-9 * circ0:
+        gy[n + 3] += -g_fb * gamma * fb / c
+    gp[8] += g_fb * gamma * fb / circ0
+    gp[10] += g_fb * fb * np.log(circ0 / c)
+    # Free drug depends on total concentration, target (on platelets) and kd.
+    gy[1] += g_free * d_total / v
+    gp[1] += -g_free * d_total * total / v
+    gy[n + 3] += g_free * d_target * rdens
+    gp[5] += g_free * d_target * circ
+    gp[4] += g_free * d_kd
+    # Transit chain and circulation.
+    for i in range(3, n + 3):
+        gy[i - 1] += w[i] * ktr
+        gy[i] -= w[i] * ktr
+        g_ktr += w[i] * (y[i - 1] - y[i])
+    gy[n + 2] += w[n + 3] * ktr
+    gy[n + 3] -= w[n + 3] * ktr
+    g_ktr += w[n + 3] * (y[n + 2] - circ)
+    gp[9] += -g_ktr * ktr / mtt
+    return w[2] * ktr * prol * stim * fb  # type: ignore[no-any-return]
+
+
+@njit
+def _tmdd_init(cfg: Any, p: Any, y0: Any) -> None:
+    n = cfg[0]
+    y0[0] = 0.0
+    y0[1] = 0.0
+    for i in range(2, n + 4):
+        y0[i] = p[8]
+
+
+@njit
+def _tmdd_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    n = cfg[0]
+    for i in range(2, n + 4):
+        gp[8] += g[i]
+
+
+@njit
 def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
     """Dispatch to the right-hand side of structure ``kernel_id``."""
     if kernel_id == FRIBERG:
@@ -334,6 +447,8 @@ def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
         _lifespan_rhs(cfg, p, y, m, dy)
     elif kernel_id == ENDOGENOUS_TPO:
         _tpo_rhs(cfg, p, y, m, dy)
+    elif kernel_id == TMDD_FRIBERG:
+        _tmdd_rhs(cfg, p, y, m, dy)
     else:
         _indirect_rhs(kernel_id == INDIRECT_PRODUCTION, p, y, m, dy)
 
@@ -347,6 +462,8 @@ def rhs_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any,
         return _lifespan_rhs_vjp(cfg, p, y, m, w, gy, gp)
     if kernel_id == ENDOGENOUS_TPO:
         return _tpo_rhs_vjp(cfg, p, y, m, w, gy, gp)
+    if kernel_id == TMDD_FRIBERG:
+        return _tmdd_rhs_vjp(cfg, p, y, m, w, gy, gp)
     return _indirect_rhs_vjp(kernel_id == INDIRECT_PRODUCTION, p, y, m, w, gy, gp)
 
 
@@ -359,6 +476,8 @@ def init(kernel_id: int, cfg: Any, p: Any, y0: Any) -> None:
         _lifespan_init(cfg, p, y0)
     elif kernel_id == ENDOGENOUS_TPO:
         _tpo_init(cfg, p, y0)
+    elif kernel_id == TMDD_FRIBERG:
+        _tmdd_init(cfg, p, y0)
     else:
         y0[0] = p[0]
 
@@ -372,12 +491,23 @@ def init_vjp(kernel_id: int, cfg: Any, p: Any, g: Any, gp: Any) -> None:
         _lifespan_init_vjp(cfg, p, g, gp)
     elif kernel_id == ENDOGENOUS_TPO:
         _tpo_init_vjp(cfg, p, g, gp)
+    elif kernel_id == TMDD_FRIBERG:
+        _tmdd_init_vjp(cfg, p, g, gp)
     else:
         gp[0] += g[0]
 
 
 @njit
-def rk4_forward(kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, n_states: int) -> Any:
+def rk4_forward(
+    kernel_id: int,
+    cfg: Any,
+    params: Any,
+    drive: Any,
+    h: Any,
+    doses: Any,
+    dose_state: int,
+    n_states: int,
+) -> Any:
     """Integrate every subject and return the states at every grid node.
 
     Parameters
@@ -390,13 +520,19 @@ def rk4_forward(kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, n_sta
         ``[S, 2K + 1]`` drug-effect multiplier at nodes and step midpoints.
     h
         ``[S, K]`` step lengths in h (zero for padding).
+    doses
+        ``[S, K + 1]`` amounts added to state ``dose_state`` at each node (bolus into the
+        depot of a structure with ODE pharmacokinetics); ignored when ``dose_state < 0``.
+    dose_state
+        Index of the dosed state, or -1.
     n_states
         Number of ODE states.
 
     Returns
     -------
     numpy.ndarray
-        ``[S, K + 1, n_states]`` states at the nodes; node 0 is the steady state.
+        ``[S, K + 1, n_states]`` states at the nodes, after any dose given there; node 0
+        is the steady state. A bolus adds a constant, so the adjoint needs no term for it.
     """
     n_subj, n_steps = h.shape
     out = np.empty((n_subj, n_steps + 1, n_states))
@@ -409,6 +545,8 @@ def rk4_forward(kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, n_sta
         p = params[s]
         y = out[s, 0]
         init(kernel_id, cfg, p, y)
+        if dose_state >= 0:
+            y[dose_state] += doses[s, 0]
         for k in range(n_steps):
             hk = h[s, k]
             y_next = out[s, k + 1]
@@ -428,6 +566,8 @@ def rk4_forward(kernel_id: int, cfg: Any, params: Any, drive: Any, h: Any, n_sta
             rhs(kernel_id, cfg, p, z, drive[s, 2 * k + 2], k4)
             for i in range(n_states):
                 y_next[i] = y[i] + hk / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+            if dose_state >= 0:
+                y_next[dose_state] += doses[s, k + 1]
             y = y_next
     return out
 
@@ -441,7 +581,7 @@ def rk4_adjoint(
     Parameters
     ----------
     kernel_id, cfg, params, drive, h
-        As for :func:`rk4_forward`.
+        As for :func:`rk4_forward` (doses add constants and need no term here).
     states
         ``[S, K + 1, n_states]`` output of :func:`rk4_forward` for the same inputs.
     g_states

@@ -38,17 +38,24 @@ from tpopk.pd.structures import PDModel
 
 
 class PDSolve(Op):  # type: ignore[misc]
-    """States ``[S, K + 1, n_states]`` at the grid nodes from parameters, drive and steps."""
+    """States ``[S, K + 1, n_states]`` at the grid nodes.
 
-    __props__ = ("kernel_id", "config", "n_states")
+    Inputs are ``(params [S, P], drive [S, 2K + 1], steps [S, K], doses [S, K + 1])``;
+    steps and doses are data.
+    """
 
-    def __init__(self, kernel_id: int, config: tuple[int, ...], n_states: int) -> None:
+    __props__ = ("kernel_id", "config", "n_states", "dose_state")
+
+    def __init__(
+        self, kernel_id: int, config: tuple[int, ...], n_states: int, dose_state: int
+    ) -> None:
         self.kernel_id = kernel_id
         self.config = config
         self.n_states = n_states
+        self.dose_state = dose_state
 
     def make_node(self, *inputs: Any) -> Apply[Any]:
-        """Build the apply node from ``(params, drive, steps)``, all float64 matrices."""
+        """Build the apply node from ``(params, drive, steps, doses)``, float64 matrices."""
         inputs = tuple(pt.cast(pt.as_tensor_variable(x), "float64") for x in inputs)
         if any(x.ndim != 2 for x in inputs):
             raise TpopkError("params, drive and steps must be matrices [subject, ·]")
@@ -56,28 +63,34 @@ class PDSolve(Op):  # type: ignore[misc]
 
     def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
         """Integrate with the compiled RK4 kernel."""
-        params, drive, steps = inputs
+        params, drive, steps, doses = inputs
         output_storage[0][0] = rk4_forward(
             self.kernel_id,
             np.asarray(self.config, dtype=np.int64),
             params,
             drive,
             steps,
+            doses,
+            self.dose_state,
             self.n_states,
         )
 
     def infer_shape(self, node: Apply[Any], shapes: Any) -> Any:
         """States have one row per subject and one slab per node."""
-        (n_subj, _), _, (_, n_steps) = shapes
+        (n_subj, _), _, (_, n_steps), _ = shapes
         return [(n_subj, n_steps + 1, self.n_states)]
 
     def pullback(self, inputs: Any, outputs: Any, cotangents: Any) -> list[Any]:
-        """Cotangents of params and drive by the discrete adjoint; steps are data."""
-        params, drive, steps = inputs
+        """Cotangents of params and drive by the discrete adjoint; steps, doses are data."""
+        params, drive, steps, doses = inputs
         vjp = PDSolveVJP(self.kernel_id, self.config)
         g_params, g_drive = vjp.make_node(params, drive, steps, outputs[0], cotangents[0]).outputs
-        undefined = grad_undefined(self, 2, steps, "the grid is data")
-        return [g_params, g_drive, undefined]
+        return [
+            g_params,
+            g_drive,
+            grad_undefined(self, 2, steps, "the grid is data"),
+            grad_undefined(self, 3, doses, "doses are data"),
+        ]
 
 
 class PDSolveVJP(Op):  # type: ignore[misc]
@@ -120,11 +133,11 @@ _KERNEL_SALT = int(hashlib.sha256(Path(kernels.__file__).read_bytes()).hexdigest
 
 
 def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> tuple[Any, int]:
-    kernel_id, n_states = op.kernel_id, op.n_states
+    kernel_id, n_states, dose_state = op.kernel_id, op.n_states, op.dose_state
     config = np.asarray(op.config, dtype=np.int64)
 
-    def pd_solve(params: Any, drive: Any, steps: Any) -> Any:
-        return rk4_forward(kernel_id, config, params, drive, steps, n_states)
+    def pd_solve(params: Any, drive: Any, steps: Any, doses: Any) -> Any:
+        return rk4_forward(kernel_id, config, params, drive, steps, doses, dose_state, n_states)
 
     return numba_njit(pd_solve), _KERNEL_SALT
 
@@ -157,7 +170,29 @@ def _check_shapes(model: PDModel, grid: SolverGrid, n_params: int, drive_cols: i
         )
 
 
-def solve(model: PDModel, params: Any, drive: Any, grid: SolverGrid) -> Any:
+def _doses(
+    model: PDModel, grid: SolverGrid, doses: npt.ArrayLike | None
+) -> npt.NDArray[np.float64]:
+    shape = (grid.n_subjects, grid.n_nodes)
+    if doses is None:
+        if model.dose_state >= 0:
+            raise TpopkError(f"{model.name} takes its doses in the ODE: pass doses=")
+        return np.zeros(shape)
+    if model.dose_state < 0:
+        raise TpopkError(f"{model.name} has no dosed state; its drug enters through drive")
+    out = np.asarray(doses, dtype=np.float64)
+    if out.shape != shape:
+        raise TpopkError(f"doses must have shape {shape} (SolverGrid.dose_amounts)")
+    return out
+
+
+def solve(
+    model: PDModel,
+    params: Any,
+    drive: Any,
+    grid: SolverGrid,
+    doses: npt.ArrayLike | None = None,
+) -> Any:
     """Symbolic states of ``model`` at every grid node, for a PyMC/PyTensor graph.
 
     Parameters
@@ -171,6 +206,9 @@ def solve(model: PDModel, params: Any, drive: Any, grid: SolverGrid) -> Any:
         (ones for no drug); see :mod:`tpopk.pd.drug_effect`.
     grid
         The integration grid.
+    doses
+        ``[S, K + 1]`` bolus amounts per node (:meth:`SolverGrid.dose_amounts`), for
+        structures with a ``dose_state``; data, not differentiated.
 
     Returns
     -------
@@ -187,8 +225,8 @@ def solve(model: PDModel, params: Any, drive: Any, grid: SolverGrid) -> Any:
         len(model.parameters) if n_params is None else n_params,
         grid.stage_times.shape[1] if drive_cols is None else drive_cols,
     )
-    op = PDSolve(model.kernel_id, model.config, model.n_states)
-    return op(params, drive, pt.constant(grid.steps))
+    op = PDSolve(model.kernel_id, model.config, model.n_states, model.dose_state)
+    return op(params, drive, pt.constant(grid.steps), pt.constant(_doses(model, grid, doses)))
 
 
 def observe(model: PDModel, states: Any, grid: SolverGrid) -> Any:
@@ -217,6 +255,7 @@ def simulate(
     params: npt.ArrayLike,
     drive: npt.ArrayLike,
     grid: SolverGrid,
+    doses: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float64]:
     """Numerical states of ``model`` at every grid node (same kernel as :func:`solve`).
 
@@ -228,6 +267,8 @@ def simulate(
         ``[S, P]`` parameter rows.
     drive
         ``[S, 2K + 1]`` drug-effect multiplier at ``grid.stage_times``.
+    doses
+        As for :func:`solve`.
 
     Returns
     -------
@@ -240,6 +281,13 @@ def simulate(
         raise TpopkError("params and drive must be 2-D arrays [subject, ·]")
     _check_shapes(model, grid, p.shape[1], m.shape[1])
     out: npt.NDArray[np.float64] = rk4_forward(
-        model.kernel_id, model.config_array(), p, m, grid.steps, model.n_states
+        model.kernel_id,
+        model.config_array(),
+        p,
+        m,
+        grid.steps,
+        _doses(model, grid, doses),
+        model.dose_state,
+        model.n_states,
     )
     return out
