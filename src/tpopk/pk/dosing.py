@@ -28,12 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
+import numpy as np
+
 from tpopk.pk.divided import NodeFunction, decay, geometric, relexp_at
 from tpopk.pk.namespace import Array
 
 __all__ = ["DoseSchedule", "dose_response", "dose_schedule", "input_elapsed"]
 
-_LONG_AGO = -1e300  # a reset time before any dose: a finite stand-in for -inf
+_LONG_AGO = -np.inf  # reset time when no SS=1 dose has been given (compared, never added)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class DoseSchedule:
         Dosing interval for steady-state doses [h]; 1 for others (unused, kept finite).
     steady_state : Array
         1.0 for ``SS`` in {1, 2}, else 0.0.
+    any_infusion : bool
+        False when the records are data without infusions: the infusion factors, which
+        are then identically 1, are left out of the graph.
+    any_steady_state : bool
+        False when the records are data without steady-state doses: the steady-state
+        term, then identically 0, is left out of the graph.
     """
 
     since_dose: Array
@@ -59,6 +67,8 @@ class DoseSchedule:
     duration: Array
     tau: Array
     steady_state: Array
+    any_infusion: bool = True
+    any_steady_state: bool = True
 
 
 def dose_schedule(
@@ -92,7 +102,7 @@ def dose_schedule(
     """
     since_dose = t - dose_time
     given = since_dose >= 0.0
-    resets = (dose_ss == 1) & (dose_amt > 0) & given
+    resets = xp.equal(dose_ss, 1) & (dose_amt > 0) & given
     reset_time = xp.max(xp.where(resets, dose_time, _LONG_AGO), axis=-1)
     counts = given & (dose_time >= reset_time[..., None])
     infused = dose_rate > 0
@@ -101,7 +111,23 @@ def dose_schedule(
     at_steady_state = dose_ss > 0
     tau = xp.where(at_steady_state, dose_ii, 1.0)
     steady_state = xp.where(at_steady_state, 1.0, 0.0)
-    return DoseSchedule(since_dose, counts, duration, tau, steady_state)
+    return DoseSchedule(
+        since_dose,
+        counts,
+        duration,
+        tau,
+        steady_state,
+        any_infusion=_may_be_nonzero(dose_rate),
+        any_steady_state=_may_be_nonzero(dose_ss),
+    )
+
+
+def _may_be_nonzero(value: Array) -> bool:
+    """Return False only if ``value`` is data (not a symbolic input) and all zero."""
+    data = getattr(value, "data", value)  # PyTensor constants hold their value in .data
+    if not isinstance(data, np.ndarray | float | int):
+        return True
+    return bool(np.any(np.asarray(data) != 0))
 
 
 def input_elapsed(xp: ModuleType, schedule: DoseSchedule, delay: Array) -> tuple[Array, Array]:
@@ -157,12 +183,20 @@ def dose_response(
     NodeFunction
         ``f(b)``, and ``f(a)``, ``f[a, b]`` when ``a`` is given; per unit amount.
     """
+    if not schedule.any_infusion:
+        current = decay(xp, a, b, elapsed)
+        if not schedule.any_steady_state:
+            return current
+        previous = decay(xp, a, b, elapsed + schedule.tau) * geometric(xp, a, b, schedule.tau)
+        return current + previous.scaled(schedule.steady_state)
     duration = schedule.duration
     infusing = xp.minimum(elapsed, duration)
     safe_duration = xp.where(duration > 0.0, duration, 1.0)
     fraction = xp.where(duration > 0.0, infusing / safe_duration, 1.0)
     current = decay(xp, a, b, xp.maximum(elapsed - duration, 0.0)) * relexp_at(xp, a, b, infusing)
     current = current.scaled(fraction)
+    if not schedule.any_steady_state:
+        return current
     # Earlier doses of the steady-state train; elapsed + tau - T >= 0 since T <= tau.
     previous = (
         decay(xp, a, b, xp.maximum(elapsed + schedule.tau - duration, 0.0))

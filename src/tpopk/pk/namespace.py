@@ -26,6 +26,7 @@ REQUIRED_NAMES = (
     "arccos",
     "ceil",
     "cos",
+    "equal",
     "exp",
     "expm1",
     "log",
