@@ -10,16 +10,31 @@ how the two are joined here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
+from tpopk.data import EventTable
 from tpopk.errors import TpopkError
 
-if TYPE_CHECKING:
-    from tpopk.inference import Fit
+
+class FitLike(Protocol):
+    """What the diagnostics read from a fit: its DataTree and the events it was fitted to.
+
+    :class:`tpopk.Fit` is one; so is anything else carrying these two attributes.
+    """
+
+    @property
+    def tree(self) -> xr.DataTree:
+        """ArviZ DataTree of the fit."""
+        ...
+
+    @property
+    def events(self) -> EventTable:
+        """The fitted event table."""
+        ...
 
 
 class DiagnosticsError(TpopkError):
@@ -40,7 +55,7 @@ def _check_dvid(tree: xr.DataTree, dvid: str) -> None:
         raise DiagnosticsError(f"no observations of type '{dvid}' in the fit (types: {known})")
 
 
-def observations(fit: Fit, dvid: str) -> xr.Dataset:
+def observations(fit: FitLike, dvid: str) -> xr.Dataset:
     """Observed values of one type with their time, subject, BLQ flag and covariates.
 
     Parameters
@@ -88,7 +103,7 @@ def simulated_draws(
     num_draws: int | None = None,
     seed: int = 0,
 ) -> npt.NDArray[np.float64]:
-    """Simulated replicates of the ``dvid`` observations, flattened to ``(sample, obs)``.
+    """Return the simulated replicates of the ``dvid`` observations as ``(sample, obs)``.
 
     Parameters
     ----------
@@ -117,7 +132,7 @@ def simulated_draws(
 def aligned_prediction(
     pred: Mapping[str, npt.ArrayLike] | None, dvid: str, size: int
 ) -> npt.NDArray[np.float64] | None:
-    """The population prediction (PRED) of ``dvid`` as an array of ``size``, if given."""
+    """Return the population prediction (PRED) of ``dvid`` checked to have ``size`` values."""
     if pred is None or dvid not in pred:
         return None
     values = np.asarray(pred[dvid], dtype=float).ravel()

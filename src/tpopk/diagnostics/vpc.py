@@ -22,7 +22,7 @@ observed against its simulated interval, and drawn as a second row of panels.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,14 +31,12 @@ from arviz_plots import PlotCollection
 
 from tpopk.diagnostics.observations import (
     DiagnosticsError,
+    FitLike,
     aligned_prediction,
     observation_types,
     observations,
     simulated_draws,
 )
-
-if TYPE_CHECKING:
-    from tpopk.inference import Fit
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -91,7 +89,7 @@ def _strata(data: xr.Dataset, dvid: str, stratify_by: Sequence[str]) -> list[tup
 
 
 def vpc(
-    fit: Fit,
+    fit: FitLike,
     dvids: Sequence[str] | None = None,
     *,
     bins: int | Sequence[float] = 8,
@@ -191,7 +189,7 @@ def vpc(
                     y, y_sim = y * factor, y_sim * factor
                 per_draw = _percentiles(y_sim, probs)  # (percentile, sample)
                 row["observed"][b] = _finite_or_nan(_percentiles(y, probs))
-                row["simulated"][b] = _finite_or_nan(_percentiles(per_draw, tails))
+                row["simulated"][b] = _finite_or_nan(_percentiles(per_draw, tails)).T
                 row["blq_observed"][b] = np.mean(np.isneginf(y))
                 row["blq_simulated"][b] = np.quantile(np.isneginf(y_sim).mean(axis=1), tails)
                 row["n_obs"][b] = members.sum()
@@ -208,7 +206,7 @@ def _as_dataset(
     ci_prob: float,
     group: str,
     corrected: bool,
-    fit: Fit,
+    fit: FitLike,
 ) -> xr.Dataset:
     def stack(key: str) -> FloatArray:
         return np.stack([row[key] for row in strata])
@@ -216,7 +214,7 @@ def _as_dataset(
     simulated, blq_simulated = stack("simulated"), stack("blq_simulated")
     observed = stack("observed")
     cube = ("stratum", "bin", "percentile")
-    data = xr.Dataset(
+    return xr.Dataset(
         {
             "observed": (cube, observed),
             "simulated_lower": (cube, simulated[..., 0]),
@@ -250,7 +248,6 @@ def _as_dataset(
             **{f"units_{row['dvid']}": fit.events.units[row["dvid"]] for row in strata},
         },
     )
-    return data
 
 
 def _draw_percentiles(
@@ -272,14 +269,16 @@ def _draw_percentiles(
         name = f"{100 * percentile:g}th"
         artists.append(
             target.fill_between(
-                time, lower.values[:, p], upper.values[:, p], alpha=0.25, color=f"C{p}",
+                time,
+                lower.values[:, p],
+                upper.values[:, p],
+                alpha=0.25,
+                color=f"C{p}",
                 label=f"simulated {name} ({100 * ci_prob:g}% interval)",
             )
         )
         artists += target.plot(time, median.values[:, p], "--", color=f"C{p}", linewidth=1)
-        artists += target.plot(
-            time, da.values[:, p], "o-", color=f"C{p}", label=f"observed {name}"
-        )
+        artists += target.plot(time, da.values[:, p], "o-", color=f"C{p}", label=f"observed {name}")
     target.set_title(str(da["stratum"].item()))
     target.set_xlabel(x_label)
     target.set_ylabel(str(y_label.item()))
@@ -300,7 +299,7 @@ def _draw_blq(
         target.fill_between(bin_time.values, lower.values, upper.values, alpha=0.25, color="C7")
     ]
     artists += target.plot(bin_time.values, da.values, "o-", color="C3")
-    target.set_title(f"{da['stratum'].item()}: fraction BLQ")
+    target.set_title("fraction BLQ")
     target.set_xlabel(x_label)
     target.set_ylabel("fraction BLQ")
     target.set_ylim(-0.02, 1.02)
@@ -337,7 +336,10 @@ def plot_vpc(vpc_data: xr.Dataset, *, log_y: bool = False) -> PlotCollection:
         cols=["stratum"],
         rows=["__variable__"],
         backend="matplotlib",
-        figure_kwargs={"figsize": (4.5 * vpc_data.sizes["stratum"], 3.5 * len(rows))},
+        figure_kwargs={
+            "figsize": (4.5 * vpc_data.sizes["stratum"], 3.5 * len(rows)),
+            "layout": "constrained",
+        },
     )
     x_label = f"time ({vpc_data.attrs['time_units']})"
     corrected = "prediction-corrected " if vpc_data.attrs["prediction_corrected"] else ""

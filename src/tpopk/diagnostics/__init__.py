@@ -1,0 +1,77 @@
+"""Fit diagnostics: convergence, PSIS-LOO, VPC/pcVPC, GOF, NPDE, shrinkage, individual fits.
+
+Every computation returns numbers (an xarray Dataset, a DataFrame or ArviZ's ELPD
+object) and has a matching ``plot_*`` function that draws those numbers and returns an
+:class:`arviz_plots.PlotCollection` (matplotlib backend; the figure is
+``pc.viz["figure"].item()``). Functions take the fit (or its DataTree) first, then
+ArviZ's keywords (``var_names``, ``ci_prob``, ``group``).
+
+>>> from tpopk import diagnostics  # doctest: +SKIP
+>>> table = diagnostics.convergence(fit.tree)  # doctest: +SKIP
+>>> for line in diagnostics.convergence_warnings(table): print(line)  # doctest: +SKIP
+>>> check = diagnostics.vpc(fit, pred={"conc": pred})  # doctest: +SKIP
+>>> diagnostics.plot_vpc(check).savefig("pcvpc.png")  # doctest: +SKIP
+"""
+
+from tpopk.diagnostics.convergence import (
+    convergence,
+    convergence_warnings,
+    plot_convergence,
+    population_variables,
+)
+from tpopk.diagnostics.cross_validation import (
+    compare,
+    loo,
+    loo_pit,
+    loo_summary,
+    plot_compare,
+    plot_khat,
+    plot_loo_pit,
+)
+from tpopk.diagnostics.goodness_of_fit import (
+    goodness_of_fit,
+    individual_weighted_residuals,
+    plot_goodness_of_fit,
+)
+from tpopk.diagnostics.individual import individual_fits, plot_individual_fits
+from tpopk.diagnostics.npde import npde, npde_tests, plot_npde, prediction_discrepancies
+from tpopk.diagnostics.observations import (
+    DiagnosticsError,
+    observation_types,
+    observations,
+    simulated_draws,
+)
+from tpopk.diagnostics.shrinkage import epsilon_shrinkage, eta_shrinkage, plot_eta_shrinkage
+from tpopk.diagnostics.vpc import plot_vpc, vpc
+
+__all__ = [
+    "DiagnosticsError",
+    "compare",
+    "convergence",
+    "convergence_warnings",
+    "epsilon_shrinkage",
+    "eta_shrinkage",
+    "goodness_of_fit",
+    "individual_fits",
+    "individual_weighted_residuals",
+    "loo",
+    "loo_pit",
+    "loo_summary",
+    "npde",
+    "npde_tests",
+    "observation_types",
+    "observations",
+    "plot_compare",
+    "plot_convergence",
+    "plot_eta_shrinkage",
+    "plot_goodness_of_fit",
+    "plot_individual_fits",
+    "plot_khat",
+    "plot_loo_pit",
+    "plot_npde",
+    "plot_vpc",
+    "population_variables",
+    "prediction_discrepancies",
+    "simulated_draws",
+    "vpc",
+]

@@ -1,0 +1,183 @@
+"""Convergence of the sampler: R-hat, effective sample sizes, divergences and E-BFMI.
+
+The numbers come from ArviZ (rank-normalised split R-hat and bulk/tail ESS of Vehtari
+et al. 2021; E-BFMI of Betancourt 2016); this module lays them out as one table per fit
+and turns the usual thresholds into plain-language warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import arviz as az
+import numpy as np
+import xarray as xr
+from arviz_plots import PlotCollection
+
+#: Prefixes of the population-level posterior variables checked by default.
+POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_")
+
+
+def population_variables(tree: xr.DataTree) -> list[str]:
+    """Posterior variables that describe the population: typical values, IIV, covariates, errors."""
+    names = [str(name) for name in tree["posterior"].data_vars]
+    return [name for name in names if name.startswith(POPULATION_PREFIXES)]
+
+
+def _flatten(data: xr.Dataset) -> tuple[list[str], dict[str, list[float]]]:
+    """Labels ``name[coord,...]`` and values of every scalar element of each variable."""
+    labels: list[str] = []
+    values: dict[str, list[float]] = {}
+    for name, array in data.data_vars.items():
+        for index in np.ndindex(array.shape):
+            coords = [str(array[dim].values[i]) for dim, i in zip(array.dims, index, strict=True)]
+            labels.append(str(name) + (f"[{','.join(coords)}]" if coords else ""))
+    for name in data.data_vars:
+        values[str(name)] = np.asarray(data[name].values, dtype=float).ravel().tolist()
+    return labels, values
+
+
+def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr.Dataset:
+    """Tabulate R-hat and bulk/tail ESS per parameter, divergences and E-BFMI per chain.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree with ``posterior`` and ``sample_stats`` groups.
+    var_names
+        Posterior variables to check; default the population-level ones (``pop_``,
+        ``omega_``, ``beta_``, ``sigma_``). Vector variables give one row per element.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``r_hat``, ``ess_bulk``, ``ess_tail`` on dim ``parameter`` (labels like
+        ``beta_cl_DISEASE[itp]``); ``divergences`` (count after warm-up), ``draws`` and
+        ``bfmi`` (E-BFMI) on dim ``chain``.
+    """
+    names = list(var_names) if var_names is not None else population_variables(tree)
+    posterior = tree["posterior"].to_dataset()[names]
+    table: dict[str, list[float]] = {}
+    labels: list[str] = []
+    for column, result in (
+        ("r_hat", az.rhat(posterior)),
+        ("ess_bulk", az.ess(posterior, method="bulk")),
+        ("ess_tail", az.ess(posterior, method="tail")),
+    ):
+        labels, values = _flatten(result[names])
+        table[column] = [v for name in names for v in values[name]]
+    stats = tree["sample_stats"].to_dataset()
+    chain = posterior["chain"].values
+    divergences = (
+        stats["diverging"].sum("draw").values
+        if "diverging" in stats
+        else np.zeros(len(chain), dtype=np.int64)
+    )
+    bfmi = (
+        np.asarray(az.bfmi(tree)["energy"].values, dtype=float)
+        if "energy" in stats
+        else np.full(len(chain), np.nan)
+    )
+    return xr.Dataset(
+        {
+            **{column: ("parameter", np.asarray(v)) for column, v in table.items()},
+            "divergences": ("chain", np.asarray(divergences, dtype=np.int64)),
+            "draws": ("chain", np.full(len(chain), posterior.sizes["draw"])),
+            "bfmi": ("chain", bfmi),
+        },
+        coords={"parameter": labels, "chain": chain},
+    )
+
+
+def convergence_warnings(
+    table: xr.Dataset,
+    *,
+    rhat_max: float = 1.01,
+    ess_min: float = 400.0,
+    bfmi_min: float = 0.3,
+) -> list[str]:
+    """Say in plain words what is wrong with the sampling, one sentence per problem.
+
+    Parameters
+    ----------
+    table
+        Output of :func:`convergence`.
+    rhat_max
+        R-hat above this means the chains have not mixed (Vehtari et al. 2021: 1.01).
+    ess_min
+        Bulk or tail ESS below this is too few effective draws for stable 90% intervals.
+    bfmi_min
+        E-BFMI below this means the sampler explores the energy poorly (Betancourt 2016).
+
+    Returns
+    -------
+    list of str
+        Empty when nothing crosses a threshold.
+    """
+    messages = []
+
+    def listed(mask: np.ndarray, column: str) -> str:
+        chosen = table[column].values[mask]
+        names = table["parameter"].values[mask]
+        shown = ", ".join(f"{n} ({v:.3g})" for n, v in list(zip(names, chosen, strict=True))[:8])
+        more = f" and {mask.sum() - 8} more" if mask.sum() > 8 else ""
+        return shown + more
+
+    high_rhat = np.asarray(table["r_hat"].values > rhat_max)
+    if high_rhat.any():
+        messages.append(
+            f"R-hat is above {rhat_max} for {high_rhat.sum()} parameter(s): "
+            f"{listed(high_rhat, 'r_hat')}. The chains disagree; run longer or "
+            "reparameterise before trusting the estimates."
+        )
+    for column, kind in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+        low = np.asarray(table[column].values < ess_min)
+        if low.any():
+            messages.append(
+                f"The {kind} effective sample size is below {ess_min:g} for {low.sum()} "
+                f"parameter(s): {listed(low, column)}. "
+                + (
+                    "Means and medians are imprecise; draw more samples."
+                    if kind == "bulk"
+                    else "Interval bounds are imprecise; draw more samples."
+                )
+            )
+    divergences = int(table["divergences"].sum())
+    if divergences:
+        total = int(table["draws"].sum())
+        messages.append(
+            f"{divergences} of {total} draws ({100 * divergences / total:.2g}%) ended in a "
+            "divergence: the sampler could not follow the posterior's curvature, so the "
+            "draws may be biased. Raise target_accept or reparameterise."
+        )
+    low_bfmi = np.asarray(table["bfmi"].values < bfmi_min)
+    if low_bfmi.any():
+        chains = ", ".join(str(c) for c in table["chain"].values[low_bfmi])
+        values = ", ".join(f"{v:.2f}" for v in table["bfmi"].values[low_bfmi])
+        messages.append(
+            f"E-BFMI is below {bfmi_min} in chain(s) {chains} ({values}): the sampler "
+            "explores the tails poorly (often a funnel in the IIV); consider a "
+            "non-centred or rescaled parameterisation."
+        )
+    return messages
+
+
+def plot_convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> PlotCollection:
+    """Rank plots per chain and the marginal posterior of each checked parameter.
+
+    Uniform, overlapping rank distributions across chains mean the chains mixed.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree.
+    var_names
+        As in :func:`convergence`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Matplotlib backend; the figure is ``pc.viz["figure"].item()``.
+    """
+    names = list(var_names) if var_names is not None else population_variables(tree)
+    return az.plot_rank_dist(tree, var_names=names, backend="matplotlib")

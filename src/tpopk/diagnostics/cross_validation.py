@@ -1,0 +1,174 @@
+"""PSIS-LOO cross-validation, Pareto-k, LOO-PIT and model comparison for multi-DVID fits.
+
+ArviZ does the work (Vehtari, Gelman & Gabry 2017; Vehtari et al. 2024). What tpopk adds
+is the handling of its several observation types: each ``y_<dvid>`` has its own
+log-likelihood variable, and the combined LOO treats all observations of all types as
+one set of data points (their ``obs_<dvid>`` positions are unique in the event table).
+
+For BLQ observations the log-likelihood is the M3 term ``log P(y <= LLOQ)`` and the
+posterior predictive is censored at the LLOQ, so the LOO-PIT of such a point is drawn
+uniformly over ``[0, P(y <= LLOQ)]`` by ArviZ's tie randomisation: the randomised PIT of a
+censored observation, uniform when the model is right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_plots import PlotCollection
+from arviz_stats.utils import ELPDData
+
+from tpopk.diagnostics.observations import observation_types
+
+
+def _combined_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
+    """Pool every ``y_<dvid>`` log-likelihood into one ``y`` on dim ``observation``."""
+    parts = []
+    for dvid in observation_types(tree):
+        part = tree["log_likelihood"][f"y_{dvid}"].rename({f"obs_{dvid}": "observation"})
+        parts.append(part.assign_coords(dvid=("observation", [dvid] * part.sizes["observation"])))
+    combined = xr.concat(parts, dim="observation").sortby("observation").rename("y")
+    return xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset(),
+            "log_likelihood": combined.to_dataset(),
+        }
+    )
+
+
+def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """PSIS log weights and Pareto-k, tolerating observations whose log-likelihood is constant.
+
+    A BLQ observation far below its LLOQ has ``log P(y <= LLOQ) = 0`` in every draw;
+    ArviZ's tail fit then fails. Leaving such a point out changes nothing, so its
+    weights stay uniform (the raw ratios) with Pareto-k 0.
+    """
+    sample = ["chain", "draw"]
+    obs_dim = next(str(d) for d in log_lik.dims if d not in sample)
+    # relative efficiency as ArviZ computes it: mean-ESS over all posterior values / draws
+    ess = az.ess(tree["posterior"].to_dataset(), method="mean")
+    n_samples = log_lik.sizes["chain"] * log_lik.sizes["draw"]
+    reff = float(np.mean(np.hstack([ess[v].values.ravel() for v in ess.data_vars]))) / n_samples
+    reff = 1.0 if log_lik.sizes["chain"] == 1 else reff
+    varying = np.asarray((log_lik.max(sample) > log_lik.min(sample)).values)
+    log_weights = -log_lik.transpose(*sample, obs_dim).copy()
+    pareto_k = xr.zeros_like(log_lik.isel(chain=0, draw=0, drop=True)).rename("pareto_k")
+    if varying.any():
+        smoothed, k = log_lik.isel({obs_dim: varying}).azstats.psislw(r_eff=reff, dim=sample)
+        log_weights[{obs_dim: varying}] = smoothed.transpose(*sample, obs_dim).values
+        pareto_k[{obs_dim: varying}] = k.values
+    return log_weights, pareto_k
+
+
+def loo(tree: xr.DataTree, dvid: str | None = None) -> ELPDData:
+    """PSIS-LOO of one observation type, or of all observations together.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree with ``posterior`` and ``log_likelihood`` groups.
+    dvid
+        Observation type (``y_<dvid>``); ``None`` pools every type into one dim
+        ``observation`` (coordinate: event-table position; ``dvid`` coordinate beside it).
+
+    Returns
+    -------
+    arviz_stats.utils.ELPDData
+        ``elpd``, ``se``, ``p``, pointwise ``elpd_i`` and ``pareto_k`` (values above
+        ``good_k`` mark observations whose LOO estimate is unreliable, often subjects
+        with few data or outliers).
+    """
+    if dvid is None:
+        tree, name = _combined_log_likelihood(tree), "y"
+    else:
+        name = f"y_{dvid}"
+    log_weights, pareto_k = _psis(tree, tree["log_likelihood"].to_dataset()[name])
+    return az.loo(tree, var_name=name, pointwise=True, log_weights=log_weights, pareto_k=pareto_k)
+
+
+def loo_summary(tree: xr.DataTree) -> pd.DataFrame:
+    """ELPD-LOO per observation type and for all together, with Pareto-k counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: each DVID, then ``all``. Columns ``elpd``, ``se``, ``p_loo``, ``n``,
+        ``good_k`` (threshold) and ``n_bad_k`` (observations with Pareto-k above it).
+    """
+    rows = {}
+    for dvid in [*observation_types(tree), None]:
+        result = loo(tree, dvid)
+        rows[dvid or "all"] = {
+            "elpd": result.elpd,
+            "se": result.se,
+            "p_loo": result.p,
+            "n": result.n_data_points,
+            "good_k": result.good_k,
+            "n_bad_k": int((result.pareto_k > result.good_k).sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def loo_pit(tree: xr.DataTree, dvid: str | None = None) -> xr.Dataset:
+    """LOO-PIT values ``P(y_rep_i <= y_i | y_-i)`` of each observation.
+
+    Uniform on [0, 1] when the model's predictive distribution is calibrated; piled at
+    0 and 1 when it is too narrow, at 0.5 when too wide, skewed when biased.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree with ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
+        ``observed_data``.
+    dvid
+        Observation type; ``None`` for every type (one variable ``y_<dvid>`` each).
+    """
+    names = [f"y_{d}" for d in ([dvid] if dvid is not None else observation_types(tree))]
+    weights = {name: _psis(tree, tree["log_likelihood"].to_dataset()[name]) for name in names}
+    result: xr.Dataset = az.loo_pit(
+        tree,
+        var_names=names,
+        log_weights=xr.Dataset({name: w for name, (w, _) in weights.items()}),
+        pareto_k=xr.Dataset({name: k for name, (_, k) in weights.items()}),
+    )
+    return result
+
+
+def compare(trees: Mapping[str, xr.DataTree], dvid: str | None = None) -> pd.DataFrame:
+    """Rank fits of the same data by ELPD-LOO (stacking weights).
+
+    Parameters
+    ----------
+    trees
+        ``{model name: fit DataTree}``; all fitted to the same observations.
+    dvid
+        Compare on one observation type, or on all together (``None``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's comparison table: ``rank``, ``elpd``, ``p``, ``elpd_diff``, ``weight``,
+        ``se``, ``dse``, ``warning``.
+    """
+    result: pd.DataFrame = az.compare({name: loo(tree, dvid) for name, tree in trees.items()})
+    return result
+
+
+def plot_khat(elpd: ELPDData) -> PlotCollection:
+    """Pareto-k of each observation (from :func:`loo`) with the reliability threshold."""
+    return az.plot_khat(elpd, backend="matplotlib")
+
+
+def plot_loo_pit(tree: xr.DataTree, dvid: str | None = None) -> PlotCollection:
+    """ECDF of the LOO-PIT values with a simultaneous uniformity envelope, per DVID."""
+    dvids = [dvid] if dvid is not None else observation_types(tree)
+    return az.plot_loo_pit(tree, var_names=[f"y_{d}" for d in dvids], backend="matplotlib")
+
+
+def plot_compare(comparison: pd.DataFrame) -> PlotCollection:
+    """ELPD of each model with its standard error and the difference to the best one."""
+    return az.plot_compare(comparison, backend="matplotlib")

@@ -1,0 +1,174 @@
+"""Goodness of fit: observations against population and individual predictions, and IWRES.
+
+IPRED is the posterior median of ``ipred_<dvid>`` (the individual prediction with each
+subject's own η). PRED (η = 0) is supplied by the caller. IWRES is the observation's
+residual scaled by the residual-error SD at IPRED, the plug-in version of NONMEM's
+IWRES with posterior medians for IPRED and the sigmas; the error model is read from
+which ``sigma_<kind>_<dvid>`` variables the posterior holds:
+
+- additive: ``(DV - IPRED) / sigma_add``
+- proportional: ``(DV - IPRED) / (sigma_prop * IPRED)``
+- combined: ``(DV - IPRED) / sqrt(sigma_add^2 + (sigma_prop * IPRED)^2)``
+- lognormal: ``(log DV - log IPRED) / sigma_log``
+
+BLQ observations (their DV is the LLOQ) have no residual: IWRES is ``nan`` there and the
+plots leave them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import xarray as xr
+from arviz_plots import PlotCollection
+
+from tpopk.diagnostics.observations import (
+    DiagnosticsError,
+    FitLike,
+    aligned_prediction,
+    observations,
+)
+
+
+def _median(tree: xr.DataTree, name: str) -> xr.DataArray:
+    return tree["posterior"].to_dataset()[name].median(("chain", "draw"))
+
+
+def individual_weighted_residuals(fit: FitLike, dvid: str) -> xr.Dataset:
+    """IPRED (posterior median) and IWRES of each observation of one type.
+
+    Returns
+    -------
+    xarray.Dataset
+        :func:`~tpopk.diagnostics.observations.observations` plus ``ipred`` and ``iwres``
+        on dim ``obs_<dvid>``.
+    """
+    data = observations(fit, dvid)
+    ipred = _median(fit.tree, f"ipred_{dvid}").values
+    dv = data["dv"].values
+    sigma = {
+        kind: float(_median(fit.tree, f"sigma_{kind}_{dvid}"))
+        for kind in ("add", "prop", "log")
+        if f"sigma_{kind}_{dvid}" in fit.tree["posterior"]
+    }
+    if "log" in sigma:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iwres = (np.log(dv) - np.log(ipred)) / sigma["log"]
+    elif sigma:
+        variance = sigma.get("add", 0.0) ** 2 + (sigma.get("prop", 0.0) * ipred) ** 2
+        iwres = (dv - ipred) / np.sqrt(variance)
+    else:
+        raise DiagnosticsError(f"no residual-error SD (sigma_*_{dvid}) in the posterior")
+    data["ipred"] = (f"obs_{dvid}", ipred)
+    data["iwres"] = (f"obs_{dvid}", np.where(data["blq"].values, np.nan, iwres))
+    return data
+
+
+def goodness_of_fit(
+    fit: FitLike, dvid: str, pred: Mapping[str, npt.ArrayLike] | None = None
+) -> xr.Dataset:
+    """Observations with PRED, IPRED and IWRES, for the classic four GOF panels.
+
+    Parameters
+    ----------
+    fit
+        The fit.
+    dvid
+        Observation type.
+    pred
+        Population predictions (η = 0) per observation type, aligned with
+        ``obs_<dvid>``; without them the DV-vs-PRED panel is left out.
+
+    Returns
+    -------
+    xarray.Dataset
+        On dim ``obs_<dvid>``: ``dv``, ``time``, ``subject``, ``blq``, ``lloq``,
+        covariates, ``ipred``, ``iwres`` and, when given, ``pred``. Attrs ``dvid``,
+        ``units``, ``time_units``.
+    """
+    data = individual_weighted_residuals(fit, dvid)
+    prediction = aligned_prediction(pred, dvid, data.sizes[f"obs_{dvid}"])
+    if prediction is not None:
+        data["pred"] = (f"obs_{dvid}", prediction)
+    data.attrs["dvid"] = dvid
+    return data
+
+
+def _scatter(
+    da: xr.DataArray,
+    target: Any,
+    *,
+    x: xr.DataArray,
+    y: xr.DataArray,
+    x_label: str,
+    y_label: str,
+    identity: bool,
+) -> list[Any]:
+    """Points (BLQ left out), a zero or identity reference line and axis labels."""
+    keep = np.isfinite(x.values) & np.isfinite(y.values)
+    artists: list[Any] = [target.scatter(x.values[keep], y.values[keep], s=8, alpha=0.6)]
+    if identity:
+        low = float(min(x.values[keep].min(), y.values[keep].min()))
+        high = float(max(x.values[keep].max(), y.values[keep].max()))
+        artists += target.plot([low, high], [low, high], color="k", linewidth=1)
+    else:
+        artists.append(target.axhline(0.0, color="k", linewidth=1))
+    target.set_xlabel(x_label)
+    target.set_ylabel(y_label)
+    target.set_title(f"{y_label} vs {x_label}")
+    return artists
+
+
+def plot_goodness_of_fit(gof_data: xr.Dataset) -> PlotCollection:
+    """DV vs PRED (when given), DV vs IPRED, IWRES vs time and IWRES vs IPRED.
+
+    Parameters
+    ----------
+    gof_data
+        Output of :func:`goodness_of_fit`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        One panel per plot, matplotlib backend; figure ``pc.viz["figure"].item()``.
+    """
+    dvid, units = gof_data.attrs["dvid"], gof_data.attrs["units"]
+    dv = gof_data["dv"].where(~gof_data["blq"])
+    observed = f"{dvid} ({units})"
+    panels = {
+        "dv_vs_pred": ("pred", dv, f"PRED ({units})", observed, True),
+        "dv_vs_ipred": ("ipred", dv, f"IPRED ({units})", observed, True),
+        "iwres_vs_time": (
+            "time",
+            gof_data["iwres"],
+            f"time ({gof_data.attrs['time_units']})",
+            "IWRES",
+            False,
+        ),
+        "iwres_vs_ipred": ("ipred", gof_data["iwres"], f"IPRED ({units})", "IWRES", False),
+    }
+    panels = {k: v for k, v in panels.items() if v[0] in gof_data}
+    layout = xr.Dataset({name: xr.DataArray(0.0) for name in panels})
+    pc = PlotCollection.wrap(
+        layout,
+        cols=["__variable__"],
+        col_wrap=2,
+        backend="matplotlib",
+        figure_kwargs={"figsize": (9.0, 3.5 * ((len(panels) + 1) // 2)), "layout": "constrained"},
+    )
+    for name, (x_name, y, x_label, y_label, identity) in panels.items():
+        pc.map(
+            _scatter,
+            name,
+            data=layout[[name]],
+            x=gof_data[x_name],
+            y=y,
+            x_label=x_label,
+            y_label=y_label,
+            identity=identity,
+            store_artist=False,
+        )
+    return pc

@@ -1,0 +1,129 @@
+"""η- and ε-shrinkage: how far individual estimates collapse towards the population.
+
+η-shrinkage of parameter ``P`` (Savic & Karlsson, AAPS J 11:558, 2009) with the
+posterior mean of each subject's η standing in for the EBE:
+
+    shrinkage_P = 1 - SD_i(E[η_P,i | y]) / E[ω_P | y]
+
+with the sample SD over subjects (``ddof=1``). Above about 0.2-0.3, plots of individual
+estimates (η vs covariates, IPRED-based GOF) mislead: the estimates carry the prior, not
+the data. ε-shrinkage of an observation type is ``1 - SD(IWRES)`` over its quantified
+observations (IWRES as in :mod:`tpopk.diagnostics.goodness_of_fit`); when high, IPRED
+follows the observations too closely for IPRED-based diagnostics to detect misfit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from arviz_plots import PlotCollection
+from scipy import stats
+
+from tpopk.diagnostics.goodness_of_fit import individual_weighted_residuals
+from tpopk.diagnostics.observations import DiagnosticsError, FitLike, observation_types
+
+
+def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr.Dataset:
+    """η-shrinkage per parameter with IIV.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree.
+    var_names
+        Parameters (``"cl"``) or their η variables (``"eta_cl"``); default every
+        ``eta_<P>`` in the posterior.
+
+    Returns
+    -------
+    xarray.Dataset
+        On dim ``parameter``: ``shrinkage``, ``omega`` (posterior mean) and ``sd_eta``
+        (SD over subjects of the posterior-mean η); ``eta_mean`` on
+        ``(parameter, subject)``.
+    """
+    posterior = tree["posterior"].to_dataset()
+    if var_names is None:
+        names = [str(v)[4:] for v in posterior.data_vars if str(v).startswith("eta_")]
+    else:
+        names = [name.removeprefix("eta_") for name in var_names]
+    if missing := [
+        n for n in names if f"eta_{n}" not in posterior or f"omega_{n}" not in posterior
+    ]:
+        raise DiagnosticsError(f"no IIV (eta_/omega_ variables) for {missing} in the posterior")
+    eta_mean = xr.concat(
+        [posterior[f"eta_{n}"].mean(("chain", "draw")) for n in names], dim="parameter"
+    ).assign_coords(parameter=names)
+    omega = xr.concat(
+        [posterior[f"omega_{n}"].mean(("chain", "draw")) for n in names], dim="parameter"
+    ).assign_coords(parameter=names)
+    sd_eta = eta_mean.std("subject", ddof=1)
+    return xr.Dataset(
+        {
+            "shrinkage": 1 - sd_eta / omega,
+            "omega": omega,
+            "sd_eta": sd_eta,
+            "eta_mean": eta_mean,
+        }
+    )
+
+
+def epsilon_shrinkage(fit: FitLike, dvids: Sequence[str] | None = None) -> xr.DataArray:
+    """ε-shrinkage ``1 - SD(IWRES)`` per observation type (BLQ observations left out).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dim ``dvid``.
+    """
+    dvids = list(dvids) if dvids is not None else observation_types(fit.tree)
+    values = []
+    for dvid in dvids:
+        iwres = individual_weighted_residuals(fit, dvid)["iwres"].values
+        values.append(1 - float(np.nanstd(iwres, ddof=1)))
+    return xr.DataArray(values, dims="dvid", coords={"dvid": dvids}, name="epsilon_shrinkage")
+
+
+def _draw_eta(
+    da: xr.DataArray, target: Any, *, omega: xr.DataArray, shrinkage: xr.DataArray
+) -> list[Any]:
+    """Histogram of posterior-mean η with the N(0, ω) density the IIV model implies."""
+    artists = list(target.hist(da.values, bins=15, density=True, alpha=0.6)[2])
+    sd = float(omega)
+    grid = np.linspace(-4 * sd, 4 * sd, 200)
+    artists += target.plot(grid, stats.norm.pdf(grid, scale=sd), color="k", linewidth=1)
+    target.set_title(f"η {da['parameter'].item()}: shrinkage {100 * float(shrinkage):.0f}%")
+    target.set_xlabel("posterior mean η")
+    return artists
+
+
+def plot_eta_shrinkage(shrinkage_data: xr.Dataset) -> PlotCollection:
+    """One panel per parameter: posterior-mean η against N(0, ω), shrinkage in the title.
+
+    Parameters
+    ----------
+    shrinkage_data
+        Output of :func:`eta_shrinkage`.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Matplotlib backend; figure ``pc.viz["figure"].item()``.
+    """
+    pc = PlotCollection.wrap(
+        shrinkage_data[["eta_mean"]],
+        cols=["parameter"],
+        col_wrap=4,
+        backend="matplotlib",
+        figure_kwargs={"layout": "constrained"},
+    )
+    pc.map(
+        _draw_eta,
+        "eta",
+        omega=shrinkage_data["omega"],
+        shrinkage=shrinkage_data["shrinkage"],
+        store_artist=False,
+    )
+    return pc
