@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 MODELS = ROOT / "models"
 
 # Small but converged sampler settings, read from one place (notebooks use them too).
-SAMPLER = {"draws": 1000, "tune": 1000, "chains": 2, "seed": 11, "progressbar": False}
+SAMPLER = {"draws": 500, "tune": 1000, "chains": 4, "seed": 11, "progressbar": False}
 
 
 def pytest_configure(config: pytest.Config) -> None:

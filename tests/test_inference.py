@@ -92,6 +92,7 @@ def test_summary_cli_json(
     assert main(["summary", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["schema"] == "tpopk.summary/1"
+    assert report["model"] == ["oral_1cmt"]
     assert report["divergences"] == 0
     cl = report["parameters"]["pop_cl"]
     assert cl["q5"] < cl["q50"] < cl["q95"]

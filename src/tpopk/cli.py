@@ -61,7 +61,7 @@ def summary_json(fit: Fit) -> dict[str, Any]:
     return {
         "schema": "tpopk.summary/1",
         "tpopk_version": __version__,
-        "model": fit.card.name,
+        "model": [card.name for card in fit.cards],
         "chains": int(fit.posterior.sizes["chain"]),
         "draws": int(fit.posterior.sizes["draw"]),
         "divergences": fit.divergences,
@@ -116,7 +116,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a model card to an event dataset")
     p.add_argument("data", help="event dataset (CSV)")
-    p.add_argument("--model", required=True, help="model card (TOML)")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="model card (TOML); repeat for a study: the system card and each agonist card",
+    )
     p.add_argument("--out", required=True, help="fit file to write (.nc or .zarr)")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,15 +35,16 @@ from tpopk.model import ModelCard, build_model, load_card
 FIT_FORMAT = 1
 
 Sampler = Literal["nutpie", "pymc"]
+CardSource = ModelCard | str | Path
 
 
 class FitFileError(TpopkError):
     """A fit file that is missing, unreadable, tampered with or from an incompatible version."""
 
 
-def _content_hash(card: ModelCard, events: EventTable) -> str:
+def _content_hash(cards: tuple[ModelCard, ...], events: EventTable) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps(card.to_toml_dict(), sort_keys=True).encode())
+    digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
     digest.update(events.frame.to_csv(index=False).encode())
     digest.update(json.dumps(events.units.as_dict(), sort_keys=True).encode())
     return digest.hexdigest()
@@ -72,20 +74,30 @@ class Fit:
     tree
         ArviZ DataTree (``posterior``, ``sample_stats``, ``log_likelihood``,
         ``posterior_predictive``, ``observed_data``, ``constant_data``).
-    card
-        The model card that was fitted.
+    cards
+        The model card(s) that were fitted: one ``pk``/``pkpd`` card, or a system card
+        and agonist cards.
     events
         The event table that was fitted.
     """
 
     tree: xr.DataTree
-    card: ModelCard
+    cards: tuple[ModelCard, ...]
     events: EventTable
 
     @cached_property
     def model(self) -> pm.Model:
         """The PyMC model, rebuilt from the card and the data."""
-        return build_model(self.card, self.events)
+        return build_model(self.cards, self.events)
+
+    @property
+    def card(self) -> ModelCard:
+        """The model card of a single-card fit."""
+        if len(self.cards) != 1:
+            raise TpopkError(
+                f"this fit is a study of {len(self.cards)} cards; use Fit.cards to pick one"
+            )
+        return self.cards[0]
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -148,8 +160,8 @@ class Fit:
         tree.attrs |= {
             "tpopk_version": tpopk.__version__,
             "tpopk_fit_format": FIT_FORMAT,
-            "tpopk_card": json.dumps(self.card.to_toml_dict()),
-            "tpopk_hash": _content_hash(self.card, self.events),
+            "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
+            "tpopk_hash": _content_hash(self.cards, self.events),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -191,17 +203,17 @@ class Fit:
                 f"{attrs.get('tpopk_version')}); this tpopk {tpopk.__version__} reads "
                 f"format {FIT_FORMAT}"
             )
-        card = load_card(json.loads(str(attrs["tpopk_card"])))
+        cards = tuple(load_card(c) for c in json.loads(str(attrs["tpopk_cards"])))
         events = _events_from_dataset(tree["events"].to_dataset())
-        if _content_hash(card, events) != attrs["tpopk_hash"]:
+        if _content_hash(cards, events) != attrs["tpopk_hash"]:
             raise FitFileError(
                 f"'{path}': the stored card or data do not match the hash written with them "
                 "(the file was modified after fitting)"
             )
         del tree["events"]
-        for key in ("tpopk_version", "tpopk_fit_format", "tpopk_card", "tpopk_hash"):
+        for key in ("tpopk_version", "tpopk_fit_format", "tpopk_cards", "tpopk_hash"):
             tree.attrs.pop(key, None)
-        fit = cls(tree=tree, card=card, events=events)
+        fit = cls(tree=tree, cards=cards, events=events)
         expected = {v.name for v in fit.model.free_RVs} | {v.name for v in fit.model.deterministics}
         if missing := set(map(str, fit.posterior.data_vars)) - expected:
             raise FitFileError(
@@ -212,7 +224,7 @@ class Fit:
 
 
 def fit(
-    card: ModelCard | str | Path,
+    cards: CardSource | Sequence[CardSource],
     events: EventTable | str | Path,
     *,
     draws: int = 1000,
@@ -228,8 +240,8 @@ def fit(
 
     Parameters
     ----------
-    card
-        Model card, or the path of its TOML file.
+    cards
+        Model card (or the path of its TOML file), or a system card with agonist cards.
     events
         Event table, or the path of a NONMEM-style CSV.
     draws, tune, chains, cores
@@ -248,9 +260,10 @@ def fit(
     Fit
         Posterior with log-likelihood and posterior predictive draws.
     """
-    card = card if isinstance(card, ModelCard) else load_card(card)
+    given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
+    loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
-    model = build_model(card, events)
+    model = build_model(loaded, events)
     with model:
         tree = pm.sample(
             draws=draws,
@@ -266,6 +279,6 @@ def fit(
         pm.sample_posterior_predictive(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False
         )
-    result = Fit(tree=tree, card=card, events=events)
+    result = Fit(tree=tree, cards=loaded, events=events)
     result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
     return result

@@ -46,6 +46,8 @@ from pymc_extras.prior import Prior, UnsupportedDistributionError
 
 from tpopk.errors import TpopkError
 
+CardKind = Literal["pk", "pkpd", "system", "agonist"]
+
 
 class CardError(TpopkError):
     """A model card that cannot be read or does not describe a valid model."""
@@ -66,12 +68,14 @@ def structural_parameters(structure: Structure) -> list[tuple[str, str | None, f
             raise ValueError(f"'{key}' is not a known {what}; expected one of {sorted(registry)}")
         return registry[key]
 
-    pk = lookup(PK_MODELS, structure.pk, "PK model")
-    found: list[tuple[str, str | None, float | None]]
-    found = [(p.name, p.unit, p.default) for p in pk.parameters]
-    if structure.pd is not None and structure.drug_effect is not None:
+    found: list[tuple[str, str | None, float | None]] = []
+    if structure.pk is not None:
+        pk = lookup(PK_MODELS, structure.pk, "PK model")
+        found += [(p.name, p.unit, p.default) for p in pk.parameters]
+    if structure.pd is not None:
         pd = lookup(PD_MODELS, structure.pd, "PD model")
         found += [(p.name, p.unit, p.default) for p in pd.parameters]
+    if structure.drug_effect is not None:
         effect = lookup(DRUG_EFFECTS, structure.drug_effect, "drug effect")
         found += [(name, None, None) for name in drug_effect_parameters(effect)]
     names = [name for name, _, _ in found]
@@ -157,6 +161,8 @@ class ParameterSpec(_Frozen):
     iiv: PriorField | None = None
     covariates: tuple[CovariateEffect, ...] = ()
     source: str = Field(min_length=1)
+    pooling: Literal["shared", "partial"] = "shared"
+    tau: PriorField | None = None
 
     @model_validator(mode="after")
     def _one_origin(self) -> ParameterSpec:
@@ -168,6 +174,11 @@ class ParameterSpec(_Frozen):
             )
         if self.prior is None and (self.iiv is not None or self.covariates):
             raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
+        if (self.pooling == "partial") != (self.tau is not None and self.prior is not None):
+            raise ValueError(
+                "partial pooling across agonists needs an estimated 'prior' and a 'tau' prior "
+                "(SD of the log typical value between agonists); 'tau' needs pooling = 'partial'"
+            )
         return self
 
 
@@ -197,25 +208,20 @@ class ResidualSpec(_Frozen):
 
 
 class Structure(_Frozen):
-    """Which structural PK model, and optionally PD model and drug effect, the card selects.
+    """Which structural models the card selects.
 
     ``pk`` names a :data:`tpopk.pk.PK_MODELS` entry, ``pd`` a :data:`tpopk.pd.PD_MODELS`
     entry and ``drug_effect`` a :data:`tpopk.pd.drug_effect.DRUG_EFFECTS` entry, which
     turns the concentration into the multiplier of the rate the drug acts on
-    (``stimulate`` for agonists: ``1 + E(C)``; ``inhibit``: ``1 - E(C)``).
+    (``stimulate`` for agonists: ``1 + E(C)``; ``inhibit``: ``1 - E(C)``). ``response``
+    is the DVID the PD structure predicts.
     """
 
-    pk: str
+    pk: str | None = None
     pd: str | None = None
     drug_effect: str | None = None
     direction: Literal["stimulate", "inhibit"] = "stimulate"
     response: str = "plt"
-
-    @model_validator(mode="after")
-    def _pd_needs_drug_effect(self) -> Structure:
-        if (self.pd is None) != (self.drug_effect is None):
-            raise ValueError("'pd' and 'drug_effect' go together: give both or neither")
-        return self
 
 
 class Units(_Frozen):
@@ -244,15 +250,40 @@ class ModelCard(_Frozen):
 
     name: str
     description: str = ""
+    agonist: str | None = None
     structure: Structure
     units: Units = Units()
     parameters: dict[str, ParameterSpec]
     residual: dict[str, ResidualSpec] = Field(min_length=1)
     iiv_block: IIVBlock | None = None
 
+    @property
+    def kind(self) -> CardKind:
+        """``pk`` or ``pkpd`` (a whole model), ``system`` or ``agonist`` (parts of a study)."""
+        if self.agonist is not None:
+            return "agonist"
+        if self.structure.pk is None:
+            return "system"
+        return "pk" if self.structure.pd is None else "pkpd"
+
     @model_validator(mode="after")
     def _structure_matches_parameters(self) -> ModelCard:
-        components = structural_parameters(self.structure)
+        s = self.structure
+        needs_effect = {"pk": False, "pkpd": True, "system": False, "agonist": True}[self.kind]
+        if s.pk is None and s.pd is None:
+            raise ValueError("structure names no model: give 'pk', 'pd' or both")
+        if self.kind == "agonist" and (s.pk is None or s.pd is not None):
+            raise ValueError(
+                "an agonist card gives 'pk' and 'drug_effect'; "
+                "the PD structure belongs to the system card"
+            )
+        if (s.drug_effect is not None) != needs_effect:
+            raise ValueError(
+                f"a {self.kind} card {'needs' if needs_effect else 'takes no'} 'drug_effect'"
+            )
+        if self.kind != "system" and any(p.pooling == "partial" for p in self.parameters.values()):
+            raise ValueError("pooling across agonists applies to system cards only")
+        components = structural_parameters(s)
         declared = set(self.parameters)
         expected = {name for name, _, _ in components}
         required = {name for name, _, default in components if default is None}

@@ -16,51 +16,53 @@ from pytensor.tensor import TensorVariable
 from tpopk.model.card import CardError, ResidualSpec
 
 
-def residual_sd(spec: ResidualSpec, dvid: str, prediction: TensorVariable) -> TensorVariable:
-    """Create the ``sigma_<dvid>...`` variables and return the residual SD per observation.
+def residual_sd(spec: ResidualSpec, name: str, prediction: TensorVariable) -> TensorVariable:
+    """Create the ``sigma_<kind>_<name>`` variables and return the residual SD per observation.
 
     For ``lognormal`` the SD is on the log scale; otherwise on the observation scale.
     """
     if spec.error == "lognormal":
         assert spec.sigma_log is not None
-        return spec.sigma_log.create_variable(f"sigma_log_{dvid}")
+        return spec.sigma_log.create_variable(f"sigma_log_{name}") * pt.ones_like(prediction)
     variance = pt.zeros_like(prediction)
     if spec.sigma_add is not None:
-        variance = variance + spec.sigma_add.create_variable(f"sigma_add_{dvid}") ** 2
+        variance = variance + spec.sigma_add.create_variable(f"sigma_add_{name}") ** 2
     if spec.sigma_prop is not None:
-        sigma_prop = spec.sigma_prop.create_variable(f"sigma_prop_{dvid}")
+        sigma_prop = spec.sigma_prop.create_variable(f"sigma_prop_{name}")
         variance = variance + (sigma_prop * prediction) ** 2
     return pt.sqrt(variance)
 
 
 def likelihood(
-    spec: ResidualSpec,
+    error: str,
     dvid: str,
     prediction: TensorVariable,
+    sd: TensorVariable,
     observed: NDArray[np.float64],
     blq: NDArray[np.bool_],
     lloq: NDArray[np.float64],
     dims: str,
 ) -> TensorVariable:
-    """Add the likelihood of one observation type to the current model.
+    """Add the likelihood ``y_<dvid>`` of one observation type to the current model.
 
     Parameters
     ----------
-    spec
-        The card's residual error model for this DVID.
+    error
+        Residual error model (:attr:`ResidualSpec.error`); ``lognormal`` is log-normal
+        around the prediction, the others normal.
     dvid
-        Observation type; names the variable ``y_<dvid>`` and its sigmas.
-    prediction
-        Individual prediction at each observation (same units as ``observed``).
+        Observation type; names the variable ``y_<dvid>``.
+    prediction, sd
+        Individual prediction and residual SD of each observation (from
+        :func:`residual_sd`), in the units of ``observed``.
     observed, blq, lloq
         Observed values, BLQ flags and the LLOQ of each observation; BLQ rows are
         censored at their LLOQ (M3).
     dims
         Name of the observation dimension of this DVID.
     """
-    sd = residual_sd(spec, dvid, prediction)
     values = np.where(blq, lloq, observed)
-    lognormal = spec.error == "lognormal"
+    lognormal = error == "lognormal"
     if lognormal and (values <= 0).any():
         first = np.flatnonzero(values <= 0)[:5].tolist()
         raise CardError(

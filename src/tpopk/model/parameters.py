@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+from numpy.typing import NDArray
 from pytensor.tensor import TensorVariable
 
 from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ParameterSpec
@@ -92,17 +93,45 @@ def individual_parameters(
     specs: Mapping[str, ParameterSpec],
     covariates: pd.DataFrame,
     iiv_block: IIVBlock | None = None,
+    *,
+    suffix: str = "",
+    subject_dim: str = "subject",
+    agonist_index: NDArray[np.int64] | None = None,
 ) -> dict[str, TensorVariable]:
     """Create the population, IIV and individual variables of every card parameter.
 
-    Must be called inside a ``pm.Model`` with a ``subject`` coordinate. Returns the
-    individual value of each parameter, shape ``(n_subjects,)`` (fixed values are
-    broadcast scalars).
+    Must be called inside a ``pm.Model`` with the ``subject_dim`` coordinate (and an
+    ``agonist`` coordinate when a parameter is partially pooled).
+
+    Parameters
+    ----------
+    specs
+        The card's parameters.
+    covariates
+        One row per subject of ``subject_dim``, in coordinate order.
+    iiv_block
+        Correlated IIV, if the card declares one.
+    suffix
+        Appended to every variable name (``pop_cl_eltrombopag``): agonist cards in a
+        study have their own parameters.
+    subject_dim
+        Dimension of the individual values.
+    agonist_index
+        Agonist (position in the ``agonist`` coordinate) of each subject; needed for
+        partially pooled parameters, whose typical value varies between agonists:
+        ``pop_<P>_agonist = pop_<P> * exp(tau_<P> * z)``.
+
+    Returns
+    -------
+    dict
+        Individual value of each parameter, shape ``(n_subjects,)`` (fixed values are
+        scalars).
     """
     n_subjects = len(covariates)
-    eta = _correlated_eta(specs, iiv_block) if iiv_block is not None else {}
+    eta = _correlated_eta(specs, iiv_block, suffix, subject_dim) if iiv_block else {}
     values: dict[str, TensorVariable] = {}
     for name, spec in specs.items():
+        label = f"{name}{suffix}"
         if spec.value is not None:
             values[name] = pt.as_tensor(spec.value)
             continue
@@ -110,22 +139,33 @@ def individual_parameters(
             values[name] = pt.as_tensor(_covariate_values(name, spec.from_covariate, covariates))
             continue
         assert spec.prior is not None  # guaranteed by ParameterSpec validation
-        pop = spec.prior.create_variable(f"pop_{name}")
-        log_value = pt.log(pop) * pt.ones(n_subjects)
+        pop = spec.prior.create_variable(f"pop_{label}")
+        if spec.pooling == "partial":
+            assert spec.tau is not None
+            if agonist_index is None:
+                raise CardError(f"parameters.{name}: partial pooling needs a study of agonists")
+            tau = spec.tau.create_variable(f"tau_{label}")
+            z_agonist = pm.Normal(f"z_{label}_agonist", 0.0, 1.0, dims="agonist")
+            per_agonist = pm.Deterministic(
+                f"pop_{label}_agonist", pop * pt.exp(tau * z_agonist), dims="agonist"
+            )
+            log_value = pt.log(per_agonist)[agonist_index]
+        else:
+            log_value = pt.log(pop) * pt.ones(n_subjects)
         for effect in spec.covariates:
-            log_value = log_value + covariate_log_effect(name, effect, covariates)
+            log_value = log_value + covariate_log_effect(label, effect, covariates)
         if spec.iiv is not None:
-            omega = spec.iiv.create_variable(f"omega_{name}")
-            z = pm.Normal(f"z_{name}", 0.0, 1.0, dims="subject")
-            eta[name] = pm.Deterministic(f"eta_{name}", omega * z, dims="subject")
+            omega = spec.iiv.create_variable(f"omega_{label}")
+            z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=subject_dim)
+            eta[name] = pm.Deterministic(f"eta_{label}", omega * z, dims=subject_dim)
         if name in eta:
             log_value = log_value + eta[name]
-        values[name] = pm.Deterministic(name, pt.exp(log_value), dims="subject")
+        values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
     return values
 
 
 def _correlated_eta(
-    specs: Mapping[str, ParameterSpec], block: IIVBlock
+    specs: Mapping[str, ParameterSpec], block: IIVBlock, suffix: str, subject_dim: str
 ) -> dict[str, TensorVariable]:
     """Non-centred correlated IIV: eta = L · z with L the Cholesky factor of Omega.
 
@@ -134,15 +174,16 @@ def _correlated_eta(
     """
     names = list(block.parameters)
     model = pm.modelcontext(None)
-    model.add_coord("iiv_block", names)
+    block_dim = f"iiv_block{suffix}"
+    model.add_coord(block_dim, names)
     sd_dist = getattr(pm, block.sd.distribution).dist(**block.sd.parameters, shape=len(names))
     chol, _, omegas = pm.LKJCholeskyCov(
-        "iiv_block", eta=block.eta, n=len(names), sd_dist=sd_dist, compute_corr=True
+        block_dim, eta=block.eta, n=len(names), sd_dist=sd_dist, compute_corr=True
     )
-    z = pm.Normal("z_iiv_block", 0.0, 1.0, dims=("subject", "iiv_block"))
+    z = pm.Normal(f"z_{block_dim}", 0.0, 1.0, dims=(subject_dim, block_dim))
     correlated = pt.dot(z, chol.T)
     eta: dict[str, TensorVariable] = {}
     for i, name in enumerate(names):
-        pm.Deterministic(f"omega_{name}", omegas[i])
-        eta[name] = pm.Deterministic(f"eta_{name}", correlated[:, i], dims="subject")
+        pm.Deterministic(f"omega_{name}{suffix}", omegas[i])
+        eta[name] = pm.Deterministic(f"eta_{name}{suffix}", correlated[:, i], dims=subject_dim)
     return eta
