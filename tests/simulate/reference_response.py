@@ -51,12 +51,13 @@ class EmaxDelayResponse:
         self,
         baseline: npt.ArrayLike,
         emax: float = 8.0,
-        ec50: float = 5.0,
+        ec50: npt.ArrayLike = 5.0,
         delay: float = 120.0,
         tau: float = 96.0,
     ) -> None:
         self.baseline = np.asarray(baseline, dtype=float)
-        self.emax, self.ec50, self.delay, self.tau = emax, ec50, delay, tau
+        self.ec50 = np.broadcast_to(np.asarray(ec50, dtype=float), self.baseline.shape)
+        self.emax, self.delay, self.tau = emax, delay, tau
 
     @property
     def n_patients(self) -> int:
@@ -75,4 +76,6 @@ class EmaxDelayResponse:
             ),
             axis=-1,
         )
-        return self.baseline[:, None] * (1.0 + self.emax * exposure / (exposure + self.ec50))
+        return self.baseline[:, None] * (
+            1.0 + self.emax * exposure / (exposure + self.ec50[:, None])
+        )

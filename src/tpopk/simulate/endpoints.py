@@ -312,7 +312,8 @@ def evaluate_endpoints(trial: xr.Dataset, endpoints: Sequence[Endpoint]) -> xr.D
     """
     values = {}
     for endpoint in endpoints:
-        value = endpoint.evaluate(trial)
+        # scalar coordinates (e.g. the visit a responder_at endpoint selected) would clash
+        value = endpoint.evaluate(trial).reset_coords(drop=True)
         values[endpoint.name] = value.rename(endpoint.name).assign_attrs(
             kind=endpoint.kind, description=endpoint.description
         )

@@ -1,0 +1,202 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tpopk.data import read_events
+from tpopk.simulate import (
+    TrialDesignError,
+    evaluate_endpoints,
+    load_trial,
+    run_trial,
+    sample_population,
+    trial_events,
+)
+from tpopk.simulate.duration import hours
+
+from .reference_response import EmaxDelayResponse
+
+TRIALS = sorted((Path(__file__).parents[2] / "models" / "trials").glob("*.toml"))
+
+
+def test_the_trial_library_is_there():
+    names = {path.stem for path in TRIALS}
+    assert {
+        "hetrombopag_phase3_itp",
+        "romiplostim_kuter2008_itp",
+        "eltrombopag_itp",
+        "avatrombopag_itp",
+        "avatrombopag_cld_adapt",
+        "lusutrombopag_cld_lplus2",
+    } <= names
+
+
+def simulate(design, n=40, seed=5, emax=8.0, potency=1.0, spread=0.0, delay=120.0):
+    population = sample_population(design, n_patients=n, seed=seed)
+    # patients differ in sensitivity: log-normal spread of EC50 around the mid-range dose
+    sensitivity = np.exp(spread * np.random.default_rng(seed).standard_normal(n))
+    responders = {}
+    for arm in design.arms:
+        levels = design.titration_of(arm).levels
+        typical = float(np.mean(levels[len(levels) // 2]))  # effect half-maximal mid-range
+        baseline = population["baseline_platelets"].sel(arm=arm.name).to_numpy()
+        responders[arm.name] = EmaxDelayResponse(
+            baseline, emax=emax, ec50=typical / potency / sensitivity, delay=delay
+        )
+    return population, run_trial(design, responders, population)
+
+
+@pytest.mark.parametrize("path", TRIALS, ids=lambda p: p.stem)
+def test_every_design_loads_runs_and_reports(path):
+    design = load_trial(path)
+    assert design.sources, "every design cites its sources"
+    assert design.endpoints
+    _, trial = simulate(design)
+    result = evaluate_endpoints(trial, design.endpoints)
+    for name, value in result.data_vars.items():
+        assert value.dims == ("arm",), name
+        if value.attrs["units"] == "fraction of patients":
+            assert np.all((value >= 0) & (value <= 1)), name
+    frame = trial_events(trial)
+    events = read_events(frame, units=frame.attrs["units"])
+    assert len(events.subjects) == trial.sizes["arm"] * trial.sizes["patient"]
+    placebo = trial["placebo"].to_numpy()
+    assert np.all(trial["dose_amount"].to_numpy()[placebo] == 0)
+    assert np.all(trial["dose_amount"].to_numpy()[~placebo].sum(axis=-1) > 0)
+
+
+def test_lusutrombopag_course_is_at_most_seven_3_mg_doses():
+    design = load_trial(TRIALS[0].parent / "lusutrombopag_cld_lplus2.toml")
+    _, trial = simulate(design, n=200)
+    amount = trial["dose_amount"].sel(arm="lusutrombopag").to_numpy()
+    given = amount > 0
+    assert np.all(amount[given] == 3.0)
+    count = given.sum(axis=1)
+    assert count.max() <= 7
+    assert count.min() >= 4  # the first check is before dose 5
+    stopped = trial["stopped"].sel(arm="lusutrombopag").to_numpy().any(axis=1)
+    assert stopped.any()
+    np.testing.assert_array_equal(stopped, count < 7)
+    # who stopped met the rule at their last check: >= 50 and >= 20 above baseline
+    plt = trial["platelets"].sel(arm="lusutrombopag").to_numpy()
+    base = trial["baseline_platelets"].sel(arm="lusutrombopag").to_numpy()
+    check = count[stopped] - 3  # visit index of the check before the missed dose
+    at_check = plt[stopped, check]
+    assert np.all(at_check >= 50)
+    assert np.all(at_check - base[stopped] >= 20)
+    # without a response nobody meets the rule: the full 7-day course
+    _, flat = simulate(design, n=20, emax=0.0)
+    given = flat["dose_amount"].sel(arm="lusutrombopag").to_numpy() > 0
+    np.testing.assert_array_equal(given.sum(axis=1), 7)
+
+
+def test_avatrombopag_cld_dose_follows_the_baseline_cohort():
+    design = load_trial(TRIALS[0].parent / "avatrombopag_cld_adapt.toml")
+    _, trial = simulate(design, n=200)
+    base = trial["baseline_platelets"].sel(arm="avatrombopag").to_numpy()
+    total = trial["dose_amount"].sel(arm="avatrombopag").to_numpy().sum(axis=1)
+    np.testing.assert_allclose(total, np.where(base < 40, 300.0, 200.0))
+    assert 0.2 < np.mean(base < 40) < 0.8  # both cohorts are populated
+
+
+def test_eltrombopag_starts_east_asian_patients_at_25_mg():
+    design = load_trial(TRIALS[0].parent / "eltrombopag_itp.toml")
+    _, trial = simulate(design, n=100)
+    arm = trial.sel(arm="eltrombopag")
+    first = arm["dose_amount"].to_numpy()[:, 0]
+    np.testing.assert_allclose(first, np.where(arm["EAST_ASIAN"].to_numpy() == 1, 25.0, 50.0))
+    assert 0 < arm["EAST_ASIAN"].mean() < 1
+
+
+def test_romiplostim_levels_move_one_step_and_increases_are_weekly():
+    design = load_trial(TRIALS[0].parent / "romiplostim_kuter2008_itp.toml")
+    _, trial = simulate(design, n=200, emax=30.0, potency=3.0, spread=1.5, delay=300.0)
+    level = trial["dose_level"].sel(arm="romiplostim").to_numpy()[:, :24]
+    dosing = level > 0
+    steps = np.diff(level, axis=1)[dosing[:, 1:] & dosing[:, :-1]]
+    assert set(np.unique(steps)) <= {-1, 0, 1}
+    assert level.max() <= 10
+    assert (steps == 1).any()  # the toy exercises increases, decreases and holds
+    assert (steps == -1).any()
+    assert trial["held"].sel(arm="romiplostim").any()
+
+
+def test_hetrombopag_increases_are_at_least_two_weeks_apart():
+    design = load_trial(TRIALS[0].parent / "hetrombopag_phase3_itp.toml")
+    _, trial = simulate(design, n=200)
+    level = trial["dose_level"].sel(arm="HETROM-2.5").to_numpy()[:, :10]
+    rises = np.diff(level, axis=1) == 1
+    assert rises.any()
+    for row in rises:
+        weeks = np.flatnonzero(row)
+        assert np.all(np.diff(weeks) >= 2)
+
+
+GOOD = (TRIALS[0].parent / "lusutrombopag_cld_lplus2.toml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('interval = "24 h"', "interval = 24", "titrations.course.interval.*has no unit"),
+        ('interval = "24 h"', 'interval = "24 parsecs"', "not a duration"),
+        ('agonist = "lusutrombopag"', 'agonist = "aspirin"', r"arms\.0\.agonist"),
+        ('titration = "course"', 'titration = "curse"', "titration 'curse' is not one of"),
+        ("start = [{ level = 1 }]", "start = [{ level = 2 }]", "start level 2 but"),
+        (
+            "start = [{ level = 1 }]",
+            "start = [{ baseline_below = 40, level = 1 }]",
+            "last start rule must have no conditions",
+        ),
+        (
+            "rise_from_baseline_at_least = 20,",
+            "resume_below = 5, rise_from_baseline_at_least = 20,",
+            "resume_below belongs",
+        ),
+        ("times = [0, 4, 5, 6, 7, 34]", "times = [1, 4]", "first visit must be at time 0"),
+        ('at = "7 d"', 'at = "8.5 d"', "no visit at 8.5 d"),
+        ('disease = "CLD"', 'disease = "flu"', "population.disease"),
+        ("upper = 50.0 }", "upper = 50.0, colour = 1 }", "colour"),
+        ('kind = "overshoot"', 'kind = "overshot"', "endpoints"),
+        ('name = "placebo"', 'name = "lusutrombopag"', "arm names repeat"),
+    ],
+)
+def test_bad_designs_name_the_problem(old, new, message):
+    assert old in GOOD
+    with pytest.raises(TrialDesignError, match=message):
+        load_trial(GOOD.replace(old, new, 1))
+
+
+def test_hold_rules_need_a_resume_threshold():
+    text = GOOD.replace(
+        '{ action = "stop", platelets_at_least = 50', '{ action = "hold", platelets_at_least = 50'
+    )
+    with pytest.raises(TrialDesignError, match="needs resume_below"):
+        load_trial(text)
+
+
+def test_unreadable_sources():
+    with pytest.raises(TrialDesignError, match="does not exist"):
+        load_trial("no/such/trial.toml")
+    with pytest.raises(TrialDesignError, match="not valid TOML"):
+        load_trial("name = \n[population")
+
+
+def test_durations_carry_their_unit():
+    assert hours("14 d") == 336.0
+    assert hours("2 weeks") == 336.0
+    assert hours("1.5 h") == 1.5
+    assert hours("1e1 days") == 240.0
+
+
+def test_visit_schedules_merge_lists_and_intervals():
+    design = load_trial(
+        GOOD.replace("times = [0, 4, 5, 6, 7, 34]", "times = [0, 1.5, 34]\nevery = 7\nuntil = 21")
+    )
+    np.testing.assert_allclose(design.visits.hours / 24, [0, 1.5, 7, 14, 21, 34])
+
+
+def test_titration_patterns_repeat_by_slot():
+    design = load_trial(TRIALS[0].parent / "avatrombopag_itp.toml")
+    table = design.titrations["label"].schedule(14)
+    np.testing.assert_allclose(table.sum(axis=1) / 2, [20, 40, 60, 140, 200, 280])
