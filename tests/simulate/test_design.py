@@ -50,6 +50,7 @@ def simulate(design, n=40, seed=5, emax=8.0, potency=1.0, spread=0.0, delay=120.
 def test_every_design_loads_runs_and_reports(path):
     design = load_trial(path)
     assert design.sources, "every design cites its sources"
+    assert load_trial(design.model_dump(mode="json")) == design
     assert design.endpoints
     _, trial = simulate(design)
     result = evaluate_endpoints(trial, design.endpoints)

@@ -300,3 +300,25 @@ def test_splenectomised_patients_draw_their_own_baseline():
     assert 0.45 < spleen.mean() < 0.55
     np.testing.assert_allclose(population["baseline_platelets"].to_numpy()[spleen], 5.0)
     assert np.all(population["baseline_platelets"].to_numpy()[~spleen] != 5.0)
+
+
+def test_split_draws_gives_endpoints_per_draw():
+    from tpopk.simulate import Response, responders_at, split_draws
+
+    design = load_trial(WEEKLY)
+    population = sample_population(design, n_patients=30, seed=4)  # 3 draws x 10 patients
+    responder = EmaxDelayResponse(population["baseline_platelets"].to_numpy()[0])
+    trial = run_trial(design, {"drug": responder}, population)
+    split = split_draws(trial, draws=3)
+    assert dict(split["platelets"].sizes) == {"arm": 1, "draw": 3, "patient": 10, "visit": 16}
+    per_draw = responders_at(split, Response(at_least=50), at=4 * 168.0).sel(arm="drug")
+    flat = trial["platelets"].sel(arm="drug").to_numpy()[:, 4]
+    np.testing.assert_allclose(per_draw, (flat.reshape(3, 10) >= 50).mean(axis=1))
+    with pytest.raises(ValueError, match="do not split"):
+        split_draws(trial, draws=7)
+
+
+def test_designs_round_trip_through_plain_data():
+    design = load_trial(WEEKLY)
+    again = load_trial(design.model_dump(mode="json"))
+    assert again == design

@@ -33,7 +33,13 @@ from tpopk.simulate.endpoints import (
     time_in_response,
     time_to_response,
 )
-from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, trial_events
+from tpopk.simulate.trial import (
+    ResponseModel,
+    run_trial,
+    sample_population,
+    split_draws,
+    trial_events,
+)
 
 __all__ = [
     "Arm",
@@ -59,6 +65,7 @@ __all__ = [
     "responding",
     "run_trial",
     "sample_population",
+    "split_draws",
     "time_in_response",
     "time_to_response",
     "trial_events",

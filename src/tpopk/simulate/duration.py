@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, PlainSerializer
 
 #: Hours per unit, by every spelling accepted.
 HOURS_PER: Final = {
@@ -57,5 +57,9 @@ def hours(text: object) -> float:
     return float(match.group(1)) * HOURS_PER[match.group(2).lower()]
 
 
-#: A pydantic field holding a duration in hours, read from text with a unit.
-Hours = Annotated[float, BeforeValidator(hours)]
+def _as_text(value: float) -> str:
+    return f"{value!r} h"
+
+
+#: A pydantic field holding a duration in hours, read from (and written as) text with a unit.
+Hours = Annotated[float, BeforeValidator(hours), PlainSerializer(_as_text, return_type=str)]

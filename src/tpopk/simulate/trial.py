@@ -192,6 +192,36 @@ def run_trial(
     )
 
 
+def split_draws(trial: xr.Dataset, draws: int) -> xr.Dataset:
+    """Give a trial run on posterior draws flattened into patients its ``draw`` dimension.
+
+    Parameters
+    ----------
+    trial
+        Output of :func:`run_trial` whose ``patient`` dimension holds ``draws`` blocks of
+        patients, draw-major (patients ``0..P-1`` of draw 0, then of draw 1, ...).
+    draws
+        Number of posterior draws.
+
+    Returns
+    -------
+    xarray.Dataset
+        The same variables with ``patient`` split into ``draw, patient``; every endpoint
+        then gives one value per draw and arm.
+    """
+    flat = trial.sizes["patient"]
+    if draws < 1 or flat % draws:
+        raise ValueError(f"{flat} patients do not split into {draws} draws")
+    per_draw = flat // draws
+    index = pd.MultiIndex.from_arrays(
+        [np.repeat(np.arange(draws), per_draw), np.tile(np.arange(per_draw), draws)],
+        names=["draw", "patient_in_draw"],
+    )
+    stacked = trial.drop_vars("patient").rename(patient="flat")
+    stacked = stacked.assign_coords(xr.Coordinates.from_pandas_multiindex(index, "flat"))
+    return stacked.unstack("flat").rename(patient_in_draw="patient")
+
+
 def _run_arm(
     design: TrialDesign, arm: Arm, responder: ResponseModel, covariates: xr.Dataset
 ) -> dict[str, npt.NDArray[np.generic]]:
