@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pytest
 import xarray as xr
 from scipy import stats
 
@@ -187,16 +186,11 @@ def make_synthetic(
     return Synthetic(SyntheticFit(tree, events), eta, pred)
 
 
-@pytest.fixture(scope="session")
-def synthetic() -> Synthetic:
-    return make_synthetic()
-
-
-@pytest.fixture(scope="session")
-def biased() -> Synthetic:
-    return make_synthetic(bias=1.5)
-
-
-@pytest.fixture(scope="session")
-def censored() -> Synthetic:
-    return make_synthetic(lloq=0.3)
+def replaced(
+    fit: SyntheticFit, group: str, drop: tuple[str, ...] = (), **variables
+) -> SyntheticFit:
+    """A copy of ``fit`` with variables of one group dropped, replaced or added."""
+    tree = fit.tree.copy()
+    data = tree[group].to_dataset().drop_vars(list(drop)).assign(**variables)
+    tree[group] = xr.DataTree(data)
+    return SyntheticFit(tree, fit.events)

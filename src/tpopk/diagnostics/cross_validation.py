@@ -45,7 +45,7 @@ def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.Da
 
     A BLQ observation far below its LLOQ has ``log P(y <= LLOQ) = 0`` in every draw;
     ArviZ's tail fit then fails. Leaving such a point out changes nothing, so its
-    weights stay uniform (the raw ratios) with Pareto-k 0.
+    weights are uniform, with Pareto-k 0.
     """
     sample = ["chain", "draw"]
     obs_dim = next(str(d) for d in log_lik.dims if d not in sample)
@@ -55,7 +55,8 @@ def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.Da
     reff = float(np.mean(np.hstack([ess[v].values.ravel() for v in ess.data_vars]))) / n_samples
     reff = 1.0 if log_lik.sizes["chain"] == 1 else reff
     varying = np.asarray((log_lik.max(sample) > log_lik.min(sample)).values)
-    log_weights = -log_lik.transpose(*sample, obs_dim).copy()
+    # normalised uniform weights, the form psislw returns its smoothed weights in
+    log_weights = xr.full_like(log_lik.transpose(*sample, obs_dim), -np.log(n_samples))
     pareto_k = xr.zeros_like(log_lik.isel(chain=0, draw=0, drop=True)).rename("pareto_k")
     if varying.any():
         smoothed, k = log_lik.isel({obs_dim: varying}).azstats.psislw(r_eff=reff, dim=sample)

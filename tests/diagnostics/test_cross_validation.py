@@ -1,0 +1,107 @@
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import special, stats
+
+from tpopk.diagnostics import (
+    compare,
+    loo,
+    loo_pit,
+    loo_summary,
+    plot_compare,
+    plot_khat,
+    plot_loo_pit,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")
+
+
+def importance_sampling_elpd(log_lik):
+    """Plain (unsmoothed) importance-sampling LOO: -log mean(1 / p(y_i | theta_s))."""
+    flat = log_lik.reshape(-1, log_lik.shape[-1])
+    return -(special.logsumexp(-flat, axis=0) - np.log(len(flat)))
+
+
+def test_per_type_loo_is_arviz_loo_of_that_variable(synthetic, results):
+    ours = results["conc"]
+    reference = az.loo(synthetic.fit.tree, var_name="y_conc", pointwise=True)
+    assert ours.elpd == pytest.approx(reference.elpd, rel=1e-12)
+    np.testing.assert_allclose(ours.pareto_k, reference.pareto_k)
+
+
+def test_loo_agrees_with_plain_importance_sampling(synthetic, results):
+    log_lik = synthetic.fit.tree.log_likelihood.y_plt.values
+    result = results["plt"]
+    # the posterior barely moves per point here, so smoothing changes little
+    assert result.elpd == pytest.approx(importance_sampling_elpd(log_lik).sum(), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def results(synthetic):
+    tree = synthetic.fit.tree
+    return {dvid: loo(tree, dvid) for dvid in ("conc", "plt", None)}
+
+
+def test_combined_loo_pools_all_observations(synthetic, results):
+    tree = synthetic.fit.tree
+    combined = results[None]
+    parts = {dvid: results[dvid] for dvid in ("conc", "plt")}
+    assert combined.n_data_points == 440
+    assert combined.elpd == pytest.approx(sum(p.elpd for p in parts.values()), rel=1e-12)
+    # pointwise values keep their event-table positions
+    np.testing.assert_allclose(
+        combined.elpd_i.sel(observation=tree.observed_data.obs_plt.values).values,
+        parts["plt"].elpd_i.values,
+    )
+    assert set(combined.elpd_i["dvid"].values) == {"conc", "plt"}
+
+
+def test_summary_table(synthetic):
+    table = loo_summary(synthetic.fit.tree)
+    assert list(table.index) == ["conc", "plt", "all"]
+    assert list(table["n"]) == [360, 80, 440]
+    assert table.loc["all", "elpd"] == pytest.approx(table.loc[["conc", "plt"], "elpd"].sum())
+
+
+def test_constant_log_likelihood_of_deep_blq_points(censored):
+    # log P(y <= LLOQ) is 0 in every draw for a point far below its LLOQ: ArviZ alone fails
+    tree = censored.fit.tree
+    log_lik = tree.log_likelihood.y_conc.values.reshape(500, -1)
+    constant = np.ptp(log_lik, axis=0) == 0
+    assert constant.any()
+    result = loo(tree, "conc")
+    assert np.all(result.pareto_k.values[constant] == 0)
+    np.testing.assert_allclose(result.elpd_i.values[constant], 0.0, atol=1e-12)
+    # every other point exactly as ArviZ computes it without the constant one
+    varying = tree.log_likelihood.y_conc.isel(obs_conc=~constant)
+    reference = az.loo(
+        xr.DataTree.from_dict(
+            {"posterior": tree.posterior.to_dataset(), "log_likelihood": varying.to_dataset()}
+        ),
+        pointwise=True,
+    )
+    np.testing.assert_allclose(result.elpd_i.values[~constant], reference.elpd_i.values, rtol=1e-12)
+    assert np.isfinite(loo_pit(tree, "conc")["y_conc"].values).all()
+
+
+def test_loo_pit_is_uniform_for_the_right_model_and_not_for_a_biased_one(synthetic, biased):
+    pit = loo_pit(synthetic.fit.tree)
+    for name in ("y_conc", "y_plt"):
+        assert stats.kstest(pit[name].values, "uniform").pvalue > 0.01
+    biased_pit = loo_pit(biased.fit.tree, "conc")["y_conc"].values
+    assert np.mean(biased_pit > 0.9) > 0.8  # observations sit above their predictions
+
+
+def test_compare_prefers_the_right_model(synthetic, biased):
+    table = compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
+    assert list(table.index) == ["right", "biased"]
+    assert table.loc["right", "weight"] > 0.9
+
+
+def test_plots(synthetic, biased, results):
+    tree = synthetic.fit.tree
+    assert len(plot_khat(results[None]).viz["figure"].item().axes) == 1
+    assert len(plot_loo_pit(tree).viz["figure"].item().axes) == 2  # one per DVID
+    table = compare({"right": tree, "biased": biased.fit.tree})
+    assert len(plot_compare(table).viz["figure"].item().axes) == 1
