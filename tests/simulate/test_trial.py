@@ -322,3 +322,10 @@ def test_designs_round_trip_through_plain_data():
     design = load_trial(WEEKLY)
     again = load_trial(design.model_dump(mode="json"))
     assert again == design
+
+
+def test_run_trial_needs_a_population_for_every_arm():
+    design = load_trial(WEEKLY)
+    population = population_of(design, WT=np.full((1, 2), 70.0)).assign_coords(arm=["other"])
+    with pytest.raises(TrialDesignError, match="no patients for arm"):
+        run_trial(design, {"drug": LastDoseResponse([10, 10], [1, 1])}, population)

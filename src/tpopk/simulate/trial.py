@@ -138,9 +138,13 @@ def run_trial(
         actually given as ``dose_time`` (h, ``nan`` padding) and ``dose_amount`` on
         ``arm, patient, dose``; per arm ``agonist``, ``dose_unit``, ``route``, ``placebo``.
     """
-    missing = [arm.name for arm in design.arms if arm.name not in responders]
+    names = [arm.name for arm in design.arms]
+    missing = [name for name in names if name not in responders]
     if missing:
         raise TrialDesignError(f"no response model for arm(s) {missing}")
+    absent = sorted(set(names) - set(population["arm"].to_numpy().tolist()))
+    if absent:
+        raise TrialDesignError(f"the population has no patients for arm(s) {absent}")
     sizes = {arm.name: responders[arm.name].n_patients for arm in design.arms}
     if len(set(sizes.values())) != 1 or population.sizes["patient"] not in sizes.values():
         raise TrialDesignError(
@@ -153,9 +157,10 @@ def run_trial(
     ]
     width = max(a["dose_time"].shape[1] for a in arms)
 
-    def stack(key: str, pad: float = np.nan) -> npt.NDArray[np.generic]:
+    def stack(key: str, pad: float | None = None) -> npt.NDArray[np.generic]:
+        """Stack one record over arms; dose-slot records are padded to equal width."""
         parts = [a[key] for a in arms]
-        if key.startswith("dose_") and key in ("dose_time", "dose_amount"):
+        if pad is not None:
             parts = [
                 np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=pad) for p in parts
             ]
@@ -171,10 +176,10 @@ def run_trial(
             "stopped": (visit_dims, stack("stopped")),
             "rescued": (visit_dims, stack("rescued")),
             "baseline_platelets": (("arm", "patient"), stack("baseline"), {"units": "10^9/L"}),
-            "dose_time": (("arm", "patient", "dose"), stack("dose_time"), {"units": "h"}),
+            "dose_time": (("arm", "patient", "dose"), stack("dose_time", np.nan), {"units": "h"}),
             "dose_amount": (("arm", "patient", "dose"), stack("dose_amount", 0.0)),
             **{
-                name: population[name].sel(arm=[arm.name for arm in design.arms]).variable
+                name: population[name].sel(arm=names).variable
                 for name in ("WT", "EAST_ASIAN", "SPLENECTOMY")
             },
             "agonist": ("arm", [arm.agonist for arm in design.arms]),
@@ -183,7 +188,7 @@ def run_trial(
             "placebo": ("arm", [arm.placebo for arm in design.arms]),
         },
         coords={
-            "arm": [arm.name for arm in design.arms],
+            "arm": names,
             "patient": population["patient"].to_numpy(),
             "visit": np.arange(design.visits.hours.size),
             "time": ("visit", design.visits.hours, {"units": "h"}),
