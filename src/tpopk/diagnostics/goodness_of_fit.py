@@ -155,9 +155,12 @@ def plot_goodness_of_fit(gof_data: xr.Dataset) -> PlotCollection:
     pc = PlotCollection.wrap(
         layout,
         cols=["__variable__"],
-        col_wrap=2,
+        col_wrap=2 if len(panels) == 4 else 3,
         backend="matplotlib",
-        figure_kwargs={"figsize": (9.0, 3.5 * ((len(panels) + 1) // 2)), "layout": "constrained"},
+        figure_kwargs={
+            "figsize": (9.0, 7.0) if len(panels) == 4 else (13.5, 3.5),
+            "layout": "constrained",
+        },
     )
     for name, (x_name, y, x_label, y_label, identity) in panels.items():
         pc.map(

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+from tpopk.diagnostics import DiagnosticsError, goodness_of_fit, plot_goodness_of_fit
+
+from .synthetic import replaced
+
+SAMPLE = ("chain", "draw")
+
+
+def test_iwres_of_the_right_model_is_standard_normal(synthetic):
+    for dvid in ("conc", "plt"):  # proportional and log-normal error
+        iwres = goodness_of_fit(synthetic.fit, dvid)["iwres"].values
+        assert abs(np.mean(iwres)) < 3 / np.sqrt(len(iwres))  # three standard errors
+        assert abs(np.std(iwres) - 1) < 3 / np.sqrt(2 * len(iwres))
+
+
+def test_iwres_of_a_biased_model_is_shifted(biased):
+    # observations 1.5 x IPRED with a 15% proportional error: IWRES near (1.5 - 1) / 0.15
+    assert np.mean(goodness_of_fit(biased.fit, "conc")["iwres"].values) > 2.5
+
+
+def test_error_model_is_read_from_the_sigmas(synthetic):
+    tree = synthetic.fit.tree
+    dv = tree.observed_data.y_conc.values
+    ipred = tree.posterior.ipred_conc.median(SAMPLE).values
+    fixed = xr.DataArray(np.full((2, 250), 0.5), dims=SAMPLE)
+    additive = replaced(synthetic.fit, "posterior", drop=("sigma_prop_conc",), sigma_add_conc=fixed)
+    np.testing.assert_allclose(goodness_of_fit(additive, "conc")["iwres"], (dv - ipred) / 0.5)
+    combined = replaced(synthetic.fit, "posterior", sigma_add_conc=fixed)
+    sigma_prop = float(tree.posterior.sigma_prop_conc.median())
+    np.testing.assert_allclose(
+        goodness_of_fit(combined, "conc")["iwres"],
+        (dv - ipred) / np.sqrt(0.25 + (sigma_prop * ipred) ** 2),
+    )
+    missing = replaced(synthetic.fit, "posterior", drop=("sigma_prop_conc",))
+    with pytest.raises(DiagnosticsError, match="no residual-error SD"):
+        goodness_of_fit(missing, "conc")
+
+
+def test_blq_observations_have_no_residual(censored):
+    gof = goodness_of_fit(censored.fit, "conc")
+    blq = censored.fit.tree.observed_data.y_conc.values == 0.3
+    np.testing.assert_array_equal(np.isnan(gof["iwres"].values), blq)
+    np.testing.assert_array_equal(gof["blq"].values, blq)
+
+
+def test_pred_is_carried_when_given(synthetic):
+    gof = goodness_of_fit(synthetic.fit, "conc", pred=synthetic.pred)
+    np.testing.assert_array_equal(gof["pred"].values, synthetic.pred["conc"])
+    assert "pred" not in goodness_of_fit(synthetic.fit, "conc")
+
+
+def test_plot_has_the_four_panels(censored):
+    gof = goodness_of_fit(censored.fit, "conc", pred=censored.pred)
+    figure = plot_goodness_of_fit(gof).viz["figure"].item()
+    assert [axes.get_title() for axes in figure.axes] == [
+        "conc (mg/L) vs PRED (mg/L)",
+        "conc (mg/L) vs IPRED (mg/L)",
+        "IWRES vs time (h)",
+        "IWRES vs IPRED (mg/L)",
+    ]
+    # BLQ observations are left out of every panel
+    n_quantified = int((~gof["blq"]).sum())
+    for axes in figure.axes:
+        assert len(axes.collections[0].get_offsets()) == n_quantified
+
+
+def test_plot_without_pred_has_three_panels(synthetic):
+    figure = plot_goodness_of_fit(goodness_of_fit(synthetic.fit, "plt")).viz["figure"].item()
+    assert len(figure.axes) == 3
+    assert figure.axes[0].get_title() == "plt (10^9/L) vs IPRED (10^9/L)"

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import xarray as xr
+
+from tpopk.diagnostics import (
+    DiagnosticsError,
+    epsilon_shrinkage,
+    eta_shrinkage,
+    plot_eta_shrinkage,
+)
+
+from .synthetic import SIGMA_PROP, replaced
+
+SAMPLE = ("chain", "draw")
+
+
+def standardised(values):
+    return (values - values.mean()) / values.std(ddof=1)
+
+
+def test_eta_shrinkage_of_a_posterior_built_to_shrink_by_40_percent(synthetic):
+    rng = np.random.default_rng(2)
+    n = 40
+    omega = 0.3
+    # posterior means of eta with SD exactly 0.6 * omega, plus draws centred on them
+    means = 0.6 * omega * standardised(rng.standard_normal(n))
+    noise = rng.standard_normal((2, 250, n))
+    noise -= noise.mean(axis=(0, 1), keepdims=True)
+    fit = replaced(
+        synthetic.fit,
+        "posterior",
+        eta_cl=((*SAMPLE, "subject"), means + 0.2 * noise),
+        omega_cl=(SAMPLE, np.full((2, 250), omega)),
+    )
+    result = eta_shrinkage(fit.tree)
+    assert list(result["parameter"].values) == ["ka", "cl", "v"]
+    assert float(result["shrinkage"].sel(parameter="cl")) == pytest.approx(0.4, abs=1e-12)
+    np.testing.assert_allclose(result["eta_mean"].sel(parameter="cl"), means)
+    # the fabricated fit's other parameters: eta means near the truth, so little shrinkage
+    truth = synthetic.eta_true["ka"]
+    expected = 1 - np.std(truth, ddof=1) / float(synthetic.fit.tree.posterior.omega_ka.mean())
+    assert float(result["shrinkage"].sel(parameter="ka")) == pytest.approx(expected, abs=0.02)
+
+
+def test_eta_shrinkage_accepts_parameter_or_eta_names(synthetic):
+    by_name = eta_shrinkage(synthetic.fit.tree, var_names=["cl", "eta_v"])
+    assert list(by_name["parameter"].values) == ["cl", "v"]
+    with pytest.raises(DiagnosticsError, match=r"no IIV .* for \['tlag'\]"):
+        eta_shrinkage(synthetic.fit.tree, var_names=["tlag"])
+
+
+def test_epsilon_shrinkage_of_residuals_built_to_shrink_by_30_percent(synthetic):
+    rng = np.random.default_rng(4)
+    dv = synthetic.fit.tree.observed_data.y_conc.values
+    residual = 0.7 * standardised(rng.standard_normal(dv.size))
+    # proportional error: IWRES = (DV - IPRED) / (sigma * IPRED) = residual exactly
+    ipred = dv / (1 + SIGMA_PROP * residual)
+    fit = replaced(
+        synthetic.fit,
+        "posterior",
+        ipred_conc=xr.DataArray(
+            np.broadcast_to(ipred, (2, 250, dv.size)), dims=(*SAMPLE, "obs_conc")
+        ),
+        sigma_prop_conc=(SAMPLE, np.full((2, 250), SIGMA_PROP)),
+    )
+    result = epsilon_shrinkage(fit, ["conc"])
+    assert float(result.sel(dvid="conc")) == pytest.approx(0.3, abs=1e-12)
+    assert list(epsilon_shrinkage(synthetic.fit)["dvid"].values) == ["conc", "plt"]
+
+
+def test_plot_eta_shrinkage(synthetic):
+    result = eta_shrinkage(synthetic.fit.tree)
+    figure = plot_eta_shrinkage(result).viz["figure"].item()
+    titles = [axes.get_title() for axes in figure.axes]
+    shrinkage = result["shrinkage"].values
+    assert titles == [
+        f"η {p}: shrinkage {100 * s:.0f}%"
+        for p, s in zip(["ka", "cl", "v"], shrinkage, strict=True)
+    ]
+    assert len(figure.axes[0].lines) == 1  # the N(0, omega) density over the histogram
