@@ -7,7 +7,7 @@ import pytest
 from pytensor.compile.mode import Mode
 
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, simulate, solve
-from tpopk.pd.kernels import rk4_adjoint
+from tpopk.pd.kernels import rk4_adjoint, rk4_forward
 
 from .ivp_reference import oral_1cmt
 
@@ -59,9 +59,18 @@ def test_adjoint_matches_finite_differences(name, grid):
     def loss(p, m):
         return float(np.sum(weights * simulate(model, p, m, grid, doses)))
 
-    states = simulate(model, params, drive, grid, doses)
+    states, stages = rk4_forward(
+        model.kernel_id,
+        model.config_array(),
+        params,
+        drive,
+        grid.steps,
+        doses if doses is not None else np.zeros((grid.n_subjects, grid.n_nodes)),
+        model.dose_state,
+        model.n_states,
+    )
     g_params, g_drive = rk4_adjoint(
-        model.kernel_id, model.config_array(), params, drive, grid.steps, states, weights
+        model.kernel_id, model.config_array(), params, drive, grid.steps, states, stages, weights
     )
     fd_params = np.zeros_like(params)
     for idx in np.ndindex(params.shape):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytensor.tensor as pt
-from pytensor.gradient import grad_undefined
+from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import (
@@ -38,10 +38,11 @@ from tpopk.pd.structures import PDModel
 
 
 class PDSolve(Op):  # type: ignore[misc]
-    """States ``[S, K + 1, n_states]`` at the grid nodes.
+    """States ``[S, K + 1, n_states]`` at the grid nodes, and the RK4 stage inputs.
 
     Inputs are ``(params [S, P], drive [S, 2K + 1], steps [S, K], doses [S, K + 1])``;
-    steps and doses are data.
+    steps and doses are data. The second output ``[S, K, 3, n_states]`` is the tape the
+    gradient reads; it is not differentiable itself.
     """
 
     __props__ = ("kernel_id", "config", "n_states", "dose_state")
@@ -59,12 +60,12 @@ class PDSolve(Op):  # type: ignore[misc]
         inputs = tuple(pt.cast(pt.as_tensor_variable(x), "float64") for x in inputs)
         if any(x.ndim != 2 for x in inputs):
             raise TpopkError("params, drive and steps must be matrices [subject, ·]")
-        return Apply(self, inputs, [pt.tensor3(dtype="float64")])
+        return Apply(self, inputs, [pt.tensor3(dtype="float64"), pt.tensor4(dtype="float64")])
 
     def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
         """Integrate with the compiled RK4 kernel."""
         params, drive, steps, doses = inputs
-        output_storage[0][0] = rk4_forward(
+        output_storage[0][0], output_storage[1][0] = rk4_forward(
             self.kernel_id,
             np.asarray(self.config, dtype=np.int64),
             params,
@@ -78,13 +79,17 @@ class PDSolve(Op):  # type: ignore[misc]
     def infer_shape(self, node: Apply[Any], shapes: Any) -> Any:
         """States have one row per subject and one slab per node."""
         (n_subj, _), _, (_, n_steps), _ = shapes
-        return [(n_subj, n_steps + 1, self.n_states)]
+        return [(n_subj, n_steps + 1, self.n_states), (n_subj, n_steps, 3, self.n_states)]
 
     def pullback(self, inputs: Any, outputs: Any, cotangents: Any) -> list[Any]:
         """Cotangents of params and drive by the discrete adjoint; steps, doses are data."""
         params, drive, steps, doses = inputs
+        if not isinstance(cotangents[1].type, DisconnectedType):
+            raise TpopkError("the RK4 stage tape of PDSolve is not differentiable")
         vjp = PDSolveVJP(self.kernel_id, self.config)
-        g_params, g_drive = vjp.make_node(params, drive, steps, outputs[0], cotangents[0]).outputs
+        g_params, g_drive = vjp.make_node(
+            params, drive, steps, outputs[0], outputs[1], cotangents[0]
+        ).outputs
         return [
             g_params,
             g_drive,
@@ -103,13 +108,13 @@ class PDSolveVJP(Op):  # type: ignore[misc]
         self.config = config
 
     def make_node(self, *inputs: Any) -> Apply[Any]:
-        """Build the apply node from ``(params, drive, steps, states, g_states)``."""
+        """Build the apply node from ``(params, drive, steps, states, stages, g_states)``."""
         inputs = tuple(pt.cast(pt.as_tensor_variable(x), "float64") for x in inputs)
         return Apply(self, inputs, [inputs[0].type(), inputs[1].type()])
 
     def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
         """Run the reverse sweep."""
-        params, drive, steps, states, g_states = inputs
+        params, drive, steps, states, stages, g_states = inputs
         g_params, g_drive = rk4_adjoint(
             self.kernel_id,
             np.asarray(self.config, dtype=np.int64),
@@ -117,6 +122,7 @@ class PDSolveVJP(Op):  # type: ignore[misc]
             drive,
             steps,
             states,
+            stages,
             g_states,
         )
         output_storage[0][0] = g_params
@@ -146,8 +152,10 @@ def _numba_pd_solve_vjp(op: PDSolveVJP, node: Apply[Any], **kwargs: Any) -> tupl
     kernel_id = op.kernel_id
     config = np.asarray(op.config, dtype=np.int64)
 
-    def pd_solve_vjp(params: Any, drive: Any, steps: Any, states: Any, g_states: Any) -> Any:
-        return rk4_adjoint(kernel_id, config, params, drive, steps, states, g_states)
+    def pd_solve_vjp(
+        params: Any, drive: Any, steps: Any, states: Any, stages: Any, g_states: Any
+    ) -> Any:
+        return rk4_adjoint(kernel_id, config, params, drive, steps, states, stages, g_states)
 
     return numba_njit(pd_solve_vjp), _KERNEL_SALT
 
@@ -226,7 +234,8 @@ def solve(
         grid.stage_times.shape[1] if drive_cols is None else drive_cols,
     )
     op = PDSolve(model.kernel_id, model.config, model.n_states, model.dose_state)
-    return op(params, drive, pt.constant(grid.steps), pt.constant(_doses(model, grid, doses)))
+    states, _ = op(params, drive, pt.constant(grid.steps), pt.constant(_doses(model, grid, doses)))
+    return states
 
 
 def observe(model: PDModel, states: Any, grid: SolverGrid) -> Any:
@@ -280,7 +289,8 @@ def simulate(
     if p.ndim != 2 or m.ndim != 2:
         raise TpopkError("params and drive must be 2-D arrays [subject, ·]")
     _check_shapes(model, grid, p.shape[1], m.shape[1])
-    out: npt.NDArray[np.float64] = rk4_forward(
+    out: npt.NDArray[np.float64]
+    out, _ = rk4_forward(
         model.kernel_id,
         model.config_array(),
         p,
