@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tpopk.data import read_events
 from tpopk.simulate import (
@@ -329,3 +331,69 @@ def test_run_trial_needs_a_population_for_every_arm():
     population = population_of(design, WT=np.full((1, 2), 70.0)).assign_coords(arm=["other"])
     with pytest.raises(TrialDesignError, match="no patients for arm"):
         run_trial(design, {"drug": LastDoseResponse([10, 10], [1, 1])}, population)
+
+
+def romiplostim_rules_by_hand(baseline, gain, weeks=16):
+    """The WEEKLY design's label rules for one patient, written out as a plain loop."""
+    level = 4 if baseline >= 50 else 1
+    status, since, streak, last_dose = "dosing", 0, 0, 0.0
+    levels = []
+    for week in range(weeks):
+        count = baseline + gain * last_dose
+        if week > 0 and status == "held":
+            if count < 200:
+                level, status, since, streak = max(level - 1, 1), "dosing", week, 0
+        elif week > 0 and status == "dosing":
+            streak = streak + 1 if count > 200 else 0
+            if count < 50 and level == 10 and week - since >= 4:
+                status = "stopped"
+            elif count > 400:
+                status, streak = "held", 0
+            elif streak >= 2:
+                if level > 1:
+                    level, since, streak = level - 1, week, 0
+            elif count < 50 and level < 10:
+                level, since, streak = level + 1, week, 0
+        dose = level if status == "dosing" else 0
+        levels.append(dose)
+        last_dose = float(dose)
+    return levels
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    baseline=st.lists(st.floats(1, 120), min_size=1, max_size=6),
+    gains=st.lists(st.floats(0, 300), min_size=6, max_size=6),
+)
+def test_vectorised_rules_match_a_per_patient_loop(baseline, gains):
+    gain = gains[: len(baseline)]
+    design = load_trial(WEEKLY)
+    n = len(baseline)
+    responder = LastDoseResponse(baseline=baseline, gain=gain)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=np.full((1, n), 70.0)))
+    expected = [romiplostim_rules_by_hand(b, g) for b, g in zip(baseline, gain, strict=True)]
+    np.testing.assert_array_equal(trial["dose_level"].to_numpy()[0], expected)
+
+
+def test_a_restart_after_a_hold_waits_its_time_at_level():
+    text = WEEKLY.replace("levels = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]", "levels = [1, 100]")
+    rules_start = text.index("rules = [")
+    rules_end = text.index("]\n[[arms]]") + 2
+    text = (
+        text[:rules_start]
+        + "rules = [\n"
+        + '  { action = "hold", platelets_above = 400, resume_below = 150 },\n'
+        + '  { action = "increase", platelets_below = 50, min_time_at_level = "14 d" },\n'
+        + "]\n"
+        + text[rules_end:]
+    ).replace(
+        "start = [{ baseline_at_least = 50, level = 4 }, { level = 1 }]", "start = [{ level = 2 }]"
+    )
+    design = load_trial(text)
+    # 10 + 10 x 100 = 1010 -> hold; 10 -> restart at level 1 (week 2); 20 < 50 but only
+    # 1 week at the level (week 3); 2 weeks at week 4 -> level 2; and round again.
+    responder = LastDoseResponse(baseline=[10], gain=[10])
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=np.full((1, 1), 70.0)))
+    np.testing.assert_array_equal(
+        trial["dose_level"].to_numpy()[0, 0, :9], [2, 0, 1, 1, 2, 0, 1, 1, 2]
+    )

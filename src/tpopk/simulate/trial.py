@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import norm
 
-from tpopk.simulate.design import Arm, LogNormal, TrialDesign, TrialDesignError
+from tpopk.simulate.design import Arm, LogNormal, Titration, TrialDesign, TrialDesignError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -227,6 +227,67 @@ def split_draws(trial: xr.Dataset, draws: int) -> xr.Dataset:
     return stacked.unstack("flat").rename(patient_in_draw="patient")
 
 
+class _TitrationState:
+    """Where every patient of one arm stands: level, dosing status, rule streaks.
+
+    Levels are numbered from 1 (lowest). A patient is dosing, held (waiting for a count
+    below ``resume_below``) or stopped for good.
+    """
+
+    def __init__(self, titration: Titration, start: npt.NDArray[np.int64]) -> None:
+        n = start.size
+        self.rules = titration.rules
+        self.top = len(titration.levels)
+        self.level = start.copy()
+        self.status = np.full(n, _DOSING)
+        self.changed_at = np.zeros(n)  # h; when the current level began
+        self.streak = np.zeros((n, len(self.rules)), dtype=np.int64)
+        self.resume_below = np.zeros(n)
+        self.resume_change = np.zeros(n, dtype=np.int64)
+
+    def visit(self, time: float, counts: FloatArray, baseline: FloatArray) -> None:
+        """Apply the visit's count: end holds, then let the first applicable rule act."""
+        resume = (self.status == _HELD) & (counts < self.resume_below)
+        self._move(resume, self.resume_change, time)
+        self.status[resume] = _DOSING
+        self.changed_at[resume] = time  # a restart begins a new stretch, even if clamped
+        deciding = (self.status == _DOSING) & ~resume
+        # Streaks count consecutive visits, since the last change, whose counts meet
+        # each rule's conditions; all are updated before any rule acts (a held patient's
+        # streaks fall to 0, so a restart counts afresh).
+        for r, rule in enumerate(self.rules):
+            meets = deciding & rule.platelet_condition(counts, baseline)
+            self.streak[:, r] = np.where(meets, self.streak[:, r] + 1, 0)
+        acted = np.zeros(self.level.size, dtype=bool)
+        for r, rule in enumerate(self.rules):
+            fires = deciding & ~acted & (self.streak[:, r] >= rule.consecutive_visits)
+            if rule.min_time_at_level is not None:
+                fires &= time - self.changed_at >= rule.min_time_at_level - 1e-9
+            if rule.at_level == "highest":
+                fires &= self.level == self.top
+            elif rule.at_level == "lowest":
+                fires &= self.level == 1
+            acted |= fires
+            if rule.action in ("increase", "decrease"):
+                self._move(fires, 1 if rule.action == "increase" else -1, time)
+            elif rule.action == "hold":
+                self.status[fires] = _HELD
+                self.resume_below[fires] = rule.resume_below or 0.0
+                self.resume_change[fires] = rule.resume_change
+            else:
+                self.status[fires] = _STOPPED
+
+    def _move(
+        self, who: npt.NDArray[np.bool_], step: int | npt.NDArray[np.int64], time: float
+    ) -> None:
+        """Change the level of ``who`` by ``step``, clamped to the levels there are."""
+        target = np.clip(self.level + step, 1, self.top)
+        moved = who & (target != self.level)
+        self.level = np.where(moved, target, self.level)
+        self.changed_at[moved] = time
+        self.streak[moved] = 0
+
+
 def _run_arm(
     design: TrialDesign, arm: Arm, responder: ResponseModel, covariates: xr.Dataset
 ) -> dict[str, npt.NDArray[np.generic]]:
@@ -234,22 +295,12 @@ def _run_arm(
     titration = design.titration_of(arm)
     visits = design.visits.hours
     n = responder.n_patients
-    n_levels = len(titration.levels)
     slots = int(np.ceil(arm.duration / titration.interval - 1e-9))
     slot_time = titration.interval * np.arange(slots)
     table = titration.schedule(slots)  # [levels, slots]
     amount = np.zeros((n, slots))  # what the patient receives (0 on placebo)
-    rules = titration.rules
     east_asian = covariates["EAST_ASIAN"].to_numpy() == 1
-
-    level = np.zeros(n, dtype=np.int64)
-    status = np.full(n, _DOSING)
-    changed_at = np.zeros(n)
-    streak = np.zeros((n, len(rules)), dtype=np.int64)
-    resume_below = np.zeros(n)
-    resume_change = np.zeros(n, dtype=np.int64)
     rescued = np.zeros(n, dtype=bool)
-    baseline = np.zeros(n)
     record = {
         key: np.zeros((n, visits.size), dtype=dtype)
         for key, dtype in (
@@ -262,8 +313,8 @@ def _run_arm(
         )
     }
     for j, visit in enumerate(visits):
-        decided = max(int(np.searchsorted(slot_time, visit, side="left")), 1)
-        decided = min(decided, slots)
+        # doses before the visit are decided; at least one (all-zero) column is passed
+        decided = min(max(int(np.searchsorted(slot_time, visit, side="left")), 1), slots)
         counts = responder.platelets(
             np.broadcast_to(slot_time[:decided], (n, decided)).copy(),
             amount[:, :decided].copy(),
@@ -271,64 +322,30 @@ def _run_arm(
         )[:, 0]
         if j == 0:
             baseline = counts.copy()
-            level = _start_levels(arm, baseline, east_asian)
-        elif visit < arm.duration:
-            held = status == _HELD
-            resume = held & (counts < resume_below)
-            level = np.where(resume, np.clip(level + resume_change, 1, n_levels), level)
-            status = np.where(resume, _DOSING, status)
-            changed_at = np.where(resume, visit, changed_at)
-            streak[resume] = 0
-            deciding = (status == _DOSING) & ~resume
-            acted = np.zeros(n, dtype=bool)
-            for r, rule in enumerate(rules):
-                streak[:, r] = np.where(
-                    deciding & rule.platelet_condition(counts, baseline), streak[:, r] + 1, 0
-                )
-                fires = deciding & ~acted & (streak[:, r] >= rule.consecutive_visits)
-                if rule.min_time_at_level is not None:
-                    fires &= visit - changed_at >= rule.min_time_at_level - 1e-9
-                if rule.at_level == "highest":
-                    fires &= level == n_levels
-                elif rule.at_level == "lowest":
-                    fires &= level == 1
-                acted |= fires
-                if rule.action in ("increase", "decrease"):
-                    step = 1 if rule.action == "increase" else -1
-                    moved = fires & (np.clip(level + step, 1, n_levels) != level)
-                    level = np.where(moved, level + step, level)
-                    changed_at = np.where(moved, visit, changed_at)
-                    streak[moved] = 0
-                elif rule.action == "hold":
-                    status = np.where(fires, _HELD, status)
-                    resume_below = np.where(fires, rule.resume_below or 0.0, resume_below)
-                    resume_change = np.where(fires, rule.resume_change, resume_change)
-                    streak[fires] = 0
-                else:
-                    status = np.where(fires, _STOPPED, status)
+            state = _TitrationState(titration, _start_levels(arm, baseline, east_asian))
+        elif visit < arm.duration:  # rules act only while doses remain to be decided
+            state.visit(visit, counts, baseline)
         for rescue in design.rescue:
-            inside = rescue.window is None or rescue.window[0] <= visit <= rescue.window[1]
-            if inside:
+            if rescue.window is None or rescue.window[0] <= visit <= rescue.window[1]:
                 rescued |= counts < rescue.platelets_below
 
-        upcoming = (slot_time >= visit) & (
-            slot_time < (visits[j + 1] if j + 1 < visits.size else np.inf)
-        )
-        dosing = (status == _DOSING) & (visit < arm.duration)
-        given = np.where(dosing[:, None], table[level - 1][:, upcoming], 0.0)
-        if not arm.placebo:
-            amount[:, upcoming] = given
+        following = visits[j + 1] if j + 1 < visits.size else np.inf
+        upcoming = (slot_time >= visit) & (slot_time < following)
+        dosing = (state.status == _DOSING) & (visit < arm.duration)
+        given = np.where(dosing[:, None], table[state.level - 1][:, upcoming], 0.0)
+        if arm.placebo:
+            given[:] = 0.0
+        amount[:, upcoming] = given
         record["platelets"][:, j] = counts
-        record["dose_level"][:, j] = np.where(dosing, level, 0)
-        record["dose_given"][:, j] = given.sum(axis=1) if not arm.placebo else 0.0
-        record["held"][:, j] = status == _HELD
-        record["stopped"][:, j] = status == _STOPPED
+        record["dose_level"][:, j] = np.where(dosing, state.level, 0)
+        record["dose_given"][:, j] = given.sum(axis=1)
+        record["held"][:, j] = state.status == _HELD
+        record["stopped"][:, j] = state.status == _STOPPED
         record["rescued"][:, j] = rescued
-    given_slots = amount > 0
     return {
         **record,
         "baseline": baseline,
-        "dose_time": np.where(given_slots, slot_time, np.nan),
+        "dose_time": np.where(amount > 0, slot_time, np.nan),
         "dose_amount": amount,
     }
 
