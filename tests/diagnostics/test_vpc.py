@@ -134,6 +134,9 @@ def test_plot_without_blq_has_one_row(synthetic):
     # per percentile: a simulated band, a dashed simulated median and the observed line
     assert len(axes.collections) == 3
     assert len(axes.lines) == 6
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert labels[:2] == ["simulated 5th (90% interval)", "observed 5th"]
+    assert figure.axes[1].get_legend() is None
 
 
 def test_plot_with_blq_adds_a_row(censored):

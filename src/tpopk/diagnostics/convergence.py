@@ -24,17 +24,14 @@ def population_variables(tree: xr.DataTree) -> list[str]:
     return [name for name in names if name.startswith(POPULATION_PREFIXES)]
 
 
-def _flatten(data: xr.Dataset) -> tuple[list[str], dict[str, list[float]]]:
-    """Labels ``name[coord,...]`` and values of every scalar element of each variable."""
-    labels: list[str] = []
-    values: dict[str, list[float]] = {}
+def _element_labels(data: xr.Dataset) -> list[str]:
+    """``name`` or ``name[coord,...]`` for every scalar element of each variable, in order."""
+    labels = []
     for name, array in data.data_vars.items():
         for index in np.ndindex(array.shape):
             coords = [str(array[dim].values[i]) for dim, i in zip(array.dims, index, strict=True)]
             labels.append(str(name) + (f"[{','.join(coords)}]" if coords else ""))
-    for name in data.data_vars:
-        values[str(name)] = np.asarray(data[name].values, dtype=float).ravel().tolist()
-    return labels, values
+    return labels
 
 
 def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr.Dataset:
@@ -57,15 +54,14 @@ def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
     posterior = tree["posterior"].to_dataset()[names]
-    table: dict[str, list[float]] = {}
-    labels: list[str] = []
-    for column, result in (
-        ("r_hat", az.rhat(posterior)),
-        ("ess_bulk", az.ess(posterior, method="bulk")),
-        ("ess_tail", az.ess(posterior, method="tail")),
-    ):
-        labels, values = _flatten(result[names])
-        table[column] = [v for name in names for v in values[name]]
+    table = {
+        column: np.concatenate([np.ravel(result[name].values) for name in names])
+        for column, result in (
+            ("r_hat", az.rhat(posterior)),
+            ("ess_bulk", az.ess(posterior, method="bulk")),
+            ("ess_tail", az.ess(posterior, method="tail")),
+        )
+    }
     stats = tree["sample_stats"].to_dataset()
     chain = posterior["chain"].values
     divergences = (
@@ -80,12 +76,12 @@ def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr
     )
     return xr.Dataset(
         {
-            **{column: ("parameter", np.asarray(v)) for column, v in table.items()},
+            **{column: ("parameter", values) for column, values in table.items()},
             "divergences": ("chain", np.asarray(divergences, dtype=np.int64)),
             "draws": ("chain", np.full(len(chain), posterior.sizes["draw"])),
             "bfmi": ("chain", bfmi),
         },
-        coords={"parameter": labels, "chain": chain},
+        coords={"parameter": _element_labels(posterior.isel(chain=0, draw=0)), "chain": chain},
     )
 
 

@@ -372,7 +372,9 @@ def plot_vpc(vpc_data: xr.Dataset, *, log_y: bool = False) -> PlotCollection:
             x_label=x_label,
             store_artist=False,
         )
+    targets = [pc.get_target("observed", {"stratum": s}) for s in vpc_data["stratum"].values]
+    targets[0].legend(fontsize="x-small")  # one legend: every panel has the same entries
     if log_y:
-        for stratum in vpc_data["stratum"].values:
-            pc.get_target("observed", {"stratum": stratum}).set_yscale("log")
+        for target in targets:
+            target.set_yscale("log")
     return pc
