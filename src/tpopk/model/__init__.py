@@ -1,6 +1,7 @@
 """Model cards and the PyMC models built from them."""
 
-from tpopk.model.build import build_model, concentration_factor
+from tpopk.model.build import build_model
 from tpopk.model.card import CardError, ModelCard, load_card
+from tpopk.model.predict import concentration_factor
 
 __all__ = ["CardError", "ModelCard", "build_model", "concentration_factor", "load_card"]

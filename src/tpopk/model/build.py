@@ -19,8 +19,7 @@ Individual predictions are kept as ``ipred_<dvid>``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -31,59 +30,10 @@ from numpy.typing import NDArray
 from pytensor.tensor import TensorVariable
 
 from tpopk.data import EventTable, SubjectArrays
-from tpopk.model.card import CardError, ModelCard, drug_effect_parameters
+from tpopk.model.card import CardError, ModelCard
 from tpopk.model.likelihood import likelihood, residual_sd
 from tpopk.model.parameters import individual_parameters
-from tpopk.pd import PD_MODELS, SolverGrid, observe, solve
-from tpopk.pd.drug_effect import DRUG_EFFECTS
-from tpopk.pk import PK_MODELS, concentration
-
-# Size of one amount unit in mg (mass) or µmol (molar), and of one volume unit in L:
-# enough to put a dose-per-litre prediction into the unit the data declare.
-_AMOUNT = {
-    "pg": ("mass", 1e-9),
-    "ng": ("mass", 1e-6),
-    "µg": ("mass", 1e-3),
-    "mg": ("mass", 1.0),
-    "g": ("mass", 1e3),
-    "nmol": ("molar", 1e-3),
-    "µmol": ("molar", 1.0),
-    "mmol": ("molar", 1e3),
-}
-_VOLUME_L = {"mL": 1e-3, "µL": 1e-6, "L": 1.0, "dL": 0.1}
-
-
-def concentration_factor(dose_unit: str, concentration_unit: str) -> float:
-    """Factor turning ``dose_unit`` per litre into ``concentration_unit``.
-
-    >>> concentration_factor("mg", "ng/mL")
-    1000.0
-    """
-    amount, _, volume = concentration_unit.partition("/")
-    if dose_unit not in _AMOUNT or amount not in _AMOUNT or volume not in _VOLUME_L:
-        raise CardError(
-            f"cannot convert a dose in '{dose_unit}' per litre into '{concentration_unit}'"
-        )
-    (dose_basis, dose_size), (basis, size) = _AMOUNT[dose_unit], _AMOUNT[amount]
-    if dose_basis != basis:
-        raise CardError(
-            f"a {dose_basis} dose ('{dose_unit}') cannot predict a {basis} concentration "
-            f"('{concentration_unit}') without a molecular weight"
-        )
-    return dose_size / size * _VOLUME_L[volume]
-
-
-@dataclass(frozen=True)
-class Drug:
-    """The card that gives some subjects their PK and drug effect, and those subjects.
-
-    ``suffix`` distinguishes the variables of one agonist's card in a study.
-    """
-
-    card: ModelCard
-    subjects: NDArray[np.int64]
-    suffix: str
-    subject_dim: str
+from tpopk.model.predict import Dosing, Drug, concentration_at, response_at
 
 
 @dataclass(frozen=True)
@@ -112,7 +62,8 @@ def arrange_study(cards: ModelCard | Sequence[ModelCard], events: EventTable) ->
     n_subjects = len(events.subjects)
     if len(cards) == 1 and cards[0].kind in ("pk", "pkpd"):
         card = cards[0]
-        drug = Drug(card, np.arange(n_subjects), "", "subject")
+        everyone = np.arange(n_subjects)
+        drug = Drug(card, everyone, Dosing.from_events(events, card, everyone))
         return Study((drug,), card if card.kind == "pkpd" else None, ())
     systems = [c for c in cards if c.kind == "system"]
     agonist_cards = [c for c in cards if c.kind == "agonist"]
@@ -133,11 +84,13 @@ def arrange_study(cards: ModelCard | Sequence[ModelCard], events: EventTable) ->
             f"(cards: {sorted(by_name)})"
         )
     agonists = tuple(a for a in by_name if (subject_agonist == a).any())
-    drugs = tuple(
-        Drug(by_name[a], np.flatnonzero(subject_agonist == a), f"_{a}", f"subject_{a}")
-        for a in agonists
-    )
-    return Study(drugs, systems[0], agonists)
+    drugs = []
+    for agonist in agonists:
+        subjects = np.flatnonzero(subject_agonist == agonist)
+        card = by_name[agonist]
+        dosing = Dosing.from_events(events, card, subjects)
+        drugs.append(Drug(card, subjects, dosing, f"_{agonist}", f"subject_{agonist}"))
+    return Study(tuple(drugs), systems[0], agonists)
 
 
 def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
@@ -162,149 +115,6 @@ def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
     if "conc" in dvids and len({d.card.residual["conc"].error for d in study.drugs}) > 1:
         raise CardError("agonist cards in one study must use the same 'conc' error model")
     return dvids
-
-
-def _dose_amounts(
-    card: ModelCard, events: EventTable, arrays: SubjectArrays
-) -> NDArray[np.float64]:
-    """Dose amounts in the card's dose unit; weight-based doses (µg/kg) times WT."""
-    amounts = np.asarray(arrays.dose_amt, dtype=float)
-    dose_unit = events.units["AMT"]
-    if events.units.dose_per_weight:
-        weight = events.covariates["WT"].to_numpy(dtype=float)
-        amounts = amounts * weight[:, None]
-        dose_unit = dose_unit.split("/")[0]
-    if dose_unit != card.units.dose:
-        raise CardError(
-            f"data doses are in '{events.units['AMT']}' but card '{card.name}' expects "
-            f"'{card.units.dose}'"
-        )
-    return amounts
-
-
-def predict_concentration(
-    drug: Drug,
-    events: EventTable,
-    individual: dict[str, TensorVariable],
-    subject: NDArray[np.int64],
-    time: NDArray[np.float64],
-    unit: str,
-) -> TensorVariable:
-    """Concentration in ``unit`` of ``drug``'s subjects at ``time``.
-
-    ``subject`` indexes ``drug.subjects`` (and ``individual``); same shape as ``time``.
-    """
-    arrays = events.subject_arrays()
-    card = drug.card
-    pk_model = PK_MODELS[cast(str, card.structure.pk)]
-    mask = arrays.dose_mask[drug.subjects]
-    wrong_cmt = mask & (arrays.dose_cmt[drug.subjects] != pk_model.dose_cmt)
-    if wrong_cmt.any():
-        s, _ = np.argwhere(wrong_cmt)[0]
-        raise CardError(
-            f"PK model '{pk_model.name}' doses into CMT {pk_model.dose_cmt}, but subject "
-            f"{arrays.subject_ids[drug.subjects[s]]} has doses into CMT "
-            f"{sorted(set(arrays.dose_cmt[drug.subjects][wrong_cmt].tolist()))}"
-        )
-    rows = drug.subjects[subject]
-    amounts = _dose_amounts(card, events, arrays)
-    dose = {
-        name: pt.as_tensor(values[rows])
-        for name, values in {
-            "time": arrays.dose_time,
-            "amt": amounts,
-            "rate": arrays.dose_rate,
-            "ss": arrays.dose_ss,
-            "ii": arrays.dose_ii,
-        }.items()
-    }
-    pk_names = set(pk_model.parameter_names)
-    params = {
-        name: value[subject] if value.ndim == 1 else value
-        for name, value in individual.items()
-        if name in pk_names
-    }
-    amount = concentration(
-        pk_model,
-        params,
-        dose["time"],
-        dose["amt"],
-        dose["rate"],
-        dose["ss"],
-        dose["ii"],
-        pt.as_tensor(time),
-        xp=pt,
-    )
-    return amount * concentration_factor(card.units.dose, unit)
-
-
-def _drive(
-    drug: Drug,
-    events: EventTable,
-    individual: dict[str, TensorVariable],
-    stage_times: NDArray[np.float64],
-) -> TensorVariable:
-    """Drug-effect multiplier of ``drug``'s subjects at the solver's stage times."""
-    card = drug.card
-    rows = np.arange(len(drug.subjects))[:, None]
-    conc = predict_concentration(
-        drug, events, individual, rows, stage_times[drug.subjects], card.units.concentration
-    )
-    effect = cast(
-        Callable[..., TensorVariable], DRUG_EFFECTS[cast(str, card.structure.drug_effect)]
-    )
-    effect_parameters = {
-        name: individual[name][:, None] if individual[name].ndim == 1 else individual[name]
-        for name in drug_effect_parameters(effect)
-    }
-    options: dict[str, object] = {"direction": card.structure.direction}
-    if "xp" in inspect.signature(effect).parameters:
-        options["xp"] = pt
-    return effect(conc, **effect_parameters, **options)
-
-
-def predict_response(
-    study: Study,
-    events: EventTable,
-    individual: dict[str, dict[str, TensorVariable]],
-    system: dict[str, TensorVariable],
-    positions: NDArray[np.int64],
-) -> TensorVariable:
-    """PD response (e.g. platelets) at the flat observations ``positions``.
-
-    Each drug's concentration is evaluated in closed form at the solver's stage times
-    and turned into the drive by its drug-effect model; the thrombopoiesis ODE is then
-    integrated for all subjects at once (:func:`tpopk.pd.solve`).
-    """
-    assert study.system is not None
-    arrays = events.subject_arrays()
-    pd_model = PD_MODELS[cast(str, study.system.structure.pd)]
-    n_subjects = len(arrays.subject_ids)
-    infusion_end = np.where(
-        arrays.dose_duration > 0, arrays.dose_time + arrays.dose_duration, np.nan
-    )
-    breakpoints = np.concatenate(
-        [np.where(arrays.dose_mask, arrays.dose_time, np.nan), infusion_end], axis=1
-    )
-    grid = SolverGrid.build(
-        arrays.obs_subject[positions],
-        arrays.obs_time[positions],
-        n_subjects,
-        breakpoints=breakpoints,
-    )
-    drive = pt.ones(grid.stage_times.shape)
-    for drug in study.drugs:
-        drive = pt.set_subtensor(
-            drive[drug.subjects], _drive(drug, events, individual[drug.suffix], grid.stage_times)
-        )
-    columns = [
-        pt.broadcast_to(
-            system[p.name] if p.name in system else pt.as_tensor(p.default), (n_subjects,)
-        )
-        for p in pd_model.parameters
-    ]
-    states = solve(pd_model, pt.stack(columns, axis=1), drive, grid)
-    return observe(pd_model, states, grid)
 
 
 def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> pm.Model:
@@ -368,7 +178,15 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                 prediction, sd = _concentration_predictions(study, events, individual, idx)
                 error = study.drugs[0].card.residual["conc"].error
             else:
-                prediction = predict_response(study, events, individual, system, idx)
+                prediction = response_at(
+                    cast(str, cast(ModelCard, study.system).structure.pd),
+                    [(d, individual[d.suffix]) for d in study.drugs],
+                    system,
+                    arrays.obs_subject[idx],
+                    arrays.obs_time[idx],
+                    len(arrays.subject_ids),
+                    pt,
+                )
                 spec = cast(ModelCard, study.system).residual[dvid]
                 prediction = _floor(prediction, spec.error)
                 sd, error = residual_sd(spec, dvid, prediction), spec.error
@@ -418,13 +236,13 @@ def _concentration_predictions(
         local = np.searchsorted(drug.subjects, obs_subject[rows])
         spec = drug.card.residual["conc"]
         part = _floor(
-            predict_concentration(
+            concentration_at(
                 drug,
-                events,
                 individual[drug.suffix],
                 local,
                 arrays.obs_time[positions][rows],
                 events.units["conc"],
+                pt,
             ),
             spec.error,
         )

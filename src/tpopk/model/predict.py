@@ -1,0 +1,244 @@
+"""Model predictions, written once for the PyMC graph and for NumPy simulation.
+
+Every function takes ``xp`` (``pytensor.tensor`` when building the model, ``numpy`` when
+simulating virtual trials) and only combines :mod:`tpopk.pk`'s closed forms,
+:mod:`tpopk.pd.drug_effect` and :mod:`tpopk.pd`'s solver, so the model that is fitted
+and the model that simulates trials cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tpopk.data import EventTable
+from tpopk.model.card import CardError, ModelCard, drug_effect_parameters
+from tpopk.pd import PD_MODELS, PDModel, SolverGrid, observe, simulate, solve
+from tpopk.pd.drug_effect import DRUG_EFFECTS
+from tpopk.pk import PK_MODELS, concentration
+
+# Size of one amount unit in mg (mass) or µmol (molar), and of one volume unit in L:
+# enough to put a dose-per-litre prediction into the unit the data declare.
+_AMOUNT = {
+    "pg": ("mass", 1e-9),
+    "ng": ("mass", 1e-6),
+    "µg": ("mass", 1e-3),
+    "mg": ("mass", 1.0),
+    "g": ("mass", 1e3),
+    "nmol": ("molar", 1e-3),
+    "µmol": ("molar", 1.0),
+    "mmol": ("molar", 1e3),
+}
+_VOLUME_L = {"mL": 1e-3, "µL": 1e-6, "L": 1.0, "dL": 0.1}
+
+
+def concentration_factor(dose_unit: str, concentration_unit: str) -> float:
+    """Factor turning ``dose_unit`` per litre into ``concentration_unit``.
+
+    >>> concentration_factor("mg", "ng/mL")
+    1000.0
+    """
+    amount, _, volume = concentration_unit.partition("/")
+    if dose_unit not in _AMOUNT or amount not in _AMOUNT or volume not in _VOLUME_L:
+        raise CardError(
+            f"cannot convert a dose in '{dose_unit}' per litre into '{concentration_unit}'"
+        )
+    (dose_basis, dose_size), (basis, size) = _AMOUNT[dose_unit], _AMOUNT[amount]
+    if dose_basis != basis:
+        raise CardError(
+            f"a {dose_basis} dose ('{dose_unit}') cannot predict a {basis} concentration "
+            f"('{concentration_unit}') without a molecular weight"
+        )
+    return dose_size / size * _VOLUME_L[volume]
+
+
+@dataclass(frozen=True)
+class Dosing:
+    """Dose records of some subjects, ``[S, D]`` arrays, amounts in the card's dose unit.
+
+    Padding has ``amount`` 0 and ``mask`` False. ``duration`` is 0 for a bolus.
+    """
+
+    time: NDArray[np.float64]
+    amount: NDArray[np.float64]
+    rate: NDArray[np.float64]
+    ss: NDArray[np.int64]
+    ii: NDArray[np.float64]
+    duration: NDArray[np.float64]
+    mask: NDArray[np.bool_]
+
+    @classmethod
+    def from_events(
+        cls, events: EventTable, card: ModelCard, subjects: NDArray[np.int64]
+    ) -> Dosing:
+        """Doses of ``subjects`` (positions in ``events.subjects``) for ``card``'s PK.
+
+        Weight-based doses (µg/kg) are multiplied by each subject's ``WT``.
+        """
+        arrays = events.subject_arrays()
+        amount = np.asarray(arrays.dose_amt, dtype=float)
+        dose_unit = events.units["AMT"]
+        if events.units.dose_per_weight:
+            weight = events.covariates["WT"].to_numpy(dtype=float)
+            amount = amount * weight[:, None]
+            dose_unit = dose_unit.split("/")[0]
+        if dose_unit != card.units.dose:
+            raise CardError(
+                f"data doses are in '{events.units['AMT']}' but card '{card.name}' expects "
+                f"'{card.units.dose}'"
+            )
+        pk_model = PK_MODELS[cast(str, card.structure.pk)]
+        wrong = arrays.dose_mask[subjects] & (arrays.dose_cmt[subjects] != pk_model.dose_cmt)
+        if wrong.any():
+            s, _ = np.argwhere(wrong)[0]
+            raise CardError(
+                f"PK model '{pk_model.name}' doses into CMT {pk_model.dose_cmt}, but subject "
+                f"{arrays.subject_ids[subjects[s]]} has doses into CMT "
+                f"{sorted(set(arrays.dose_cmt[subjects][wrong].tolist()))}"
+            )
+        return cls(
+            time=arrays.dose_time[subjects],
+            amount=amount[subjects],
+            rate=arrays.dose_rate[subjects],
+            ss=arrays.dose_ss[subjects],
+            ii=arrays.dose_ii[subjects],
+            duration=arrays.dose_duration[subjects],
+            mask=arrays.dose_mask[subjects],
+        )
+
+    def breakpoints(self) -> NDArray[np.float64]:
+        """``[S, 2D]`` dose starts and infusion ends (NaN for padding), for the solver grid."""
+        starts = np.where(self.mask, self.time, np.nan)
+        ends = np.where(self.mask & (self.duration > 0), self.time + self.duration, np.nan)
+        return np.concatenate([starts, ends], axis=1)
+
+
+@dataclass(frozen=True)
+class Drug:
+    """A card giving PK and drug effect to some subjects, with their doses.
+
+    ``subjects`` are positions among all subjects; ``suffix`` names the card's variables
+    in a cross-agonist study (``_eltrombopag``), empty for a single card.
+    """
+
+    card: ModelCard
+    subjects: NDArray[np.int64]
+    dosing: Dosing
+    suffix: str = ""
+    subject_dim: str = "subject"
+
+
+def _rows(value: Any, rows: NDArray[np.int64]) -> Any:
+    """Individual values (``[S]``) at ``rows``; fixed scalars pass through."""
+    return value[rows] if getattr(value, "ndim", 0) == 1 else value
+
+
+def concentration_at(
+    drug: Drug,
+    params: Mapping[str, Any],
+    rows: NDArray[np.int64],
+    time: NDArray[np.float64],
+    unit: str,
+    xp: ModuleType,
+) -> Any:
+    """Concentration in ``unit`` at ``time`` of ``drug``'s subjects ``rows`` (same shape).
+
+    ``rows`` index ``drug.subjects``; ``params`` hold individual values per subject of
+    the drug (or fixed scalars).
+    """
+    pk_model = PK_MODELS[cast(str, drug.card.structure.pk)]
+    names = set(pk_model.parameter_names)
+    individual = {k: _rows(v, rows) for k, v in params.items() if k in names}
+    d = drug.dosing
+    dose_time, amount, rate, ss, ii, t = (
+        x if xp is np else xp.as_tensor(x)
+        for x in (d.time[rows], d.amount[rows], d.rate[rows], d.ss[rows], d.ii[rows], time)
+    )
+    amount_per_litre = concentration(
+        pk_model, individual, dose_time, amount, rate, ss, ii, t, xp=xp
+    )
+    return amount_per_litre * concentration_factor(drug.card.units.dose, unit)
+
+
+def drive_at(
+    drug: Drug, params: Mapping[str, Any], times: NDArray[np.float64], xp: ModuleType
+) -> Any:
+    """Drug-effect multiplier of ``drug``'s subjects at ``times`` ``[S_drug, G]``."""
+    card = drug.card
+    rows = np.arange(len(drug.subjects))[:, None]
+    conc = concentration_at(drug, params, rows, times, card.units.concentration, xp)
+    effect = cast(Callable[..., Any], DRUG_EFFECTS[cast(str, card.structure.drug_effect)])
+    arguments = {
+        name: params[name][:, None] if getattr(params[name], "ndim", 0) == 1 else params[name]
+        for name in drug_effect_parameters(effect)
+    }
+    options: dict[str, object] = {"direction": card.structure.direction}
+    if "xp" in inspect.signature(effect).parameters:
+        options["xp"] = xp
+    return effect(conc, **arguments, **options)
+
+
+def _scatter(xp: ModuleType, target: Any, rows: NDArray[np.int64], values: Any) -> Any:
+    if xp is np:
+        target[rows] = values
+        return target
+    return xp.set_subtensor(target[rows], values)
+
+
+def response_at(
+    pd_name: str,
+    drugs: Sequence[tuple[Drug, Mapping[str, Any]]],
+    system: Mapping[str, Any],
+    obs_subject: NDArray[np.int64],
+    obs_time: NDArray[np.float64],
+    n_subjects: int,
+    xp: ModuleType,
+) -> Any:
+    """PD response (e.g. platelets, 10^9/L) at each observation.
+
+    Each drug's concentration is evaluated in closed form at the solver's stage times
+    and turned into the drive by its drug-effect model; the thrombopoiesis ODE is then
+    integrated for all subjects at once.
+
+    Parameters
+    ----------
+    pd_name
+        The PD structure (:data:`tpopk.pd.PD_MODELS`).
+    drugs
+        Each drug with its individual parameter values (per subject of the drug).
+    system
+        Individual values of the PD structure's parameters, ``[n_subjects]`` or scalars;
+        missing ones take the structure's default.
+    obs_subject, obs_time
+        ``[N]`` subject position and time (h) of each observation.
+    n_subjects
+        Number of subjects.
+    xp
+        ``pytensor.tensor`` (symbolic, differentiable) or ``numpy``.
+    """
+    pd_model: PDModel = PD_MODELS[pd_name]
+    breakpoints = np.full((n_subjects, 1), np.nan)
+    for drug, _ in drugs:
+        rows = np.full((n_subjects, drug.dosing.time.shape[1] * 2), np.nan)
+        rows[drug.subjects] = drug.dosing.breakpoints()
+        breakpoints = np.concatenate([breakpoints, rows], axis=1)
+    grid = SolverGrid.build(obs_subject, obs_time, n_subjects, breakpoints=breakpoints)
+    drive = xp.ones(grid.stage_times.shape)
+    for drug, params in drugs:
+        part = drive_at(drug, params, grid.stage_times[drug.subjects], xp)
+        drive = _scatter(xp, drive, drug.subjects, part)
+    columns = []
+    for spec in pd_model.parameters:
+        value = system.get(spec.name, spec.default)
+        if value is None:
+            raise CardError(f"PD structure '{pd_name}' needs parameter '{spec.name}'")
+        columns.append(xp.broadcast_to(value, (n_subjects,)))
+    params = xp.stack(columns, axis=1)
+    states = (simulate if xp is np else solve)(pd_model, params, drive, grid)
+    return observe(pd_model, states, grid)

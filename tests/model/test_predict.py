@@ -1,0 +1,93 @@
+"""Predictions: the NumPy simulation path equals the PyMC graph, units convert exactly."""
+
+from pathlib import Path
+
+import numpy as np
+import pytensor
+import pytest
+
+from tpopk.datasets import load_theophylline, load_wbc_sim
+from tpopk.model import CardError, build_model, concentration_factor, load_card
+from tpopk.model.build import arrange_study
+from tpopk.model.predict import concentration_at, response_at
+
+MODELS = Path(__file__).parents[2] / "models"
+
+
+@pytest.mark.parametrize(
+    ("dose", "conc", "factor"),
+    [
+        ("mg", "mg/L", 1.0),
+        ("mg", "ng/mL", 1e3),
+        ("µg", "pg/mL", 1e3),
+        ("mg", "µg/mL", 1.0),
+        ("µmol", "µmol/L", 1.0),
+        ("µmol", "nmol/L", 1e3),
+        ("ng", "ng/mL", 1e-3),
+    ],
+)
+def test_concentration_factor(dose: str, conc: str, factor: float) -> None:
+    assert concentration_factor(dose, conc) == pytest.approx(factor, rel=1e-12)
+
+
+def test_mass_dose_cannot_predict_molar_concentration() -> None:
+    with pytest.raises(CardError, match="molecular weight"):
+        concentration_factor("mg", "nmol/L")
+
+
+def _individual_values(model, names):  # type: ignore[no-untyped-def]
+    point = model.initial_point()
+    point = {k: v + 0.05 * np.arange(v.size).reshape(v.shape) for k, v in point.items()}
+    # Deterministics are graphs of the random variables; evaluate them at the value variables.
+    outputs = model.replace_rvs_by_values([model[name] for name in names])
+    fn = pytensor.function(model.value_vars, outputs, on_unused_input="ignore", mode="FAST_COMPILE")
+    values = fn(*[point[v.name] for v in model.value_vars])
+    return point, dict(zip(names, values, strict=True))
+
+
+def test_numpy_response_equals_the_model_graph() -> None:
+    card = load_card(MODELS / "examples" / "paclitaxel_wbc.toml")
+    events = load_wbc_sim()
+    model = build_model(card, events)
+    point, values = _individual_values(model, ["circ0", "mtt", "slope", "gamma", "ipred_wbc"])
+    study = arrange_study(card, events)
+    arrays = events.subject_arrays()
+    covariates = events.covariates
+    params = {
+        "circ0": values["circ0"],
+        "mtt": values["mtt"],
+        "slope": values["slope"],
+        "gamma": values["gamma"],
+        "q": 204.0,
+        "cl": covariates["CLI"].to_numpy(float),
+        "v": covariates["V1I"].to_numpy(float),
+        "v2": covariates["V2I"].to_numpy(float),
+    }
+    simulated = response_at(
+        "friberg",
+        [(study.drugs[0], params)],
+        params,
+        arrays.obs_subject,
+        arrays.obs_time,
+        len(arrays.subject_ids),
+        np,
+    )
+    np.testing.assert_allclose(simulated, values["ipred_wbc"], rtol=1e-10)
+
+
+def test_numpy_concentration_equals_the_model_graph() -> None:
+    card = load_card(MODELS / "generic" / "oral_1cmt.toml")
+    events = load_theophylline()
+    model = build_model(card, events)
+    _, values = _individual_values(model, ["ka", "cl", "v", "ipred_conc"])
+    drug = arrange_study(card, events).drugs[0]
+    arrays = events.subject_arrays()
+    conc = concentration_at(
+        drug,
+        {k: values[k] for k in ("ka", "cl", "v")},
+        arrays.obs_subject,
+        arrays.obs_time,
+        "mg/L",
+        np,
+    )
+    np.testing.assert_allclose(conc, values["ipred_conc"], rtol=1e-12)
