@@ -32,7 +32,9 @@ def sampled_tree(*, healthy: bool) -> xr.DataTree:
     }
     return xr.DataTree.from_dict(
         {
-            "posterior": xr.Dataset(posterior, coords={"disease_level": ["itp", "cld"]}),
+            "posterior": xr.Dataset(
+                posterior, coords={"disease_level": ["itp", "cld"], "subject": [101, 102, 103]}
+            ),
             "sample_stats": xr.Dataset(
                 {"energy": (("chain", "draw"), energy), "diverging": (("chain", "draw"), diverging)}
             ),
@@ -58,7 +60,10 @@ def test_table_has_one_row_per_population_parameter_element():
 
 def test_var_names_selects_individual_parameters():
     table = convergence(sampled_tree(healthy=True), var_names=["cl"])
-    assert list(table["parameter"].values) == ["cl[0]", "cl[1]", "cl[2]"]
+    assert list(table["parameter"].values) == ["cl[101]", "cl[102]", "cl[103]"]
+    chosen = convergence(sampled_tree(healthy=True), var_names=["cl"], coords={"subject": [103]})
+    assert list(chosen["parameter"].values) == ["cl[103]"]
+    assert chosen["r_hat"].item() == table["r_hat"].sel(parameter="cl[103]").item()
 
 
 def test_bfmi_matches_its_definition():

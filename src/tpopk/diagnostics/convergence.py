@@ -7,7 +7,8 @@ and turns the usual thresholds into plain-language warnings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -34,7 +35,11 @@ def _element_labels(data: xr.Dataset) -> list[str]:
     return labels
 
 
-def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr.Dataset:
+def convergence(
+    tree: xr.DataTree,
+    var_names: Sequence[str] | None = None,
+    coords: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
     """Tabulate R-hat and bulk/tail ESS per parameter, divergences and E-BFMI per chain.
 
     Parameters
@@ -44,6 +49,8 @@ def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr
     var_names
         Posterior variables to check; default the population-level ones (``pop_``,
         ``omega_``, ``beta_``, ``sigma_``). Vector variables give one row per element.
+    coords
+        Selection applied first, e.g. ``{"subject": [1, 2]}`` with ``var_names=["cl"]``.
 
     Returns
     -------
@@ -53,7 +60,7 @@ def convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr
         ``bfmi`` (E-BFMI) on dim ``chain``.
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
-    posterior = tree["posterior"].to_dataset()[names]
+    posterior = tree["posterior"].to_dataset()[names].sel(coords or {})
     table = {
         column: np.concatenate([np.ravel(result[name].values) for name in names])
         for column, result in (
@@ -158,7 +165,11 @@ def convergence_warnings(
     return messages
 
 
-def plot_convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> PlotCollection:
+def plot_convergence(
+    tree: xr.DataTree,
+    var_names: Sequence[str] | None = None,
+    coords: Mapping[str, Any] | None = None,
+) -> PlotCollection:
     """Rank plots per chain and the marginal posterior of each checked parameter.
 
     Uniform, overlapping rank distributions across chains mean the chains mixed.
@@ -167,7 +178,7 @@ def plot_convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) 
     ----------
     tree
         Fit DataTree.
-    var_names
+    var_names, coords
         As in :func:`convergence`.
 
     Returns
@@ -176,4 +187,4 @@ def plot_convergence(tree: xr.DataTree, var_names: Sequence[str] | None = None) 
         Matplotlib backend; the figure is ``pc.viz["figure"].item()``.
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
-    return az.plot_rank_dist(tree, var_names=names, backend="matplotlib")
+    return az.plot_rank_dist(tree, var_names=names, coords=coords, backend="matplotlib")
