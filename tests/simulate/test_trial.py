@@ -397,3 +397,29 @@ def test_a_restart_after_a_hold_waits_its_time_at_level():
     np.testing.assert_array_equal(
         trial["dose_level"].to_numpy()[0, 0, :9], [2, 0, 1, 1, 2, 0, 1, 1, 2]
     )
+
+
+class CountingResponse(EmaxDelayResponse):
+    calls = 0
+
+    def platelets(self, dose_time, dose_amount, times):
+        self.calls += 1
+        return super().platelets(dose_time, dose_amount, times)
+
+
+def test_a_fixed_course_takes_two_calls_and_matches_the_visit_loop():
+    fixed = load_trial(
+        "\n".join(line for line in AVATROMBOPAG_LIKE.splitlines() if not line.startswith("rules"))
+    )
+    # a rule that never fires sends the same course through the visit-by-visit loop
+    looped = load_trial(AVATROMBOPAG_LIKE.replace("platelets_below = 50", "platelets_below = 0"))
+    population = sample_population(fixed, n_patients=25, seed=8)
+    baseline = population["baseline_platelets"].to_numpy()[0]
+    runs = []
+    for design in (fixed, looped):
+        responder = CountingResponse(baseline, delay=48.0)
+        runs.append((run_trial(design, {"a": responder}, population), responder.calls))
+    (fast, fast_calls), (slow, slow_calls) = runs
+    assert (fast_calls, slow_calls) == (2, 3)
+    for name in ("platelets", "dose_level", "dose_given", "dose_amount"):
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12)

@@ -10,7 +10,8 @@ arrays; a posterior sample is simulated by flattening draws into patients.
 Cost: each visit re-simulates every patient from time 0 with the dose history so
 far, i.e. ``visits`` response-model calls whose horizon grows to the last visit
 (about ``visits / 2`` times one full-length simulation). Exact and simple; a response
-model that can resume from a saved state would make it linear.
+model that can resume from a saved state would make it linear. An arm whose titration
+has no rules (a fixed course) needs two calls: the baseline, then every visit at once.
 """
 
 from __future__ import annotations
@@ -312,17 +313,31 @@ def _run_arm(
             ("rescued", bool),
         )
     }
+    # Without rules the whole course is known once visit 0 has set the starting level:
+    # one response-model call then serves every later visit.
+    fixed_course = not titration.rules
+    course_counts = np.zeros((n, visits.size))
     for j, visit in enumerate(visits):
-        # doses before the visit are decided; at least one (all-zero) column is passed
-        decided = min(max(int(np.searchsorted(slot_time, visit, side="left")), 1), slots)
-        counts = responder.platelets(
-            np.broadcast_to(slot_time[:decided], (n, decided)).copy(),
-            amount[:, :decided].copy(),
-            np.full((n, 1), visit),
-        )[:, 0]
+        if fixed_course and j > 0:
+            counts = course_counts[:, j]
+        else:
+            # doses before the visit are decided; at least one (all-zero) column is passed
+            decided = min(max(int(np.searchsorted(slot_time, visit, side="left")), 1), slots)
+            counts = responder.platelets(
+                np.broadcast_to(slot_time[:decided], (n, decided)).copy(),
+                amount[:, :decided].copy(),
+                np.full((n, 1), visit),
+            )[:, 0]
         if j == 0:
             baseline = counts.copy()
             state = _TitrationState(titration, _start_levels(arm, baseline, east_asian))
+            if fixed_course:
+                course = 0.0 if arm.placebo else table[state.level - 1]
+                course_counts = responder.platelets(
+                    np.broadcast_to(slot_time, (n, slots)).copy(),
+                    np.broadcast_to(course, (n, slots)).copy(),
+                    np.broadcast_to(visits, (n, visits.size)).copy(),
+                )
         elif visit < arm.duration:  # rules act only while doses remain to be decided
             state.visit(visit, counts, baseline)
         for rescue in design.rescue:
