@@ -93,15 +93,19 @@ def test_loo_pit_is_uniform_for_the_right_model_and_not_for_a_biased_one(synthet
     assert np.mean(biased_pit > 0.9) > 0.8  # observations sit above their predictions
 
 
-def test_compare_prefers_the_right_model(synthetic, biased):
-    table = compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
+@pytest.fixture(scope="module")
+def comparison(synthetic, biased):
+    return compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
+
+
+def test_compare_prefers_the_right_model(comparison):
+    table = comparison
     assert list(table.index) == ["right", "biased"]
     assert table.loc["right", "weight"] > 0.9
 
 
-def test_plots(synthetic, biased, results):
+def test_plots(synthetic, results, comparison):
     tree = synthetic.fit.tree
     assert len(plot_khat(results[None]).viz["figure"].item().axes) == 1
     assert len(plot_loo_pit(tree).viz["figure"].item().axes) == 2  # one per DVID
-    table = compare({"right": tree, "biased": biased.fit.tree})
-    assert len(plot_compare(table).viz["figure"].item().axes) == 1
+    assert len(plot_compare(comparison).viz["figure"].item().axes) == 1
