@@ -8,11 +8,14 @@ from tpopk.simulate import (
     Response,
     durable_responders,
     evaluate_endpoints,
+    fold_change_at,
     overshoot,
+    peak_fold_change,
     responders_at,
     responders_ever,
     responders_in_assessments,
     time_in_response,
+    time_to_peak,
     time_to_response,
 )
 
@@ -112,12 +115,26 @@ def test_overshoot(trial):
     assert value(overshoot(trial, 450)) == 0.0  # strictly above
 
 
+def test_peak_timing_and_fold_changes(trial):
+    # peaks at weeks 6, 8, 2, 1 (first of equal maxima) -> days 42, 56, 14, 7: median 28
+    assert value(time_to_peak(trial)) == 28.0
+    # peak / baseline: 10, 2.45, 30, 12 -> median 11
+    assert value(peak_fold_change(trial)) == pytest.approx(11.0)
+    # week 8 / baseline: 6, 2.45, 3.333, 8 -> median 4.6667
+    assert value(fold_change_at(trial, 8 * WEEK)) == pytest.approx((6 + 50 / 15) / 2)
+    # restricted to weeks 0-2: peaks at weeks 2, 2, 2, 1 -> days 14, 14, 14, 7
+    assert value(time_to_peak(trial, (0.0, 2 * WEEK))) == 14.0
+
+
 def test_extra_dimensions_pass_through(trial):
     doubled = trial.assign(platelets=trial["platelets"] * 2)
     draws = xr.concat([trial, doubled], dim="draw")
     result = responders_at(draws, Response(at_least=50), at=8 * WEEK)
     assert set(result.dims) == {"draw", "arm"}
     np.testing.assert_allclose(result.sel(arm="a"), [0.5, 1.0])
+    peak = time_to_peak(draws)
+    assert set(peak.dims) == {"draw", "arm"}
+    np.testing.assert_allclose(peak.sel(arm="a"), [28.0, 28.0])
 
 
 def test_endpoints_from_specifications(trial):

@@ -40,7 +40,7 @@ from pydantic import (
 from tpopk.data.schema import AGONISTS
 from tpopk.errors import TpopkError
 from tpopk.simulate.duration import HOURS_PER, Hours
-from tpopk.simulate.endpoints import Endpoint, ResponderAt
+from tpopk.simulate.endpoints import Endpoint, FoldChangeAt, ResponderAt
 
 
 class TrialDesignError(TpopkError):
@@ -379,7 +379,9 @@ class TrialDesign(_Frozen):
             raise ValueError(f"endpoint names repeat: {endpoint_names}")
         visits = self.visits.hours
         for endpoint in self.endpoints:
-            if isinstance(endpoint, ResponderAt) and not np.any(np.isclose(visits, endpoint.at)):
+            if isinstance(endpoint, ResponderAt | FoldChangeAt) and not np.any(
+                np.isclose(visits, endpoint.at)
+            ):
                 raise ValueError(f"endpoint '{endpoint.name}': no visit at {endpoint.at / 24:g} d")
         return self
 

@@ -93,6 +93,15 @@ def _in_window(trial: xr.Dataset, window: tuple[float, float] | None) -> xr.Data
     return trial.isel(visit=np.flatnonzero(keep))
 
 
+def _at_visit(trial: xr.Dataset, at: float) -> xr.Dataset:
+    """Select the visit at time ``at`` (h); ``ValueError`` if none is scheduled then."""
+    time = trial["time"].to_numpy()
+    match = np.flatnonzero(np.isclose(time, at, rtol=0.0, atol=1e-6))
+    if match.size == 0:
+        raise ValueError(f"no visit at {at:g} h (visits at {', '.join(f'{t:g}' for t in time)} h)")
+    return trial.isel(visit=int(match[0]))
+
+
 def _fraction(flags: xr.DataArray, name: str) -> xr.DataArray:
     return flags.mean("patient").rename(name).assign_attrs(units="fraction of patients")
 
@@ -105,11 +114,7 @@ def responders_at(trial: xr.Dataset, response: Response, at: float) -> xr.DataAr
     ValueError
         If no visit is scheduled at ``at``.
     """
-    time = trial["time"].to_numpy()
-    match = np.flatnonzero(np.isclose(time, at, rtol=0.0, atol=1e-6))
-    if match.size == 0:
-        raise ValueError(f"no visit at {at:g} h (visits at {', '.join(f'{t:g}' for t in time)} h)")
-    return _fraction(responding(trial.isel(visit=int(match[0])), response), "responder_at")
+    return _fraction(responding(_at_visit(trial, at), response), "responder_at")
 
 
 def responders_ever(
@@ -184,6 +189,26 @@ def overshoot(
     """Fraction of patients with any count strictly above ``above`` (10^9/L) in the window."""
     high = (_in_window(trial, window)["platelets"] > above).any("visit")
     return _fraction(high, "overshoot")
+
+
+def time_to_peak(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
+    """Median time (days) of each patient's highest count in the window."""
+    part = _in_window(trial, window)
+    peak_at = part["time"].isel(visit=part["platelets"].argmax("visit")) / 24.0
+    return peak_at.median("patient").rename("time_to_peak").assign_attrs(units="d")
+
+
+def peak_fold_change(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
+    """Median ratio of each patient's highest count in the window to the baseline count."""
+    peak = _in_window(trial, window)["platelets"].max("visit")
+    ratio = (peak / trial["baseline_platelets"]).median("patient")
+    return ratio.rename("peak_fold_change").assign_attrs(units="ratio to baseline")
+
+
+def fold_change_at(trial: xr.Dataset, at: float) -> xr.DataArray:
+    """Median ratio of the count at the visit at ``at`` (h) to the baseline count."""
+    ratio = (_at_visit(trial, at)["platelets"] / trial["baseline_platelets"]).median("patient")
+    return ratio.rename("fold_change_at").assign_attrs(units="ratio to baseline")
 
 
 Window = tuple[Hours, Hours]
@@ -281,6 +306,37 @@ class Overshoot(_Endpoint):
         return overshoot(trial, self.above, self.window)
 
 
+class TimeToPeak(_Endpoint):
+    """Median days to each patient's highest count in the window."""
+
+    kind: Literal["time_to_peak"]
+
+    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+        """Median time of the peak (d)."""
+        return time_to_peak(trial, self.window)
+
+
+class PeakFoldChange(_Endpoint):
+    """Median ratio of each patient's highest count in the window to baseline."""
+
+    kind: Literal["peak_fold_change"]
+
+    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+        """Median peak / baseline."""
+        return peak_fold_change(trial, self.window)
+
+
+class FoldChangeAt(_Endpoint):
+    """Median ratio of the count at one visit (``at``) to baseline."""
+
+    kind: Literal["fold_change_at"]
+    at: Hours
+
+    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+        """Median count / baseline at the visit."""
+        return fold_change_at(trial, self.at)
+
+
 #: One endpoint of a trial design, told apart by its ``kind``.
 Endpoint = Annotated[
     ResponderAt
@@ -289,7 +345,10 @@ Endpoint = Annotated[
     | Durable
     | TimeToResponse
     | TimeInResponse
-    | Overshoot,
+    | Overshoot
+    | TimeToPeak
+    | PeakFoldChange
+    | FoldChangeAt,
     Field(discriminator="kind"),
 ]
 
