@@ -28,6 +28,7 @@ def test_the_trial_library_is_there():
         "avatrombopag_itp",
         "avatrombopag_cld_adapt",
         "lusutrombopag_cld_lplus2",
+        "healthy_volunteer_courses",
     } <= names
 
 
@@ -58,9 +59,13 @@ def test_every_design_loads_runs_and_reports(path):
         assert value.dims == ("arm",), name
         if value.attrs["units"] == "fraction of patients":
             assert np.all((value >= 0) & (value <= 1)), name
-    frame = trial_events(trial)
-    events = read_events(frame, units=frame.attrs["units"])
-    assert len(events.subjects) == trial.sizes["arm"] * trial.sizes["patient"]
+    if len(set(trial["dose_unit"].to_numpy().tolist())) > 1:
+        with pytest.raises(TrialDesignError, match="different units"):
+            trial_events(trial)
+    else:
+        frame = trial_events(trial)
+        events = read_events(frame, units=frame.attrs["units"])
+        assert len(events.subjects) == trial.sizes["arm"] * trial.sizes["patient"]
     placebo = trial["placebo"].to_numpy()
     assert np.all(trial["dose_amount"].to_numpy()[placebo] == 0)
     assert np.all(trial["dose_amount"].to_numpy()[~placebo].sum(axis=-1) > 0)
@@ -201,3 +206,16 @@ def test_titration_patterns_repeat_by_slot():
     design = load_trial(TRIALS[0].parent / "avatrombopag_itp.toml")
     table = design.titrations["label"].schedule(14)
     np.testing.assert_allclose(table.sum(axis=1) / 2, [20, 40, 60, 140, 200, 280])
+
+
+def test_healthy_volunteer_courses_give_their_doses_and_split_by_unit():
+    design = load_trial(TRIALS[0].parent / "healthy_volunteer_courses.toml")
+    _, trial = simulate(design, n=10)
+    doses = (trial["dose_amount"] > 0).sum("dose").to_pandas()
+    expected = {"romiplostim": 1, "eltrombopag": 10, "hetrombopag": 10, "avatrombopag": 1}
+    for arm, count in {**expected, "lusutrombopag": 7}.items():
+        assert np.all(doses.loc[arm] == count), arm
+    oral = trial.sel(arm=["eltrombopag", "hetrombopag", "avatrombopag", "lusutrombopag"])
+    frame = trial_events(oral)
+    events = read_events(frame, units=frame.attrs["units"])
+    assert sorted(set(events.frame["AGONIST"])) == sorted(oral["agonist"].to_numpy().tolist())
