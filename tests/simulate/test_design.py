@@ -219,3 +219,11 @@ def test_healthy_volunteer_courses_give_their_doses_and_split_by_unit():
     frame = trial_events(oral)
     events = read_events(frame, units=frame.attrs["units"])
     assert sorted(set(events.frame["AGONIST"])) == sorted(oral["agonist"].to_numpy().tolist())
+
+
+def test_the_documented_example_loads():
+    import tpopk.simulate.design as module
+
+    example = module.__doc__.split("A\nminimal design::")[1]
+    design = load_trial("\n".join(line[4:] for line in example.splitlines()))
+    assert design.arms[0].start[0].east_asian is True

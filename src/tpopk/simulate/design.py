@@ -16,6 +16,34 @@ restart ``resume_change`` levels away, or ``stop`` for good. Rules are evaluated
 while doses remain to be decided (before the arm's ``duration`` ends), so a short fixed
 course (avatrombopag 40/60 mg x 5 days, lusutrombopag 3 mg x up to 7 days) is the
 same machinery with one level per course and at most a stopping rule.
+
+Visit 0 (time 0) gives the baseline count, which with the covariates picks each
+patient's starting level; a visit on a dosing day comes before that day's dose. A
+minimal design::
+
+    name = "example"
+    [population]
+    disease = "ITP"
+    baseline_platelets = { median = 13, sd_log = 0.8, upper = 30 }
+    weight = { median = 70, sd_log = 0.26 }
+    east_asian_fraction = 0.0
+    splenectomy_fraction = 0.0
+    [visits]
+    unit = "week"
+    every = 1
+    until = 8
+    [titrations.label]
+    dose_unit = "mg"
+    interval = "24 h"
+    levels = [25, 50, 75]
+    rules = [{ action = "increase", platelets_below = 50, min_time_at_level = "14 d" }]
+    [[arms]]
+    name = "drug"
+    agonist = "eltrombopag"
+    route = "oral"
+    titration = "label"
+    start = [{ east_asian = true, level = 1 }, { level = 2 }]
+    duration = "8 weeks"
 """
 
 from __future__ import annotations
