@@ -74,7 +74,11 @@ def structural_parameters(structure: Structure) -> list[tuple[str, str | None, f
         found += [(p.name, p.unit, p.default) for p in pk.parameters]
     if structure.pd is not None:
         pd = lookup(PD_MODELS, structure.pd, "PD model")
-        found += [(p.name, p.unit, p.default) for p in pd.parameters]
+        # "response unit" means the unit of whatever response the card models: unchecked.
+        found += [
+            (p.name, None if p.unit == "response unit" else p.unit, p.default)
+            for p in pd.parameters
+        ]
     if structure.drug_effect is not None:
         effect = lookup(DRUG_EFFECTS, structure.drug_effect, "drug effect")
         found += [(name, None, None) for name in drug_effect_parameters(effect)]

@@ -1,0 +1,342 @@
+"""Virtual patients from model cards: individual parameters and their platelet response.
+
+Individual parameters come from the same PyMC graph the fit uses
+(:func:`tpopk.model.parameters.individual_parameters`): population values from the prior
+or from posterior draws, new inter-individual deviates for every virtual patient, and
+the patients' covariates. Their platelet counts come from
+:func:`tpopk.model.predict.response_at` with NumPy, so titration can re-simulate the
+whole dosing history at every visit without compiling anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+from numpy.typing import NDArray
+
+from tpopk.model.card import CardError, ModelCard
+from tpopk.model.parameters import individual_parameters
+from tpopk.model.predict import Dosing, Drug, response_at
+from tpopk.simulate.design import TrialDesign
+from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
+
+FloatArray = NDArray[np.float64]
+
+# The parameter graph is small and evaluated once: compiling it with numba would cost more
+# than every evaluation together.
+_QUICK = {"mode": "FAST_COMPILE"}
+
+
+@dataclass(frozen=True)
+class Agonist:
+    """The cards that simulate one agonist: its PK/potency card and the system card.
+
+    For a single ``pkpd`` card both are that card. ``suffix`` is how the fit named the
+    agonist's variables (``_eltrombopag`` in a study, empty for one card).
+    """
+
+    drug: ModelCard
+    system: ModelCard
+    suffix: str = ""
+
+    @classmethod
+    def from_cards(cls, cards: Sequence[ModelCard], agonist: str) -> Agonist:
+        """Pick ``agonist``'s card (and the system card) from a fit's cards."""
+        if len(cards) == 1 and cards[0].kind == "pkpd":
+            return cls(cards[0], cards[0])
+        systems = [c for c in cards if c.kind == "system"]
+        drugs = [c for c in cards if c.kind == "agonist" and str(c.agonist).lower() == agonist]
+        if len(systems) != 1 or len(drugs) != 1:
+            raise CardError(
+                f"no system card plus '{agonist}' agonist card among {[c.name for c in cards]}"
+            )
+        return cls(drugs[0], systems[0], f"_{agonist}")
+
+
+def _covariate_frame(cards: Sequence[ModelCard], covariates: pd.DataFrame) -> pd.DataFrame:
+    """Covariates the cards use; those the population lacks sit at the card's reference."""
+    frame = covariates.copy()
+    for card in cards:
+        for spec in card.parameters.values():
+            for effect in spec.covariates:
+                if effect.covariate not in frame.columns:
+                    frame[effect.covariate] = effect.reference
+    return frame
+
+
+def individual_values(
+    agonist: Agonist,
+    covariates: pd.DataFrame,
+    *,
+    posterior: xr.Dataset | None = None,
+    agonists: Sequence[str] = (),
+    draws: int = 1,
+    seed: int = 0,
+) -> dict[str, FloatArray]:
+    """Individual parameter values of virtual patients, ``[draw, patient]`` each.
+
+    Parameters
+    ----------
+    agonist
+        The cards to simulate.
+    covariates
+        One row per patient (``WT``, ``EAST_ASIAN``, ``DISEASE``, ...).
+    posterior
+        Posterior draws (dims ``chain, draw``) of a fit of the same cards: population
+        values are taken from it, flattened over chains; without it they come from the
+        priors (prior predictive).
+    agonists
+        The fit's ``agonist`` coordinate (for partially pooled system parameters).
+    draws
+        Prior draws, or how many posterior draws to use (evenly thinned).
+    seed
+        Seed for the new inter-individual deviates (and prior draws).
+    """
+    cards = [agonist.drug] if agonist.drug is agonist.system else [agonist.system, agonist.drug]
+    frame = _covariate_frame(cards, covariates).reset_index(drop=True)
+    n_patients = len(frame)
+    subject_dim = f"subject{agonist.suffix}" if agonist.suffix else "subject"
+    coords: dict[str, object] = {
+        "subject": np.arange(n_patients),
+        subject_dim: np.arange(n_patients),
+    }
+    index = None
+    if agonist.suffix:
+        names = list(agonists) or [agonist.suffix[1:]]
+        coords["agonist"] = names
+        index = np.full(n_patients, names.index(agonist.suffix[1:]))
+    with pm.Model(coords=coords) as model:
+        values = individual_parameters(
+            agonist.drug.parameters,
+            frame,
+            agonist.drug.iiv_block,
+            suffix=agonist.suffix,
+            subject_dim=subject_dim,
+        )
+        if agonist.system is not agonist.drug:
+            values |= individual_parameters(
+                agonist.system.parameters, frame, agonist.system.iiv_block, agonist_index=index
+            )
+    # Estimated parameters are named Deterministics; fixed and data-given ones are constants.
+    random = {k: v.name for k, v in values.items() if v.name in model.named_vars}
+    out = {
+        k: np.broadcast_to(np.asarray(v.eval(), dtype=float), (draws, n_patients)).copy()
+        for k, v in values.items()
+        if k not in random
+    }
+    if not random:
+        return out
+    if posterior is None:
+        sampled = pm.sample_prior_predictive(
+            draws=draws,
+            model=model,
+            var_names=list(random.values()),
+            random_seed=seed,
+            compile_kwargs=_QUICK,
+        )["prior"]
+    else:
+        sampled = pm.sample_posterior_predictive(
+            _population_draws(posterior, model, draws),
+            model=model,
+            var_names=list(random.values()),
+            random_seed=seed,
+            progressbar=False,
+            compile_kwargs=_QUICK,
+        )["posterior_predictive"]
+    for key, name in random.items():
+        stacked = sampled[name].stack(sample=("chain", "draw")).transpose("sample", ...)
+        out[key] = np.asarray(stacked.to_numpy(), dtype=float)
+    return out
+
+
+def _population_draws(posterior: xr.Dataset, model: pm.Model, draws: int) -> xr.DataTree:
+    """Select the population-level posterior draws ``model`` needs, thinned to ``draws``.
+
+    Subject-level variables are left out, so PyMC draws new deviates for new patients.
+    """
+    needed = [
+        v.name
+        for v in model.free_RVs
+        if not any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(v.name, ()))
+    ]
+    if missing := [n for n in needed if n not in posterior.data_vars]:
+        raise CardError(f"the posterior lacks population variables {missing} of these cards")
+    flat = posterior[needed].stack(sample=("chain", "draw"))
+    chosen = np.linspace(0, flat.sizes["sample"] - 1, draws).round().astype(int)
+    thinned = flat.isel(sample=chosen).drop_vars(["sample", "chain", "draw"])
+    thinned = thinned.rename(sample="draw").expand_dims(chain=1).transpose("chain", "draw", ...)
+    return xr.DataTree.from_dict({"posterior": thinned})
+
+
+@dataclass
+class CardResponse:
+    """Platelet response of virtual patients (a :class:`tpopk.simulate.ResponseModel`).
+
+    Parameters
+    ----------
+    agonist
+        The cards.
+    parameters
+        Individual values ``[P]`` per parameter (system and drug), natural units.
+    weight
+        ``[P]`` body weight (kg), for weight-based doses.
+    dose_per_kg
+        Whether dose amounts are per kg (µg/kg) and must be multiplied by ``weight``.
+    residual_sd
+        SD of a log-normal measurement error on each count (0: the model prediction).
+    seed
+        Seed of the measurement errors.
+    """
+
+    agonist: Agonist
+    parameters: Mapping[str, FloatArray]
+    weight: FloatArray
+    dose_per_kg: bool = False
+    residual_sd: float | FloatArray = 0.0
+    seed: int = 0
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Start the measurement-error generator from ``seed``."""
+        self._rng = np.random.default_rng(self.seed)
+
+    @property
+    def n_patients(self) -> int:
+        """Number of patients ``P``."""
+        return int(self.weight.shape[0])
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        """Platelet counts (10^9/L) ``[P, T]`` at ``times`` for the doses given so far."""
+        n, n_times = times.shape
+        amount = dose_amount * (self.weight[:, None] if self.dose_per_kg else 1.0)
+        given = amount > 0
+        zeros = np.zeros_like(amount)
+        dosing = Dosing(
+            time=np.where(given, dose_time, 0.0),
+            amount=np.where(given, amount, 0.0),
+            rate=zeros,
+            ss=np.zeros(amount.shape, dtype=np.int64),
+            ii=zeros,
+            duration=zeros,
+            mask=given,
+        )
+        drug = Drug(self.agonist.drug, np.arange(n), dosing)
+        counts = response_at(
+            str(self.agonist.system.structure.pd),
+            [(drug, self.parameters)],
+            self.parameters,
+            np.repeat(np.arange(n), n_times),
+            times.ravel(),
+            n,
+            np,
+        ).reshape(n, n_times)
+        noise = self._rng.standard_normal(counts.shape) * np.reshape(self.residual_sd, (-1, 1))
+        return np.asarray(counts * np.exp(noise), dtype=float)
+
+
+#: PD parameters that hold the pre-treatment count; a virtual patient's is set to the
+#: baseline the trial design draws, as a measured baseline would condition it.
+BASELINE_PARAMETERS = ("circ0", "plt0", "r0")
+
+
+def _measurement_sd(
+    system: ModelCard, posterior: xr.Dataset | None, draws: int, seed: int
+) -> FloatArray:
+    """Log-scale SD of a platelet count's measurement error, one per draw.
+
+    Log-normal error uses ``sigma_log``; proportional error is log-normal to first
+    order; an additive part is ignored (it matters only near zero counts).
+    """
+    spec = system.residual.get(system.structure.response)
+    if spec is None:
+        return np.zeros(draws)
+    prior, name = (
+        (spec.sigma_log, "sigma_log")
+        if spec.error == "lognormal"
+        else (spec.sigma_prop, "sigma_prop")
+    )
+    if prior is None:
+        return np.zeros(draws)
+    variable = f"{name}_{system.structure.response}"
+    if posterior is not None:
+        flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
+        return np.asarray(flat[np.linspace(0, flat.size - 1, draws).round().astype(int)])
+    with pm.Model():
+        prior.create_variable(variable)
+        sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
+    return np.asarray(sampled["prior"][variable].to_numpy().ravel(), dtype=float)
+
+
+def simulate_trial(
+    cards: Sequence[ModelCard],
+    design: TrialDesign,
+    *,
+    n_patients: int,
+    seed: int = 0,
+    posterior: xr.Dataset | None = None,
+    agonists: Sequence[str] = (),
+    draws: int = 1,
+) -> xr.Dataset:
+    """Run a trial design in closed loop on virtual patients simulated from model cards.
+
+    Parameters
+    ----------
+    cards
+        A ``pkpd`` card, or a system card with an agonist card for every arm's agonist.
+    design
+        The trial (:func:`tpopk.simulate.load_trial`).
+    n_patients
+        Virtual patients per arm (and per draw).
+    seed
+        Seed of the population, the inter-individual deviates and measurement errors.
+    posterior
+        Posterior draws of a fit of ``cards`` (posterior predictive); without it the
+        priors are used (prior predictive).
+    agonists
+        The fit's ``agonist`` coordinate, for partially pooled system parameters.
+    draws
+        Population draws; with more than one the result has a ``draw`` dimension.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`tpopk.simulate.run_trial`, with ``draw`` when ``draws > 1``.
+    """
+    population = sample_population(design, n_patients, seed)
+    responders: dict[str, ResponseModel] = {}
+    for arm in design.arms:
+        agonist = Agonist.from_cards(cards, arm.agonist)
+        people = population.sel(arm=arm.name)
+        covariates = pd.DataFrame(
+            {name: people[name].to_numpy() for name in ("WT", "EAST_ASIAN", "SPLENECTOMY")}
+        ).assign(DISEASE=population.attrs["disease"])
+        values = individual_values(
+            agonist, covariates, posterior=posterior, agonists=agonists, draws=draws, seed=seed
+        )
+        flat = {name: value.reshape(-1) for name, value in values.items()}
+        baseline = np.tile(people["baseline_platelets"].to_numpy(), draws)
+        for name in BASELINE_PARAMETERS:
+            if name in flat:
+                flat[name] = baseline
+                break
+        sd = _measurement_sd(agonist.system, posterior, draws, seed)
+        responders[arm.name] = CardResponse(
+            agonist,
+            flat,
+            np.tile(people["WT"].to_numpy(), draws),
+            dose_per_kg=design.titration_of(arm).dose_unit == "µg/kg",
+            residual_sd=np.repeat(sd, n_patients),
+            seed=seed,
+        )
+    repeated = xr.concat([population] * draws, dim="patient").assign_coords(
+        patient=np.arange(n_patients * draws)
+    )
+    trial = run_trial(design, responders, repeated)
+    return split_draws(trial, draws) if draws > 1 else trial
