@@ -50,7 +50,13 @@ duration = "16 weeks"
 def population_of(design, **covariates):
     """A population Dataset with the given per-arm, per-patient covariates."""
     n = len(next(iter(covariates.values()))[0])
-    base = {"WT": 70.0, "EAST_ASIAN": 0, "SPLENECTOMY": 0, "baseline_platelets": 10.0}
+    base = {
+        "WT": 70.0,
+        "EAST_ASIAN": 0,
+        "SPLENECTOMY": 0,
+        "DISEASE": design.population.disease,
+        "baseline_platelets": 10.0,
+    }
     dims = ("arm", "patient")
     data = {
         key: (dims, np.asarray(covariates.get(key, np.full((len(design.arms), n), value))))
@@ -250,6 +256,7 @@ def test_event_table_validates_and_carries_the_doses_given():
     obs = events.observations
     np.testing.assert_allclose(obs["DV"].to_numpy(), trial["platelets"].to_numpy().ravel())
     assert set(events.covariates.columns) >= {"WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE", "ARM"}
+    assert set(events.covariates["DISEASE"]) == {"ITP"}
 
 
 def test_event_table_refuses_mixed_dose_units():
@@ -289,6 +296,9 @@ def test_sample_population_is_seeded_and_respects_bounds():
     expected = 15 * np.exp(0.5 * norm.ppf(norm.cdf(np.log(2) / 0.5) / 2))
     assert np.median(baseline) == pytest.approx(expected, rel=0.02)
     assert first["EAST_ASIAN"].sum() == 0
+    table = first.sel(arm="drug").to_dataframe()
+    assert {"WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE", "baseline_platelets"} <= set(table)
+    assert len(table) == 20000
 
 
 def test_splenectomised_patients_draw_their_own_baseline():

@@ -33,6 +33,9 @@ _DOSING: Final = 0
 _HELD: Final = 1
 _STOPPED: Final = 2
 
+#: Patient covariates a population carries into the trial and its event records.
+COVARIATES: Final = ("WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE")
+
 
 class ResponseModel(Protocol):
     """Platelet response of a set of virtual patients to any dosing history."""
@@ -69,8 +72,9 @@ def sample_population(design: TrialDesign, n_patients: int, seed: int) -> xr.Dat
     -------
     xarray.Dataset
         Dims ``arm, patient``: ``baseline_platelets`` (10^9/L, the count the response
-        model should start from), ``WT`` (kg), ``EAST_ASIAN`` and ``SPLENECTOMY`` (0/1);
-        attribute ``disease``.
+        model should start from), ``WT`` (kg), ``EAST_ASIAN`` and ``SPLENECTOMY`` (0/1)
+        and ``DISEASE`` (text); ``population.sel(arm=name).to_dataframe()`` gives one
+        arm's patients as a covariate table.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients must be ≥ 1, got {n_patients}")
@@ -91,9 +95,10 @@ def sample_population(design: TrialDesign, n_patients: int, seed: int) -> xr.Dat
             "WT": (dims, weight, {"units": "kg"}),
             "EAST_ASIAN": (dims, east_asian.astype(np.int64)),
             "SPLENECTOMY": (dims, splenectomy.astype(np.int64)),
+            "DISEASE": (dims, np.full(shape, population.disease)),
         },
         coords={"arm": [arm.name for arm in design.arms], "patient": np.arange(n_patients)},
-        attrs={"disease": population.disease, "trial": design.name},
+        attrs={"trial": design.name},
     )
 
 
@@ -179,10 +184,7 @@ def run_trial(
             "baseline_platelets": (("arm", "patient"), stack("baseline"), {"units": "10^9/L"}),
             "dose_time": (("arm", "patient", "dose"), stack("dose_time", np.nan), {"units": "h"}),
             "dose_amount": (("arm", "patient", "dose"), stack("dose_amount", 0.0)),
-            **{
-                name: population[name].sel(arm=names).variable
-                for name in ("WT", "EAST_ASIAN", "SPLENECTOMY")
-            },
+            **{name: population[name].sel(arm=names).variable for name in COVARIATES},
             "agonist": ("arm", [arm.agonist for arm in design.arms]),
             "dose_unit": ("arm", [design.titration_of(arm).dose_unit for arm in design.arms]),
             "route": ("arm", [arm.route for arm in design.arms]),
@@ -194,7 +196,7 @@ def run_trial(
             "visit": np.arange(design.visits.hours.size),
             "time": ("visit", design.visits.hours, {"units": "h"}),
         },
-        attrs={"trial": design.name, "disease": design.population.disease},
+        attrs={"trial": design.name},
     )
 
 
@@ -409,9 +411,7 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
     subject = 1 + np.arange(n_arms * n_patients).reshape(n_arms, n_patients)
     per_subject = {
         "AGONIST": np.repeat(trial["agonist"].to_numpy(), n_patients).reshape(n_arms, n_patients),
-        "WT": trial["WT"].to_numpy(),
-        "EAST_ASIAN": trial["EAST_ASIAN"].to_numpy(),
-        "SPLENECTOMY": trial["SPLENECTOMY"].to_numpy(),
+        **{name: trial[name].to_numpy() for name in COVARIATES},
         "ARM": np.repeat(trial["arm"].to_numpy(), n_patients).reshape(n_arms, n_patients),
     }
     time = trial["time"].to_numpy()
@@ -443,7 +443,6 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         }
     )
     frame = pd.concat([observed, dosed], ignore_index=True)
-    frame.insert(len(frame.columns) - 1, "DISEASE", trial.attrs["disease"])
     frame = frame.sort_values(["ID", "TIME", "EVID"], kind="stable").reset_index(drop=True)
     frame.attrs["units"] = {"TIME": "h", "AMT": units[0], "plt": "10^9/L", "WT": "kg"}
     return frame
