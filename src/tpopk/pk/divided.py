@@ -10,9 +10,9 @@ removable singularity at ``ka = lambda_i`` (the "flip-flop" corner); :class:`Nod
 carries ``f(a)``, ``f(b)`` and ``f[a, b]`` together and multiplies them with the Leibniz
 rule, so each factor only needs its own stable divided difference:
 
-* ``exp(-x t)``: ``-t exp(-(a+b) t/2) sinh(d t/2) / (d t/2)`` with ``d = |a - b|``,
-  written as ``-t exp(-min(a,b) t) g(d t)``, which never overflows, is exact at ``d = 0``
-  and, being even in ``d``, has the right gradient at ``a = b`` too;
+* ``exp(-x t)``: ``-t exp(-min(a,b) t) g(|a - b| t)``, which never overflows and is
+  exact at ``a = b``; near the tie ``exp(-min(a,b) t)`` is written in a form even in
+  ``a - b`` so that the gradient is right at ``a = b`` too;
 * ``g(x w)`` with ``g(y) = (1 - exp(-y)) / y``: the quotient, or the derivative at the
   midpoint when the nodes are within a relative ``1e-5`` (error below ``1e-10``);
 * ``h(x) = 1 / (1 - exp(-x tau))``: ``h[a,b] = exp[a,b](tau) h(a) h(b)``.
@@ -150,10 +150,14 @@ def decay(xp: ModuleType, a: Array | None, b: Array, t: Array) -> NodeFunction:
 
 def _decay_difference(xp: ModuleType, a: Array, b: Array, t: Array) -> Array:
     """Return ``exp[a, b](t) = (exp(-a t) - exp(-b t)) / (a - b)``."""
-    half_gap = xp.abs(a - b) * t / 2.0
-    # exp(-min(a,b) t) written as exp(-mid t + |a-b| t / 2): even in a-b, so exact
-    # gradients at a = b even where d|x|/dx is taken as 0.
-    return -t * xp.exp(-(a + b) * t / 2.0 + half_gap) * relexp(xp, 2.0 * half_gap)
+    gap = xp.abs(a - b)
+    # exp(-min(a,b) t). Near a tie it is written exp(-(a+b) t/2 + |a-b| t/2), even in
+    # a-b, so the gradient is exact at a = b even though d|x|/dx is taken as 0 there; far
+    # from a tie that form cancels (ka = 1e12 against k = 0.1), so min() is used.
+    near_tie = gap <= 0.5 * xp.maximum(a, b)
+    even = (gap - (a + b)) * t / 2.0
+    exponent = xp.where(near_tie, even, -xp.minimum(a, b) * t)
+    return -t * xp.exp(exponent) * relexp(xp, gap * t)
 
 
 def relexp_at(xp: ModuleType, a: Array | None, b: Array, w: Array) -> NodeFunction:

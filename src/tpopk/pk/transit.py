@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 
 import numpy as np
@@ -124,19 +124,27 @@ def _erlang_decay(xp: ModuleType, order: int, power: int, ktr: Array, mu: Array,
 
     ``m = order``, ``p = power`` (``m`` or ``m + 1``); ``s >= 0``.
     """
+    # Each branch is analytic in mu across ktr = mu (no abs/min), so gradients are exact
+    # at the tie too.
     transit_faster = ktr >= mu
-    lo = xp.minimum(ktr, mu)
-    y = xp.abs(ktr - mu) * s
-    # log of (ktr s)^m exp(-lo s) / (m-1)!, finite at s = 0 through the safe log
     safe_s = xp.where(s > 0.0, s, 1.0)
-    log_scale = order * xp.log(ktr * safe_s) - lo * s - math.lgamma(order)
-    scale = xp.where(s > 0.0, xp.exp(log_scale), 0.0)
-    integral = xp.where(
-        transit_faster,
-        _weight_at_start(xp, power, xp.where(transit_faster, y, 0.0)),
-        _weight_at_end(xp, power, xp.where(transit_faster, 0.0, y)),
+    log_power = order * xp.log(ktr * safe_s) - math.lgamma(order)
+    at_start = xp.exp(log_power - mu * s) * _weight_at_start(
+        xp, power, xp.where(transit_faster, (ktr - mu) * s, 0.0)
     )
-    return scale * integral
+    at_end = xp.exp(log_power - ktr * s) * _weight_at_end(
+        xp, power, xp.where(transit_faster, 0.0, (mu - ktr) * s)
+    )
+    return xp.where(s > 0.0, xp.where(transit_faster, at_start, at_end), 0.0)
+
+
+def _series_length(ratio: Callable[[int], float]) -> int:
+    """Terms after which a positive series with term ratios ``ratio(k)`` drops below 1e-17."""
+    term, k = 1.0, 0
+    while term > 1e-17 or ratio(k + 1) >= 1.0:
+        k += 1
+        term *= ratio(k)
+    return k
 
 
 def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
@@ -144,9 +152,9 @@ def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
     small = y <= p
     y_small = xp.where(small, y, 0.0)
     y_big = xp.where(small, p + 1.0, y)
-    # exp(-y) sum_k y^k / (p (p+1) ... (p+k)): positive terms, ratio y / (p + k) <= 1
+    # exp(-y) sum_k y^k / (p (p+1) ... (p+k)): positive terms, ratio y / (p + k) <= p / (p + k)
     series = 0.0
-    for k in range(3 * p + 25, -1, -1):
+    for k in range(_series_length(lambda k: p / (p + k)), -1, -1):
         series = (1.0 + y_small * series) / (p + k)
     series = xp.exp(-y_small) * series
     # (p-1)! / y^p * (1 - Q(p, y)), Q(p, y) = exp(-y) sum_{j<p} y^j / j! <= 1/2 for y > p
@@ -159,18 +167,16 @@ def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
 
 def _weight_at_end(xp: ModuleType, p: int, y: Array) -> Array:
     """Return ``int_0^1 v^(p-1) exp(-y (1 - v)) dv`` for ``y >= 0``."""
-    threshold = 2.0 * p + 2.0
-    small = y <= threshold
+    small = y <= p
     y_small = xp.where(small, y, 0.0)
-    y_big = xp.where(small, threshold + 1.0, y)
-    # exp(-y) sum_k y^k / (k! (p + k)): positive terms
-    n_terms = int(threshold + 10.0 * math.sqrt(threshold) + 25.0)
+    y_big = xp.where(small, p + 1.0, y)
+    # exp(-y) sum_k y^k / (k! (p + k)): positive terms, ratio y / (k + 1) <= p / (k + 1)
     series = 0.0
-    for k in range(n_terms, -1, -1):
+    for k in range(_series_length(lambda k: p / k), -1, -1):
         series = 1.0 / (p + k) + series * y_small / (k + 1)
     series = xp.exp(-y_small) * series
-    # sum_{j<p} (-1)^j (p-1)!/(p-1-j)! / y^(j+1) + (-1)^p (p-1)! exp(-y) / y^p: alternating
-    # with terms shrinking by (p-1-j)/y < 1/2, so no cancellation for y > 2p
+    # sum_{j<p} (-1)^j (p-1)!/(p-1-j)! / y^(j+1) + (-1)^p (p-1)! exp(-y) / y^p: alternating,
+    # terms shrinking by (p-1-j)/y < 1, so the sum keeps >= 1/p of its first term (y > p)
     closed = (-1.0) ** p * xp.exp(math.lgamma(p) - y_big - p * xp.log(y_big))
     for j in range(p):
         falling = math.exp(math.lgamma(p) - math.lgamma(p - j))
