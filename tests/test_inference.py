@@ -99,3 +99,32 @@ def test_summary_cli_json(
     assert set(cl) == {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"}
     assert main(["summary", str(path)]) == 0
     assert "pop_cl" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_population_prediction_is_the_typical_subject(theophylline_fit: Fit) -> None:
+    pred = theophylline_fit.population_prediction("conc", draws=20)
+    assert pred.dims == ("obs_conc",)
+    # Independent reference: the 1-cmt oral closed form at each of the same 20 draws'
+    # typical values (no eta), each subject's own dose, median over draws.
+    flat = theophylline_fit.posterior.stack(sample=("chain", "draw"))
+    chosen = np.linspace(0, flat.sizes["sample"] - 1, 20).round().astype(int)
+    ka, cl, v = (flat[f"pop_{p}"].to_numpy()[chosen, None] for p in ("ka", "cl", "v"))
+    arrays = theophylline_fit.events.subject_arrays()
+    t = arrays.obs_time[None, :]
+    dose = arrays.dose_amt[arrays.obs_subject, 0][None, :]
+    k = cl / v
+    closed = dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
+    np.testing.assert_allclose(pred.to_numpy(), np.median(closed, axis=0), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_new_subject_simulations(theophylline_fit: Fit) -> None:
+    predictions = theophylline_fit.tree["predictions"]["y_conc"]
+    assert predictions.sizes["obs_conc"] == 132
+    # new subjects spread more than the fitted ones (their etas are not conditioned)
+    spread_new = float(predictions.std(("chain", "draw")).median())
+    spread_fitted = float(
+        theophylline_fit.tree["posterior_predictive"]["y_conc"].std(("chain", "draw")).median()
+    )
+    assert spread_new > spread_fitted

@@ -24,7 +24,10 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
+import pytensor.tensor as pt
 import xarray as xr
+from pytensor.graph.replace import graph_replace
 
 import tpopk
 from tpopk.data import EventTable, read_events
@@ -141,6 +144,41 @@ class Fit:
                     }
                 )
         return pd.DataFrame(rows).set_index("parameter")
+
+    def population_prediction(self, dvid: str, draws: int = 200) -> xr.DataArray:
+        """PRED: the prediction for a typical subject (every eta = 0), per observation.
+
+        Subject-level deviates are set to zero and the prediction is evaluated at up to
+        ``draws`` posterior draws (evenly thinned) of the population parameters; the
+        median over draws is returned, aligned with ``obs_<dvid>``.
+        """
+        model = self.model
+        name = f"ipred_{dvid}"
+        if name not in model.named_vars:
+            raise TpopkError(f"the model has no '{dvid}' observations")
+        subject_level = [rv for rv in model.free_RVs if _is_subject_level(model, rv.name)]
+        population = [rv for rv in model.free_RVs if rv not in subject_level]
+        inputs = [rv.type(name=rv.name) for rv in population]
+        replacements = dict(zip(population, inputs, strict=True))
+        replacements |= {
+            rv: pt.zeros(tuple(len(model.coords[d]) for d in model.named_vars_to_dims[rv.name]))
+            for rv in subject_level
+        }
+        (typical,) = graph_replace([model[name]], replacements, strict=False)
+        evaluate = pytensor.function(inputs, typical, mode="FAST_COMPILE", on_unused_input="ignore")
+        flat = self.posterior[[rv.name for rv in population]].stack(sample=("chain", "draw"))
+        chosen = np.linspace(0, flat.sizes["sample"] - 1, min(draws, flat.sizes["sample"]))
+        values = [
+            evaluate(*(flat[rv.name].isel(sample=int(i)).to_numpy() for rv in population))
+            for i in chosen.round()
+        ]
+        dim = f"obs_{dvid}"
+        return xr.DataArray(
+            np.median(values, axis=0),
+            dims=dim,
+            coords={dim: np.asarray(model.coords[dim])},
+            name=f"pred_{dvid}",
+        )
 
     def log_density(self, point: dict[str, np.ndarray]) -> float:
         """Joint log-density of the rebuilt model at ``point`` (unconstrained value vars)."""
@@ -279,6 +317,35 @@ def fit(
         pm.sample_posterior_predictive(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False
         )
+        _simulate_new_subjects(tree, model, seed)
     result = Fit(tree=tree, cards=loaded, events=events)
     result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
     return result
+
+
+def _is_subject_level(model: pm.Model, name: str) -> bool:
+    return any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(name, ()))
+
+
+def _simulate_new_subjects(tree: xr.DataTree, model: pm.Model, seed: int) -> None:
+    """Add ``predictions``: observations of new subjects (fresh etas) at the data's design.
+
+    This is what a classical VPC and NPDE compare the data with; ``posterior_predictive``
+    instead reuses each subject's own etas.
+    """
+    keep = [
+        rv.name
+        for rv in model.free_RVs
+        if not _is_subject_level(model, rv.name) and rv.name in tree["posterior"]
+    ]
+    population = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()[keep]})
+    observed = [rv.name for rv in model.observed_RVs]
+    new = pm.sample_posterior_predictive(
+        population,
+        model=model,
+        var_names=observed,
+        predictions=True,
+        random_seed=seed + 1,
+        progressbar=False,
+    )
+    tree["predictions"] = new["predictions"]
