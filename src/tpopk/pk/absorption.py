@@ -23,36 +23,55 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import ModuleType
+from typing import Protocol
 
 from tpopk.pk.disposition import Mode
 from tpopk.pk.dosing import DoseSchedule, dose_response, input_elapsed
 from tpopk.pk.namespace import Array
 
-__all__ = ["central_amount_dual", "central_amount_first_order", "central_amount_iv"]
+__all__ = [
+    "CentralAmount",
+    "central_amount_dual",
+    "central_amount_first_order",
+    "central_amount_iv",
+]
+
+
+class CentralAmount(Protocol):
+    """Signature shared by the closed forms of each route (and :mod:`tpopk.pk.transit`)."""
+
+    def __call__(
+        self,
+        xp: ModuleType,
+        modes: tuple[Mode, ...],
+        params: Mapping[str, Array],
+        schedule: DoseSchedule,
+    ) -> Array:
+        """Return the central amount per unit bioavailable dose.
+
+        Parameters
+        ----------
+        xp : module
+            Array namespace.
+        modes : tuple of Mode
+            Disposition modes.
+        params : mapping
+            Model parameters (rate constants 1/h, times h), each with a trailing dose axis.
+        schedule : DoseSchedule
+            Dose timing, shape ``B + (D,)``.
+
+        Returns
+        -------
+        Array
+            Central amount per unit amount [-], shape ``B + (D,)``; exactly 0 for doses
+            that do not act yet.
+        """
 
 
 def central_amount_iv(
     xp: ModuleType, modes: tuple[Mode, ...], params: Mapping[str, Array], schedule: DoseSchedule
 ) -> Array:
-    """Central amount per unit bioavailable dose given into the central compartment.
-
-    Parameters
-    ----------
-    xp : module
-        Array namespace.
-    modes : tuple of Mode
-        Disposition modes.
-    params : mapping
-        Needs ``tlag`` [h].
-    schedule : DoseSchedule
-        Dose timing, shape ``B + (D,)``.
-
-    Returns
-    -------
-    Array
-        Central amount per unit amount [-], shape ``B + (D,)``; exactly 0 for doses that
-        do not act yet.
-    """
+    """:class:`CentralAmount` of a dose into the central compartment (uses ``tlag``)."""
     elapsed, acting = input_elapsed(xp, schedule, params["tlag"])
     total = 0.0
     for mode in modes:
@@ -81,48 +100,14 @@ def _first_order(
 def central_amount_first_order(
     xp: ModuleType, modes: tuple[Mode, ...], params: Mapping[str, Array], schedule: DoseSchedule
 ) -> Array:
-    """Central amount per unit bioavailable dose absorbed with first-order rate ``ka``.
-
-    Parameters
-    ----------
-    xp : module
-        Array namespace.
-    modes : tuple of Mode
-        Disposition modes.
-    params : mapping
-        Needs ``ka`` [1/h] and ``tlag`` [h].
-    schedule : DoseSchedule
-        Dose timing, shape ``B + (D,)``.
-
-    Returns
-    -------
-    Array
-        Central amount per unit amount [-], shape ``B + (D,)``.
-    """
+    """:class:`CentralAmount` of first-order absorption (``ka``, ``tlag``)."""
     return _first_order(xp, modes, params["ka"], params["tlag"], schedule)
 
 
 def central_amount_dual(
     xp: ModuleType, modes: tuple[Mode, ...], params: Mapping[str, Array], schedule: DoseSchedule
 ) -> Array:
-    """Central amount per unit bioavailable dose with dual sequential absorption.
-
-    Parameters
-    ----------
-    xp : module
-        Array namespace.
-    modes : tuple of Mode
-        Disposition modes.
-    params : mapping
-        Needs ``ka1``, ``ka2`` [1/h], ``mtime`` and ``tlag`` [h].
-    schedule : DoseSchedule
-        Dose timing, shape ``B + (D,)``.
-
-    Returns
-    -------
-    Array
-        Central amount per unit amount [-], shape ``B + (D,)``.
-    """
+    """:class:`CentralAmount` of dual absorption (``ka1``, ``ka2``, ``mtime``, ``tlag``)."""
     ka1, ka2, tlag = params["ka1"], params["ka2"], params["tlag"]
     first_phase = xp.maximum(params["mtime"] - tlag, 0.0)
     left_at_switch = xp.exp(-ka1 * first_phase)

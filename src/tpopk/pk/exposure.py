@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 
 import numpy as np
 
 from tpopk.errors import TpopkError
 from tpopk.pk.absorption import (
+    CentralAmount,
     central_amount_dual,
     central_amount_first_order,
     central_amount_iv,
 )
-from tpopk.pk.disposition import Mode, disposition_modes
-from tpopk.pk.dosing import DoseSchedule, dose_schedule
+from tpopk.pk.disposition import disposition_modes
+from tpopk.pk.dosing import dose_schedule
 from tpopk.pk.models import Absorption, PKModel
 from tpopk.pk.namespace import Array, as_array, resolve_namespace
 from tpopk.pk.transit import central_amount_transit, transit_count
 
 __all__ = ["concentration"]
 
-_CENTRAL_AMOUNT: dict[
-    Absorption,
-    Callable[[ModuleType, tuple[Mode, ...], Mapping[str, Array], DoseSchedule], Array],
-] = {
+_CENTRAL_AMOUNT: dict[Absorption, CentralAmount] = {
     "iv": central_amount_iv,
     "first_order": central_amount_first_order,
     "dual": central_amount_dual,

@@ -72,23 +72,9 @@ def transit_count(value: object) -> int:
 def central_amount_transit(
     xp: ModuleType, modes: tuple[Mode, ...], params: Mapping[str, Array], schedule: DoseSchedule
 ) -> Array:
-    """Central amount per unit bioavailable bolus with transit absorption.
+    """:class:`~tpopk.pk.absorption.CentralAmount` of transit absorption (bolus doses).
 
-    Parameters
-    ----------
-    xp : module
-        Array namespace.
-    modes : tuple of Mode
-        Disposition modes.
-    params : mapping
-        ``ka`` [1/h], ``mtt`` [h], ``tlag`` [h] and ``n_transit`` (int).
-    schedule : DoseSchedule
-        Dose timing, shape ``B + (D,)``.
-
-    Returns
-    -------
-    Array
-        Central amount per unit amount [-], shape ``B + (D,)``.
+    Uses ``ka`` [1/h], ``mtt`` [h], ``tlag`` [h] and ``n_transit`` (a Python int).
     """
     order = operator.index(params["n_transit"]) + 1
     ka = params["ka"]
