@@ -1,0 +1,314 @@
+"""Format a :class:`~tpopk.report.payload.ReportPayload` as one self-contained HTML file.
+
+The renderer computes nothing: it escapes and lays out what the payload holds. The page
+needs nothing outside itself (inline CSS, figures as ``data:`` URIs, no scripts), so it
+can be mailed, archived or opened offline. It is written to a temporary file in the
+destination folder and moved into place, so a failure leaves an earlier report intact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from html import escape
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tpopk.report.payload import Cell, Figure, FigureSection, ReportPayload
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
+       max-width: 1200px; padding: 1em 2em; color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+nav ol { columns: 3; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+caption { text-align: left; font-weight: bold; padding: .3em 0; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
+th { background: #eef; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.2em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: .9em; color: #444; }
+.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: .4em .8em; }
+.ok { background: #e7f6e7; border-left: 4px solid #2e7d32; padding: .4em .8em; }
+.meta { color: #555; }
+"""
+
+#: (heading, id) of each section, in page order.
+SECTIONS = (
+    ("Data", "data"),
+    ("Model", "model"),
+    ("Convergence", "convergence"),
+    ("Parameters", "parameters"),
+    ("Shrinkage", "shrinkage"),
+    ("Cross-validation (PSIS-LOO)", "loo"),
+    ("Visual predictive checks", "vpc"),
+    ("Goodness of fit", "gof"),
+    ("Individual fits", "individual"),
+    ("Trial comparison", "comparison"),
+)
+
+
+def _text(value: Cell) -> str:
+    """Write a cell as escaped text: numbers to four significant digits, missing as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Cell]], caption: str = "", note: str = ""
+) -> str:
+    """Return an HTML table; numeric cells are right-aligned."""
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="number">{_text(v)}</td>'
+            if isinstance(v, int | float)
+            else f"<td>{_text(v)}</td>"
+            for v in row
+        )
+        + "</tr>\n"
+        for row in rows
+    )
+    title = f"<caption>{escape(caption)}</caption>" if caption else ""
+    after = f'<p class="meta">{escape(note)}</p>' if note else ""
+    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>{after}\n"
+
+
+def _records(
+    columns: Sequence[tuple[str, str]], records: Sequence[BaseModel], caption: str = ""
+) -> str:
+    """Table of typed rows: ``columns`` pairs a heading with the field it shows."""
+    rows = [tuple(getattr(record, field) for _, field in columns) for record in records]
+    return table([heading for heading, _ in columns], rows, caption)
+
+
+def _figure(figure: Figure) -> str:
+    return (
+        f'<figure><img alt="{escape(figure.title)}" '
+        f'src="data:image/png;base64,{figure.png_base64}">'
+        f"<figcaption><b>{escape(figure.title)}.</b> {escape(figure.caption)}</figcaption>"
+        "</figure>\n"
+    )
+
+
+def _figures(payload: ReportPayload, section: FigureSection) -> str:
+    figures = payload.section_figures(section)
+    if not figures:
+        return '<p class="meta">No figure: the fit has nothing to show here.</p>\n'
+    return "".join(_figure(f) for f in figures)
+
+
+def _heading(section: str) -> str:
+    title = {key: name for name, key in SECTIONS}[section]
+    return f'<section id="{section}"><h2>{escape(title)}</h2>\n'
+
+
+def _data(payload: ReportPayload) -> str:
+    data = payload.data
+    rows: list[tuple[Cell, ...]] = [
+        ("subjects", data.subjects),
+        ("event records", data.records),
+        ("doses (ADDL expanded)", data.doses),
+        *((f"observations: {d}", n) for d, n in data.observations.items()),
+        (f"time span ({data.time_unit})", f"{data.time_start:g} to {data.time_end:g}"),
+        ("dose unit", data.dose_unit),
+        *((f"unit of {d}", u) for d, u in data.units.items()),
+        ("agonists", ", ".join(data.agonists) or "none"),
+        ("covariates", ", ".join(data.covariates) or "none"),
+    ]
+    return table(["", "value"], rows)
+
+
+def _model(payload: ReportPayload) -> str:
+    parts = []
+    for card in payload.cards:
+        parts.append(
+            f'<h3>{escape(card.name)} <span class="meta">({escape(card.kind)} card)</span></h3>'
+            f"<p>{escape(card.description)}</p><p>Structure: {escape(card.structure)}</p>\n"
+        )
+        parts.append(
+            _records(
+                [
+                    ("parameter", "parameter"),
+                    ("unit", "unit"),
+                    ("origin", "origin"),
+                    ("prior (typical value)", "prior"),
+                    ("IIV (ω)", "iiv"),
+                    ("covariates", "covariates"),
+                    ("pooling", "pooling"),
+                    ("source", "source"),
+                ],
+                card.parameters,
+                "Parameters and priors",
+            )
+        )
+        parts.append(
+            _records(
+                [
+                    ("observation", "dvid"),
+                    ("error", "error"),
+                    ("priors", "priors"),
+                    ("source", "source"),
+                ],
+                card.residuals,
+                "Residual error",
+            )
+        )
+        if card.iiv_block:
+            parts.append(f"<p>{escape(card.iiv_block)}</p>\n")
+    return "".join(parts)
+
+
+def _convergence(payload: ReportPayload) -> str:
+    warnings = payload.convergence.warnings
+    advice = (
+        "<ul>" + "".join(f'<li class="warning">{escape(w)}</li>' for w in warnings) + "</ul>\n"
+        if warnings
+        else '<p class="ok">No convergence warnings: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, '
+        "no divergences, E-BFMI ≥ 0.3.</p>\n"
+    )
+    chains = _records(
+        [
+            ("chain", "chain"),
+            ("draws", "draws"),
+            ("divergences", "divergences"),
+            ("E-BFMI", "bfmi"),
+        ],
+        payload.convergence.chains,
+        "Sampler statistics per chain",
+    )
+    return advice + chains + _figures(payload, "convergence")
+
+
+def _parameters(payload: ReportPayload) -> str:
+    level = 100 * payload.parameters.ci_prob
+    lower, upper = f"{(100 - level) / 2:g}%", f"{(100 + level) / 2:g}%"
+    return _records(
+        [
+            ("parameter", "parameter"),
+            ("mean", "mean"),
+            ("sd", "sd"),
+            (lower, "lower"),
+            ("median", "median"),
+            (upper, "upper"),
+            ("ESS bulk", "ess_bulk"),
+            ("ESS tail", "ess_tail"),
+            ("R-hat", "r_hat"),
+        ],
+        payload.parameters.rows,
+        f"Population parameters: posterior mean, SD and {level:g}% equal-tailed interval",
+    )
+
+
+def _shrinkage(payload: ReportPayload) -> str:
+    shrinkage = payload.shrinkage
+    eta = _records(
+        [("parameter", "parameter"), ("ω (posterior mean)", "omega"), ("η-shrinkage", "shrinkage")],
+        shrinkage.eta,
+        "η-shrinkage (above 0.2-0.3, individual estimates carry the prior, not the data)",
+    )
+    epsilon = table(
+        ["observation", "ε-shrinkage"],
+        list(shrinkage.epsilon.items()),
+        "ε-shrinkage (1 − SD of IWRES)",
+    )
+    return eta + epsilon + _figures(payload, "shrinkage")
+
+
+def _loo(payload: ReportPayload) -> str:
+    return _records(
+        [
+            ("observations", "dvid"),
+            ("ELPD-LOO", "elpd"),
+            ("SE", "se"),
+            ("p_loo", "p_loo"),
+            ("n", "n"),
+            ("Pareto-k threshold", "good_k"),
+            ("n above threshold", "n_bad_k"),
+        ],
+        payload.loo,
+        "Expected log predictive density (PSIS-LOO) per observation type and for all",
+    )
+
+
+def _comparison(payload: ReportPayload) -> str:
+    parts = []
+    if payload.trial is not None:
+        trial = payload.trial
+        parts.append(f"<h3>{escape(trial.name)}</h3><p>{escape(trial.description)}</p>\n")
+        for heading, items in (("Arms", trial.arms), ("Endpoints", trial.endpoints)):
+            listed = "".join(f"<li>{escape(item)}</li>" for item in items)
+            parts.append(f"<p>{heading}:</p><ul>{listed}</ul>\n")
+        if trial.sources:
+            parts.append(f'<p class="meta">Sources: {escape("; ".join(trial.sources))}</p>\n')
+    if not payload.comparison:
+        parts.append('<p class="meta">No trial comparison was requested for this report.</p>\n')
+    parts += [table(t.columns, t.rows, t.title, t.note) for t in payload.comparison]
+    return "".join(parts)
+
+
+def html_chunks(payload: ReportPayload) -> Iterator[str]:
+    """Yield the report page in document order, one section at a time."""
+    yield (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(payload.title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{escape(payload.title)}</h1>\n"
+        f'<p class="meta">Created {escape(payload.created)} by tpopk '
+        f"{escape(payload.tpopk_version)} from {payload.chains} chains × {payload.draws} "
+        "draws.</p>\n<nav><ol>"
+        + "".join(f'<li><a href="#{key}">{escape(name)}</a></li>' for name, key in SECTIONS)
+        + "</ol></nav>\n"
+    )
+    formatters = {
+        "data": _data,
+        "model": _model,
+        "convergence": _convergence,
+        "parameters": _parameters,
+        "shrinkage": _shrinkage,
+        "loo": _loo,
+        "vpc": lambda p: _figures(p, "vpc"),
+        "gof": lambda p: _figures(p, "gof"),
+        "individual": lambda p: _figures(p, "individual"),
+        "comparison": _comparison,
+    }
+    for _, key in SECTIONS:
+        yield _heading(key) + formatters[key](payload) + "</section>\n"
+    yield "</body>\n</html>\n"
+
+
+def write_html(payload: ReportPayload, path: str | Path) -> Path:
+    """Write the report page atomically.
+
+    The page goes to a hidden temporary file beside ``path`` and replaces ``path`` only
+    once complete, so an error while formatting leaves any earlier report untouched.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    staged = Path(name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for chunk in html_chunks(payload):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        staged.chmod(0o644)  # mkstemp makes it private; a report is meant to be shared
+        staged.replace(path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return path
