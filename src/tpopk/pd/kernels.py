@@ -73,6 +73,10 @@ def _feedback_circ(circ: float, circ0: float) -> float:
     return max(circ, 1e-9 * circ0)
 
 
+# Friberg: state 0 is log(Prol). d log(Prol)/dt = ktr*(m*fb - 1) does not depend on Prol,
+# so a strongly inhibiting drive (1 - slope*C far below zero during an infusion) is a
+# quadrature, not a stiff decay: with Prol itself, RK4 at 24 h steps blew up (1e183) at
+# slope 150 L/µmol, mtt 40 h on the wbcSim infusions; the system and solution are the same.
 @inline
 def _friberg_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
     n = cfg[0]
@@ -81,8 +85,9 @@ def _friberg_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
     # exp(gamma*log(.)) rather than ** : one transcendental less per call, and the log
     # is reused by the vector-Jacobian product.
     fb = np.exp(gamma * np.log(circ0 / _feedback_circ(y[n + 1], circ0)))
-    dy[0] = ktr * y[0] * (m * fb - 1.0)
-    for i in range(1, n + 1):
+    dy[0] = ktr * (m * fb - 1.0)
+    dy[1] = ktr * (np.exp(y[0]) - y[1])
+    for i in range(2, n + 1):
         dy[i] = ktr * (y[i - 1] - y[i])
     dy[n + 1] = ktr * (y[n] - kel * y[n + 1])
 
@@ -95,14 +100,15 @@ def _friberg_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: An
     c = _feedback_circ(y[n + 1], circ0)
     log_ratio = np.log(circ0 / c)
     fb = np.exp(gamma * log_ratio)
-    prol = y[0]
-    g_ktr = w[0] * prol * (m * fb - 1.0)
-    # ∂/∂fb of dy[0] times w[0], then chained into circ, circ0 and gamma.
-    g_fb = w[0] * ktr * prol * m
-    gy[0] = w[0] * ktr * (m * fb - 1.0)
-    for i in range(1, n + 1):
+    prol = np.exp(y[0])
+    g_ktr = w[0] * (m * fb - 1.0)
+    g_fb = w[0] * ktr * m  # d(dy[0])/d(fb), chained into circ, circ0 and gamma below
+    for i in range(n + 2):
         gy[i] = 0.0
-    for i in range(1, n + 1):
+    gy[0] = w[1] * ktr * prol
+    gy[1] = -w[1] * ktr
+    g_ktr += w[1] * (prol - y[1])
+    for i in range(2, n + 1):
         gy[i - 1] += w[i] * ktr
         gy[i] -= w[i] * ktr
         g_ktr += w[i] * (y[i - 1] - y[i])
@@ -115,13 +121,14 @@ def _friberg_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: An
     gp[1] += -g_ktr * ktr / mtt
     gp[2] += g_fb * fb * log_ratio
     gp[3] += -w[n + 1] * ktr * y[n + 1]
-    return w[0] * ktr * prol * fb  # type: ignore[no-any-return]
+    return w[0] * ktr * fb  # type: ignore[no-any-return]
 
 
 @inline
 def _friberg_init(cfg: Any, p: Any, y0: Any) -> None:
     n = cfg[0]
-    for i in range(n + 1):
+    y0[0] = np.log(p[3] * p[0])
+    for i in range(1, n + 1):
         y0[i] = p[3] * p[0]
     y0[n + 1] = p[0]
 
@@ -130,10 +137,10 @@ def _friberg_init(cfg: Any, p: Any, y0: Any) -> None:
 def _friberg_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
     n = cfg[0]
     total = 0.0
-    for i in range(n + 1):
+    for i in range(1, n + 1):
         total += g[i]
-    gp[0] += p[3] * total + g[n + 1]
-    gp[3] += p[0] * total
+    gp[0] += p[3] * total + g[n + 1] + g[0] / p[0]
+    gp[3] += p[0] * total + g[0] / p[3]
 
 
 @inline

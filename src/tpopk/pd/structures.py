@@ -129,10 +129,14 @@ def friberg(n_transit: int = 3) -> PDModel:
     n_transit
         Number of transit compartments between precursors and circulation (≥ 1).
 
+    The solver carries ``log(Prol)`` (state ``log_prol``) rather than ``Prol``: the same
+    solution, but its equation does not depend on itself, so strong inhibition during an
+    infusion is not stiff.
+
     Returns
     -------
     PDModel
-        The structure, with states ``prol, transit_1..n, circ``.
+        The structure, with states ``log_prol, transit_1..n, circ``.
     """
     if n_transit < 1:
         raise TpopkError(f"friberg: n_transit must be at least 1, got {n_transit}")
@@ -154,7 +158,7 @@ def friberg(n_transit: int = 3) -> PDModel:
         drive="production",
         observed=(n_transit + 1,),
         description=f"Friberg transit model, {n_transit} transit compartments, feedback",
-        state_names=("prol", *(f"transit_{i + 1}" for i in range(n_transit)), "circ"),
+        state_names=("log_prol", *(f"transit_{i + 1}" for i in range(n_transit)), "circ"),
     )
 
 
