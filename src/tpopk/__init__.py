@@ -1,7 +1,8 @@
 """tpopk: Bayesian PK/PD of thrombopoietin-receptor agonists with PyMC and ArviZ.
 
-The public API: :func:`fit` a model card to event data, getting a :class:`Fit` (an ArviZ
-DataTree with its card and data) that can be saved, reloaded and summarised.
+The public API: :func:`fit` model cards to event data, getting a :class:`Fit` (an ArviZ
+DataTree with its cards and data) that can be saved, reloaded and summarised, and
+:func:`compare` the arms of a trial design simulated from its posterior.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -11,13 +12,14 @@ from tpopk.errors import TpopkError, TpopkWarning
 
 if TYPE_CHECKING:
     from tpopk.inference import Fit, fit
+    from tpopk.simulate.comparison import compare
 
 try:
     __version__ = version("tpopk")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Fit", "TpopkError", "TpopkWarning", "__version__", "fit"]
+__all__ = ["Fit", "TpopkError", "TpopkWarning", "__version__", "compare", "fit"]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from tpopk import inference
 
         return getattr(inference, name)
+    if name == "compare":
+        from tpopk.simulate import comparison
+
+        return comparison.compare
     raise AttributeError(f"module 'tpopk' has no attribute {name!r}")

@@ -315,8 +315,12 @@ def simulate_trial(
         agonist = Agonist.from_cards(cards, arm.agonist)
         people = population.sel(arm=arm.name)
         covariates = pd.DataFrame(
-            {name: people[name].to_numpy() for name in ("WT", "EAST_ASIAN", "SPLENECTOMY")}
-        ).assign(DISEASE=population.attrs["disease"])
+            {
+                name: people[name].to_numpy()
+                for name in ("WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE")
+                if name in people
+            }
+        )
         values = individual_values(
             agonist, covariates, posterior=posterior, agonists=agonists, draws=draws, seed=seed
         )

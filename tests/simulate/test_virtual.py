@@ -1,0 +1,132 @@
+"""Virtual patients from model cards, and the posterior predictive comparison of arms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+from tpopk.data import read_events
+from tpopk.inference import Fit
+from tpopk.model import build_model, load_card
+from tpopk.simulate import load_trial
+from tpopk.simulate.comparison import compare
+from tpopk.simulate.virtual import Agonist, CardResponse, individual_values, simulate_trial
+
+ROOT = Path(__file__).parents[2]
+CARD = load_card(ROOT / "models" / "generic" / "oral_1cmt_idr.toml")
+TRIAL = ROOT / "models" / "trials" / "hetrombopag_phase3_itp.toml"
+
+
+@pytest.fixture(scope="module")
+def prior_fit() -> Fit:
+    """A Fit whose 'posterior' is 40 prior draws of the generic PK/turnover card.
+
+    compare() only needs population draws and the cards, so prior draws exercise it
+    without MCMC; the data are a 2-subject skeleton.
+    """
+    frame = pd.DataFrame(
+        {
+            "ID": [1, 1, 1, 2, 2, 2],
+            "TIME": [0.0, 2.0, 48.0, 0.0, 2.0, 48.0],
+            "EVID": [1, 0, 0, 1, 0, 0],
+            "AMT": [5.0, 0, 0, 5.0, 0, 0],
+            "DV": [0, 0.1, 100.0, 0, 0.1, 100.0],
+            "DVID": ["conc", "conc", "plt", "conc", "conc", "plt"],
+            "CMT": [1, 2, 3, 1, 2, 3],
+        }
+    )
+    events = read_events(frame, units={"conc": "mg/L"})
+    model = build_model(CARD, events)
+    prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=3)
+    posterior = prior["prior"].to_dataset()
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    return Fit(tree=tree, cards=(CARD,), events=events)
+
+
+def test_individual_values_follow_the_prior() -> None:
+    covariates = pd.DataFrame({"WT": np.full(500, 70.0)})
+    values = individual_values(Agonist(CARD, CARD), covariates, draws=2, seed=5)
+    assert values["ka"].shape == (2, 500)
+    # ka has no IIV: one value per draw; cl has IIV: the log-SD within a draw is omega
+    assert np.ptp(values["ka"], axis=1).max() == 0
+    assert np.log(values["cl"]).std(axis=1).min() > 0
+
+
+def test_card_response_without_drug_stays_at_baseline() -> None:
+    n = 3
+    params = {
+        "ka": np.ones(n),
+        "cl": np.full(n, 5.0),
+        "v": np.full(n, 50.0),
+        "r0": np.array([20.0, 50.0, 90.0]),
+        "kout": np.full(n, 0.02),
+        "emax": np.ones(n),
+        "ec50": np.ones(n),
+    }
+    response = CardResponse(Agonist(CARD, CARD), params, np.full(n, 70.0))
+    times = np.tile([0.0, 100.0, 500.0], (n, 1))
+    counts = response.platelets(np.zeros((n, 1)), np.zeros((n, 1)), times)
+    np.testing.assert_allclose(counts, np.repeat(params["r0"][:, None], 3, axis=1), rtol=1e-12)
+    dosed = response.platelets(np.zeros((n, 1)), np.full((n, 1), 100.0), times)
+    assert (dosed[:, 1:] > counts[:, 1:]).all()
+
+
+def test_simulated_trial_is_reproducible_and_placebo_stays_flat() -> None:
+    design = load_trial(TRIAL)
+    first = simulate_trial([CARD], design, n_patients=6, seed=2)
+    again = simulate_trial([CARD], design, n_patients=6, seed=2)
+    xr.testing.assert_identical(first, again)
+    placebo = first["platelets"].sel(arm="placebo")
+    baseline = first["baseline_platelets"].sel(arm="placebo")
+    # placebo: no drug, so only the log-normal measurement error moves the counts
+    ratio = np.log(placebo / baseline).isel(visit=slice(1, None))
+    assert float(np.abs(ratio).max()) < 1.5
+    assert float(first["dose_given"].sel(arm="placebo").sum()) == 0
+
+
+@pytest.mark.slow
+def test_compare_contrasts_are_consistent(prior_fit: Fit) -> None:
+    result = compare(prior_fit, TRIAL, n_patients=5, draws=4, chunk=2, seed=1, progressbar=False)
+    draws = result["draws"].to_dataset()
+    week8 = draws["responder_week_8"]
+    assert week8.sizes == {"arm": 3, "draw": 4}
+    summary = result["summary"]["responder_week_8"]
+    np.testing.assert_allclose(
+        summary.sel(stat="median").to_numpy(), week8.median("draw").to_numpy()
+    )
+    contrasts = result["contrasts"].to_dataset()
+    assert contrasts.sizes["pair"] == 6
+    pick = (contrasts["arm"] == "HETROM-5") & (contrasts["versus"] == "placebo")
+    diff = (week8.sel(arm="HETROM-5") - week8.sel(arm="placebo")).to_numpy()
+    assert float(
+        contrasts["p_better_responder_week_8"].where(pick, drop=True).item()
+    ) == pytest.approx(float((diff > 0).mean()))
+    # overshoot: lower is better
+    over = draws["overshoot_400"]
+    d = (over.sel(arm="HETROM-5") - over.sel(arm="placebo")).to_numpy()
+    assert float(
+        contrasts["p_better_overshoot_400"].where(pick, drop=True).item()
+    ) == pytest.approx(float((d < 0).mean()))
+
+
+@pytest.mark.slow
+def test_compare_on_dask_matches_local(prior_fit: Fit) -> None:
+    from distributed import LocalCluster
+
+    local = compare(prior_fit, TRIAL, n_patients=4, draws=2, chunk=1, seed=7, progressbar=False)
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        remote = compare(
+            prior_fit,
+            TRIAL,
+            n_patients=4,
+            draws=2,
+            chunk=1,
+            seed=7,
+            scheduler=cluster.scheduler_address,
+        )
+    xr.testing.assert_allclose(local["draws"].to_dataset(), remote["draws"].to_dataset())
