@@ -29,3 +29,38 @@ def theophylline_fit():  # type: ignore[no-untyped-def]
     from tpopk.inference import fit
 
     return fit(MODELS / "generic" / "oral_1cmt.toml", load_theophylline(), **SAMPLER)
+
+
+@pytest.fixture(scope="session")
+def prior_fit():  # type: ignore[no-untyped-def]
+    """A Fit whose 'posterior' is 40 prior draws of the generic PK/turnover card.
+
+    compare() only needs population draws and the cards, so prior draws exercise it
+    without MCMC; the data are a 2-subject skeleton.
+    """
+    import pandas as pd
+    import pymc as pm
+    import xarray as xr
+
+    from tpopk.data import read_events
+    from tpopk.inference import Fit
+    from tpopk.model import build_model, load_card
+
+    card = load_card(MODELS / "generic" / "oral_1cmt_idr.toml")
+    frame = pd.DataFrame(
+        {
+            "ID": [1, 1, 1, 2, 2, 2],
+            "TIME": [0.0, 2.0, 48.0, 0.0, 2.0, 48.0],
+            "EVID": [1, 0, 0, 1, 0, 0],
+            "AMT": [5.0, 0, 0, 5.0, 0, 0],
+            "DV": [0, 0.1, 100.0, 0, 0.1, 100.0],
+            "DVID": ["conc", "conc", "plt", "conc", "conc", "plt"],
+            "CMT": [1, 2, 3, 1, 2, 3],
+        }
+    )
+    events = read_events(frame, units={"conc": "mg/L"})
+    model = build_model(card, events)
+    prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=3)
+    posterior = prior["prior"].to_dataset()
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    return Fit(tree=tree, cards=(card,), events=events)

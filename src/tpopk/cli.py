@@ -19,6 +19,8 @@ from tpopk import __version__
 from tpopk.errors import TpopkError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from tpopk.inference import Fit
 
 # Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage).
@@ -94,6 +96,102 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_cards(paths: Sequence[str] | None, fit_path: str | None) -> tuple[Fit | None, list[Any]]:
+    from tpopk.inference import Fit
+    from tpopk.model import load_card
+
+    if fit_path is not None:
+        fitted = Fit.load(fit_path)
+        return fitted, list(fitted.cards)
+    if not paths:
+        raise TpopkError("give --model CARD (repeat for a study) or --fit FIT.nc")
+    return None, [load_card(p) for p in paths]
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from tpopk.data import read_events, write_events
+    from tpopk.simulate import load_trial, trial_events
+    from tpopk.simulate.virtual import simulate_trial
+
+    fitted, cards = _load_cards(args.model, args.fit)
+    design = load_trial(args.trial)
+    trial = simulate_trial(
+        cards,
+        design,
+        n_patients=args.n,
+        seed=args.seed,
+        posterior=None if fitted is None else fitted.posterior,
+        agonists=() if fitted is None else list(fitted.model.coords.get("agonist", ())),
+    )
+    frame = trial_events(trial)
+    events = read_events(frame, units=frame.attrs.get("units"))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_events(events, out)
+    kind = "prior" if fitted is None else "posterior"
+    print(f"wrote {out} ({kind} predictive, {events.describe().splitlines()[0]})")
+    return 0
+
+
+def comparison_json(result: xr.DataTree) -> dict[str, Any]:
+    """Return the stable JSON form of ``tpopk compare --json`` (schema in the README)."""
+    summary = result["summary"].to_dataset()
+    contrasts = result["contrasts"].to_dataset()
+    endpoints = {}
+    for name in summary.data_vars:
+        arms = {
+            str(arm): {
+                stat: float(summary[name].sel(arm=arm, stat=stat))
+                for stat in ("median", "lower", "upper")
+            }
+            for arm in summary["arm"].to_numpy()
+        }
+        pairs = [
+            {
+                "arm": str(contrasts["arm"][i].item()),
+                "versus": str(contrasts["versus"][i].item()),
+                "difference": {
+                    stat: float(contrasts[f"difference_{name}"].isel(pair=i).sel(stat=stat))
+                    for stat in ("median", "lower", "upper")
+                },
+                "p_better": float(contrasts[f"p_better_{name}"].isel(pair=i)),
+            }
+            for i in range(contrasts.sizes["pair"])
+        ]
+        endpoints[str(name)] = {"arms": arms, "contrasts": pairs}
+    return {
+        "schema": "tpopk.compare/1",
+        "tpopk_version": __version__,
+        **{k: result.attrs[k] for k in ("trial", "ci_prob", "n_patients", "draws")},
+        "endpoints": endpoints,
+    }
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from tpopk.inference import Fit
+    from tpopk.simulate.comparison import compare
+
+    result = compare(
+        Fit.load(args.fit),
+        args.trial,
+        n_patients=args.n,
+        draws=args.draws,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        progressbar=not args.json,
+    )
+    report = comparison_json(result)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    level = round(100 * report["ci_prob"])
+    for name, endpoint in report["endpoints"].items():
+        print(f"{name} (median, {level}% interval)")
+        for arm, s in endpoint["arms"].items():
+            print(f"  {arm:<24} {s['median']:8.3g}  [{s['lower']:.3g}, {s['upper']:.3g}]")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tpopk import datasets
 
@@ -135,6 +233,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("fit", help="fit file (.nc or .zarr)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("simulate", help="simulate a trial design (prior or posterior predictive)")
+    p.add_argument("--model", action="append", help="model card(s); or --fit")
+    p.add_argument("--fit", help="fit file: simulate from its posterior")
+    p.add_argument("--trial", required=True, help="trial design (TOML)")
+    p.add_argument("--n", type=int, default=100, help="virtual patients per arm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="event dataset to write (CSV)")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("compare", help="compare the arms of a trial from a fit's posterior")
+    p.add_argument("fit", help="fit file (.nc or .zarr)")
+    p.add_argument("--trial", required=True, help="trial design (TOML)")
+    p.add_argument("--n", type=int, default=100, help="virtual patients per arm and draw")
+    p.add_argument("--draws", type=int, default=100, help="posterior draws")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="run the main job on the bundled data")
     p.add_argument("--quick", action="store_true", help="one-minute version")

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytest
 import xarray as xr
 
-from tpopk.data import read_events
 from tpopk.inference import Fit
-from tpopk.model import build_model, load_card
+from tpopk.model import load_card
 from tpopk.simulate import load_trial
 from tpopk.simulate.comparison import compare
 from tpopk.simulate.virtual import Agonist, CardResponse, individual_values, simulate_trial
@@ -20,32 +18,6 @@ from tpopk.simulate.virtual import Agonist, CardResponse, individual_values, sim
 ROOT = Path(__file__).parents[2]
 CARD = load_card(ROOT / "models" / "generic" / "oral_1cmt_idr.toml")
 TRIAL = ROOT / "models" / "trials" / "hetrombopag_phase3_itp.toml"
-
-
-@pytest.fixture(scope="module")
-def prior_fit() -> Fit:
-    """A Fit whose 'posterior' is 40 prior draws of the generic PK/turnover card.
-
-    compare() only needs population draws and the cards, so prior draws exercise it
-    without MCMC; the data are a 2-subject skeleton.
-    """
-    frame = pd.DataFrame(
-        {
-            "ID": [1, 1, 1, 2, 2, 2],
-            "TIME": [0.0, 2.0, 48.0, 0.0, 2.0, 48.0],
-            "EVID": [1, 0, 0, 1, 0, 0],
-            "AMT": [5.0, 0, 0, 5.0, 0, 0],
-            "DV": [0, 0.1, 100.0, 0, 0.1, 100.0],
-            "DVID": ["conc", "conc", "plt", "conc", "conc", "plt"],
-            "CMT": [1, 2, 3, 1, 2, 3],
-        }
-    )
-    events = read_events(frame, units={"conc": "mg/L"})
-    model = build_model(CARD, events)
-    prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=3)
-    posterior = prior["prior"].to_dataset()
-    tree = xr.DataTree.from_dict({"posterior": posterior})
-    return Fit(tree=tree, cards=(CARD,), events=events)
 
 
 def test_individual_values_follow_the_prior() -> None:

@@ -1,0 +1,49 @@
+"""The command line: simulate writes data that validate accepts; compare's JSON schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tpopk.cli import main
+from tpopk.inference import Fit
+
+ROOT = Path(__file__).parents[1]
+TRIAL = str(ROOT / "models" / "trials" / "hetrombopag_phase3_itp.toml")
+CARD = str(ROOT / "models" / "generic" / "oral_1cmt_idr.toml")
+
+
+def test_simulate_writes_a_dataset_validate_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sim.csv"
+    args = ["simulate", "--model", CARD, "--trial", TRIAL, "--n", "3", "--seed", "4"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "prior predictive" in capsys.readouterr().out
+    assert main(["validate", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "9 subjects" in summary  # 3 arms x 3 patients
+    assert "plt" in summary
+
+
+def test_simulate_without_cards_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "--trial", TRIAL, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give --model CARD" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = prior_fit.save(tmp_path / "prior.nc")
+    args = ["compare", str(path), "--trial", TRIAL, "--n", "3", "--draws", "2", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "tpopk.compare/1"
+    week8 = report["endpoints"]["responder_week_8"]
+    assert set(week8["arms"]) == {"HETROM-2.5", "HETROM-5", "placebo"}
+    assert len(week8["contrasts"]) == 6
+    for arm in week8["arms"].values():
+        assert arm["lower"] <= arm["median"] <= arm["upper"]
