@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,6 +27,10 @@ from tpopk.report.payload import (
     comparison_tables,
     encode_figure,
 )
+from tpopk.simulate import load_trial
+from tpopk.simulate.comparison import contrasts, summarise
+
+MODELS = Path(__file__).parents[2] / "models"
 
 matplotlib.use("Agg")
 
@@ -51,6 +57,33 @@ def comparison_dataset() -> xr.Dataset:
         },
         coords={"arm": arms, "comparator": arms},
     )
+
+
+def comparison_draws() -> xr.Dataset:
+    """Endpoint draws per arm, as ``tpopk.compare`` simulates them."""
+    rng = np.random.default_rng(5)
+    return xr.Dataset(
+        {
+            "responder_week_6": (("arm", "draw"), rng.beta([[6], [8]], 4, size=(2, 300))),
+            "time_to_response": (("arm", "draw"), rng.gamma(4.0, [[3.0], [2.0]], size=(2, 300))),
+        },
+        coords={"arm": ["eltrombopag", "placebo"]},
+    )
+
+
+def comparison_tree() -> xr.DataTree:
+    """A comparison laid out as ``tpopk.compare`` returns it, from its own summary functions."""
+    draws = comparison_draws()
+    kinds = {"responder_week_6": "responder_at", "time_to_response": "time_to_response"}
+    tree = xr.DataTree.from_dict(
+        {
+            "draws": draws,
+            "summary": summarise(draws, 0.9),
+            "contrasts": contrasts(draws, kinds, 0.9),
+        }
+    )
+    tree.attrs |= {"trial": "eltrombopag_itp", "ci_prob": 0.9, "n_patients": 100}
+    return tree
 
 
 def png_figure(title: str, section: str):
@@ -150,4 +183,7 @@ def small_payload() -> ReportPayload:
 
 @pytest.fixture(scope="session")
 def theophylline_payload(theophylline_fit) -> ReportPayload:
-    return build_payload(theophylline_fit, comparison=comparison_dataset(), progress=False)
+    design = load_trial(MODELS / "trials" / "eltrombopag_itp.toml")
+    return build_payload(
+        theophylline_fit, trial=design, comparison=comparison_tree(), progress=False
+    )

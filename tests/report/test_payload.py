@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import tomllib
-from pathlib import Path
 
 import arviz as az
 import matplotlib.pyplot as plt
@@ -21,9 +20,7 @@ from tpopk.report.payload import (
     prior_text,
 )
 
-from .conftest import comparison_dataset
-
-MODELS = Path(__file__).parents[2] / "models"
+from .conftest import MODELS, comparison_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fits")]
 
@@ -149,7 +146,10 @@ def test_payload_round_trips_through_json(theophylline_payload) -> None:
 
 
 def test_comparison_tables_are_in_the_payload(theophylline_payload) -> None:
-    assert theophylline_payload.comparison == comparison_tables(comparison_dataset())
+    assert theophylline_payload.comparison == comparison_tables(comparison_tree())
+    assert theophylline_payload.comparison_settings["trial"] == "eltrombopag_itp"
+    assert theophylline_payload.trial is not None
+    assert theophylline_payload.trial.name == "eltrombopag_itp"
     with pytest.raises(ValueError, match="frozen"):
         theophylline_payload.parameters.rows[0].mean = 0.0  # type: ignore[misc]
 

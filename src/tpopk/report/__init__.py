@@ -29,7 +29,7 @@ def write_report(
     path: str | Path,
     *,
     trial: TrialDesign | str | Path | None = None,
-    comparison: xr.Dataset | None = None,
+    comparison: xr.DataTree | xr.Dataset | None = None,
     progress: bool = True,
 ) -> Path:
     """Write the HTML report of a fit, with a trial comparison when a trial is given.
@@ -44,7 +44,8 @@ def write_report(
         Trial design (or its TOML path) to compare the agonists on. Without
         ``comparison``, the comparison is simulated here with ``tpopk.compare``.
     comparison
-        An already computed comparison of ``trial``; every variable is tabulated.
+        An already computed comparison of ``trial`` (``tpopk.compare``'s tree, or any
+        Dataset of endpoints); every variable is tabulated.
     progress
         Print each step and its duration on stderr.
 
@@ -57,6 +58,6 @@ def write_report(
     if design is not None and comparison is None:
         import tpopk
 
-        comparison = tpopk.compare(fit, design)
+        comparison = tpopk.compare(fit, design, progressbar=progress)
     payload = build_payload(fit, trial=design, comparison=comparison, progress=progress)
     return write_html(payload, path)

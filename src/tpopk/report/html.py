@@ -28,7 +28,8 @@ nav ol { columns: 3; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 caption { text-align: left; font-weight: bold; padding: .3em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
-th { background: #eef; }
+th { background: #eef; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
@@ -80,7 +81,11 @@ def table(
     )
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     after = f'<p class="meta">{escape(note)}</p>' if note else ""
-    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>{after}\n"
+    # wide comparison tables scroll inside the page instead of widening it
+    return (
+        f'<div class="scroll"><table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}'
+        f"</tbody></table></div>{after}\n"
+    )
 
 
 def _records(
@@ -252,6 +257,9 @@ def _comparison(payload: ReportPayload) -> str:
             parts.append(f'<p class="meta">Sources: {escape("; ".join(trial.sources))}</p>\n')
     if not payload.comparison:
         parts.append('<p class="meta">No trial comparison was requested for this report.</p>\n')
+    if payload.comparison_settings:
+        settings = ", ".join(f"{k} = {v}" for k, v in payload.comparison_settings.items())
+        parts.append(f'<p class="meta">Simulation settings: {escape(settings)}</p>\n')
     parts += [table(t.columns, t.rows, t.title, t.note) for t in payload.comparison]
     return "".join(parts)
 

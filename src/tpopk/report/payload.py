@@ -49,6 +49,8 @@ PRED_DRAWS = 100
 MAX_TABLE_ROWS = 500
 #: Dimensions of posterior draws; a comparison variable carrying them is summarised.
 SAMPLE_DIMS = ("chain", "draw", "sample")
+#: Dimensions of summary statistics, laid out as columns of a comparison table.
+COLUMN_DIMS = ("stat", "quantile")
 
 Cell = str | float | int | None
 FigureSection = Literal["convergence", "shrinkage", "vpc", "gof", "individual"]
@@ -217,6 +219,7 @@ class ReportPayload(_Frozen):
     figures: tuple[Figure, ...]
     trial: TrialSummary | None = None
     comparison: tuple[Table, ...] = ()
+    comparison_settings: dict[str, str] = {}
 
     def section_figures(self, section: FigureSection) -> tuple[Figure, ...]:
         """Return the figures of one section, in the order they were made."""
@@ -426,8 +429,8 @@ def encode_figure(plot: PlotCollection, section: FigureSection, title: str, capt
     )
 
 
-def _observation_figures(fit: Fit, dvid: str, progress: bool) -> list[Figure]:
-    """VPC, pcVPC, GOF panels and individual fits of one observation type."""
+def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[Figure]:
+    """Draw the VPC, pcVPC (where PRED allows), GOF panels and individual fits of one DVID."""
     figures = []
     new_subjects = "predictions" in fit.tree.children
     group = "predictions" if new_subjects else "posterior_predictive"
@@ -520,55 +523,90 @@ def _heading(name: str, array: xr.DataArray) -> str:
     return f"{name} ({units})" if units else name
 
 
-def comparison_tables(comparison: xr.Dataset) -> tuple[Table, ...]:
-    """Lay out every variable of a trial comparison, one table per set of dimensions.
+def _labels(data: xr.Dataset, dims: tuple[str, ...]) -> tuple[list[str], list[tuple[Cell, ...]]]:
+    """Row-label columns and values: each dim's own coordinates, or those laid along it.
 
-    Variables sharing dimensions (e.g. endpoints on ``arm``, contrasts on ``arm`` and
-    ``comparator``) become columns of one table with one row per coordinate combination.
-    A variable that still holds posterior draws (``chain``, ``draw`` or ``sample``) is
-    shown as its median and equal-tailed 90% interval.
+    Contrasts index ordered pairs by a bare ``pair`` number and carry ``arm`` and
+    ``versus`` along it; those two name the row better than the number.
     """
+    columns: list[str] = []
+    per_dim: list[list[tuple[Cell, ...]]] = []
+    for dim in dims:
+        along = [str(c) for c, v in data.coords.items() if v.dims == (dim,) and c != dim]
+        names = along or [dim]
+        columns += names
+        values = [
+            data[n].values.tolist() if n in data.coords else list(range(data.sizes[dim]))
+            for n in names
+        ]
+        per_dim.append([tuple(_cell(v) for v in row) for row in zip(*values, strict=True)])
+    rows = [tuple(itertools.chain(*key)) for key in itertools.product(*per_dim)]
+    return columns, rows
+
+
+def _spread(name: str, array: xr.DataArray, dims: tuple[str, ...]) -> dict[str, list[Cell]]:
+    """Columns of one variable: one per summary statistic, or median and 90% of its draws."""
+    heading = _heading(name, array)
+    drawn = [d for d in array.dims if d in SAMPLE_DIMS]
+    if drawn:
+        array = array.quantile([0.5, 0.05, 0.95], dim=drawn).rename(quantile="stat")
+        array = array.assign_coords(stat=["median", "5%", "95%"])
+    statistics = [str(d) for d in array.dims if d in COLUMN_DIMS]
+    keys = itertools.product(*(array[d].values.tolist() for d in statistics))
+    columns = {}
+    for key in keys:
+        part = array.sel(dict(zip(statistics, key, strict=True)))
+        label = " ".join([heading, *map(str, key)])
+        columns[label] = [_cell(v) for v in np.ravel(part.transpose(*dims).values)]
+    return columns
+
+
+def _dataset_tables(data: xr.Dataset, title: str) -> list[Table]:
     groups: dict[tuple[str, ...], list[str]] = {}
-    for name, array in comparison.data_vars.items():
-        dims = tuple(str(d) for d in array.dims if d not in SAMPLE_DIMS)
+    for name, array in data.data_vars.items():
+        dims = tuple(str(d) for d in array.dims if d not in (*SAMPLE_DIMS, *COLUMN_DIMS))
         groups.setdefault(dims, []).append(str(name))
     tables = []
     for dims, names in groups.items():
-        columns = [*dims]
-        values: list[list[Cell]] = []
+        label_columns, labels = _labels(data, dims)
+        values: dict[str, list[Cell]] = {}
         for name in names:
-            array = comparison[name]
-            drawn = [d for d in array.dims if d in SAMPLE_DIMS]
-            if drawn:
-                bounds = array.quantile([0.05, 0.5, 0.95], dim=drawn)
-                columns += [f"{_heading(name, array)} {q}" for q in ("median", "5%", "95%")]
-                for q in (0.5, 0.05, 0.95):
-                    values.append([_cell(v) for v in np.ravel(bounds.sel(quantile=q).values)])
-            else:
-                columns.append(_heading(name, array))
-                values.append([_cell(v) for v in np.ravel(array.transpose(*dims).values)])
-        labels = [
-            comparison[d].values.tolist()
-            if d in comparison.coords
-            else list(range(comparison.sizes[d]))
-            for d in dims
-        ]
-        keys = list(itertools.product(*labels))
-        rows = [
-            (*(_cell(k) for k in key), *(column[i] for column in values))
-            for i, key in enumerate(keys)
-        ]
+            values |= _spread(name, data[name], dims)
+        rows = [(*label, *(v[i] for v in values.values())) for i, label in enumerate(labels)]
         shown = rows[:MAX_TABLE_ROWS]
+        hidden = len(rows) - len(shown)
         tables.append(
             Table(
-                title=", ".join(names) + (f" by {' × '.join(dims)}" if dims else ""),
-                columns=tuple(columns),
+                title=title + (f" by {' × '.join(dims)}" if dims else ""),
+                columns=(*label_columns, *values),
                 rows=tuple(shown),
-                note=f"{len(rows) - len(shown)} more rows not shown"
-                if len(rows) > len(shown)
-                else "",
+                note=f"{hidden} more rows not shown" if hidden else "",
             )
         )
+    return tables
+
+
+def comparison_tables(comparison: xr.DataTree | xr.Dataset) -> tuple[Table, ...]:
+    """Lay out every variable of a trial comparison, one table per set of dimensions.
+
+    Variables sharing dimensions (endpoints on ``arm``, contrasts on ordered arm pairs)
+    become columns of one table with a row per coordinate combination. A ``stat`` or
+    ``quantile`` dimension (median, lower, upper) is spread into columns. A variable
+    that still holds posterior draws (``chain``, ``draw`` or ``sample``) is shown as
+    its median and equal-tailed 90% interval; in a tree from ``tpopk.compare``, a group
+    holding only draws is left to the summaries beside it. Each group of a tree gives
+    its own tables, titled by the group's path.
+    """
+    if isinstance(comparison, xr.Dataset):
+        return tuple(_dataset_tables(comparison, "comparison"))
+    tables = []
+    for node in comparison.subtree:
+        data = node.to_dataset(inherit=False)
+        only_draws = all(
+            any(d in SAMPLE_DIMS for d in array.dims) for array in data.data_vars.values()
+        )
+        if data.data_vars and not (only_draws and len(comparison.children) > 1):
+            tables += _dataset_tables(data, node.path.strip("/") or "comparison")
     return tuple(tables)
 
 
@@ -576,7 +614,7 @@ def build_payload(
     fit: Fit,
     *,
     trial: TrialDesign | None = None,
-    comparison: xr.Dataset | None = None,
+    comparison: xr.DataTree | xr.Dataset | None = None,
     title: str | None = None,
     progress: bool = True,
 ) -> ReportPayload:
@@ -589,7 +627,8 @@ def build_payload(
     trial
         The trial design that ``comparison`` simulates, described in the report.
     comparison
-        Trial comparison (e.g. from ``tpopk.compare``): every variable is tabulated.
+        Trial comparison (from ``tpopk.compare``, or any Dataset): every variable is
+        tabulated (see :func:`comparison_tables`), its attrs listed as settings.
     title
         Report title; default names the model card(s).
     progress
@@ -631,7 +670,7 @@ def build_payload(
     with _step("PSIS-LOO", progress):
         loo = summarise_loo(fit)
     for dvid in diagnostics.observation_types(fit.tree):
-        figures += _observation_figures(fit, dvid, progress)
+        figures += observation_figures(fit, dvid, progress=progress)
     with _step("trial comparison", progress):
         tables = comparison_tables(comparison) if comparison is not None else ()
     posterior = fit.posterior
@@ -650,4 +689,7 @@ def build_payload(
         figures=tuple(figures),
         trial=summarise_trial(trial) if trial is not None else None,
         comparison=tables,
+        comparison_settings=(
+            {str(k): str(v) for k, v in comparison.attrs.items()} if comparison is not None else {}
+        ),
     )
