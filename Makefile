@@ -8,7 +8,7 @@ export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: test demo lint typecheck install clean bench
+.PHONY: test demo lint typecheck install clean bench browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The report test opens a report in headless Chromium: install Debian's package when missing.
+# Where that cannot be done, the reason goes to $(BROWSER_LOG) and the test skips quoting it.
+CHROMIUM    := /usr/bin/chromium
+BROWSER_LOG := .cache/chromium-install.log
+
+browser:
+	@mkdir -p .cache
+	@if [ -x $(CHROMIUM) ]; then rm -f $(BROWSER_LOG); \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "not root (uid $$(id -u)): apt-get cannot install chromium" | tee $(BROWSER_LOG); \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "no apt-get on this system to install chromium" | tee $(BROWSER_LOG); \
+	elif (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+			> $(BROWSER_LOG) 2>&1 && [ -x $(CHROMIUM) ]; then rm -f $(BROWSER_LOG); \
+	else echo "apt-get install chromium failed (network?); the browser test will skip: $(BROWSER_LOG)"; \
+	fi
+
+test: lint typecheck browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 demo: $(STAMP)

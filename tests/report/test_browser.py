@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,6 @@ from PIL import Image
 from tpopk.report.html import write_html
 
 from .test_html import check_self_contained, parse
-
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fits")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL_LOG = Path(__file__).parents[2] / ".cache" / "chromium-install.log"
@@ -85,6 +84,8 @@ def run_chromium(browser: Path, profile: Path, *arguments: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("fits")
 def test_report_renders_in_chromium(theophylline_payload, tmp_path: Path) -> None:
     browser = chromium_or_skip()
     report = write_html(theophylline_payload, tmp_path / "report.html")
@@ -130,3 +131,19 @@ def test_report_renders_in_chromium(theophylline_payload, tmp_path: Path) -> Non
     assert image.size == (1280, 2400)
     colours = image.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 50  # text, table shading and figures, not a blank page
+
+
+def test_missing_browser_skips_saying_why(tmp_path: Path, monkeypatch) -> None:
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(module, "INSTALL_LOG", tmp_path / "install.log")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/apt-get")
+    with pytest.raises(pytest.skip.Exception, match="'make browser' has not been run"):
+        chromium_or_skip()
+    (tmp_path / "install.log").write_text("Reading lists\nE: Unable to locate package chromium\n")
+    with pytest.raises(pytest.skip.Exception, match=r"failed: .*Unable to locate package chromium"):
+        chromium_or_skip()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match=r"missing: not root \(uid 1000\)"):
+        chromium_or_skip()
