@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tpopk.report.comparison import comparison_tables
 from tpopk.report.payload import (
     CardSummary,
     ChainRow,
@@ -24,7 +25,6 @@ from tpopk.report.payload import (
     Shrinkage,
     ShrinkageRow,
     build_payload,
-    comparison_tables,
     encode_figure,
 )
 from tpopk.simulate import load_trial

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tpopk.report.payload import MAX_TABLE_ROWS, comparison_tables
+from tpopk.report.comparison import MAX_TABLE_ROWS, comparison_tables
 
 from .conftest import comparison_dataset, comparison_draws, comparison_tree
 

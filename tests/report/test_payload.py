@@ -13,9 +13,9 @@ import pytest
 import xarray as xr
 from PIL import Image
 
+from tpopk.report.comparison import comparison_tables
 from tpopk.report.payload import (
     ReportPayload,
-    comparison_tables,
     observation_figures,
     prior_text,
 )

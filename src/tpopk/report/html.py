@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tpopk.report.payload import Cell, Figure, FigureSection, ReportPayload
+from tpopk.report.comparison import Cell
+from tpopk.report.payload import Figure, FigureSection, ReportPayload
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;

@@ -3,7 +3,8 @@
 Everything a report shows is held in one frozen, typed :class:`ReportPayload`:
 numbers stay numbers, texts stay unformatted, figures are PNG images (base64). The
 renderer (:mod:`tpopk.report.html`) only formats it, and the payload serialises to JSON
-(``payload.model_dump_json()``) for any other renderer.
+(``payload.model_dump_json()``) for any other renderer. Trial comparisons are laid out
+as tables by :mod:`tpopk.report.comparison`.
 
 >>> from tpopk.report.payload import build_payload  # doctest: +SKIP
 >>> payload = build_payload(fit)  # doctest: +SKIP
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,6 +32,7 @@ from pymc_extras.prior import Prior
 import tpopk
 from tpopk import diagnostics
 from tpopk.model.card import ModelCard
+from tpopk.report.comparison import Table, comparison_tables
 from tpopk.simulate import TrialDesign
 
 if TYPE_CHECKING:
@@ -45,14 +46,7 @@ FIGURE_DPI = 96
 CI_PROB = 0.9
 #: Posterior draws evaluated for PRED (η = 0), the correction of the pcVPC.
 PRED_DRAWS = 100
-#: Rows shown of one comparison table; the rest are counted, not shown.
-MAX_TABLE_ROWS = 500
-#: Dimensions of posterior draws; a comparison variable carrying them is summarised.
-SAMPLE_DIMS = ("chain", "draw", "sample")
-#: Dimensions of summary statistics, laid out as columns of a comparison table.
-COLUMN_DIMS = ("stat", "quantile")
 
-Cell = str | float | int | None
 FigureSection = Literal["convergence", "shrinkage", "vpc", "gof", "individual"]
 
 
@@ -181,15 +175,6 @@ class Figure(_Frozen):
     title: str
     caption: str
     png_base64: str
-
-
-class Table(_Frozen):
-    """A titled table whose columns are only known at run time (trial comparisons)."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
-    note: str = ""
 
 
 class TrialSummary(_Frozen):
@@ -483,7 +468,8 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 "individual",
                 f"Individual fits: {dvid}",
                 f"The first {len(chosen)} subjects in data order: observations (points; "
-                "hollow: BLQ at the LLOQ), IPRED posterior median and 90% band.",
+                f"hollow: BLQ at the LLOQ), IPRED posterior median and "
+                f"{100 * panels.attrs['ci_prob']:g}% band.",
             )
         )
     return figures
@@ -508,106 +494,6 @@ def summarise_trial(design: TrialDesign) -> TrialSummary:
         endpoints=endpoints,
         sources=design.sources,
     )
-
-
-def _cell(value: Any) -> Cell:
-    """Convert a value to a table cell: Python numbers and strings (numpy scalars converted)."""
-    item = value.item() if isinstance(value, np.generic) else value
-    if isinstance(item, bool):
-        return str(item)
-    return item if isinstance(item, int | float | str) else str(item)
-
-
-def _heading(name: str, array: xr.DataArray) -> str:
-    units = array.attrs.get("units")
-    return f"{name} ({units})" if units else name
-
-
-def _labels(data: xr.Dataset, dims: tuple[str, ...]) -> tuple[list[str], list[tuple[Cell, ...]]]:
-    """Row-label columns and values: each dim's own coordinates, or those laid along it.
-
-    Contrasts index ordered pairs by a bare ``pair`` number and carry ``arm`` and
-    ``versus`` along it; those two name the row better than the number.
-    """
-    columns: list[str] = []
-    per_dim: list[list[tuple[Cell, ...]]] = []
-    for dim in dims:
-        along = [str(c) for c, v in data.coords.items() if v.dims == (dim,) and c != dim]
-        names = along or [dim]
-        columns += names
-        values = [
-            data[n].values.tolist() if n in data.coords else list(range(data.sizes[dim]))
-            for n in names
-        ]
-        per_dim.append([tuple(_cell(v) for v in row) for row in zip(*values, strict=True)])
-    rows = [tuple(itertools.chain(*key)) for key in itertools.product(*per_dim)]
-    return columns, rows
-
-
-def _spread(name: str, array: xr.DataArray, dims: tuple[str, ...]) -> dict[str, list[Cell]]:
-    """Columns of one variable: one per summary statistic, or median and 90% of its draws."""
-    heading = _heading(name, array)
-    drawn = [d for d in array.dims if d in SAMPLE_DIMS]
-    if drawn:
-        array = array.quantile([0.5, 0.05, 0.95], dim=drawn).rename(quantile="stat")
-        array = array.assign_coords(stat=["median", "5%", "95%"])
-    statistics = [str(d) for d in array.dims if d in COLUMN_DIMS]
-    keys = itertools.product(*(array[d].values.tolist() for d in statistics))
-    columns = {}
-    for key in keys:
-        part = array.sel(dict(zip(statistics, key, strict=True)))
-        label = " ".join([heading, *map(str, key)])
-        columns[label] = [_cell(v) for v in np.ravel(part.transpose(*dims).values)]
-    return columns
-
-
-def _dataset_tables(data: xr.Dataset, title: str) -> list[Table]:
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, array in data.data_vars.items():
-        dims = tuple(str(d) for d in array.dims if d not in (*SAMPLE_DIMS, *COLUMN_DIMS))
-        groups.setdefault(dims, []).append(str(name))
-    tables = []
-    for dims, names in groups.items():
-        label_columns, labels = _labels(data, dims)
-        values: dict[str, list[Cell]] = {}
-        for name in names:
-            values |= _spread(name, data[name], dims)
-        rows = [(*label, *(v[i] for v in values.values())) for i, label in enumerate(labels)]
-        shown = rows[:MAX_TABLE_ROWS]
-        hidden = len(rows) - len(shown)
-        tables.append(
-            Table(
-                title=title + (f" by {' × '.join(dims)}" if dims else ""),
-                columns=(*label_columns, *values),
-                rows=tuple(shown),
-                note=f"{hidden} more rows not shown" if hidden else "",
-            )
-        )
-    return tables
-
-
-def comparison_tables(comparison: xr.DataTree | xr.Dataset) -> tuple[Table, ...]:
-    """Lay out every variable of a trial comparison, one table per set of dimensions.
-
-    Variables sharing dimensions (endpoints on ``arm``, contrasts on ordered arm pairs)
-    become columns of one table with a row per coordinate combination. A ``stat`` or
-    ``quantile`` dimension (median, lower, upper) is spread into columns. A variable
-    that still holds posterior draws (``chain``, ``draw`` or ``sample``) is shown as
-    its median and equal-tailed 90% interval; in a tree from ``tpopk.compare``, a group
-    holding only draws is left to the summaries beside it. Each group of a tree gives
-    its own tables, titled by the group's path.
-    """
-    if isinstance(comparison, xr.Dataset):
-        return tuple(_dataset_tables(comparison, "comparison"))
-    tables = []
-    for node in comparison.subtree:
-        data = node.to_dataset(inherit=False)
-        only_draws = all(
-            any(d in SAMPLE_DIMS for d in array.dims) for array in data.data_vars.values()
-        )
-        if data.data_vars and not (only_draws and len(comparison.children) > 1):
-            tables += _dataset_tables(data, node.path.strip("/") or "comparison")
-    return tuple(tables)
 
 
 def build_payload(
