@@ -29,7 +29,7 @@ nav ol { columns: 3; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 caption { text-align: left; font-weight: bold; padding: .3em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
-th { background: #eef; overflow-wrap: anywhere; }
+th { background: #eef; }
 .scroll { overflow-x: auto; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2em 0; }
@@ -68,7 +68,8 @@ def table(
     columns: Sequence[str], rows: Sequence[Sequence[Cell]], caption: str = "", note: str = ""
 ) -> str:
     """Return an HTML table; numeric cells are right-aligned."""
-    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
+    # variable names are long and unspaced: let them wrap after their underscores
+    head = "".join(f'<th scope="col">{escape(c).replace("_", "_<wbr>")}</th>' for c in columns)
     body = "".join(
         "<tr>"
         + "".join(
