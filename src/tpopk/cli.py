@@ -192,6 +192,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tpopk.inference import Fit
+    from tpopk.report import write_report
+
+    path = write_report(Fit.load(args.fit), args.out, trial=args.trial, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tpopk import datasets
 
@@ -252,6 +261,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="self-contained HTML report of a fit")
+    p.add_argument("fit", help="fit file (.nc or .zarr)")
+    p.add_argument("--trial", help="trial design (TOML) whose arms the report compares")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="run the main job on the bundled data")
     p.add_argument("--quick", action="store_true", help="one-minute version")

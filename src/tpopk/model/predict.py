@@ -89,10 +89,14 @@ class Dosing:
             amount = amount * weight[:, None]
             dose_unit = dose_unit.split("/")[0]
         if dose_unit != card.units.dose:
-            raise CardError(
-                f"data doses are in '{events.units['AMT']}' but card '{card.name}' expects "
-                f"'{card.units.dose}'"
-            )
+            # e.g. a mg dataset for a card in µg: same basis, a power of ten apart
+            data, wanted = _AMOUNT.get(dose_unit), _AMOUNT.get(card.units.dose)
+            if data is None or wanted is None or data[0] != wanted[0]:
+                raise CardError(
+                    f"data doses are in '{events.units['AMT']}' but card '{card.name}' "
+                    f"expects '{card.units.dose}'"
+                )
+            amount = amount * (data[1] / wanted[1])
         pk_model = PK_MODELS[cast(str, card.structure.pk)]
         wrong = arrays.dose_mask[subjects] & (arrays.dose_cmt[subjects] != pk_model.dose_cmt)
         if wrong.any():
