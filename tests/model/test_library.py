@@ -130,11 +130,11 @@ ELTROMBOPAG_WEIGHT = ("eltrombopag", "weight effect on CL/F,Vc/F,Q/F,Vp/F")
 # number the source string names).
 CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
     # thrombopoiesis
-    ("thrombopoiesis", "circ0", lambda: num("rhTPO", "PEG-rHuMGDF HV platelet response")),
-    ("thrombopoiesis", "circ0.iiv", lambda: omega(num(*ROMIPLOSTIM_BASELINES, 1))),
+    ("thrombopoiesis", "plt0", lambda: num("rhTPO", "PEG-rHuMGDF HV platelet response")),
+    ("thrombopoiesis", "plt0.iiv", lambda: omega(num(*ROMIPLOSTIM_BASELINES, 1))),
     (
         "thrombopoiesis",
-        "circ0.DISEASE[ITP]",
+        "plt0.DISEASE[ITP]",
         lambda: (
             num("hetrombopag", "baseline platelets")
             / num("rhTPO", "PEG-rHuMGDF HV platelet response")
@@ -142,7 +142,7 @@ CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
     ),
     (
         "thrombopoiesis",
-        "circ0.DISEASE[CLD]",
+        "plt0.DISEASE[CLD]",
         lambda: (
             num("eltrombopag", "baseline platelets")
             / num("rhTPO", "PEG-rHuMGDF HV platelet response")
@@ -150,32 +150,26 @@ CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
     ),
     (
         "thrombopoiesis",
-        "circ0.SPLENECTOMY",
+        "plt0.SPLENECTOMY",
         lambda: num(*ROMIPLOSTIM_BASELINES, 2) / num(*ROMIPLOSTIM_BASELINES, 0),
     ),
-    ("thrombopoiesis", "mtt", lambda: num("romiplostim", "MTT")),
+    ("thrombopoiesis", "tp", lambda: num("romiplostim", "precursor lifespan TP")),
     (
         "thrombopoiesis",
-        "mtt.iiv",
+        "tp.iiv",
         lambda: omega(note("romiplostim", "baseline / MTT / kDE (MDS)", r"/ (\d+)%")),
     ),
-    ("thrombopoiesis", "gamma", lambda: num("general", "generic platelet model feedback gamma")),
-    # healthy kdeg = ITP kdeg / 10 (lit s.0) equals ktr: kel_ratio 1
+    ("thrombopoiesis", "tplt", lambda: num("romiplostim", "platelet lifespan TPLT")),
     (
         "thrombopoiesis",
-        "kel_ratio",
-        lambda: num("romiplostim", "kdeg") / itp_degradation_ratio() / num("romiplostim", "ktr"),
-    ),
-    (
-        "thrombopoiesis",
-        "kel_ratio.iiv",
+        "tplt.iiv",
         lambda: omega(note("romiplostim", "kdeg", r"IIV (\d+)%")),
     ),
-    ("thrombopoiesis", "kel_ratio.DISEASE[ITP]", itp_degradation_ratio),
+    ("thrombopoiesis", "tplt.DISEASE[ITP]", lambda: 1 / itp_degradation_ratio()),
     (
         "thrombopoiesis",
-        "kel_ratio.SPLENECTOMY",
-        lambda: note("romiplostim", "kdeg", r"([\d.]+) splen mech1") / num("romiplostim", "kdeg"),
+        "tplt.SPLENECTOMY",
+        lambda: num("romiplostim", "kdeg") / note("romiplostim", "kdeg", r"([\d.]+) splen mech1"),
     ),
     ("thrombopoiesis", "residual.plt", lambda: num("romiplostim", "PD residual error")),
     # eltrombopag
