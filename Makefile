@@ -3,9 +3,11 @@ PYTHON ?= python3.12
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Compiled PyTensor/numba code is cached inside the checkout so repeated runs skip cold compiles.
-export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+# Compiled PyTensor/numba code is cached per user, so later runs and fresh clones on the same
+# machine skip the cold compiles (tens of seconds to minutes per model).
+CACHE ?= $(HOME)/.cache/tpopk
+export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
+export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export MPLBACKEND ?= Agg
 
 .PHONY: test demo lint typecheck install clean bench browser

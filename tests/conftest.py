@@ -64,3 +64,12 @@ def prior_fit():  # type: ignore[no-untyped-def]
     posterior = prior["prior"].to_dataset()
     tree = xr.DataTree.from_dict({"posterior": posterior})
     return Fit(tree=tree, cards=(card,), events=events)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():  # type: ignore[no-untyped-def]
+    """Close matplotlib figures a test leaves open, so no test sees another's."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -202,13 +202,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tpopk import datasets
+    from tpopk.demo import run_demo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, load in datasets.CATALOGUE.items():
-        events = load()
-        print(f"== {name}\n{events.describe()}\n")
+    run_demo(Path(args.out), quick=args.quick)
     return 0
 
 

@@ -96,7 +96,7 @@ def posterior():
         chains=2,
         cores=2,
         seed=20261122,
-        target_accept=0.9,
+        target_accept=0.95,
         progress_bar=False,
     )
 

@@ -232,7 +232,9 @@ def response_at(
         rows = np.full((n_subjects, drug.dosing.time.shape[1] * 2), np.nan)
         rows[drug.subjects] = drug.dosing.breakpoints()
         breakpoints = np.concatenate([breakpoints, rows], axis=1)
-    grid = SolverGrid.build(obs_subject, obs_time, n_subjects, breakpoints=breakpoints)
+    grid = SolverGrid.build(
+        obs_subject, obs_time, n_subjects, breakpoints=breakpoints, max_step=pd_model.max_step
+    )
     drive = xp.ones(grid.stage_times.shape)
     for drug, params in drugs:
         part = drive_at(drug, params, grid.stage_times[drug.subjects], xp)

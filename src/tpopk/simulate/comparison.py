@@ -137,6 +137,38 @@ def compare(
             futures = [client.submit(_chunk_endpoints, *a, pure=False) for a in arguments]
             results = client.gather(futures)
     values = xr.concat(results, dim="draw").assign_coords(draw=np.arange(draws))
+    return _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
+
+
+def prior_compare(
+    cards: Sequence[ModelCard],
+    trial: TrialDesign | str | Path,
+    *,
+    n_patients: int = 20,
+    draws: int = 10,
+    ci_prob: float = 0.9,
+    seed: int = 0,
+) -> xr.DataTree:
+    """Prior predictive comparison of a trial's arms, straight from model cards.
+
+    The same tree as :func:`compare`, with population values drawn from the cards'
+    priors instead of a posterior (what the literature alone predicts).
+    """
+    design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
+    simulated = simulate_trial(cards, design, n_patients=n_patients, seed=seed, draws=draws)
+    if "draw" not in simulated.dims:
+        simulated = simulated.expand_dims(draw=1)
+    values = evaluate_endpoints(simulated, design.endpoints)
+    return _comparison_tree(values, design, cards, ci_prob, n_patients)
+
+
+def _comparison_tree(
+    values: xr.Dataset,
+    design: TrialDesign,
+    cards: Sequence[ModelCard],
+    ci_prob: float,
+    n_patients: int,
+) -> xr.DataTree:
     kinds = {e.name: e.kind for e in design.endpoints}
     tree = xr.DataTree.from_dict(
         {
@@ -149,8 +181,8 @@ def compare(
         "trial": design.name,
         "ci_prob": ci_prob,
         "n_patients": n_patients,
-        "draws": draws,
-        "cards": [c.name for c in fit.cards],
+        "draws": values.sizes["draw"],
+        "cards": [c.name for c in cards],
     }
     return tree
 
