@@ -50,8 +50,11 @@ test: lint typecheck browser
 demo: $(STAMP)
 	$(BIN)/tpopk demo --out out/demo
 
+# On demand, never in CI: speed and accuracy against the approaches users would otherwise take.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python benchmarks/pk_accuracy.py
+	$(BIN)/python benchmarks/pk_speed.py
+	$(BIN)/python -m benchmarks.pd_speed
 
 clean:
 	rm -rf $(VENV) .cache out
