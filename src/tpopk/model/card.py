@@ -28,7 +28,6 @@ parameter name fails when the card is loaded, not when the model is sampled.
 from __future__ import annotations
 
 import inspect
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -39,12 +38,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     model_validator,
 )
 from pymc_extras.prior import Prior, UnsupportedDistributionError
 
 from tpopk.errors import TpopkError
+from tpopk.tomlfile import load_document
 
 CardKind = Literal["pk", "pkpd", "system", "agonist"]
 
@@ -333,25 +332,4 @@ def load_card(source: str | Path | Mapping[str, Any]) -> ModelCard:
         If the file is missing, is not TOML, or does not describe a valid model; the
         message lists every problem with its location in the card.
     """
-    origin = "card"
-    if isinstance(source, Mapping):
-        table: Mapping[str, Any] = source
-    else:
-        text = str(source)
-        path = Path(text)
-        if isinstance(source, Path) or (text.endswith(".toml") and "\n" not in text):
-            if not path.is_file():
-                raise CardError(f"model card '{path}' does not exist")
-            origin, text = str(path), path.read_text(encoding="utf-8")
-        try:
-            table = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise CardError(f"{origin}: not valid TOML: {err}") from None
-    try:
-        return ModelCard.model_validate(table)
-    except ValidationError as err:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in err.errors()
-        )
-        raise CardError(f"{origin}: invalid model card:\n{problems}") from None
+    return load_document(source, ModelCard, CardError, "model card")

@@ -48,7 +48,6 @@ minimal design::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -61,7 +60,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 
@@ -69,6 +67,7 @@ from tpopk.data.schema import AGONISTS
 from tpopk.errors import TpopkError
 from tpopk.simulate.duration import HOURS_PER, Hours
 from tpopk.simulate.endpoints import Endpoint, FoldChangeAt, ResponderAt
+from tpopk.tomlfile import load_document
 
 
 class TrialDesignError(TpopkError):
@@ -432,25 +431,4 @@ def load_trial(source: str | Path | Mapping[str, Any]) -> TrialDesign:
         If the file is missing, is not TOML, or does not describe a runnable trial; the
         message lists every problem with its key (e.g. ``arms.1.start.0.level``).
     """
-    origin = "trial design"
-    if isinstance(source, Mapping):
-        table: Mapping[str, Any] = source
-    else:
-        text = str(source)
-        path = Path(text)
-        if isinstance(source, Path) or (text.endswith(".toml") and "\n" not in text):
-            if not path.is_file():
-                raise TrialDesignError(f"trial design '{path}' does not exist")
-            origin, text = str(path), path.read_text(encoding="utf-8")
-        try:
-            table = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise TrialDesignError(f"{origin}: not valid TOML: {err}") from None
-    try:
-        return TrialDesign.model_validate(table)
-    except ValidationError as err:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in err.errors()
-        )
-        raise TrialDesignError(f"{origin}: invalid trial design:\n{problems}") from None
+    return load_document(source, TrialDesign, TrialDesignError, "trial design")
