@@ -18,7 +18,6 @@ from tpopk.pd.solve import observe, simulate, solve
 from tpopk.pd.structures import (
     PD_MODELS,
     PDModel,
-    PDParameter,
     friberg,
     indirect_response,
     lifespan,
@@ -28,7 +27,6 @@ __all__ = [
     "DEFAULT_MAX_STEP",
     "PD_MODELS",
     "PDModel",
-    "PDParameter",
     "SolverGrid",
     "drug_effect",
     "friberg",

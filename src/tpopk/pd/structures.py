@@ -29,28 +29,7 @@ from tpopk.pd.kernels import (
     LIFESPAN,
     TMDD_FRIBERG,
 )
-
-
-@dataclass(frozen=True)
-class PDParameter:
-    """One declared parameter of a model structure.
-
-    Parameters
-    ----------
-    name
-        Name used in model cards and the posterior (``pop_<name>``, ``<name>``).
-    unit
-        Unit of the value the solver expects.
-    description
-        What it means, in the field's words.
-    default
-        Value a structure takes when a card does not estimate it (``None``: must be given).
-    """
-
-    name: str
-    unit: str
-    description: str
-    default: float | None = None
+from tpopk.pk.models import ParameterSpec  # one parameter declaration for PK and PD
 
 
 @dataclass(frozen=True)
@@ -85,7 +64,7 @@ class PDModel:
 
     name: str
     kernel_id: int
-    parameters: tuple[PDParameter, ...]
+    parameters: tuple[ParameterSpec, ...]
     config: tuple[int, ...]
     drive: str
     observed: tuple[int, ...]
@@ -144,10 +123,10 @@ def friberg(n_transit: int = 3) -> PDModel:
         name="friberg" if n_transit == 3 else f"friberg_{n_transit}",
         kernel_id=FRIBERG,
         parameters=(
-            PDParameter("circ0", "10^9/L", "baseline circulating count (steady state)"),
-            PDParameter("mtt", "h", "mean transit time, precursors to circulation"),
-            PDParameter("gamma", "1", "feedback exponent on (circ0/circ)"),
-            PDParameter(
+            ParameterSpec("circ0", "10^9/L", "baseline circulating count (steady state)"),
+            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
+            ParameterSpec("gamma", "1", "feedback exponent on (circ0/circ)"),
+            ParameterSpec(
                 "kel_ratio",
                 "1",
                 "loss rate of circulating cells relative to ktr (ITP > 1)",
@@ -189,8 +168,8 @@ def indirect_response(kind: int) -> PDModel:
         name=f"idr{kind}",
         kernel_id=INDIRECT_PRODUCTION if on_production else INDIRECT_LOSS,
         parameters=(
-            PDParameter("r0", "response unit", "baseline response (steady state)"),
-            PDParameter("kout", "1/h", "first-order loss rate constant of the response"),
+            ParameterSpec("r0", "response unit", "baseline response (steady state)"),
+            ParameterSpec("kout", "1/h", "first-order loss rate constant of the response"),
         ),
         config=(),
         drive=rate,
@@ -226,9 +205,9 @@ def lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
         name="lifespan",
         kernel_id=LIFESPAN,
         parameters=(
-            PDParameter("plt0", "10^9/L", "baseline platelet count (steady state)"),
-            PDParameter("tp", "h", "precursor lifespan (maturation time)"),
-            PDParameter("tplt", "h", "platelet lifespan in circulation"),
+            ParameterSpec("plt0", "10^9/L", "baseline platelet count (steady state)"),
+            ParameterSpec("tp", "h", "precursor lifespan (maturation time)"),
+            ParameterSpec("tplt", "h", "platelet lifespan in circulation"),
         ),
         config=(n_precursor, n_platelet),
         drive="production",
@@ -284,16 +263,16 @@ def endogenous_tpo(n_transit: int = 3) -> PDModel:
         name="endogenous_tpo" if n_transit == 3 else f"endogenous_tpo_{n_transit}",
         kernel_id=ENDOGENOUS_TPO,
         parameters=(
-            PDParameter("circ0", "10^9/L", "baseline circulating platelet count"),
-            PDParameter("mtt", "h", "mean transit time, precursors to circulation"),
-            PDParameter("tplt", "h", "mean platelet lifespan in circulation"),
-            PDParameter("tpo0", "pM", "baseline plasma TPO"),
-            PDParameter("ec50_tpo", "pM", "TPO concentration giving half receptor occupancy"),
-            PDParameter("ktpo", "1/h", "baseline TPO elimination rate constant"),
-            PDParameter(
+            ParameterSpec("circ0", "10^9/L", "baseline circulating platelet count"),
+            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
+            ParameterSpec("tplt", "h", "mean platelet lifespan in circulation"),
+            ParameterSpec("tpo0", "pM", "baseline plasma TPO"),
+            ParameterSpec("ec50_tpo", "pM", "TPO concentration giving half receptor occupancy"),
+            ParameterSpec("ktpo", "1/h", "baseline TPO elimination rate constant"),
+            ParameterSpec(
                 "frac_receptor", "1", "share of baseline TPO clearance by platelet/MK mass"
             ),
-            PDParameter(
+            ParameterSpec(
                 "pool_fraction", "1", "share of platelets pooled in the spleen", default=0.0
             ),
         ),
@@ -346,17 +325,17 @@ def tmdd_friberg(n_transit: int = 4) -> PDModel:
         name="tmdd_friberg" if n_transit == 4 else f"tmdd_friberg_{n_transit}",
         kernel_id=TMDD_FRIBERG,
         parameters=(
-            PDParameter("ka", "1/h", "first-order absorption rate constant"),
-            PDParameter("v", "L", "apparent volume of distribution (V/F)"),
-            PDParameter("kel", "1/h", "linear elimination rate constant of free drug"),
-            PDParameter("kint", "1/h", "internalisation rate constant of bound drug"),
-            PDParameter("kd", "amount/L", "quasi-equilibrium dissociation constant"),
-            PDParameter("rdens", "amount/L per count", "target capacity per platelet count"),
-            PDParameter("emax", "1", "maximal stimulation of precursor production"),
-            PDParameter("ec50", "amount/L", "free concentration at half-maximal stimulation"),
-            PDParameter("circ0", "10^9/L", "baseline circulating platelet count"),
-            PDParameter("mtt", "h", "mean transit time, precursors to circulation"),
-            PDParameter("gamma", "1", "feedback exponent on (circ0/circ)"),
+            ParameterSpec("ka", "1/h", "first-order absorption rate constant"),
+            ParameterSpec("v", "L", "apparent volume of distribution (V/F)"),
+            ParameterSpec("kel", "1/h", "linear elimination rate constant of free drug"),
+            ParameterSpec("kint", "1/h", "internalisation rate constant of bound drug"),
+            ParameterSpec("kd", "amount/L", "quasi-equilibrium dissociation constant"),
+            ParameterSpec("rdens", "amount/L per count", "target capacity per platelet count"),
+            ParameterSpec("emax", "1", "maximal stimulation of precursor production"),
+            ParameterSpec("ec50", "amount/L", "free concentration at half-maximal stimulation"),
+            ParameterSpec("circ0", "10^9/L", "baseline circulating platelet count"),
+            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
+            ParameterSpec("gamma", "1", "feedback exponent on (circ0/circ)"),
         ),
         config=(n_transit,),
         drive="production",
