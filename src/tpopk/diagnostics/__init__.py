@@ -1,4 +1,4 @@
-"""Fit diagnostics: convergence, PSIS-LOO, VPC/pcVPC, GOF, NPDE, shrinkage, individual fits.
+"""Fit diagnostics: convergence, PSIS-LOO, VPC/pcVPC, GOF, NPDE, shrinkage, individual fits, SBC.
 
 Every computation returns numbers (an xarray Dataset, a DataFrame or ArviZ's ELPD
 object) and has a matching ``plot_*`` function that draws those numbers and returns an
@@ -41,6 +41,7 @@ from tpopk.diagnostics.observations import (
     observations,
     simulated_draws,
 )
+from tpopk.diagnostics.sbc import plot_sbc, sbc_ranks, sbc_uniformity
 from tpopk.diagnostics.shrinkage import epsilon_shrinkage, eta_shrinkage, plot_eta_shrinkage
 from tpopk.diagnostics.vpc import plot_vpc, vpc
 
@@ -69,9 +70,12 @@ __all__ = [
     "plot_khat",
     "plot_loo_pit",
     "plot_npde",
+    "plot_sbc",
     "plot_vpc",
     "population_variables",
     "prediction_discrepancies",
+    "sbc_ranks",
+    "sbc_uniformity",
     "simulated_draws",
     "vpc",
 ]
