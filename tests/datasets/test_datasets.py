@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,15 @@ from tpopk.data import EventDataError, EventTable
 from tpopk.datasets import (
     CATALOGUE,
     infusions_from_start_stop,
+    itp_study_values,
+    load_itp_study,
     load_theophylline,
     load_wbc_sim,
 )
+from tpopk.model import build_model
+from tpopk.simulate.synthetic import AGONISTS, design_itp_study, library_cards, population_variables
+
+MODELS = Path(__file__).parents[2] / "models"
 
 
 def bundled(name: str) -> pd.DataFrame:
@@ -79,8 +86,43 @@ def test_catalogue_lists_every_loader_and_provenance_is_bundled() -> None:
     assert list(CATALOGUE.items()) == [
         ("theophylline", load_theophylline),
         ("wbc_sim", load_wbc_sim),
+        ("itp_study", load_itp_study),
     ]
     assert all(isinstance(load(), EventTable) for load in CATALOGUE.values())
     provenance = files("tpopk.datasets").joinpath("PROVENANCE.md").read_text(encoding="utf-8")
     for needle in ("theo_sd.csv", "wbcSim.csv", "GPL", "nlmixr2data", "EVID 10101"):
         assert needle in provenance
+    assert "itp_study.csv` — multi-agonist ITP study (SYNTHETIC)" in provenance
+    assert "python -m tpopk.simulate.synthetic --out src/tpopk/datasets/itp_study.csv" in provenance
+
+
+def test_itp_study_is_the_stated_design_for_all_five_agonists() -> None:
+    events = load_itp_study()
+    assert len(events.subjects) == 30
+    assert events.observations.groupby("DVID").size().to_dict() == {"conc": 180, "plt": 270}
+    assert set(events.covariates["AGONIST"]) == set(AGONISTS)
+    assert set(events.covariates["DISEASE"]) == {"ITP"}
+    assert (events.units["AMT"], events.units["conc"], events.units["plt"]) == (
+        "mg",
+        "ng/mL",
+        "10^9/L",
+    )
+    assert (events.observations["DV"] > 0).all()
+    # everything but DV is what the documented design function writes with its seed
+    design = design_itp_study(AGONISTS, 6, seed=20261201)
+    raw = bundled("itp_study.csv").fillna({"DVID": ""})
+    pd.testing.assert_frame_equal(
+        raw.drop(columns="DV"), design.drop(columns="DV"), check_dtype=False
+    )
+
+
+def test_itp_study_values_name_every_population_variable_of_the_library_model() -> None:
+    record = itp_study_values()
+    assert record["synthetic"] is True
+    assert record["cards"] == ["thrombopoiesis", *AGONISTS]
+    model = build_model(library_cards(AGONISTS, MODELS), load_itp_study())
+    assert sorted(record["population"]) == sorted(population_variables(model))
+    # prior medians: LogNormal typical values at exp(mu) of their card prior
+    assert record["population"]["pop_plt0"] == pytest.approx(np.exp(5.46806))
+    assert record["population"]["pop_tplt"] == pytest.approx(np.exp(5.533389))
+    assert record["population"]["z_tp_agonist"] == [0.0] * 5

@@ -1,16 +1,19 @@
-"""Bundled public example datasets, loaded as validated event tables.
+"""Bundled example datasets, loaded as validated event tables.
 
-Each CSV is kept byte-for-byte as published (see ``PROVENANCE.md`` beside it); the
-loaders translate rxode2 event codes into NONMEM semantics and declare the units.
+The public CSVs are kept byte-for-byte as published (see ``PROVENANCE.md`` beside
+them); their loaders translate rxode2 event codes into NONMEM semantics and declare the
+units. ``itp_study.csv`` is SYNTHETIC: simulated by :mod:`tpopk.simulate.synthetic` from
+the model library at the values in ``itp_study.values.json``.
 
 ``CATALOGUE`` maps a short name to each loader.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from importlib.resources import files
-from typing import Final
+from importlib.resources import as_file, files
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -111,15 +114,46 @@ def load_wbc_sim() -> EventTable:
     return read_events(raw, units=units)
 
 
+def load_itp_study() -> EventTable:
+    """Load the SYNTHETIC multi-agonist ITP study: 5 agonists x 6 subjects, 6 weeks.
+
+    Simulated by tpopk from ``models/thrombopoiesis.toml`` and the five agonist cards
+    with every population value at its prior median (:func:`itp_study_values`); see
+    ``PROVENANCE.md``. Per subject: one dose record (``II``/``ADDL``, AMT mg, romiplostim
+    3 µg/kg converted by weight), 6 concentrations (``DVID`` ``conc``, ng/mL, CMT 2) and
+    9 platelet counts (``plt``, 10^9/L, CMT 3); covariates ``AGONIST``, ``WT``,
+    ``EAST_ASIAN``, ``SPLENECTOMY``, ``DISEASE`` (ITP) and ``FED`` (0). Units are read
+    from the sidecar ``itp_study.units.toml``.
+    """
+    with as_file(files(__name__).joinpath("itp_study.csv")) as path:
+        return read_events(path)
+
+
+def itp_study_values() -> dict[str, Any]:
+    """Return the generating values of :func:`load_itp_study` (cards, population, command).
+
+    ``population`` maps posterior variable names (``pop_cl_eltrombopag``,
+    ``omega_plt0``, ``beta_plt0_DISEASE``, ...) to the value, natural units, that
+    generated the data; vectors follow the model's coordinates (``disease_level`` ITP,
+    CLD; ``agonist`` in the order of ``cards``).
+    """
+    text = files(__name__).joinpath("itp_study.values.json").read_text(encoding="utf-8")
+    values: dict[str, Any] = json.loads(text)
+    return values
+
+
 #: Bundled datasets by short name.
 CATALOGUE: Final[dict[str, Callable[[], EventTable]]] = {
     "theophylline": load_theophylline,
     "wbc_sim": load_wbc_sim,
+    "itp_study": load_itp_study,
 }
 
 __all__ = [
     "CATALOGUE",
     "infusions_from_start_stop",
+    "itp_study_values",
+    "load_itp_study",
     "load_theophylline",
     "load_wbc_sim",
 ]
