@@ -85,3 +85,12 @@ def test_not_toml_and_missing_file() -> None:
         load_card("name = ")
     with pytest.raises(CardError, match="does not exist"):
         load_card(Path("no/such/card.toml"))
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.toml")), ids=lambda p: p.stem)
+def test_library_card_round_trips_through_json(path: Path) -> None:
+    # Fit.save stores the cards as JSON; vector priors (categorical effects) included
+    import json
+
+    card = load_card(path)
+    assert load_card(json.loads(json.dumps(card.to_toml_dict()))) == card

@@ -108,7 +108,10 @@ def _to_prior(value: Any) -> Prior:
 
 
 def _from_prior(prior: Prior) -> dict[str, Any]:
-    return {"dist": prior.distribution, **prior.parameters}
+    # Prior stores list parameters (a categorical effect's mu per level) as NumPy arrays,
+    # which JSON cannot hold: without tolist() the thrombopoiesis card could not be saved.
+    parameters = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in prior.parameters.items()}
+    return {"dist": prior.distribution, **parameters}
 
 
 PriorField = Annotated[
