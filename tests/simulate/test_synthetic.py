@@ -127,3 +127,24 @@ def test_itp_design_doses_every_agonist_by_its_regimen() -> None:
     first = frame.groupby("ID").head(1)
     assert (first["DVID"] == "plt").all()
     assert (first["TIME"] == 0).all()
+
+
+def test_negative_simulated_values_are_reported_blq_at_zero() -> None:
+    # additive error SD 0.5 mg/L against concentrations falling towards 0 by 48 h
+    values = {
+        "pop_ka": 1.5,
+        "pop_cl": 3.0,
+        "pop_v": 30.0,
+        "omega_ka": 0.3,
+        "omega_cl": 0.3,
+        "omega_v": 0.3,
+        "sigma_add_conc": 0.5,
+    }
+    design = single_dose_design(10)
+    design.attrs["units"] = {"conc": "mg/L"}
+    observations = simulate_study([ORAL], design, values=values, seed=1).events.observations
+    blq = observations[observations["BLQ"] == 1]
+    assert 0 < len(blq) < len(observations)
+    assert (blq["LLOQ"] == 0).all()
+    assert blq["DV"].isna().all()
+    assert (observations.loc[observations["BLQ"] == 0, "DV"] >= 0).all()

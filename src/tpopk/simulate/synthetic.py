@@ -52,11 +52,15 @@ REGIMENS: Final[Mapping[str, tuple[float, str, float, int]]] = {
     "romiplostim": (3.0, "µg/kg", 168.0, 6),  # weekly SC, a mid-range maintenance dose
 }
 
-#: Concentration sampling times (h) for daily and for weekly dosing: first dose,
-#: troughs and peaks at steady state.
-PK_TIMES: Final = {
-    24.0: (1.0, 4.0, 24.0 * 13, 24.0 * 13 + 4.0, 24.0 * 27, 24.0 * 27 + 4.0),
-    168.0: (24.0, 72.0, 168.0, 168.0 * 3 + 48.0, 168.0 * 5, 168.0 * 5 + 72.0),
+#: Concentration sampling times (h) per agonist: first dose, then troughs and peaks
+#: while dosing (lusutrombopag within its 7-day course).
+_DAILY = (1.0, 4.0, 24.0 * 13, 24.0 * 13 + 4.0, 24.0 * 27, 24.0 * 27 + 4.0)
+PK_TIMES: Final[Mapping[str, tuple[float, ...]]] = {
+    "hetrombopag": _DAILY,
+    "eltrombopag": _DAILY,
+    "avatrombopag": _DAILY,
+    "lusutrombopag": (1.0, 4.0, 24.0, 96.0, 144.0, 148.0),
+    "romiplostim": (24.0, 72.0, 168.0, 168.0 * 3 + 48.0, 168.0 * 5, 168.0 * 5 + 72.0),
 }
 #: Platelet counts: baseline, then days 3, 7, 10, 14, 21, 28, 35, 42 (before that day's dose).
 PLATELET_DAYS: Final = (0.0, 3.0, 7.0, 10.0, 14.0, 21.0, 28.0, 35.0, 42.0)
@@ -70,16 +74,21 @@ def design_itp_study(
     n_per_agonist: int,
     *,
     seed: int,
-    pk_times: Mapping[float, Sequence[float]] = PK_TIMES,
+    pk_times: Mapping[str, Sequence[float]] = PK_TIMES,
     platelet_days: Sequence[float] = PLATELET_DAYS,
+    regimens: Mapping[str, tuple[float, str, float, int]] = REGIMENS,
+    disease: str = "ITP",
+    east_asian: float = 0.3,
+    splenectomy: float = 0.3,
 ) -> pd.DataFrame:
-    """Event design of a parallel-arm ITP study: doses, covariates, sampling times.
+    """Event design of a parallel-arm study (ITP by default): doses, covariates, samples.
 
-    Every subject has ``DISEASE`` ITP and ``FED`` 0 (fasted); ``WT`` is log-normal
-    (median 70 kg, SD of log 0.2, kept within 45-120 kg), ``EAST_ASIAN`` and
-    ``SPLENECTOMY`` are 1 with probability 0.3. Doses follow :data:`REGIMENS` (one
-    record with ``II``/``ADDL``; eltrombopag 25 mg in East Asians, romiplostim µg/kg
-    times weight). ``DV`` holds a placeholder 1 on observation records.
+    Every subject has ``DISEASE`` ``disease`` and ``FED`` 0 (fasted); ``WT`` is
+    log-normal (median 70 kg, SD of log 0.2, kept within 45-120 kg), ``EAST_ASIAN`` and
+    ``SPLENECTOMY`` are 1 with the given probabilities. Doses follow ``regimens`` (one
+    record with ``II``/``ADDL``; eltrombopag's dose halved in East Asians as on its
+    label, µg/kg doses times weight, in mg). ``DV`` holds a placeholder 1 on
+    observation records.
 
     Parameters
     ----------
@@ -90,29 +99,34 @@ def design_itp_study(
     seed
         Seed of the covariates.
     pk_times
-        Concentration sampling times (h) by dosing interval.
+        Concentration sampling times (h) per agonist.
     platelet_days
         Platelet sampling days.
+    regimens
+        Per agonist: dose, its unit (``mg`` or ``µg/kg``), interval (h) and number of
+        administrations (:data:`REGIMENS`).
+    disease, east_asian, splenectomy
+        ``DISEASE`` of everyone; probabilities of ``EAST_ASIAN`` and ``SPLENECTOMY``.
     """
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     subject = 0
     for agonist in agonists:
-        dose, unit, interval, n_doses = REGIMENS[agonist]
+        dose, unit, interval, n_doses = regimens[agonist]
         for _ in range(n_per_agonist):
             subject += 1
             weight = float(np.clip(70.0 * np.exp(0.2 * rng.standard_normal()), 45.0, 120.0))
-            east_asian = int(rng.random() < 0.3)
+            is_east_asian = int(rng.random() < east_asian)
             covariates = {
                 "AGONIST": agonist,
                 "WT": round(weight, 1),
-                "EAST_ASIAN": east_asian,
-                "SPLENECTOMY": int(rng.random() < 0.3),
-                "DISEASE": "ITP",
+                "EAST_ASIAN": is_east_asian,
+                "SPLENECTOMY": int(rng.random() < splenectomy),
+                "DISEASE": disease,
                 "FED": 0,
             }
             amount = dose * round(weight, 1) / 1000.0 if unit == "µg/kg" else dose
-            if agonist == "eltrombopag" and east_asian:
+            if agonist == "eltrombopag" and is_east_asian:
                 amount = dose / 2
             record = {"ID": subject, "CMT": 1, "MDV": 1, "DV": np.nan, "DVID": ""}
             rows.append(
@@ -129,7 +143,7 @@ def design_itp_study(
             observed = {"ID": subject, "EVID": 0, "AMT": 0.0, "II": 0.0, "ADDL": 0, "MDV": 0}
             rows += [
                 {**observed, "TIME": t, "CMT": 2, "DV": 1.0, "DVID": "conc", **covariates}
-                for t in pk_times[interval]
+                for t in pk_times[agonist]
             ]
             rows += [
                 {**observed, "TIME": 24.0 * d, "CMT": 3, "DV": 1.0, "DVID": "plt", **covariates}
@@ -296,9 +310,21 @@ def simulate_study(
         dv[positions] = simulated[name].to_numpy().reshape(-1)
     frame["DV"] = frame["DV"].astype(float)
     frame.loc[is_observation, "DV"] = _significant(dv, 6)
+    if (below := dv < 0).any():
+        # Normal (additive/proportional) error can draw a negative value; an assay reports
+        # it as below quantification: BLQ at LLOQ 0, which the fit's M3 likelihood censors
+        # as P(y <= 0), the very event the model simulated.
+        at = list(frame.columns).index("DVID") + 1
+        for column, fill in (("BLQ", 0), ("LLOQ", np.nan)):
+            if column not in frame.columns:
+                frame.insert(at, column, fill)
+        rows = frame.index[is_observation][below]
+        frame.loc[rows, ["DV", "LLOQ", "BLQ"]] = [np.nan, 0.0, 1]
     simulated_events = read_events(frame, units=events.units.as_dict())
     if not np.array_equal(
-        simulated_events.observations["DV"].to_numpy(), frame["DV"][is_observation]
+        simulated_events.observations["DV"].to_numpy(),
+        frame["DV"][is_observation].to_numpy(),
+        equal_nan=True,
     ):
         raise AssertionError("simulated observations were not written in the model's order")
     return SyntheticStudy(
