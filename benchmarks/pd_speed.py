@@ -18,6 +18,7 @@ Run: ``python -m benchmarks.pd_speed [--subjects 200] [--scale 2000] [--repeats 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -25,74 +26,24 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
-from scipy.integrate import solve_ivp
 
+from benchmarks.pd_problem import (
+    DOSE,
+    DOSE_TIME,
+    OBS_TIME,
+    OMEGA,
+    OMEGA_PRIOR,
+    PRIOR_SD,
+    SIGMA,
+    SIGMA_PRIOR,
+    TRUE,
+    first,
+    oral_conc,
+    population,
+    reference,
+    write_problem,
+)
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, simulate, solve
-
-DAYS = 42
-DOSE_TIME = np.arange(DAYS) * 24.0
-# Observations at troughs and twice 2 h after a dose (absorption peak). A uniform scan grid
-# cannot hit the 2 h ones: its model reads the node before, and its accuracy is reported
-# on the other eight.
-OBS_TIME = np.array([0.0, 72.0, 168.0, 336.0, 504.0, 674.0, 840.0, 936.0, 1002.0, 1008.0])
-TRUE = {"circ0": 200.0, "mtt": 150.0, "gamma": 0.2, "emax": 0.5, "ec50": 5.0}
-OMEGA = {"circ0": 0.3, "mtt": 0.2, "ec50": 0.4}
-SIGMA = 0.1
-
-
-def oral_conc(t: np.ndarray, ka: np.ndarray, cl: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Concentration (mg/L) of 50 mg daily, one compartment, ``t`` [S, T] h."""
-    k = (cl / v)[:, None, None]
-    dt = t[..., None] - DOSE_TIME
-    lag = np.where(dt >= 0, dt, 0.0)
-    one = 50.0 * ka[:, None, None] / (v[:, None, None] * (ka[:, None, None] - k))
-    return np.where(dt >= 0, one * (np.exp(-k * lag) - np.exp(-ka[:, None, None] * lag)), 0).sum(-1)
-
-
-def population(n: int, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    pk = {
-        "ka": np.exp(rng.normal(np.log(1.0), 0.3, n)),
-        "cl": np.exp(rng.normal(np.log(0.8), 0.3, n)),
-        "v": np.exp(rng.normal(np.log(12.0), 0.2, n)),
-    }
-    eta = {p: rng.normal(0.0, w, n) for p, w in OMEGA.items()}
-    ind = {p: TRUE[p] * np.exp(eta.get(p, 0.0)) * np.ones(n) for p in TRUE}
-    return pk | {f"ind_{p}": v for p, v in ind.items()} | {"seed": np.array([seed])}
-
-
-def first(pop: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` subjects of a population."""
-    return {k: v[:n] if v.size > 1 else v for k, v in pop.items()}
-
-
-def reference(pop: dict[str, np.ndarray], n_ref: int) -> np.ndarray:
-    """Platelets at OBS_TIME for the first ``n_ref`` subjects by solve_ivp, [n_ref, 10]."""
-    out = np.empty((n_ref, OBS_TIME.size))
-    for s in range(n_ref):
-        circ0, mtt, gamma = (pop[f"ind_{p}"][s] for p in ("circ0", "mtt", "gamma"))
-        emax, ec50 = pop["ind_emax"][s], pop["ind_ec50"][s]
-        pk = [pop[p][s : s + 1] for p in ("ka", "cl", "v")]
-        ktr = 4.0 / mtt
-
-        def f(t, y, pk=pk, circ0=circ0, gamma=gamma, emax=emax, ec50=ec50, ktr=ktr):
-            c = oral_conc(np.array([[t]]), *pk)[0, 0]
-            m = 1 + emax * c / (ec50 + c)
-            return np.r_[
-                ktr * y[0] * (m * (circ0 / y[4]) ** gamma - 1),
-                ktr * (y[:3] - y[1:4]),
-                ktr * (y[3] - y[4]),
-            ]
-
-        y = np.full(5, circ0)
-        found = {0.0: circ0}
-        for a, b in zip(DOSE_TIME, np.r_[DOSE_TIME[1:], OBS_TIME.max()], strict=True):
-            t_eval = np.unique(np.r_[OBS_TIME[(a < OBS_TIME) & (b >= OBS_TIME)], b])
-            sol = solve_ivp(f, (a, b), y, method="DOP853", rtol=1e-10, atol=1e-9, t_eval=t_eval)
-            found |= dict(zip(sol.t.tolist(), sol.y[4], strict=True))
-            y = sol.y[:, -1]
-        out[s] = [found[t] for t in OBS_TIME]
-    return out
 
 
 def tpopk_platelets(pop, n):
@@ -141,25 +92,70 @@ def scan_rk4(conc_nodes, conc_mid, h, circ0, mtt, gamma, emax, ec50):
     return pt.concatenate([y0[None], ys], axis=0)  # [G, S, 5]
 
 
+def ode_rhs(y, t, p):
+    """Friberg driven by the closed-form PK, for ``pymc.ode``.
+
+    ``p`` = circ0, mtt, gamma, emax, ec50, ka, k, v.
+    """
+    circ0, mtt, gamma, emax, ec50, ka, k, v = (p[i] for i in range(8))
+    since = t - DOSE_TIME
+    lag = pt.switch(since >= 0, since, 0.0)
+    one = DOSE * ka / (v * (ka - k))
+    conc = pt.sum(pt.switch(since >= 0, one * (pt.exp(-k * lag) - pt.exp(-ka * lag)), 0.0))
+    m = 1 + emax * conc / (ec50 + conc)
+    ktr = 4.0 / mtt
+    return [
+        ktr * y[0] * (m * (circ0 / y[4]) ** gamma - 1),
+        ktr * (y[0] - y[1]),
+        ktr * (y[1] - y[2]),
+        ktr * (y[2] - y[3]),
+        ktr * (y[3] - y[4]),
+    ]
+
+
+def ode_platelets(pop, ind):
+    """``pymc.ode.DifferentialEquation`` per subject (one Op, odeint + forward sensitivities).
+
+    Output times include every dose time: with the observation times alone odeint gives up
+    ("excess work done", its default 500 steps per output interval) and returns garbage.
+    """
+    times = np.union1d(DOSE_TIME[1:], OBS_TIME[1:])
+    ode = pm.ode.DifferentialEquation(func=ode_rhs, times=times, n_states=5, n_theta=8, t0=0.0)
+    at_obs = np.searchsorted(times, OBS_TIME[1:])
+    n = pop["ka"].size
+    rows = []
+    for s in range(n):
+        theta = pt.stack(
+            [ind[q][s] for q in TRUE]
+            + [pt.constant(pop["ka"][s]), pt.constant(pop["cl"][s] / pop["v"][s])]
+            + [pt.constant(pop["v"][s])]
+        )
+        y = ode(pt.repeat(ind["circ0"][s], 5), theta)
+        rows.append(pt.concatenate([ind["circ0"][s][None], y[at_obs, 4]]))
+    return pt.concatenate(rows)
+
+
 def build(pop, n, approach, h_scan=12.0, observed=None):
-    """PyMC model of the benchmark problem; returns (model, platelet prediction at truth)."""
+    """PyMC model of the benchmark problem; returns (model, platelet prediction)."""
     with pm.Model() as model:
         log_pop = {
-            p: pm.Normal(f"log_{p}", np.log(v), 0.3)  # priors centred on the truth
+            p: pm.Normal(f"log_{p}", np.log(v), PRIOR_SD)  # priors centred on the truth
             for p, v in TRUE.items()
         }
-        omega = {p: pm.HalfNormal(f"omega_{p}", 0.5) for p in OMEGA}
+        omega = {p: pm.HalfNormal(f"omega_{p}", OMEGA_PRIOR) for p in OMEGA}
         z = {p: pm.Normal(f"z_{p}", 0.0, 1.0, shape=n) for p in OMEGA}
         ind = {
             p: pt.exp(log_pop[p] + (omega[p] * z[p] if p in OMEGA else 0.0)) * pt.ones(n)
             for p in TRUE
         }
-        sigma = pm.HalfNormal("sigma", 0.2)
+        sigma = pm.HalfNormal("sigma", SIGMA_PRIOR)
         if approach == "tpopk":
             pd_model, grid, conc = tpopk_platelets(pop, n)
             drive = drug_effect.emax(pt.constant(conc), ind["emax"][:, None], ind["ec50"][:, None])
             params = pt.stack([ind["circ0"], ind["mtt"], ind["gamma"], pt.ones(n)], axis=1)
             plt = observe(pd_model, solve(pd_model, params, drive, grid), grid)
+        elif approach == "pymc_ode":
+            plt = ode_platelets(pop, ind)
         else:
             nodes = np.arange(0.0, OBS_TIME.max() + h_scan / 2, h_scan)
             conc_nodes = oral_conc(np.tile(nodes, (n, 1)), pop["ka"], pop["cl"], pop["v"]).T
@@ -176,24 +172,37 @@ def build(pop, n, approach, h_scan=12.0, observed=None):
     return model, plt
 
 
-def logp_grad_fn(model) -> tuple[Callable, list[np.ndarray], float]:
+def generating_point(model, pop, n):
+    """The generating values on the model's value variables (log-transformed omegas/sigma)."""
+    values = {f"log_{p}": np.log(v) for p, v in TRUE.items()}
+    values |= {f"omega_{p}_log__": np.log(w) for p, w in OMEGA.items()}
+    values |= {f"z_{p}": np.log(pop[f"ind_{p}"][:n] / TRUE[p]) / OMEGA[p] for p in OMEGA}
+    values["sigma_log__"] = np.log(SIGMA)
+    return [np.asarray(values[v.name], dtype=float) for v in model.value_vars]
+
+
+def logp_grad_fn(model, pop, n) -> tuple[Callable, list[np.ndarray], float]:
+    """Compiled log density + gradient, its compile time, and the generating point."""
     logp = model.logp()
     t0 = time.perf_counter()
     fn = pytensor.function(model.value_vars, [logp, *pt.grad(logp, model.value_vars)])
     compile_s = time.perf_counter() - t0
-    point = model.initial_point()
-    args = [point[v.name] for v in model.value_vars]
-    return fn, args, compile_s
+    return fn, generating_point(model, pop, n), compile_s
 
 
-def per_eval(fn, args, repeats: int) -> float:
+def per_eval(fn, args, repeats: int) -> tuple[float, float]:
+    """Median wall and process CPU time of one call (after one warm-up call).
+
+    CPU time is the steadier figure on a shared machine: wall time grows with the load.
+    """
     fn(*args)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn(*args)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def truth_prediction(pop, n, approach, h_scan=12.0):
@@ -204,6 +213,9 @@ def truth_prediction(pop, n, approach, h_scan=12.0):
         drive = drug_effect.emax(conc, pop["ind_emax"][:, None], pop["ind_ec50"][:, None])
         params = np.stack([pop["ind_circ0"], pop["ind_mtt"], pop["ind_gamma"], np.ones(n)], axis=1)
         return observe(model, simulate(model, params, drive, grid), grid).reshape(n, -1)
+    if approach == "pymc_ode":
+        ind = {p: pt.constant(pop[f"ind_{p}"]) for p in TRUE}
+        return ode_platelets(pop, ind).eval().reshape(n, -1)
     nodes = np.arange(0.0, OBS_TIME.max() + 2 * h_scan, h_scan)
     conc_n = pt.constant(oral_conc(np.tile(nodes, (n, 1)), pop["ka"], pop["cl"], pop["v"]).T)
     conc_m = pt.constant(
@@ -221,53 +233,88 @@ def truth_prediction(pop, n, approach, h_scan=12.0):
     return out
 
 
+def load() -> str:
+    """The 1-minute load average, printed with every figure (the machine is shared)."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def measure(pop, ref, n, approach, h, data, repeats, n_ref):
+    """Accuracy, compile time and ms per logp+grad of one approach."""
+    pred = truth_prediction(pop, n_ref, approach, h or 12.0)
+    err = float(np.nanmax(np.abs(pred / ref[:n_ref] - 1)))
+    model, _ = build(first(pop, n), n, approach, h or 12.0, observed=data[: n * OBS_TIME.size])
+    fn, fargs, compile_s = logp_grad_fn(model, pop, n)
+    return *per_eval(fn, fargs, repeats), compile_s, err
+
+
+def problem(n: int, n_ref: int = 5) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Population, observations and solve_ivp reference of ``n`` subjects, also written
+    to the shared ``.npz`` for ``benchmarks/pd_diffrax.py``.
+
+    The data are tpopk's solution at the generating values with 10% proportional noise.
+    """
+    pop = first(population(n), n)
+    ref = reference(pop, n_ref)
+    noise = np.random.default_rng(2).normal(0.0, SIGMA, n * OBS_TIME.size)
+    data = truth_prediction(pop, n, "tpopk").ravel() * (1 + noise)
+    print(f"shared data: {write_problem(n, pop, data, ref)}; {load()}", flush=True)
+    return pop, data, ref
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=200)
     parser.add_argument("--scale", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--n-ref", type=int, default=5, help="subjects checked by solve_ivp")
-    parser.add_argument("--skip-scan", action="store_true")
+    parser.add_argument("--scan-steps", type=float, nargs="*", default=[24.0, 12.0, 2.0])
+    parser.add_argument(
+        "--ode-subjects", type=int, default=5, help="subjects for pymc.ode (0: skip)"
+    )
     args = parser.parse_args()
     n = args.subjects
     pop = population(max(n, args.scale))
-    small = first(pop, n)
-    ref = reference(small, args.n_ref)
-    # Data: tpopk's solution at the truth with proportional noise (the same for all).
-    noise = np.random.default_rng(2).normal(0.0, SIGMA, n * OBS_TIME.size)
-    data = truth_prediction(small, n, "tpopk").ravel() * (1 + noise)
+    small, data, ref = problem(n, args.n_ref)
 
     rows = []
     # Scan at 24 h and 12 h (the issue's first probe) and at 2 h, where a uniform grid first
     # reaches the 1e-3 accuracy target on this problem (see tests/pd, grid.py).
-    scans = [("scan", 24.0), ("scan", 12.0), ("scan", 2.0)]
-    approaches = [("tpopk", None)] + ([] if args.skip_scan else scans)
-    for approach, h in approaches:
-        label = "tpopk (graded RK4, numba + adjoint)" if h is None else f"scan RK4, h = {h:g} h"
-        pred = truth_prediction(small, args.n_ref, approach, h or 12.0)
-        err = np.nanmax(np.abs(pred / ref - 1))
-        model, _ = build(small, n, approach, h or 12.0, observed=data)
-        fn, fargs, compile_s = logp_grad_fn(model)
-        sec = per_eval(fn, fargs, args.repeats)
-        rows.append((label, sec, compile_s, err))
+    approaches = [("tpopk", None, n)] + [("scan", h, n) for h in args.scan_steps]
+    if args.ode_subjects:
+        approaches.append(("pymc_ode", None, args.ode_subjects))
+    for approach, h, n_app in approaches:
+        label = {
+            "tpopk": "tpopk (graded RK4, numba + adjoint)",
+            "pymc_ode": f"pymc.ode (odeint), {n_app} subjects",
+            "scan": f"scan RK4, h = {h} h",
+        }[approach]
+        reps = args.repeats if approach != "pymc_ode" else 2
+        sec, cpu, compile_s, err = measure(
+            small, ref, n_app, approach, h, data, reps, min(args.n_ref, n_app)
+        )
+        # pymc.ode runs one odeint per subject in Python: its cost is linear in subjects.
+        scale = n / n_app
+        rows.append((label, sec * scale, cpu * scale, compile_s, err))
+        extra = f" (measured on {n_app}, x {scale:g})" if n_app != n else ""
         print(
-            f"{label:40s} {sec * 1e3:9.2f} ms/eval  compile {compile_s:6.1f} s  "
-            f"max rel err {err:.1e}",
+            f"{label:40s} {sec * scale * 1e3:9.2f} ms/eval (cpu {cpu * scale * 1e3:.2f} ms)"
+            f"{extra}  compile {compile_s:6.1f} s  max rel err {err:.1e}  {load()}",
             flush=True,
         )
 
-    base = rows[0][1]
-    for label, sec, _, _ in rows[1:]:
-        print(f"ratio {label} / tpopk: {sec / base:.1f}x")
+    base, base_cpu = rows[0][1], rows[0][2]
+    for label, sec, cpu, _, _ in rows[1:]:
+        print(f"ratio {label} / tpopk: wall {sec / base:.1f}x, cpu {cpu / base_cpu:.1f}x")
 
     big = first(pop, args.scale)
     big_data = truth_prediction(big, args.scale, "tpopk").ravel()
     model, _ = build(big, args.scale, "tpopk", observed=big_data)
-    fn, fargs, compile_s = logp_grad_fn(model)
-    sec_big = per_eval(fn, fargs, max(3, args.repeats // 5))
+    fn, fargs, compile_s = logp_grad_fn(model, big, args.scale)
+    sec_big, cpu_big = per_eval(fn, fargs, max(3, args.repeats // 5))
     print(
-        f"tpopk {args.scale} subjects: {sec_big * 1e3:.2f} ms/eval (compile {compile_s:.1f} s); "
-        f"{args.scale / n:.0f}x subjects cost {sec_big / base:.1f}x time"
+        f"tpopk {args.scale} subjects: {sec_big * 1e3:.2f} ms/eval (cpu {cpu_big * 1e3:.2f} ms, "
+        f"compile {compile_s:.1f} s); {args.scale / n:.0f}x subjects cost "
+        f"{sec_big / base:.1f}x wall, {cpu_big / base_cpu:.1f}x cpu  {load()}"
     )
 
 
