@@ -71,7 +71,7 @@ class SolverGrid:
         n_subjects: int,
         *,
         breakpoints: npt.ArrayLike | None = None,
-        max_step: float = DEFAULT_MAX_STEP,
+        max_step: float | npt.ArrayLike = DEFAULT_MAX_STEP,
         first_step: float = DEFAULT_FIRST_STEP,
         t0: float = 0.0,
         t_end: float | None = None,
@@ -90,7 +90,8 @@ class SolverGrid:
             ``[S, D]`` times where the drive has a kink (dose times, end of infusions), NaN
             for padding; breakpoints outside ``[t0, last time]`` are ignored.
         max_step
-            Longest step (h).
+            Longest step (h), or ``[S]`` one per subject (e.g. bounded by each subject's
+            fastest rate constant, where explicit RK4 would otherwise be unstable).
         first_step
             First step after each breakpoint (h); the following steps double until they
             reach ``max_step``.
@@ -108,8 +109,9 @@ class SolverGrid:
         t_obs = np.asarray(obs_time, dtype=np.float64)
         if subj.shape != t_obs.shape or subj.ndim != 1:
             raise TpopkError("obs_subject and obs_time must be 1-D arrays of equal length")
-        if not max_step > 0:
-            raise TpopkError(f"max_step must be positive, got {max_step}")
+        longest = np.broadcast_to(np.asarray(max_step, dtype=np.float64), (n_subjects,))
+        if not np.all(longest > 0):
+            raise TpopkError(f"max_step must be positive, got {max_step!r}")
         if subj.size and (subj.min() < 0 or subj.max() >= n_subjects):
             raise TpopkError(f"obs_subject must lie in 0..{n_subjects - 1}")
         if np.any(~np.isfinite(t_obs)) or np.any(t_obs < t0):
@@ -122,14 +124,17 @@ class SolverGrid:
         if bp is not None and bp.shape[0] != n_subjects:
             raise TpopkError(f"breakpoints must have {n_subjects} rows, got {bp.shape[0]}")
 
-        if not 0 < first_step <= max_step:
+        if np.ndim(max_step) == 0 and not 0 < first_step <= float(np.asarray(max_step)):
             raise TpopkError(f"first_step must lie in (0, max_step], got {first_step}")
-        # Offsets after a breakpoint: steps first_step, 2·first_step, 4·first_step, ... up
-        # to max_step, where the drive changes fastest (absorption, end of infusion).
-        widths = first_step * 2.0 ** np.arange(int(np.ceil(np.log2(max_step / first_step))))
-        grading = np.cumsum(widths[widths < max_step])
+        if not first_step > 0:
+            raise TpopkError(f"first_step must be positive, got {first_step}")
         per_subject: list[npt.NDArray[np.float64]] = []
         for s in range(n_subjects):
+            # Offsets after a breakpoint: steps first_step, 2·first_step, 4·first_step, ...
+            # up to max_step, where the drive changes fastest (absorption, end of infusion).
+            first, top = min(first_step, longest[s]), longest[s]
+            widths = first * 2.0 ** np.arange(int(np.ceil(np.log2(top / first))))
+            grading = np.cumsum(widths[widths < top])
             own = t_obs[subj == s]
             last = max(own.max(initial=t0), t0 if t_end is None else t_end)
             knots = [np.array([t0, last]), own]
@@ -139,7 +144,7 @@ class SolverGrid:
                 knots.extend((row, (row[:, None] + grading[None, :]).ravel()))
             knot = np.unique(np.concatenate(knots))
             knot = knot[(knot >= t0) & (knot <= last)]
-            n_sub = np.maximum(np.ceil(np.diff(knot) / max_step - 1e-12), 1).astype(np.int64)
+            n_sub = np.maximum(np.ceil(np.diff(knot) / top - 1e-12), 1).astype(np.int64)
             nodes = [knot[:1]]
             for a, b, n in zip(knot[:-1], knot[1:], n_sub, strict=True):
                 # Interior points, then the knot itself, so observation times are exact nodes.

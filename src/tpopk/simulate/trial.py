@@ -7,11 +7,11 @@ far, apply the starting-dose rules (visit 0) or the titration rules, record resc
 fill in the doses up to the next visit. All patients of an arm move together as NumPy
 arrays; a posterior sample is simulated by flattening draws into patients.
 
-Cost: each visit re-simulates every patient from time 0 with the dose history so
-far, i.e. ``visits`` response-model calls whose horizon grows to the last visit
-(about ``visits / 2`` times one full-length simulation). Exact and simple; a response
-model that can resume from a saved state would make it linear. An arm whose titration
-has no rules (a fixed course) needs two calls: the baseline, then every visit at once.
+Cost: each patient is simulated over the whole schedule once for its starting course
+and once more each time a decision changes its doses (the current level is assumed to
+continue until the next change), so a fixed course or a placebo arm takes two
+response-model calls (the baseline, then every visit at once). Exact, because a count
+depends only on the doses before it.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def _run_arm(
     visits = design.visits.hours
     n = responder.n_patients
     slots = int(np.ceil(arm.duration / titration.interval - 1e-9))
-    slot_time = titration.interval * np.arange(slots)
+    slot_time: FloatArray = titration.interval * np.arange(slots, dtype=float)
     table = titration.schedule(slots)  # [levels, slots]
     amount = np.zeros((n, slots))  # what the patient receives (0 on placebo)
     east_asian = covariates["EAST_ASIAN"].to_numpy() == 1
@@ -315,33 +315,23 @@ def _run_arm(
             ("rescued", bool),
         )
     }
-    # Without rules the whole course is known once visit 0 has set the starting level:
-    # one response-model call then serves every later visit.
-    fixed_course = not titration.rules
-    course_counts = np.zeros((n, visits.size))
+    # Each patient's counts at every visit come from one simulation of a planned course:
+    # the doses decided so far, then the current level continued to the end. A patient is
+    # re-simulated only when a decision changes that plan, and later visits read their
+    # count off it (a count depends only on the doses before it).
+    planned = np.full((n, slots), np.nan)  # the course each forecast was simulated with
+    forecast = np.zeros((n, visits.size))
     for j, visit in enumerate(visits):
-        if fixed_course and j > 0:
-            counts = course_counts[:, j]
-        else:
-            # doses before the visit are decided; at least one (all-zero) column is passed
-            decided = min(max(int(np.searchsorted(slot_time, visit, side="left")), 1), slots)
-            counts = responder.platelets(
-                np.broadcast_to(slot_time[:decided], (n, decided)).copy(),
-                amount[:, :decided].copy(),
-                np.full((n, 1), visit),
-            )[:, 0]
         if j == 0:
+            counts = responder.platelets(
+                np.zeros((n, 1)), np.zeros((n, 1)), np.full((n, 1), visit)
+            )[:, 0]
             baseline = counts.copy()
             state = _TitrationState(titration, _start_levels(arm, baseline, east_asian))
-            if fixed_course:
-                course = 0.0 if arm.placebo else table[state.level - 1]
-                course_counts = responder.platelets(
-                    np.broadcast_to(slot_time, (n, slots)).copy(),
-                    np.broadcast_to(course, (n, slots)).copy(),
-                    np.broadcast_to(visits, (n, visits.size)).copy(),
-                )
-        elif visit < arm.duration:  # rules act only while doses remain to be decided
-            state.visit(visit, counts, baseline)
+        else:
+            counts = forecast[:, j]
+            if visit < arm.duration:  # rules act only while doses remain to be decided
+                state.visit(visit, counts, baseline)
         for rescue in design.rescue:
             if rescue.window is None or rescue.window[0] <= visit <= rescue.window[1]:
                 rescued |= counts < rescue.platelets_below
@@ -359,12 +349,55 @@ def _run_arm(
         record["held"][:, j] = state.status == _HELD
         record["stopped"][:, j] = state.status == _STOPPED
         record["rescued"][:, j] = rescued
+
+        if j + 1 < visits.size:
+            later = slot_time >= following
+            course = amount.copy()
+            keep = dosing & ~arm.placebo
+            course[:, later] = np.where(keep[:, None], table[state.level - 1][:, later], 0.0)
+            changed = np.flatnonzero(~np.all(course == planned, axis=1))
+            if changed.size:
+                forecast[changed] = _simulate(
+                    responder, changed, slot_time, course[changed], visits
+                )
+                planned[changed] = course[changed]
     return {
         **record,
         "baseline": baseline,
         "dose_time": np.where(amount > 0, slot_time, np.nan),
         "dose_amount": amount,
     }
+
+
+def _simulate(
+    responder: ResponseModel,
+    patients: npt.NDArray[np.int64],
+    slot_time: FloatArray,
+    course: FloatArray,
+    visits: FloatArray,
+) -> FloatArray:
+    """Simulate ``patients``' whole courses: counts ``[len(patients), V]`` at every visit.
+
+    A response model with ``subset(patients)`` (:class:`tpopk.simulate.virtual.CardResponse`)
+    simulates those patients alone; any other is run for all and the rows are taken.
+    """
+    n = responder.n_patients
+    if not slot_time.size:  # no dose slots: one all-zero column
+        slot_time, course = np.zeros(1), np.zeros((patients.size, 1))
+    subset = getattr(responder, "subset", None)
+    if subset is not None and patients.size < n:
+        part: ResponseModel = subset(patients)
+        amounts, rows = course, np.arange(patients.size)
+    else:
+        part, amounts, rows = responder, np.zeros((n, course.shape[1])), patients
+        amounts[patients] = course
+    m = part.n_patients
+    counts = part.platelets(
+        np.broadcast_to(slot_time, amounts.shape).copy(),
+        amounts.copy(),
+        np.broadcast_to(visits, (m, visits.size)).copy(),
+    )
+    return np.asarray(counts[rows], dtype=float)
 
 
 def _start_levels(

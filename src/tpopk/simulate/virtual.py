@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from tpopk.model.card import CardError, ModelCard
 from tpopk.model.parameters import individual_parameters
 from tpopk.model.predict import Dosing, Drug, response_at
+from tpopk.pd import PD_MODELS, PDModel
 from tpopk.simulate.design import TrialDesign
 from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
 
@@ -173,6 +174,36 @@ def _population_draws(posterior: xr.Dataset, model: pm.Model, draws: int) -> xr.
     return xr.DataTree.from_dict({"posterior": thinned})
 
 
+#: Largest ``k·h`` allowed for the fastest first-order rate ``k`` of the PD chain: explicit
+#: RK4 is stable only for ``k·h < 2.79``, and a flat placebo course of an ITP patient
+#: (platelet lifespan ~1 day, so 10/tplt ~ 0.4 /h) on the default 12 h steps amplified
+#: rounding errors ~10-fold per step to ±1e300 within weeks. At ``k·h = 1`` one step damps
+#: the fast mode by 0.375 (exact e^-1 = 0.368).
+STABLE_RATE_STEP = 1.0
+
+#: Patients simulated together: the solver grid is padded to its longest member, so
+#: patients are grouped by their step length to keep a short-lived one from lengthening
+#: everyone's grid.
+CHUNK = 64
+
+
+def stable_max_step(model: PDModel, parameters: Mapping[str, FloatArray], n: int) -> FloatArray:
+    """Longest stable RK4 step (h) per patient: the structure's, capped by its ageing rates.
+
+    Only the lifespan structure's rates (``n_precursor/tp``, ``n_platelet/tplt``) are
+    parameter-dependent and fast enough to matter (short ITP platelet lifespans); other
+    structures keep their declared ``max_step``.
+    """
+    step = np.full(n, model.max_step)
+    if model.name == "lifespan":
+        n_precursor, n_platelet = model.config
+        for name, count in (("tp", n_precursor), ("tplt", n_platelet)):
+            if name in parameters:
+                constant = np.broadcast_to(np.asarray(parameters[name], dtype=float), (n,))
+                step = np.minimum(step, STABLE_RATE_STEP * constant / count)
+    return step
+
+
 @dataclass
 class CardResponse:
     """Platelet response of virtual patients (a :class:`tpopk.simulate.ResponseModel`).
@@ -210,35 +241,66 @@ class CardResponse:
         """Number of patients ``P``."""
         return int(self.weight.shape[0])
 
+    def subset(self, patients: NDArray[np.int64]) -> CardResponse:
+        """Restrict to ``patients``; measurement errors come from the same stream."""
+        part = CardResponse(
+            self.agonist,
+            {k: _take(v, patients) for k, v in self.parameters.items()},
+            self.weight[patients],
+            self.dose_per_kg,
+            _take(np.asarray(self.residual_sd, dtype=float), patients),
+            self.seed,
+        )
+        part._rng = self._rng
+        return part
+
     def platelets(
         self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
     ) -> FloatArray:
         """Platelet counts (10^9/L) ``[P, T]`` at ``times`` for the doses given so far."""
         n, n_times = times.shape
+        pd_name = str(self.agonist.system.structure.pd)
+        step = stable_max_step(PD_MODELS[pd_name], self.parameters, n)
         amount = dose_amount * (self.weight[:, None] if self.dose_per_kg else 1.0)
-        given = amount > 0
-        zeros = np.zeros_like(amount)
-        dosing = Dosing(
-            time=np.where(given, dose_time, 0.0),
-            amount=np.where(given, amount, 0.0),
-            rate=zeros,
-            ss=np.zeros(amount.shape, dtype=np.int64),
-            ii=zeros,
-            duration=zeros,
-            mask=given,
-        )
-        drug = Drug(self.agonist.drug, np.arange(n), dosing)
-        counts = response_at(
-            str(self.agonist.system.structure.pd),
-            [(drug, self.parameters)],
-            self.parameters,
-            np.repeat(np.arange(n), n_times),
-            times.ravel(),
-            n,
-            np,
-        ).reshape(n, n_times)
+        counts = np.empty((n, n_times))
+        order = np.argsort(step, kind="stable")
+        for start in range(0, n, CHUNK):
+            rows = order[start : start + CHUNK]
+            # Dose slots nobody in the chunk receives cost a full superposition term each
+            # (a placebo arm is nothing else): keep one column at least.
+            slot = np.any(amount[rows] > 0, axis=0)
+            slot[0] = slot[0] or not slot.any()
+            given = amount[rows][:, slot] > 0
+            zeros = np.zeros(given.shape)
+            dosing = Dosing(
+                time=np.where(given, dose_time[rows][:, slot], 0.0),
+                amount=np.where(given, amount[rows][:, slot], 0.0),
+                rate=zeros,
+                ss=np.zeros(given.shape, dtype=np.int64),
+                ii=zeros,
+                duration=zeros,
+                mask=given,
+            )
+            values = {k: _take(v, rows) for k, v in self.parameters.items()}
+            drug = Drug(self.agonist.drug, np.arange(rows.size), dosing)
+            counts[rows] = response_at(
+                pd_name,
+                [(drug, values)],
+                values,
+                np.repeat(np.arange(rows.size), n_times),
+                times[rows].ravel(),
+                rows.size,
+                np,
+                max_step=step[rows],
+            ).reshape(rows.size, n_times)
         noise = self._rng.standard_normal(counts.shape) * np.reshape(self.residual_sd, (-1, 1))
         return np.asarray(counts * np.exp(noise), dtype=float)
+
+
+def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
+    """Rows of a per-patient array; a scalar (fixed parameter) passes through."""
+    array = np.asarray(value, dtype=float)
+    return array[rows] if array.ndim == 1 else array
 
 
 #: PD parameters that hold the pre-treatment count; a virtual patient's is set to the
@@ -293,7 +355,7 @@ def simulate_trial(
     design
         The trial (:func:`tpopk.simulate.load_trial`).
     n_patients
-        Virtual patients per arm (and per draw).
+        Virtual patients per arm and draw (new patients for every draw).
     seed
         Seed of the population, the inter-individual deviates and measurement errors.
     posterior
@@ -309,7 +371,10 @@ def simulate_trial(
     xarray.Dataset
         As :func:`tpopk.simulate.run_trial`, with ``draw`` when ``draws > 1``.
     """
-    population = sample_population(design, n_patients, seed)
+    # Every draw is a trial of its own patients (draw-major blocks of n_patients): one
+    # sample reused by every draw would put its chance imbalance between arms into all.
+    population = sample_population(design, n_patients * draws, seed)
+    block = (np.arange(draws), np.arange(draws))
     responders: dict[str, ResponseModel] = {}
     for arm in design.arms:
         agonist = Agonist.from_cards(cards, arm.agonist)
@@ -324,8 +389,12 @@ def simulate_trial(
         values = individual_values(
             agonist, covariates, posterior=posterior, agonists=agonists, draws=draws, seed=seed
         )
-        flat = {name: value.reshape(-1) for name, value in values.items()}
-        baseline = np.tile(people["baseline_platelets"].to_numpy(), draws)
+        # [draw, all patients] -> draw d's values for its own block of patients
+        flat = {
+            name: value.reshape(draws, draws, n_patients)[block].reshape(-1)
+            for name, value in values.items()
+        }
+        baseline = people["baseline_platelets"].to_numpy()
         for name in BASELINE_PARAMETERS:
             if name in flat:
                 flat[name] = baseline
@@ -334,13 +403,10 @@ def simulate_trial(
         responders[arm.name] = CardResponse(
             agonist,
             flat,
-            np.tile(people["WT"].to_numpy(), draws),
+            people["WT"].to_numpy(),
             dose_per_kg=design.titration_of(arm).dose_unit == "µg/kg",
             residual_sd=np.repeat(sd, n_patients),
             seed=seed,
         )
-    repeated = xr.concat([population] * draws, dim="patient").assign_coords(
-        patient=np.arange(n_patients * draws)
-    )
-    trial = run_trial(design, responders, repeated)
+    trial = run_trial(design, responders, population)
     return split_draws(trial, draws) if draws > 1 else trial
