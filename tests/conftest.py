@@ -14,8 +14,11 @@ import pytest
 ROOT = Path(__file__).parents[1]
 MODELS = ROOT / "models"
 
-# Small but converged sampler settings, read from one place (notebooks use them too).
+# Small but converged sampler settings, read from one place.
 SAMPLER = {"draws": 500, "tune": 1000, "chains": 4, "seed": 11, "progressbar": False}
+# Tiny settings the notebooks run with in the tests (tests/test_notebooks.py passes them as
+# TPOPK_SAMPLER): they exercise every cell, not convergence.
+NOTEBOOK_SAMPLER = {"draws": 50, "tune": 100, "chains": 2, "seed": 11}
 
 
 def pytest_configure(config: pytest.Config) -> None:
