@@ -91,3 +91,48 @@ def test_numpy_concentration_equals_the_model_graph() -> None:
         np,
     )
     np.testing.assert_allclose(conc, values["ipred_conc"], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("card", "interval"), [("eltrombopag", 24.0), ("hetrombopag", 24.0), ("romiplostim", 168.0)]
+)
+def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, interval: float):
+    """The NumPy shortcut for lattice doses (trial simulation) equals the full superposition."""
+    from tpopk.model.predict import Dosing, Drug
+    from tpopk.pk import PK_MODELS, concentration
+
+    drug_card = load_card(MODELS / f"{card}.toml")
+    rng = np.random.default_rng(4)
+    n, slots = 5, 30
+    pk = PK_MODELS[str(drug_card.structure.pk)]
+    params = {
+        spec.name: np.exp(rng.normal(np.log(spec.default or 1.0), 0.3, n))
+        for spec in pk.parameters
+        if spec.name != "n_transit"
+    }
+    params |= {"ka": rng.uniform(0.2, 2.0, n), "cl": rng.uniform(0.5, 8.0, n)}
+    params = {k: v for k, v in params.items() if k in pk.parameter_names}
+    time = np.broadcast_to(interval * np.arange(slots), (n, slots)).copy()
+    amount = rng.choice([0.0, 1.0, 2.5], size=(n, slots))  # gaps and level changes
+    zeros = np.zeros((n, slots))
+    dosing = Dosing(time, amount, zeros, zeros.astype(np.int64), zeros, zeros, amount > 0)
+    drug = Drug(drug_card, np.arange(n), dosing)
+    # stage times: graded after each dose, uneven, some before the first dose
+    t = np.sort(rng.uniform(0.0, interval * slots, (n, 400)), axis=1)
+    t[:, ::3] = (interval * rng.integers(0, slots, (n, 134)))[:, : t[:, ::3].shape[1]] + 0.5
+    t = np.sort(t, axis=1)
+    rows = np.arange(n)[:, None]
+    fast = concentration_at(drug, params, rows, t, "ng/mL", np)
+    individual = {k: v[:, None] for k, v in params.items()}
+    full = concentration(
+        pk,
+        individual,
+        time[:, None],
+        amount[:, None],
+        zeros[:, None],
+        zeros[:, None],
+        zeros[:, None],
+        t,
+        xp=np,
+    ) * concentration_factor(drug_card.units.dose, "ng/mL")
+    np.testing.assert_allclose(fast, full, rtol=1e-10, atol=1e-14 * np.abs(full).max())

@@ -42,3 +42,13 @@ def test_bad_input_is_refused(kwargs, message):
     args = {"obs_subject": [0], "obs_time": [10.0], "n_subjects": 1} | kwargs
     with pytest.raises(TpopkError, match=message):
         SolverGrid.build(**args)
+
+
+def test_max_step_may_differ_between_subjects():
+    grid = SolverGrid.build(
+        [0, 1], [48.0, 48.0], 2, breakpoints=[[0.0], [0.0]], max_step=[12.0, 2.0]
+    )
+    assert 8.0 < grid.steps[0].max() <= 12.0 + 1e-12
+    assert grid.steps[1].max() <= 2.0 + 1e-12
+    with pytest.raises(TpopkError, match="max_step"):
+        SolverGrid.build([0, 1], [1.0, 1.0], 2, max_step=[1.0, 0.0])

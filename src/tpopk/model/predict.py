@@ -198,8 +198,9 @@ def _lattice_superposition(
     if not given.any():
         return np.zeros(time.shape)
     starts = np.unique(dose_time[given])
-    origin = starts[0]
-    step = float(np.diff(starts).min()) if starts.size > 1 else float(time.max() - origin + 1.0)
+    if starts.size == 1:
+        return None  # one dose time: nothing repeats
+    origin, step = starts[0], float(np.diff(starts).min())
     index = (dose_time - origin) / step
     if not np.allclose(index[given], np.round(index[given]), rtol=0.0, atol=1e-9):
         return None
@@ -207,18 +208,21 @@ def _lattice_superposition(
     elapsed = time - origin
     q = np.floor(elapsed / step).astype(np.int64)
     residue = np.where(q >= 0, np.maximum(elapsed - q * step, 0.0), 0.0)
-    # distinct (subject, residue) as one integer key, residues in units of 1e-11 h (float
-    # noise of 1e-13 h merges)
+    # distinct (subject, residue); residues equal to 1e-15 steps (float noise between
+    # days) merge, a shift too small to move any concentration beyond rounding
     n_subjects = time.shape[0]
-    ticks = np.round(residue * 1e11).astype(np.int64)
-    span = int(ticks.max()) + 1
-    keys = np.arange(n_subjects, dtype=np.int64)[:, None] * span + ticks
-    unique, inverse = np.unique(keys.ravel(), return_inverse=True)
-    owner = unique // span
+    tick = step * 1e-15
+    ticks = np.round(residue / tick).astype(np.int64).ravel()
+    who = np.repeat(np.arange(n_subjects), time.shape[1])
+    order = np.lexsort((ticks, who))
+    new = np.r_[True, (np.diff(ticks[order]) != 0) | (np.diff(who[order]) != 0)]
+    inverse = np.empty(ticks.size, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    owner, first = who[order][new], ticks[order][new]
     n_lags = int(max(q.max(), 0)) + 1
-    if unique.size * n_lags > time.size * given.shape[1]:
+    if owner.size * n_lags > time.size * given.shape[1]:
         return None  # no repetition to exploit (irregular grid or a fine lattice)
-    lags = (unique % span)[:, None] * 1e-11 + step * np.arange(n_lags)[None, :]  # [U, L]
+    lags = first[:, None] * tick + step * np.arange(n_lags)[None, :]  # [U, L]
     individual = {
         k: (v[subjects][owner][:, None] if getattr(v, "ndim", 0) == 1 else v)
         for k, v in params.items()
