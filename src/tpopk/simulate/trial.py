@@ -353,7 +353,7 @@ def _run_arm(
         if j + 1 < visits.size:
             later = slot_time >= following
             course = amount.copy()
-            keep = dosing & ~arm.placebo
+            keep = dosing & (not arm.placebo)
             course[:, later] = np.where(keep[:, None], table[state.level - 1][:, later], 0.0)
             changed = np.flatnonzero(~np.all(course == planned, axis=1))
             if changed.size:
