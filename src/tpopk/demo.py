@@ -19,7 +19,7 @@ Only romiplostim (weekly SC) and lusutrombopag (7-day course) are fitted: their 
 model's gradient costs milliseconds, while the eltrombopag arm alone (dual absorption,
 two compartments, 42 daily doses) costs about 0.3 s per gradient on 2 cores, which puts a
 posterior fit of the four label-dose agonists far beyond a demo. Even the two-agonist
-fit takes tens of minutes on a loaded 2-core machine (see the README).
+fit had not finished after 29 minutes of sampling on a loaded 2-core machine (README).
 """
 
 from __future__ import annotations
@@ -125,9 +125,9 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
         cards += [load_card(MODELS / f"{name}.toml") for name in STUDY_AGONISTS]
         _say(
             f"[3/{steps}] fitting {' + '.join(c.name for c in cards)} to the study's "
-            f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; 2 chains x 150 draws)"
+            f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; 2 chains x 100 draws, 150 tuning)"
         )
-        study = fit(cards, events, draws=150, tune=200, chains=2, seed=20261201)
+        study = fit(cards, events, draws=100, tune=150, chains=2, seed=20261201)
         written["study_fit"] = study.save(out / "study_fit.nc")
         print(study.summary().round(3).to_string())
         print(f"divergent transitions: {study.divergences}\n")
