@@ -97,7 +97,8 @@ def test_numpy_concentration_equals_the_model_graph() -> None:
     ("card", "interval"), [("eltrombopag", 24.0), ("hetrombopag", 24.0), ("romiplostim", 168.0)]
 )
 def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, interval: float):
-    """The NumPy shortcut for lattice doses (trial simulation) equals the full superposition."""
+    """The shortcut for lattice doses equals the full superposition, in NumPy (trial
+    simulation) and in the PyMC graph (fits), gradient included."""
     from tpopk.model.predict import Dosing, Drug
     from tpopk.pk import PK_MODELS, concentration
 
@@ -135,4 +136,31 @@ def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, inte
         t,
         xp=np,
     ) * concentration_factor(drug_card.units.dose, "ng/mL")
-    np.testing.assert_allclose(fast, full, rtol=1e-10, atol=1e-14 * np.abs(full).max())
+    atol = 1e-14 * np.abs(full).max()
+    np.testing.assert_allclose(fast, full, rtol=1e-10, atol=atol)
+    # The same shortcut in the PyMC graph (what a fit evaluates), with its gradient.
+    import pytensor
+    import pytensor.tensor as pt
+
+    symbols = {k: pt.vector(k) for k in params}
+    graph = concentration_at(drug, symbols, rows, t, "ng/mL", pt)
+    value = pytensor.function(list(symbols.values()), graph)(*params.values())
+    np.testing.assert_allclose(value, full, rtol=1e-10, atol=atol)
+    general = concentration(
+        pk,
+        {k: v[:, None] for k, v in symbols.items()},
+        *(pt.as_tensor(x[:, None]) for x in (time, amount, zeros, zeros, zeros)),
+        pt.as_tensor(t),
+        xp=pt,
+    )
+    weights = rng.normal(size=t.shape)
+    grads = [
+        pytensor.function(
+            list(symbols.values()), pt.grad((g * weights).sum(), list(symbols.values()))
+        )(*params.values())
+        for g in (graph, general * concentration_factor(drug_card.units.dose, "ng/mL"))
+    ]
+    for lattice, reference in zip(*grads, strict=True):
+        np.testing.assert_allclose(
+            lattice, reference, rtol=1e-8, atol=1e-12 * np.abs(reference).max()
+        )

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
+from pytensor.tensor.signal import convolve1d
 
 from tpopk.data import EventTable
 from tpopk.model.card import CardError, ModelCard, drug_effect_parameters
@@ -160,8 +161,8 @@ def concentration_at(
     names = set(pk_model.parameter_names)
     individual = {k: _rows(v, rows) for k, v in params.items() if k in names}
     d = drug.dosing
-    if xp is np and rows.ndim == 2 and np.ndim(time) == 2:
-        fast = _lattice_superposition(pk_model, params, names, d, rows[:, 0], time)
+    if rows.ndim == 2 and np.ndim(time) == 2:
+        fast = _lattice_superposition(pk_model, params, names, d, rows[:, 0], time, xp)
         if fast is not None:
             return fast * concentration_factor(drug.card.units.dose, unit)
     dose_time, amount, rate, ss, ii, t = (
@@ -181,15 +182,20 @@ def _lattice_superposition(
     dosing: Dosing,
     subjects: NDArray[np.int64],
     time: NDArray[np.float64],
-) -> NDArray[np.float64] | None:
-    """NumPy superposition of bolus doses on a time lattice, or ``None`` if they are not.
+    xp: ModuleType,
+) -> Any:
+    """Superposition of bolus doses on a time lattice, or ``None`` if they are not.
 
     Trial simulations dose on a lattice (daily or weekly slots), and their solver grids
     repeat after every dose, so the lags ``t - t_k`` between ``[S, G]`` times and ``D``
     doses take few distinct values: ``q·step + r`` over the distinct residues ``r`` of
     each subject's times. The closed form of a unit dose is evaluated at those lags only,
     then convolved with the dose amounts along the lattice. Linear PK makes this exact
-    (to rounding); infusions and steady-state doses take the general path.
+    (to rounding); infusions and steady-state doses take the general path. In a fit (``xp``
+    PyTensor) this is what makes PK/PD affordable: the general path evaluates every dose at
+    every solver stage, ``S x 2K x D`` closed forms, 20x the cost of the platelet ODE with
+    42 daily doses (``benchmarks/pd_speed.py``); here the index bookkeeping is data and only
+    the ``[U, L]`` unit responses and their convolution are in the graph.
     """
     dose_time, amount = dosing.time[subjects], dosing.amount[subjects]
     given = dosing.mask[subjects] & (amount != 0)
@@ -229,18 +235,22 @@ def _lattice_superposition(
         if k in names
     }
     zero = np.zeros((len(owner), 1, 1))  # one unit dose at 0 per (subject, residue)
-    unit = np.asarray(
-        concentration(pk_model, individual, zero, zero + 1.0, zero, zero, zero, lags, xp=np)
-    )
+    unit_dose = (zero, zero + 1.0, zero, zero, zero, lags)
+    if xp is not np:
+        unit_dose = tuple(xp.as_tensor(x) for x in unit_dose)
+    unit = concentration(pk_model, individual, *unit_dose, xp=xp)
     # causal convolution with each subject's amounts per lattice slot
     per_slot = np.zeros((n_subjects, n_lags))
     np.add.at(per_slot, (np.nonzero(given)[0], slot[given]), amount[given])
     per_slot = per_slot[owner]
-    convolved = np.zeros_like(unit)
-    for k in np.flatnonzero(per_slot.any(axis=0)):
-        convolved[:, k:] += per_slot[:, k : k + 1] * unit[:, : n_lags - k]
+    if xp is np:
+        convolved = np.zeros_like(unit)
+        for k in np.flatnonzero(per_slot.any(axis=0)):
+            convolved[:, k:] += per_slot[:, k : k + 1] * unit[:, : n_lags - k]
+    else:
+        convolved = convolve1d(xp.as_tensor(per_slot), unit, mode="full")[:, :n_lags]
     out = convolved[inverse.reshape(time.shape), np.maximum(q, 0)]
-    return np.where(q >= 0, out, 0.0)
+    return out * (q >= 0)
 
 
 def drive_at(
