@@ -204,7 +204,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tpopk.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, study=args.study)
     return 0
 
 
@@ -267,6 +267,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the bundled data")
     p.add_argument("--quick", action="store_true", help="one-minute version")
+    p.add_argument(
+        "--study",
+        action="store_true",
+        help="also fit the cross-agonist model to the bundled ITP study (slow: see README)",
+    )
     p.add_argument("--out", default="out/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)
     return parser

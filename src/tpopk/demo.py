@@ -4,22 +4,18 @@
    ITP study (:func:`tpopk.datasets.load_itp_study`);
 2. fit the generic one-compartment card to the theophylline data (the real-data check
    against nlmixr2), save ``fit.nc`` and write its report ``report.html``;
-3. the cross-agonist part:
+3. compare the agonists of the ITP label-dose design by simulating it from the model
+   library's **priors** (``comparison.json``);
+4. with ``study=True`` (``tpopk demo --study``) also fit the cross-agonist model
+   (``models/thrombopoiesis.toml`` with the agonist cards, thrombopoiesis parameters
+   partially pooled across agonists) to the study's arms of :data:`STUDY_AGONISTS`
+   (``study_fit.nc``), simulate the trial design :data:`STUDY_TRIAL` from its posterior
+   (``tpopk.compare``), and write its endpoint table and contrasts
+   (``study_comparison.json``) and the study's report (``study_report.html``).
 
-   - full: fit the cross-agonist model (``models/thrombopoiesis.toml`` with the agonist
-     cards, thrombopoiesis parameters partially pooled across agonists) to the study's
-     arms of :data:`STUDY_AGONISTS` (``study_fit.nc``), simulate the trial design
-     :data:`STUDY_TRIAL` from its posterior (``tpopk.compare``), and write the endpoint
-     table and contrasts (``comparison.json``) and the study's report
-     (``study_report.html``);
-   - ``--quick``: compare the agonists of the ITP label-dose design by simulating it
-     from the model library's **priors** (``comparison.json``), no study fit.
-
-Only romiplostim (weekly SC) and lusutrombopag (7-day course) are fitted: their platelet
-model's gradient costs milliseconds, while the eltrombopag arm alone (dual absorption,
-two compartments, 42 daily doses) costs about 0.3 s per gradient on 2 cores, which puts a
-posterior fit of the four label-dose agonists far beyond a demo. Even the two-agonist
-fit had not finished after 29 minutes of sampling on a loaded 2-core machine (README).
+The study fit is opt-in because it is not yet demo-sized: on the loaded 2-core machine
+the two-agonist fit had not finished after 29 minutes of sampling (README). ``quick``
+uses fewer draws and virtual patients everywhere.
 """
 
 from __future__ import annotations
@@ -84,7 +80,7 @@ def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[s
     return table
 
 
-def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
+def run_demo(out: Path, *, quick: bool = False, study: bool = False) -> dict[str, Path]:
     """Run the demo, writing into ``out``; returns the files written."""
     from tpopk.inference import fit
     from tpopk.report import write_report
@@ -92,7 +88,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    steps = 3 if quick else 5
+    steps = 6 if study else 3
     _say(f"[1/{steps}] validating the bundled datasets")
     for name, load in datasets.CATALOGUE.items():
         print(f"== {name}\n{load().describe()}\n")
@@ -111,34 +107,34 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     print(f"divergent transitions: {result.divergences}\n")
     written["report"] = write_report(result, out / "report.html", progress=True)
 
-    if quick:
-        _say(f"[3/{steps}] prior predictive comparison of the ITP label-dose design")
-        cards = [load_card(MODELS / "thrombopoiesis.toml")]
-        cards += [load_card(MODELS / f"{name}.toml") for name in LABEL_AGONISTS]
-        comparison = prior_compare(
-            cards, MODELS / "trials" / "itp_label_comparison.toml", n_patients=5, draws=3
-        )
-        _write_comparison(comparison, out / "comparison.json", "prior predictive")
-    else:
+    _say(f"[3/{steps}] prior predictive comparison of the ITP label-dose design")
+    cards = [load_card(MODELS / "thrombopoiesis.toml")]
+    cards += [load_card(MODELS / f"{name}.toml") for name in LABEL_AGONISTS]
+    size = {"n_patients": 5, "draws": 3} if quick else {"n_patients": 10, "draws": 6}
+    comparison = prior_compare(cards, MODELS / "trials" / "itp_label_comparison.toml", **size)
+    _write_comparison(comparison, out / "comparison.json", "prior predictive")
+    written["comparison"] = out / "comparison.json"
+
+    if study:
         events = study_arms(datasets.load_itp_study(), STUDY_AGONISTS)
         cards = [load_card(MODELS / "thrombopoiesis.toml")]
         cards += [load_card(MODELS / f"{name}.toml") for name in STUDY_AGONISTS]
         _say(
-            f"[3/{steps}] fitting {' + '.join(c.name for c in cards)} to the study's "
+            f"[4/{steps}] fitting {' + '.join(c.name for c in cards)} to the study's "
             f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; 2 chains x 100 draws, 150 tuning)"
         )
-        study = fit(cards, events, draws=100, tune=150, chains=2, seed=20261201)
-        written["study_fit"] = study.save(out / "study_fit.nc")
-        print(study.summary().round(3).to_string())
-        print(f"divergent transitions: {study.divergences}\n")
-        _say(f"[4/{steps}] posterior predictive trial {STUDY_TRIAL.stem} (20 patients x 20 draws)")
-        comparison = compare(study, STUDY_TRIAL, n_patients=20, draws=20, seed=1)
-        _write_comparison(comparison, out / "comparison.json", "posterior predictive")
-        _say(f"[5/{steps}] writing the study report")
+        study_fit = fit(cards, events, draws=100, tune=150, chains=2, seed=20261201)
+        written["study_fit"] = study_fit.save(out / "study_fit.nc")
+        print(study_fit.summary().round(3).to_string())
+        print(f"divergent transitions: {study_fit.divergences}\n")
+        _say(f"[5/{steps}] posterior predictive trial {STUDY_TRIAL.stem} (20 patients x 20 draws)")
+        posterior = compare(study_fit, STUDY_TRIAL, n_patients=20, draws=20, seed=1)
+        written["study_comparison"] = out / "study_comparison.json"
+        _write_comparison(posterior, written["study_comparison"], "posterior predictive")
+        _say(f"[6/{steps}] writing the study report")
         written["study_report"] = write_report(
-            study, out / "study_report.html", trial=STUDY_TRIAL, comparison=comparison
+            study_fit, out / "study_report.html", trial=STUDY_TRIAL, comparison=posterior
         )
-    written["comparison"] = out / "comparison.json"
     for kind, path in written.items():
         print(f"{kind}: {path}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
