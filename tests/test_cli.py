@@ -47,3 +47,40 @@ def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(week8["contrasts"]) == 6
     for arm in week8["arms"].values():
         assert arm["lower"] <= arm["median"] <= arm["upper"]
+    assert week8["equivalence"] == []  # none asked for
+
+
+@pytest.mark.slow
+def test_compare_json_gives_dose_equivalence(
+    prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prior_fit.save(tmp_path / "prior.nc")
+    args = ["compare", str(path), "--trial", TRIAL, "--n", "3", "--draws", "2"]
+    pair = ["--equivalence", "HETROM-5:HETROM-2.5"]
+    assert main([*args, *pair, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "tpopk.compare/1"
+    for endpoint in report["endpoints"].values():
+        (entry,) = endpoint["equivalence"]
+        json.dumps(entry, allow_nan=False)  # beyond-grid quantiles are null, not Infinity
+        assert (entry["reference"], entry["arm"], entry["dose_unit"]) == (
+            "HETROM-5",
+            "HETROM-2.5",
+            "mg",
+        )
+        assert set(entry["draws"]) == {"matched", "below_grid", "above_grid", "undefined"}
+        assert sum(entry["draws"].values()) == pytest.approx(1.0)
+        for dose in entry["dose"].values():
+            assert dose is None or 2.5 <= dose <= 7.5  # within the phase III levels
+    assert main([*args, *pair]) == 0
+    assert "dose of HETROM-2.5 matching HETROM-5" in capsys.readouterr().out
+    assert main([*args, "--equivalence", "HETROM-5:HETROM-9"]) == 2
+    assert "no arm 'HETROM-9'" in capsys.readouterr().err
+
+
+def test_compare_equivalence_needs_two_arms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["compare", str(tmp_path / "none.nc"), "--trial", TRIAL, "--equivalence", "HETROM-5"]
+    assert main(args) == 2
+    assert "REFERENCE_ARM:OTHER_ARM" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,6 +134,35 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite(value: float) -> float | None:
+    """Return the number for JSON, or ``None`` (null) if it is infinite or undefined."""
+    return value if math.isfinite(value) else None
+
+
+def _equivalence_json(result: xr.DataTree, name: str) -> list[dict[str, Any]]:
+    """Dose-equivalence entries of one endpoint (empty without ``/equivalence``)."""
+    if "equivalence" not in result.children:
+        return []
+    table = result.children["equivalence"].to_dataset(inherit=False)
+    dose, fraction = table[f"dose_{name}"], table[f"fraction_{name}"]
+    return [
+        {
+            "reference": str(table["reference"][i].item()),
+            "arm": str(table["arm"][i].item()),
+            "dose_unit": str(table["dose_unit"][i].item()),
+            "dose": {
+                stat: _finite(float(dose.isel(pair=i).sel(stat=stat)))
+                for stat in ("median", "lower", "upper")
+            },
+            "draws": {
+                str(outcome): float(fraction.isel(pair=i).sel(outcome=outcome))
+                for outcome in table["outcome"].to_numpy()
+            },
+        }
+        for i in range(table.sizes["pair"])
+    ]
+
+
 def comparison_json(result: xr.DataTree) -> dict[str, Any]:
     """Return the stable JSON form of ``tpopk compare --json`` (schema in the README)."""
     summary = result["summary"].to_dataset()
@@ -158,7 +188,11 @@ def comparison_json(result: xr.DataTree) -> dict[str, Any]:
             }
             for i in range(contrasts.sizes["pair"])
         ]
-        endpoints[str(name)] = {"arms": arms, "contrasts": pairs}
+        endpoints[str(name)] = {
+            "arms": arms,
+            "contrasts": pairs,
+            "equivalence": _equivalence_json(result, str(name)),
+        }
     return {
         "schema": "tpopk.compare/1",
         "tpopk_version": __version__,
@@ -167,10 +201,23 @@ def comparison_json(result: xr.DataTree) -> dict[str, Any]:
     }
 
 
+def _equivalence_pair(text: str) -> tuple[str, str]:
+    """Parse ``REFERENCE:ARM`` (``--equivalence``)."""
+    reference, colon, arm = text.partition(":")
+    if not (colon and reference and arm):
+        raise TpopkError(f"--equivalence takes REFERENCE_ARM:OTHER_ARM, got '{text}'")
+    return reference, arm
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from tpopk.inference import Fit
     from tpopk.simulate.comparison import compare
 
+    pairs = [_equivalence_pair(text) for text in args.equivalence or ()]
     result = compare(
         Fit.load(args.fit),
         args.trial,
@@ -179,6 +226,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         scheduler=args.scheduler,
         progressbar=not args.json,
+        equivalence=pairs,
     )
     report = comparison_json(result)
     if args.json:
@@ -189,6 +237,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"{name} (median, {level}% interval)")
         for arm, s in endpoint["arms"].items():
             print(f"  {arm:<24} {s['median']:8.3g}  [{s['lower']:.3g}, {s['upper']:.3g}]")
+        for e in endpoint["equivalence"]:
+            d, n = e["dose"], e["draws"]
+            print(
+                f"  dose of {e['arm']} matching {e['reference']}: {_number(d['median'])} "
+                f"[{_number(d['lower'])}, {_number(d['upper'])}] {e['dose_unit']} "
+                f"(draws below / above the grid / undefined: {n['below_grid']:.0%} / "
+                f"{n['above_grid']:.0%} / {n['undefined']:.0%})"
+            )
     return 0
 
 
@@ -255,6 +311,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=100, help="posterior draws")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
+    p.add_argument(
+        "--equivalence",
+        action="append",
+        metavar="REFERENCE_ARM:OTHER_ARM",
+        help="also the dose of OTHER_ARM (fixed, over its titration levels) matching "
+        "REFERENCE_ARM's endpoints; repeatable",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_compare)
 

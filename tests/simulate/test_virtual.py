@@ -61,6 +61,19 @@ def test_simulated_trial_is_reproducible_and_placebo_stays_flat() -> None:
     assert float(first["dose_given"].sel(arm="placebo").sum()) == 0
 
 
+def test_same_patients_run_every_arm_on_one_population() -> None:
+    design = load_trial(TRIAL)
+    first = design.arms[0]
+    twins = design.model_copy(update={"arms": (first, first.model_copy(update={"name": "twin"}))})
+    shared = simulate_trial([CARD], twins, n_patients=4, seed=3, same_patients=True)
+    one, two = (shared.sel(arm=name) for name in (first.name, "twin"))
+    for name in ("platelets", "dose_given", "baseline_platelets", "WT"):
+        np.testing.assert_array_equal(one[name].to_numpy(), two[name].to_numpy())
+    apart = simulate_trial([CARD], twins, n_patients=4, seed=3)
+    baselines = apart["baseline_platelets"].to_numpy()
+    assert not np.array_equal(baselines[0], baselines[1])
+
+
 @pytest.mark.slow
 def test_compare_contrasts_are_consistent(prior_fit: Fit) -> None:
     result = compare(prior_fit, TRIAL, n_patients=5, draws=4, chunk=2, seed=1, progressbar=False)

@@ -4,7 +4,9 @@ Each posterior draw runs the whole trial in closed loop on new virtual patients,
 endpoint (responders at week 6, overshoot above 400 ×10^9/L, ...) becomes a posterior
 distribution per arm. Arms are then contrasted pairwise: the difference ``A − B`` and
 the probability that ``A`` is better than ``B`` (higher for responder fractions and
-time in range, lower for overshoot and time to response).
+time in range, lower for overshoot and time to response). On request, pairs of arms are
+also put on a common dose scale: the dose of one arm's agonist that matches another
+arm's endpoint (:mod:`tpopk.simulate.equivalence`).
 
 Draws are simulated in chunks, so memory stays bounded by the chunk size; the chunks
 run locally, or on a Dask cluster when a scheduler address is given (through the same
@@ -26,6 +28,7 @@ from tpopk.errors import TpopkError
 from tpopk.model.card import ModelCard
 from tpopk.simulate.design import TrialDesign, load_trial
 from tpopk.simulate.endpoints import evaluate_endpoints
+from tpopk.simulate.equivalence import DoseGrid, stack_curves, summarise_equivalence
 from tpopk.simulate.virtual import simulate_trial
 
 if TYPE_CHECKING:
@@ -35,13 +38,14 @@ if TYPE_CHECKING:
 LOWER_IS_BETTER = frozenset({"overshoot", "time_to_response", "time_to_peak"})
 
 
-def _chunk_endpoints(
+def _endpoints(
     cards: Sequence[ModelCard],
     design: TrialDesign,
     posterior: xr.Dataset,
     agonists: Sequence[str],
     n_patients: int,
     seed: int,
+    same_patients: bool = False,
 ) -> xr.Dataset:
     """Endpoints ``(arm, draw)`` of one chunk of posterior draws (one draw per sample)."""
     flat = posterior.stack(sample=("chain", "draw"))
@@ -54,10 +58,35 @@ def _chunk_endpoints(
         posterior=posterior,
         agonists=agonists,
         draws=draws,
+        same_patients=same_patients,
     )
     if "draw" not in trial.dims:
         trial = trial.expand_dims(draw=1)
     return evaluate_endpoints(trial, design.endpoints)
+
+
+def _chunk_endpoints(
+    cards: Sequence[ModelCard],
+    design: TrialDesign,
+    posterior: xr.Dataset,
+    agonists: Sequence[str],
+    n_patients: int,
+    seed: int,
+    grids: Sequence[DoseGrid],
+) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """One chunk of posterior draws: the trial's endpoints and each grid's curves.
+
+    Each dose grid runs on its own virtual patients, shared by its reference arm and all
+    its doses (the trial's arms keep their own patients).
+    """
+    values = _endpoints(cards, design, posterior, agonists, n_patients, seed)
+    if not grids:
+        return values, None
+    curves = [
+        grid.curves(_endpoints(cards, grid.design, posterior, agonists, n_patients, seed, True))
+        for grid in grids
+    ]
+    return values, stack_curves(curves)
 
 
 def _chunks(posterior: xr.Dataset, draws: int, chunk: int) -> list[xr.Dataset]:
@@ -85,6 +114,7 @@ def compare(
     chunk: int = 25,
     scheduler: str | None = None,
     progressbar: bool = True,
+    equivalence: Sequence[tuple[str, str]] = (),
 ) -> xr.DataTree:
     """Posterior predictive comparison of a trial's arms.
 
@@ -108,6 +138,12 @@ def compare(
         Address of a Dask scheduler (``tcp://host:8786``); chunks then run there.
     progressbar
         Show progress over chunks.
+    equivalence
+        ``(reference, arm)`` pairs of arm names: for each, the dose of ``arm`` (at fixed
+        doses over its titration's levels, on the same virtual patients as a re-run of
+        ``reference``) whose endpoint equals ``reference``'s, per endpoint and draw
+        (:mod:`tpopk.simulate.equivalence`). Costs one more trial per pair, with
+        ``1 + levels`` arms.
 
     Returns
     -------
@@ -115,15 +151,25 @@ def compare(
         ``/draws``: every endpoint per ``arm, draw``; ``/summary``: per endpoint and arm
         the posterior median and interval (dim ``stat``: median, lower, upper);
         ``/contrasts``: per endpoint and ordered arm pair (``arm``, ``versus``) the
-        difference's median and interval and ``p_better_<endpoint>``.
+        difference's median and interval and ``p_better_<endpoint>``; with
+        ``equivalence``, ``/equivalence`` (and its ``draws``) as
+        :func:`tpopk.simulate.equivalence.summarise_equivalence` returns it.
+
+    Raises
+    ------
+    TpopkError
+        If ``ci_prob`` is outside (0, 1) or an equivalence pair names an arm the trial
+        lacks, a placebo arm as ``arm``, or one whose levels do not increase in dose.
     """
     design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
     if not 0 < ci_prob < 1:
         raise TpopkError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    grids = [DoseGrid.of(design, reference, arm) for reference, arm in equivalence]
     agonists = [str(a) for a in fit.model.coords.get("agonist", ())]
     parts = _chunks(fit.posterior, draws, chunk)
     arguments = [
-        (fit.cards, design, part, agonists, n_patients, seed + i) for i, part in enumerate(parts)
+        (fit.cards, design, part, agonists, n_patients, seed + i, grids)
+        for i, part in enumerate(parts)
     ]
     if scheduler is None:
         results = [
@@ -136,8 +182,14 @@ def compare(
         with Client(scheduler) as client:
             futures = [client.submit(_chunk_endpoints, *a, pure=False) for a in arguments]
             results = client.gather(futures)
-    values = xr.concat(results, dim="draw").assign_coords(draw=np.arange(draws))
-    return _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
+    values = xr.concat([v for v, _ in results], dim="draw").assign_coords(draw=np.arange(draws))
+    tree = _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
+    if grids:
+        chunk_curves = [c for _, c in results if c is not None]
+        curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
+        curves = curves.assign_coords(draw=np.arange(draws))
+        tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
+    return tree
 
 
 def prior_compare(

@@ -345,6 +345,7 @@ def simulate_trial(
     posterior: xr.Dataset | None = None,
     agonists: Sequence[str] = (),
     draws: int = 1,
+    same_patients: bool = False,
 ) -> xr.Dataset:
     """Run a trial design in closed loop on virtual patients simulated from model cards.
 
@@ -365,6 +366,11 @@ def simulate_trial(
         The fit's ``agonist`` coordinate, for partially pooled system parameters.
     draws
         Population draws; with more than one the result has a ``draw`` dimension.
+    same_patients
+        Run every arm on the same virtual patients (the first arm's covariates, and for
+        arms of one agonist the same individual parameters and measurement errors):
+        common random numbers, so that arms differing only in dose differ by the dose's
+        effect alone (the dose grids of :mod:`tpopk.simulate.equivalence`).
 
     Returns
     -------
@@ -374,8 +380,15 @@ def simulate_trial(
     # Every draw is a trial of its own patients (draw-major blocks of n_patients): one
     # sample reused by every draw would put its chance imbalance between arms into all.
     population = sample_population(design, n_patients * draws, seed)
+    names = [arm.name for arm in design.arms]
+    if same_patients:
+        population = population.isel(arm=np.zeros(len(names), dtype=int))
+        population = population.assign_coords(arm=names)
     block = (np.arange(draws), np.arange(draws))
     responders: dict[str, ResponseModel] = {}
+    # Individual values depend on the agonist and the patients only: with shared patients
+    # they are drawn once per agonist (each draw builds and compiles a PyMC graph).
+    drawn: dict[str, tuple[dict[str, FloatArray], FloatArray]] = {}
     for arm in design.arms:
         agonist = Agonist.from_cards(cards, arm.agonist)
         people = population.sel(arm=arm.name)
@@ -386,9 +399,20 @@ def simulate_trial(
                 if name in people
             }
         )
-        values = individual_values(
-            agonist, covariates, posterior=posterior, agonists=agonists, draws=draws, seed=seed
-        )
+        key = arm.agonist if same_patients else arm.name
+        if key not in drawn:
+            drawn[key] = (
+                individual_values(
+                    agonist,
+                    covariates,
+                    posterior=posterior,
+                    agonists=agonists,
+                    draws=draws,
+                    seed=seed,
+                ),
+                _measurement_sd(agonist.system, posterior, draws, seed),
+            )
+        values, sd = drawn[key]
         # [draw, all patients] -> draw d's values for its own block of patients
         flat = {
             name: value.reshape(draws, draws, n_patients)[block].reshape(-1)
@@ -399,7 +423,6 @@ def simulate_trial(
             if name in flat:
                 flat[name] = baseline
                 break
-        sd = _measurement_sd(agonist.system, posterior, draws, seed)
         responders[arm.name] = CardResponse(
             agonist,
             flat,
