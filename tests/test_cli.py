@@ -40,7 +40,11 @@ def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixt
     path = prior_fit.save(tmp_path / "prior.nc")
     args = ["compare", str(path), "--trial", TRIAL, "--n", "3", "--draws", "2", "--json"]
     assert main(args) == 0
-    report = json.loads(capsys.readouterr().out)
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON (RFC 8259): undefined must be null")
+
+    report = json.loads(capsys.readouterr().out, parse_constant=strict)
     assert report["schema"] == "tpopk.compare/1"
     week8 = report["endpoints"]["responder_week_8"]
     assert set(week8["arms"]) == {"HETROM-2.5", "HETROM-5", "placebo"}

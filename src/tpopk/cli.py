@@ -171,7 +171,7 @@ def comparison_json(result: xr.DataTree) -> dict[str, Any]:
     for name in summary.data_vars:
         arms = {
             str(arm): {
-                stat: float(summary[name].sel(arm=arm, stat=stat))
+                stat: _finite(float(summary[name].sel(arm=arm, stat=stat)))
                 for stat in ("median", "lower", "upper")
             }
             for arm in summary["arm"].to_numpy()
@@ -181,10 +181,12 @@ def comparison_json(result: xr.DataTree) -> dict[str, Any]:
                 "arm": str(contrasts["arm"][i].item()),
                 "versus": str(contrasts["versus"][i].item()),
                 "difference": {
-                    stat: float(contrasts[f"difference_{name}"].isel(pair=i).sel(stat=stat))
+                    stat: _finite(
+                        float(contrasts[f"difference_{name}"].isel(pair=i).sel(stat=stat))
+                    )
                     for stat in ("median", "lower", "upper")
                 },
-                "p_better": float(contrasts[f"p_better_{name}"].isel(pair=i)),
+                "p_better": _finite(float(contrasts[f"p_better_{name}"].isel(pair=i))),
             }
             for i in range(contrasts.sizes["pair"])
         ]
@@ -209,7 +211,8 @@ def _equivalence_pair(text: str) -> tuple[str, str]:
     return reference, arm
 
 
-def _number(value: float | None) -> str:
+def format_value(value: float | None) -> str:
+    """Format a JSON number for people: 3 significant digits, ``n/a`` for null."""
     return "n/a" if value is None else f"{value:.3g}"
 
 
@@ -236,12 +239,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for name, endpoint in report["endpoints"].items():
         print(f"{name} (median, {level}% interval)")
         for arm, s in endpoint["arms"].items():
-            print(f"  {arm:<24} {s['median']:8.3g}  [{s['lower']:.3g}, {s['upper']:.3g}]")
+            print(
+                f"  {arm:<24} {format_value(s['median']):>8}  "
+                f"[{format_value(s['lower'])}, {format_value(s['upper'])}]"
+            )
         for e in endpoint["equivalence"]:
             d, n = e["dose"], e["draws"]
             print(
-                f"  dose of {e['arm']} matching {e['reference']}: {_number(d['median'])} "
-                f"[{_number(d['lower'])}, {_number(d['upper'])}] {e['dose_unit']} "
+                f"  dose of {e['arm']} matching {e['reference']}: {format_value(d['median'])} "
+                f"[{format_value(d['lower'])}, {format_value(d['upper'])}] {e['dose_unit']} "
                 f"(draws below / above the grid / undefined: {n['below_grid']:.0%} / "
                 f"{n['above_grid']:.0%} / {n['undefined']:.0%})"
             )

@@ -55,7 +55,7 @@ def study_arms(study: EventTable, agonists: tuple[str, ...]) -> EventTable:
 
 def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[str, Any]:
     """Write ``tpopk compare --json``'s table atomically and print it."""
-    from tpopk.cli import comparison_json
+    from tpopk.cli import comparison_json, format_value
 
     table = comparison_json(comparison)
     tmp = path.with_suffix(".json.tmp")
@@ -66,7 +66,10 @@ def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[s
     for endpoint, data in table["endpoints"].items():
         print(endpoint)
         for arm, s in data["arms"].items():
-            print(f"  {arm:<14} {s['median']:7.3g}  [{s['lower']:.3g}, {s['upper']:.3g}]")
+            print(
+                f"  {arm:<14} {format_value(s['median']):>7}  "
+                f"[{format_value(s['lower'])}, {format_value(s['upper'])}]"
+            )
         shown: set[frozenset[str]] = set()
         for pair in data["contrasts"]:
             if (key := frozenset((pair["arm"], pair["versus"]))) in shown:
@@ -74,8 +77,9 @@ def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[s
             shown.add(key)
             d = pair["difference"]
             print(
-                f"  {pair['arm']} - {pair['versus']}: {d['median']:.3g} "
-                f"[{d['lower']:.3g}, {d['upper']:.3g}], P(better) {pair['p_better']:.2f}"
+                f"  {pair['arm']} - {pair['versus']}: {format_value(d['median'])} "
+                f"[{format_value(d['lower'])}, {format_value(d['upper'])}], "
+                f"P(better) {format_value(pair['p_better'])}"
             )
     return table
 
