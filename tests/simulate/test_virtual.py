@@ -142,3 +142,55 @@ def test_short_itp_platelet_lifespans_stay_stable() -> None:
     # steady drive 1 + slope * Cavg (27.2 ng/mL) = 2.9: all reach it within 10 weeks
     assert np.isfinite(dosed).all()
     np.testing.assert_allclose(dosed[:, -1] / 13.0, 1 + 0.07 * 5e3 / (7.66 * 24), rtol=0.02)
+
+
+def test_arms_are_different_patients_in_one_world() -> None:
+    """Parallel arms: independent patients (deviates, errors), shared population values.
+
+    Two identical arms of one design: per patient, the week-8 fold change of one arm
+    must be unrelated to the other's (the same deviates in every arm made them
+    near-identical), while per prior draw the arms' median courses move together (the
+    population values are one draw for the whole trial).
+    """
+    design = load_trial(TRIAL)
+    first = design.arms[0]
+    twins = design.model_copy(update={"arms": (first, first.model_copy(update={"name": "twin"}))})
+    trial = simulate_trial([CARD], twins, n_patients=80, seed=4, draws=6)
+    fold = np.log(trial["platelets"].isel(visit=-1) / trial["baseline_platelets"])
+    one, two = (fold.sel(arm=name).to_numpy() for name in (first.name, "twin"))  # [draw, patient]
+    within = [np.corrcoef(a, b)[0, 1] for a, b in zip(one, two, strict=True)]
+    assert np.abs(within).max() < 0.4, within
+    across = np.corrcoef(np.median(one, axis=1), np.median(two, axis=1))[0, 1]
+    assert across > 0.8, across
+
+
+def test_prior_population_draws_the_system_once_for_every_agonist() -> None:
+    from tpopk.simulate.virtual import prior_population
+
+    library = [load_card(ROOT / "models" / f"{n}.toml") for n in ("thrombopoiesis",)]
+    library += [load_card(ROOT / "models" / f"{a}.toml") for a in ("eltrombopag", "romiplostim")]
+    patients = pd.DataFrame({"WT": [70.0], "EAST_ASIAN": [0.0], "DISEASE": ["ITP"]})
+    agonists = ["eltrombopag", "romiplostim"]
+    population = prior_population(
+        library, dict.fromkeys(agonists, patients), agonists=agonists, draws=5, seed=1
+    )
+    assert population["pop_tplt"].shape == (1, 5)
+    assert population["z_tp_agonist"].shape == (1, 5, 2)  # one per agonist, drawn together
+    assert {"pop_cl_eltrombopag", "pop_cl_romiplostim", "sigma_prop_plt"} <= set(population)
+    # and the arms' individual values are conditioned on it: same draw, same typical value
+    values = [
+        individual_values(
+            Agonist.from_cards(library, a),
+            patients,
+            posterior=population,
+            agonists=agonists,
+            draws=5,
+            seed=2,
+        )
+        for a in agonists
+    ]
+    np.testing.assert_allclose(
+        np.log(values[0]["tplt"]) - np.log(values[1]["tplt"]),
+        0.0,
+        atol=5 * float(population["omega_tplt"].max()),
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,31 +99,8 @@ def individual_values(
     seed
         Seed for the new inter-individual deviates (and prior draws).
     """
-    cards = [agonist.drug] if agonist.drug is agonist.system else [agonist.system, agonist.drug]
-    frame = _covariate_frame(cards, covariates).reset_index(drop=True)
-    n_patients = len(frame)
-    subject_dim = f"subject{agonist.suffix}" if agonist.suffix else "subject"
-    coords: dict[str, object] = {
-        "subject": np.arange(n_patients),
-        subject_dim: np.arange(n_patients),
-    }
-    index = None
-    if agonist.suffix:
-        names = list(agonists) or [agonist.suffix[1:]]
-        coords["agonist"] = names
-        index = np.full(n_patients, names.index(agonist.suffix[1:]))
-    with pm.Model(coords=coords) as model:
-        values = individual_parameters(
-            agonist.drug.parameters,
-            frame,
-            agonist.drug.iiv_block,
-            suffix=agonist.suffix,
-            subject_dim=subject_dim,
-        )
-        if agonist.system is not agonist.drug:
-            values |= individual_parameters(
-                agonist.system.parameters, frame, agonist.system.iiv_block, agonist_index=index
-            )
+    model, values = _individual_model(agonist, covariates, agonists)
+    n_patients = len(covariates)
     # Estimated parameters are named Deterministics; fixed and data-given ones are constants.
     random = {k: v.name for k, v in values.items() if v.name in model.named_vars}
     out = {
@@ -155,16 +133,92 @@ def individual_values(
     return out
 
 
+def _individual_model(
+    agonist: Agonist, covariates: pd.DataFrame, agonists: Sequence[str]
+) -> tuple[pm.Model, dict[str, Any]]:
+    """Build the population and individual variables of ``agonist``'s cards for these patients."""
+    cards = [agonist.drug] if agonist.drug is agonist.system else [agonist.system, agonist.drug]
+    frame = _covariate_frame(cards, covariates).reset_index(drop=True)
+    n_patients = len(frame)
+    subject_dim = f"subject{agonist.suffix}" if agonist.suffix else "subject"
+    coords: dict[str, object] = {
+        "subject": np.arange(n_patients),
+        subject_dim: np.arange(n_patients),
+    }
+    index = None
+    if agonist.suffix:
+        names = list(agonists) or [agonist.suffix[1:]]
+        coords["agonist"] = names
+        index = np.full(n_patients, names.index(agonist.suffix[1:]))
+    with pm.Model(coords=coords) as model:
+        values = individual_parameters(
+            agonist.drug.parameters,
+            frame,
+            agonist.drug.iiv_block,
+            suffix=agonist.suffix,
+            subject_dim=subject_dim,
+        )
+        if agonist.system is not agonist.drug:
+            values |= individual_parameters(
+                agonist.system.parameters, frame, agonist.system.iiv_block, agonist_index=index
+            )
+    return model, values
+
+
+def _population_names(model: pm.Model) -> list[str]:
+    """Free variables of ``model`` that are not per subject: what a trial draw shares."""
+    return [
+        v.name
+        for v in model.free_RVs
+        if not any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(v.name, ()))
+    ]
+
+
+def prior_population(
+    cards: Sequence[ModelCard],
+    covariates: Mapping[str, pd.DataFrame],
+    *,
+    agonists: Sequence[str],
+    draws: int,
+    seed: int,
+) -> xr.Dataset:
+    """Draw the population values of every arm's cards from their priors, ``(chain, draw)``.
+
+    One draw is one world: the system parameters (and each agonist's own) take one value
+    per draw that every arm shares, as a posterior draw would. Drawing per arm instead
+    would compare agonists across different thrombopoiesis systems.
+
+    ``covariates`` holds, per agonist, patients whose covariate columns its cards read
+    (their values do not matter: only population variables are drawn).
+    """
+    parts: dict[str, xr.DataArray] = {}
+    system: ModelCard | None = None
+    for i, (name, patients) in enumerate(covariates.items()):
+        agonist = Agonist.from_cards(cards, name)
+        system = agonist.system
+        model, _ = _individual_model(agonist, patients, agonists)
+        wanted = [n for n in _population_names(model) if n not in parts]
+        if wanted:
+            sampled = pm.sample_prior_predictive(
+                draws=draws,
+                model=model,
+                var_names=wanted,
+                random_seed=np.random.default_rng([seed, i]),
+                compile_kwargs=_QUICK,
+            )["prior"]
+            parts |= {n: sampled[n] for n in wanted}
+    population = xr.Dataset(parts)
+    if system is not None and (measured := _measurement_variable(system)) is not None:
+        population[measured] = (("chain", "draw"), _measurement_sd(system, None, draws, seed)[None])
+    return population
+
+
 def _population_draws(posterior: xr.Dataset, model: pm.Model, draws: int) -> xr.DataTree:
     """Select the population-level posterior draws ``model`` needs, thinned to ``draws``.
 
     Subject-level variables are left out, so PyMC draws new deviates for new patients.
     """
-    needed = [
-        v.name
-        for v in model.free_RVs
-        if not any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(v.name, ()))
-    ]
+    needed = _population_names(model)
     if missing := [n for n in needed if n not in posterior.data_vars]:
         raise CardError(f"the posterior lacks population variables {missing} of these cards")
     flat = posterior[needed].stack(sample=("chain", "draw"))
@@ -308,6 +362,19 @@ def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
 BASELINE_PARAMETERS = ("circ0", "plt0", "r0")
 
 
+def _measurement_variable(system: ModelCard) -> str | None:
+    """Name of the platelet count's log-scale error SD in a fit, or None if it has none."""
+    spec = system.residual.get(system.structure.response)
+    if spec is None:
+        return None
+    prior, name = (
+        (spec.sigma_log, "sigma_log")
+        if spec.error == "lognormal"
+        else (spec.sigma_prop, "sigma_prop")
+    )
+    return None if prior is None else f"{name}_{system.structure.response}"
+
+
 def _measurement_sd(
     system: ModelCard, posterior: xr.Dataset | None, draws: int, seed: int
 ) -> FloatArray:
@@ -316,20 +383,15 @@ def _measurement_sd(
     Log-normal error uses ``sigma_log``; proportional error is log-normal to first
     order; an additive part is ignored (it matters only near zero counts).
     """
-    spec = system.residual.get(system.structure.response)
-    if spec is None:
+    variable = _measurement_variable(system)
+    if variable is None:
         return np.zeros(draws)
-    prior, name = (
-        (spec.sigma_log, "sigma_log")
-        if spec.error == "lognormal"
-        else (spec.sigma_prop, "sigma_prop")
-    )
-    if prior is None:
-        return np.zeros(draws)
-    variable = f"{name}_{system.structure.response}"
     if posterior is not None:
         flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
         return np.asarray(flat[np.linspace(0, flat.size - 1, draws).round().astype(int)])
+    spec = system.residual[system.structure.response]
+    prior = spec.sigma_log if spec.error == "lognormal" else spec.sigma_prop
+    assert prior is not None  # _measurement_variable checked it
     with pm.Model():
         prior.create_variable(variable)
         sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
@@ -384,39 +446,50 @@ def simulate_trial(
     if same_patients:
         population = population.isel(arm=np.zeros(len(names), dtype=int))
         population = population.assign_coords(arm=names)
-    block = (np.arange(draws), np.arange(draws))
-    responders: dict[str, ResponseModel] = {}
-    # Individual values depend on the agonist and the patients only: with shared patients
-    # they are drawn once per agonist (each draw builds and compiles a PyMC graph).
-    drawn: dict[str, tuple[dict[str, FloatArray], FloatArray]] = {}
+    covariates = {}
     for arm in design.arms:
-        agonist = Agonist.from_cards(cards, arm.agonist)
         people = population.sel(arm=arm.name)
-        covariates = pd.DataFrame(
+        covariates[arm.name] = pd.DataFrame(
             {
                 name: people[name].to_numpy()
                 for name in ("WT", "EAST_ASIAN", "SPLENECTOMY", "DISEASE")
                 if name in people
             }
         )
-        key = arm.agonist if same_patients else arm.name
+    if posterior is None:
+        # prior predictive: one world per draw, shared by the arms as a posterior draw is
+        if not agonists and len(cards) > 1:
+            agonists = list(dict.fromkeys(arm.agonist for arm in design.arms))
+        first = {arm.agonist: covariates[arm.name] for arm in reversed(design.arms)}
+        posterior = prior_population(cards, first, agonists=agonists, draws=draws, seed=seed)
+    # Patients of different arms are different people: each arm draws its own deviates
+    # and measurement errors, unless the arms are to share patients.
+    arm_seeds = np.random.SeedSequence(seed).generate_state(len(names))
+    block = (np.arange(draws), np.arange(draws))
+    responders: dict[str, ResponseModel] = {}
+    # Individual values depend on the agonist and the patients only: with shared patients
+    # they are drawn once per agonist (each draw builds and compiles a PyMC graph).
+    drawn: dict[str, dict[str, FloatArray]] = {}
+    sd = _measurement_sd(
+        Agonist.from_cards(cards, design.arms[0].agonist).system, posterior, draws, seed
+    )
+    for i, arm in enumerate(design.arms):
+        agonist = Agonist.from_cards(cards, arm.agonist)
+        people = population.sel(arm=arm.name)
+        key, arm_seed = (arm.agonist, seed) if same_patients else (arm.name, int(arm_seeds[i]))
         if key not in drawn:
-            drawn[key] = (
-                individual_values(
-                    agonist,
-                    covariates,
-                    posterior=posterior,
-                    agonists=agonists,
-                    draws=draws,
-                    seed=seed,
-                ),
-                _measurement_sd(agonist.system, posterior, draws, seed),
+            drawn[key] = individual_values(
+                agonist,
+                covariates[arm.name],
+                posterior=posterior,
+                agonists=agonists,
+                draws=draws,
+                seed=arm_seed,
             )
-        values, sd = drawn[key]
         # [draw, all patients] -> draw d's values for its own block of patients
         flat = {
             name: value.reshape(draws, draws, n_patients)[block].reshape(-1)
-            for name, value in values.items()
+            for name, value in drawn[key].items()
         }
         baseline = people["baseline_platelets"].to_numpy()
         for name in BASELINE_PARAMETERS:
@@ -429,7 +502,7 @@ def simulate_trial(
             people["WT"].to_numpy(),
             dose_per_kg=design.titration_of(arm).dose_unit == "µg/kg",
             residual_sd=np.repeat(sd, n_patients),
-            seed=seed,
+            seed=arm_seed,
         )
     trial = run_trial(design, responders, population)
     return split_draws(trial, draws) if draws > 1 else trial
