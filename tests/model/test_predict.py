@@ -164,3 +164,50 @@ def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, inte
         np.testing.assert_allclose(
             lattice, reference, rtol=1e-8, atol=1e-12 * np.abs(reference).max()
         )
+
+
+def test_observations_and_stage_times_share_one_lattice_evaluation() -> None:
+    """PK observations ([N] rows and times) and solver stage times ([S, G]) asked for
+    together give what each gives alone through the general closed form."""
+    from tpopk.model.predict import Dosing, Drug, concentrations_at
+    from tpopk.pk import PK_MODELS, concentration
+
+    drug_card = load_card(MODELS / "eltrombopag.toml")
+    pk = PK_MODELS[str(drug_card.structure.pk)]
+    rng = np.random.default_rng(7)
+    n, slots = 4, 20
+    params = {
+        spec.name: np.exp(rng.normal(np.log(spec.default or 1.0), 0.3, n)) for spec in pk.parameters
+    }
+    time = np.broadcast_to(24.0 * np.arange(slots), (n, slots)).copy()
+    amount = rng.choice([0.0, 25.0, 50.0], size=(n, slots))
+    zeros = np.zeros((n, slots))
+    dosing = Dosing(time, amount, zeros, zeros.astype(np.int64), zeros, zeros, amount > 0)
+    drug = Drug(drug_card, np.arange(n), dosing)
+    stages = np.sort(rng.uniform(-5.0, 24.0 * slots, (n, 60)), axis=1)
+    obs_rows = rng.integers(0, n, 25)  # uneven numbers of observations per subject
+    obs_time = rng.uniform(0.0, 24.0 * slots, 25)
+    requests = [(np.arange(n)[:, None], stages, "ng/mL"), (obs_rows, obs_time, "mg/L")]
+
+    def general(rows, t, unit):  # type: ignore[no-untyped-def]
+        rows = np.broadcast_to(rows, np.shape(t))
+        doses = (x[rows] for x in (time, amount, zeros, zeros, zeros))
+        individual = {k: v[rows] for k, v in params.items()}
+        value = concentration(pk, individual, *doses, t, xp=np)
+        return value * concentration_factor(drug_card.units.dose, unit)
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    symbols = {k: pt.vector(k) for k in params}
+    graph = concentrations_at(drug, symbols, requests, pt)
+    in_graph = pytensor.function(list(symbols.values()), graph)(*params.values())
+    for request, fast, symbolic in zip(
+        requests, concentrations_at(drug, params, requests, np), in_graph, strict=True
+    ):
+        reference = general(*request)
+        assert reference.shape == np.shape(request[1])
+        assert np.abs(reference).max() > 0
+        atol = 1e-14 * np.abs(reference).max()
+        np.testing.assert_allclose(fast, reference, rtol=1e-10, atol=atol)
+        np.testing.assert_allclose(symbolic, reference, rtol=1e-10, atol=atol)

@@ -33,7 +33,15 @@ from tpopk.data import EventTable, SubjectArrays
 from tpopk.model.card import CardError, ModelCard
 from tpopk.model.likelihood import likelihood, residual_sd
 from tpopk.model.parameters import individual_parameters
-from tpopk.model.predict import Dosing, Drug, concentration_at, response_at
+from tpopk.model.predict import (
+    Dosing,
+    Drug,
+    concentrations_at,
+    drug_effect_at,
+    response_on_grid,
+    solver_grid,
+)
+from tpopk.pd import SolverGrid
 
 
 @dataclass(frozen=True)
@@ -172,22 +180,27 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                     agonist_index=_agonist_index(study, len(arrays.subject_ids)),
                 )
             )
+        grid = _response_grid(study, arrays, positions)
+        concentrations = _drug_concentrations(study, events, individual, positions, grid)
         for dvid in dvids:
             idx = positions[dvid]
             if dvid == "conc":
-                prediction, sd = _concentration_predictions(study, events, individual, idx)
+                prediction, sd = _concentration_predictions(study, concentrations, idx)
                 error = study.drugs[0].card.residual["conc"].error
             else:
-                prediction = response_at(
-                    cast(str, cast(ModelCard, study.system).structure.pd),
-                    [(d, individual[d.suffix]) for d in study.drugs],
+                system_card = cast(ModelCard, study.system)
+                prediction = response_on_grid(
+                    cast(str, system_card.structure.pd),
+                    [
+                        (d, drug_effect_at(d, individual[d.suffix], stage, pt))
+                        for d, (stage, _) in zip(study.drugs, concentrations, strict=True)
+                    ],
                     system,
-                    arrays.obs_subject[idx],
-                    arrays.obs_time[idx],
+                    cast(SolverGrid, grid),
                     len(arrays.subject_ids),
                     pt,
                 )
-                spec = cast(ModelCard, study.system).residual[dvid]
+                spec = system_card.residual[dvid]
                 prediction = _floor(prediction, spec.error)
                 sd, error = residual_sd(spec, dvid, prediction), spec.error
             pm.Deterministic(f"ipred_{dvid}", prediction, dims=f"obs_{dvid}")
@@ -218,34 +231,77 @@ def _floor(prediction: TensorVariable, error: str) -> TensorVariable:
     return pt.maximum(prediction, 1e-12) if error in ("proportional", "lognormal") else prediction
 
 
-def _concentration_predictions(
+def _response_grid(
+    study: Study, arrays: SubjectArrays, positions: dict[str, NDArray[np.int64]]
+) -> SolverGrid | None:
+    """Return the platelet solver's grid, or ``None`` without response observations."""
+    if study.system is None or study.system.structure.response not in positions:
+        return None
+    idx = positions[study.system.structure.response]
+    return solver_grid(
+        cast(str, study.system.structure.pd),
+        study.drugs,
+        arrays.obs_subject[idx],
+        arrays.obs_time[idx],
+        len(arrays.subject_ids),
+    )
+
+
+def _drug_concentrations(
     study: Study,
     events: EventTable,
     individual: dict[str, dict[str, TensorVariable]],
+    positions: dict[str, NDArray[np.int64]],
+    grid: SolverGrid | None,
+) -> list[tuple[TensorVariable | None, TensorVariable | None]]:
+    """Each drug's concentration at its solver stage times and at its PK observations.
+
+    One :func:`concentrations_at` call per drug, so that the PK closed form of each drug
+    is in the graph once (the solver stages and the PK observations share it); ``None``
+    where the model needs no such prediction. Stage concentrations are in the card's
+    unit, observed ones in the data's.
+    """
+    arrays = events.subject_arrays()
+    results: list[tuple[TensorVariable | None, TensorVariable | None]] = []
+    for drug in study.drugs:
+        requests = []
+        if grid is not None:
+            requests.append(
+                (
+                    np.arange(len(drug.subjects))[:, None],
+                    grid.stage_times[drug.subjects],
+                    drug.card.units.concentration,
+                )
+            )
+        observed = None
+        if "conc" in positions:
+            obs_subject = arrays.obs_subject[positions["conc"]]
+            rows = np.flatnonzero(np.isin(obs_subject, drug.subjects))
+            if rows.size:
+                local = np.searchsorted(drug.subjects, obs_subject[rows])
+                time = arrays.obs_time[positions["conc"]][rows]
+                requests.append((local, time, events.units["conc"]))
+                observed = rows
+        parts = concentrations_at(drug, individual[drug.suffix], requests, pt)
+        stage = parts[0] if grid is not None else None
+        results.append((stage, (observed, parts[-1]) if observed is not None else None))
+    return results
+
+
+def _concentration_predictions(
+    study: Study,
+    concentrations: list[tuple[TensorVariable | None, TensorVariable | None]],
     positions: NDArray[np.int64],
 ) -> tuple[TensorVariable, TensorVariable]:
     """Concentration predictions and residual SDs, each drug's part in its subjects' rows."""
-    arrays = events.subject_arrays()
-    obs_subject = arrays.obs_subject[positions]
     prediction = pt.zeros(len(positions))
     sd = pt.zeros(len(positions))
-    for drug in study.drugs:
-        rows = np.flatnonzero(np.isin(obs_subject, drug.subjects))
-        if rows.size == 0:
+    for drug, (_, observed) in zip(study.drugs, concentrations, strict=True):
+        if observed is None:
             continue
-        local = np.searchsorted(drug.subjects, obs_subject[rows])
+        rows, conc = observed
         spec = drug.card.residual["conc"]
-        part = _floor(
-            concentration_at(
-                drug,
-                individual[drug.suffix],
-                local,
-                arrays.obs_time[positions][rows],
-                events.units["conc"],
-                pt,
-            ),
-            spec.error,
-        )
+        part = _floor(conc, spec.error)
         name = "conc" if not drug.suffix else f"conc{drug.suffix}"
         prediction = pt.set_subtensor(prediction[rows], part)
         sd = pt.set_subtensor(sd[rows], residual_sd(spec, name, part))

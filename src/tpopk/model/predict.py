@@ -155,16 +155,79 @@ def concentration_at(
     """Concentration in ``unit`` at ``time`` of ``drug``'s subjects ``rows`` (same shape).
 
     ``rows`` index ``drug.subjects``; ``params`` hold individual values per subject of
-    the drug (or fixed scalars).
+    the drug (or fixed scalars). Either ``rows`` ``[S, 1]`` with ``time`` ``[S, G]`` (a
+    solver grid), or both ``[N]`` (observations). One request of
+    :func:`concentrations_at`.
+    """
+    return concentrations_at(drug, params, [(rows, time, unit)], xp)[0]
+
+
+def concentrations_at(
+    drug: Drug,
+    params: Mapping[str, Any],
+    requests: Sequence[tuple[NDArray[np.int64], NDArray[np.float64], str]],
+    xp: ModuleType,
+) -> list[Any]:
+    """Concentrations of ``drug`` for several ``(rows, time, unit)`` requests at once.
+
+    Each request is as in :func:`concentration_at`. When the doses lie on a lattice, all
+    requests share one evaluation of the unit-dose closed form (at the union of their
+    lags, :func:`_lattice_superposition`): a study model needs the concentration both at
+    the PK observations and at the platelet solver's stage times, and evaluating the
+    closed form (and its gradient) once instead of twice halves the part of the graph
+    that dominates its compile time. Otherwise each request takes the general path.
     """
     pk_model = PK_MODELS[cast(str, drug.card.structure.pk)]
     names = set(pk_model.parameter_names)
+    d = drug.dosing
+    blocks: list[NDArray[np.float64]] = []
+    gathers: list[tuple[NDArray[np.int64], NDArray[np.int64], tuple[int, ...]] | None] = []
+    n_local = d.time.shape[0]
+    given = d.mask & (d.amount != 0)
+    before = float(d.time[given].min()) - 1.0 if given.any() else 0.0
+    for rows, time, _ in requests:
+        if rows.ndim == 2 and np.ndim(time) == 2 and np.array_equal(rows[:, 0], np.arange(n_local)):
+            blocks.append(np.asarray(time, dtype=float))
+            gathers.append(None)
+            continue
+        # any other request: one row per subject, padded with a time before any dose
+        shape = np.shape(time)
+        rows, time = np.ravel(np.broadcast_to(rows, shape)), np.ravel(time)
+        column = np.zeros(rows.size, dtype=np.int64)
+        for r in np.unique(rows):
+            column[rows == r] = np.arange(np.count_nonzero(rows == r))
+        block = np.full((n_local, int(column.max(initial=-1)) + 1), before)
+        block[rows, column] = time
+        blocks.append(block)
+        gathers.append((rows, column, shape))
+    if blocks and all(b.shape[1] > 0 for b in blocks):
+        joint = np.concatenate(blocks, axis=1)
+        fast = _lattice_superposition(pk_model, params, names, d, np.arange(n_local), joint, xp)
+        if fast is not None:
+            results, start = [], 0
+            for block, gather, (_, _, unit) in zip(blocks, gathers, requests, strict=True):
+                part = fast[:, start : start + block.shape[1]]
+                start += block.shape[1]
+                if gather is not None:
+                    part = part[gather[0], gather[1]].reshape(gather[2])
+                results.append(part * concentration_factor(drug.card.units.dose, unit))
+            return results
+    return [_general_superposition(drug, pk_model, params, names, *r, xp) for r in requests]
+
+
+def _general_superposition(
+    drug: Drug,
+    pk_model: Any,
+    params: Mapping[str, Any],
+    names: set[str],
+    rows: NDArray[np.int64],
+    time: NDArray[np.float64],
+    unit: str,
+    xp: ModuleType,
+) -> Any:
+    """Every dose at every time (``rows`` and ``time`` of one request)."""
     individual = {k: _rows(v, rows) for k, v in params.items() if k in names}
     d = drug.dosing
-    if rows.ndim == 2 and np.ndim(time) == 2:
-        fast = _lattice_superposition(pk_model, params, names, d, rows[:, 0], time, xp)
-        if fast is not None:
-            return fast * concentration_factor(drug.card.units.dose, unit)
     dose_time, amount, rate, ss, ii, t = (
         x if xp is np else xp.as_tensor(x)
         for x in (d.time[rows], d.amount[rows], d.rate[rows], d.ss[rows], d.ii[rows], time)
@@ -257,9 +320,17 @@ def drive_at(
     drug: Drug, params: Mapping[str, Any], times: NDArray[np.float64], xp: ModuleType
 ) -> Any:
     """Drug-effect multiplier of ``drug``'s subjects at ``times`` ``[S_drug, G]``."""
-    card = drug.card
     rows = np.arange(len(drug.subjects))[:, None]
-    conc = concentration_at(drug, params, rows, times, card.units.concentration, xp)
+    conc = concentration_at(drug, params, rows, times, drug.card.units.concentration, xp)
+    return drug_effect_at(drug, params, conc, xp)
+
+
+def drug_effect_at(drug: Drug, params: Mapping[str, Any], conc: Any, xp: ModuleType) -> Any:
+    """Drug-effect multiplier of ``drug``'s subjects at concentrations ``[S_drug, G]``.
+
+    ``conc`` is in the card's concentration unit (:func:`concentration_at`).
+    """
+    card = drug.card
     effect = cast(Callable[..., Any], DRUG_EFFECTS[cast(str, card.structure.drug_effect)])
     arguments = {
         name: params[name][:, None] if getattr(params[name], "ndim", 0) == 1 else params[name]
@@ -278,6 +349,62 @@ def _scatter(xp: ModuleType, target: Any, rows: NDArray[np.int64], values: Any) 
     return xp.set_subtensor(target[rows], values)
 
 
+def solver_grid(
+    pd_name: str,
+    drugs: Sequence[Drug],
+    obs_subject: NDArray[np.int64],
+    obs_time: NDArray[np.float64],
+    n_subjects: int,
+    max_step: float | NDArray[np.float64] | None = None,
+) -> SolverGrid:
+    """Return the platelet solver's grid for observations at ``obs_time`` of ``obs_subject``.
+
+    Every dose start and infusion end of ``drugs`` is a breakpoint; ``max_step`` as in
+    :func:`response_at`.
+    """
+    pd_model: PDModel = PD_MODELS[pd_name]
+    breakpoints = np.full((n_subjects, 1), np.nan)
+    for drug in drugs:
+        rows = np.full((n_subjects, drug.dosing.time.shape[1] * 2), np.nan)
+        rows[drug.subjects] = drug.dosing.breakpoints()
+        breakpoints = np.concatenate([breakpoints, rows], axis=1)
+    return SolverGrid.build(
+        obs_subject,
+        obs_time,
+        n_subjects,
+        breakpoints=breakpoints,
+        max_step=pd_model.max_step if max_step is None else max_step,
+    )
+
+
+def response_on_grid(
+    pd_name: str,
+    drives: Sequence[tuple[Drug, Any]],
+    system: Mapping[str, Any],
+    grid: SolverGrid,
+    n_subjects: int,
+    xp: ModuleType,
+) -> Any:
+    """PD response at the grid's observations, given each drug's drive at its stage times.
+
+    ``drives`` pair each drug with its multiplier at ``grid.stage_times[drug.subjects]``
+    (:func:`drug_effect_at`); other arguments as in :func:`response_at`.
+    """
+    pd_model: PDModel = PD_MODELS[pd_name]
+    drive = xp.ones(grid.stage_times.shape)
+    for drug, part in drives:
+        drive = _scatter(xp, drive, drug.subjects, part)
+    columns = []
+    for spec in pd_model.parameters:
+        value = system.get(spec.name, spec.default)
+        if value is None:
+            raise CardError(f"PD structure '{pd_name}' needs parameter '{spec.name}'")
+        columns.append(xp.broadcast_to(value, (n_subjects,)))
+    params = xp.stack(columns, axis=1)
+    states = (simulate if xp is np else solve)(pd_model, params, drive, grid)
+    return observe(pd_model, states, grid)
+
+
 def response_at(
     pd_name: str,
     drugs: Sequence[tuple[Drug, Mapping[str, Any]]],
@@ -292,7 +419,8 @@ def response_at(
 
     Each drug's concentration is evaluated in closed form at the solver's stage times
     and turned into the drive by its drug-effect model; the thrombopoiesis ODE is then
-    integrated for all subjects at once.
+    integrated for all subjects at once (:func:`solver_grid`, :func:`drive_at`,
+    :func:`response_on_grid`).
 
     Parameters
     ----------
@@ -312,29 +440,9 @@ def response_at(
     max_step
         Longest solver step (h), scalar or ``[n_subjects]``; default the structure's.
     """
-    pd_model: PDModel = PD_MODELS[pd_name]
-    breakpoints = np.full((n_subjects, 1), np.nan)
-    for drug, _ in drugs:
-        rows = np.full((n_subjects, drug.dosing.time.shape[1] * 2), np.nan)
-        rows[drug.subjects] = drug.dosing.breakpoints()
-        breakpoints = np.concatenate([breakpoints, rows], axis=1)
-    grid = SolverGrid.build(
-        obs_subject,
-        obs_time,
-        n_subjects,
-        breakpoints=breakpoints,
-        max_step=pd_model.max_step if max_step is None else max_step,
-    )
-    drive = xp.ones(grid.stage_times.shape)
-    for drug, params in drugs:
-        part = drive_at(drug, params, grid.stage_times[drug.subjects], xp)
-        drive = _scatter(xp, drive, drug.subjects, part)
-    columns = []
-    for spec in pd_model.parameters:
-        value = system.get(spec.name, spec.default)
-        if value is None:
-            raise CardError(f"PD structure '{pd_name}' needs parameter '{spec.name}'")
-        columns.append(xp.broadcast_to(value, (n_subjects,)))
-    params = xp.stack(columns, axis=1)
-    states = (simulate if xp is np else solve)(pd_model, params, drive, grid)
-    return observe(pd_model, states, grid)
+    grid = solver_grid(pd_name, [d for d, _ in drugs], obs_subject, obs_time, n_subjects, max_step)
+    drives = [
+        (drug, drive_at(drug, params, grid.stage_times[drug.subjects], xp))
+        for drug, params in drugs
+    ]
+    return response_on_grid(pd_name, drives, system, grid, n_subjects, xp)
