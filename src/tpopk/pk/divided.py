@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from tpopk.pk.namespace import Array
+from tpopk.pk.namespace import Array, is_numpy
 
 __all__ = ["NodeFunction", "decay", "geometric", "relexp", "relexp_at", "relexp_derivative"]
 
@@ -150,6 +150,12 @@ def decay(xp: ModuleType, a: Array | None, b: Array, t: Array) -> NodeFunction:
 
 def _decay_difference(xp: ModuleType, a: Array, b: Array, t: Array) -> Array:
     """Return ``exp[a, b](t) = (exp(-a t) - exp(-b t)) / (a - b)``."""
+    if not is_numpy(xp):
+        # one scalar op with hand-written derivatives (tpopk.pk.decay_op): the same
+        # formula, a fraction of the graph that the compilers see
+        from tpopk.pk.decay_op import decay_difference
+
+        return decay_difference(a, b, t)
     gap = xp.abs(a - b)
     # exp(-min(a,b) t). Near a tie it is written exp(-(a+b) t/2 + |a-b| t/2), even in
     # a-b, so the gradient is exact at a = b even though d|x|/dx is taken as 0 there; far
