@@ -94,3 +94,29 @@ def test_library_card_round_trips_through_json(path: Path) -> None:
 
     card = load_card(path)
     assert load_card(json.loads(json.dumps(card.to_toml_dict()))) == card
+
+
+CENTERED_CL = 'iiv = { dist = "HalfNormal", sigma = 0.5 }\ncentered = true'
+
+
+def test_centered_iiv_samples_eta_directly() -> None:
+    import pandas as pd
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    old = 'iiv = { dist = "HalfNormal", sigma = 0.5 }'
+    card = load_card(VALID.replace(old, CENTERED_CL, 1))
+    with pm.Model(coords={"subject": [1, 2, 3]}) as model:
+        individual_parameters(card.parameters, pd.DataFrame({"WT": [60.0, 70.0, 80.0]}))
+    assert "eta_cl" in {v.name for v in model.free_RVs}
+    assert "z_cl" not in model.named_vars
+    # the same prior as the non-centred form: eta_cl / omega_cl is standard normal
+    eta, omega = pm.draw([model["eta_cl"], model["omega_cl"]], draws=4000, random_seed=1)
+    assert abs(float((eta / omega[:, None]).std()) - 1.0) < 0.05
+
+
+def test_centered_needs_iiv() -> None:
+    text = VALID.replace('unit = "L"\n', 'unit = "L"\ncentered = true\n', 1)
+    with pytest.raises(CardError, match="'centered'"):
+        load_card(text)

@@ -165,6 +165,9 @@ class ParameterSpec(_Frozen):
     value: float | None = None
     from_covariate: str | None = None
     iiv: PriorField | None = None
+    # left out of the dumped card when False, so cards (and fit-file hashes) written
+    # before the option existed read back unchanged
+    centered: bool = Field(default=False, exclude_if=lambda v: not v)
     covariates: tuple[CovariateEffect, ...] = ()
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
@@ -180,6 +183,8 @@ class ParameterSpec(_Frozen):
             )
         if self.prior is None and (self.iiv is not None or self.covariates):
             raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
+        if self.centered and self.iiv is None:
+            raise ValueError("'centered' chooses how the IIV is sampled; it needs an 'iiv' prior")
         if (self.pooling == "partial") != (self.tau is not None and self.prior is not None):
             raise ValueError(
                 "partial pooling across agonists needs an estimated 'prior' and a 'tau' prior "

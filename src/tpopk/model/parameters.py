@@ -4,6 +4,9 @@ For a parameter ``P`` the posterior holds ``pop_P`` (typical value, natural scal
 ``omega_P`` (SD of the log-normal IIV), ``z_P`` (standard-normal deviates: the IIV is
 non-centred, which samples far better than the centred form when data per subject are
 sparse), ``eta_P = omega_P * z_P`` and ``P`` (individual values, dim ``subject``).
+A parameter with ``centered = true`` samples ``eta_P ~ Normal(0, omega_P)`` directly
+instead (no ``z_P``): the better geometry when every subject's data pin its own value
+(rich PK sampling), where the non-centred form turns into a funnel of its own.
 Covariate coefficients are named ``beta_P_<COVARIATE>``.
 """
 
@@ -156,8 +159,11 @@ def individual_parameters(
             log_value = log_value + covariate_log_effect(label, effect, covariates)
         if spec.iiv is not None:
             omega = spec.iiv.create_variable(f"omega_{label}")
-            z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=subject_dim)
-            eta[name] = pm.Deterministic(f"eta_{label}", omega * z, dims=subject_dim)
+            if spec.centered:
+                eta[name] = pm.Normal(f"eta_{label}", 0.0, omega, dims=subject_dim)
+            else:
+                z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=subject_dim)
+                eta[name] = pm.Deterministic(f"eta_{label}", omega * z, dims=subject_dim)
         if name in eta:
             log_value = log_value + eta[name]
         values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
