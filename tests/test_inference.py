@@ -128,3 +128,21 @@ def test_new_subject_simulations(theophylline_fit: Fit) -> None:
         theophylline_fit.tree["posterior_predictive"]["y_conc"].std(("chain", "draw")).median()
     )
     assert spread_new > spread_fitted
+
+
+@pytest.mark.slow
+def test_max_treedepth_bounds_the_trajectories() -> None:
+    from tpopk.datasets import load_theophylline
+    from tpopk.inference import fit
+
+    shallow = fit(
+        Path(__file__).parents[1] / "models" / "generic" / "oral_1cmt.toml",
+        load_theophylline(),
+        draws=30,
+        tune=30,
+        chains=1,
+        max_treedepth=2,
+        progressbar=False,
+    )
+    depth = shallow.tree["sample_stats"]["depth"].to_numpy()
+    assert depth.max() == 2  # reached and never exceeded

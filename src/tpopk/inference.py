@@ -272,6 +272,7 @@ def fit(
     seed: int = 20261122,
     sampler: Sampler = "nutpie",
     target_accept: float = 0.9,
+    max_treedepth: int = 10,
     progressbar: bool = True,
 ) -> Fit:
     """Fit a model card to an event dataset with NUTS.
@@ -290,6 +291,10 @@ def fit(
         ``"nutpie"`` (default; compiles the model through numba) or ``"pymc"``.
     target_accept
         NUTS target acceptance rate; raise it if divergences appear.
+    max_treedepth
+        Largest NUTS tree depth (at most ``2**max_treedepth`` leapfrog steps per draw).
+        Lowering it bounds the cost of a smoke run on a hard posterior; draws that hit
+        it are flagged in ``sample_stats`` and mean the sampler did not explore freely.
     progressbar
         Show sampling progress.
 
@@ -310,7 +315,11 @@ def fit(
             cores=cores,
             random_seed=seed,
             nuts_sampler=sampler,
-            target_accept=target_accept,
+            # nutpie and PyMC name the same NUTS setting differently
+            nuts={
+                "target_accept": target_accept,
+                ("maxdepth" if sampler == "nutpie" else "max_treedepth"): max_treedepth,
+            },
             progressbar=progressbar,
         )
         pm.compute_log_likelihood(tree, progressbar=False)
