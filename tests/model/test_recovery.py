@@ -146,7 +146,7 @@ def coverage_table(recovery: dict[str, Any]) -> pd.DataFrame:
 @pytest.mark.xdist_group("fits")
 @pytest.mark.skipif(
     os.environ.get("TPOPK_RECOVERY") != "1",
-    reason="~12 CPU-min on 2 cores, 4x make test's budget per fit: run with TPOPK_RECOVERY=1",
+    reason="~15 min on 2 cores and 3 divergences (module docstring): run with TPOPK_RECOVERY=1",
 )
 def test_two_agonist_recovery_covers_the_truth_without_divergences(
     recovery: dict[str, Any],
