@@ -177,20 +177,20 @@ def test_prior_population_draws_the_system_once_for_every_agonist() -> None:
     assert population["pop_tplt"].shape == (1, 5)
     assert population["z_tp_agonist"].shape == (1, 5, 2)  # one per agonist, drawn together
     assert {"pop_cl_eltrombopag", "pop_cl_romiplostim", "sigma_prop_plt"} <= set(population)
-    # and the arms' individual values are conditioned on it: same draw, same typical value
+    # and the arms' individual values are conditioned on it: per draw, the two agonists'
+    # patients share one typical platelet lifespan (400 patients: the mean eta is within
+    # ~0.03 of 0, while separately drawn typical values differ by ~0.3 on the log scale)
+    many = pd.concat([patients] * 400, ignore_index=True)
     values = [
         individual_values(
             Agonist.from_cards(library, a),
-            patients,
+            many,
             posterior=population,
             agonists=agonists,
             draws=5,
-            seed=2,
+            seed=2 + k,
         )
-        for a in agonists
+        for k, a in enumerate(agonists)
     ]
-    np.testing.assert_allclose(
-        np.log(values[0]["tplt"]) - np.log(values[1]["tplt"]),
-        0.0,
-        atol=5 * float(population["omega_tplt"].max()),
-    )
+    typical = [np.log(v["tplt"]).mean(axis=1) for v in values]
+    np.testing.assert_allclose(typical[0], typical[1], atol=0.1)

@@ -111,22 +111,19 @@ def individual_values(
     if not random:
         return out
     if posterior is None:
-        sampled = pm.sample_prior_predictive(
-            draws=draws,
-            model=model,
-            var_names=list(random.values()),
-            random_seed=seed,
-            compile_kwargs=_QUICK,
-        )["prior"]
-    else:
-        sampled = pm.sample_posterior_predictive(
-            _population_draws(posterior, model, draws),
-            model=model,
-            var_names=list(random.values()),
-            random_seed=seed,
-            progressbar=False,
-            compile_kwargs=_QUICK,
-        )["posterior_predictive"]
+        cards = [agonist.drug] if agonist.drug is agonist.system else [agonist.system, agonist.drug]
+        name = agonist.suffix[1:] or str(agonist.drug.agonist)
+        posterior = prior_population(
+            cards, {name: covariates}, agonists=agonists, draws=draws, seed=seed
+        )
+    sampled = pm.sample_posterior_predictive(
+        _population_draws(posterior, model, draws),
+        model=model,
+        var_names=list(random.values()),
+        random_seed=seed,
+        progressbar=False,
+        compile_kwargs=_QUICK,
+    )["posterior_predictive"]
     for key, name in random.items():
         stacked = sampled[name].stack(sample=("chain", "draw")).transpose("sample", ...)
         out[key] = np.asarray(stacked.to_numpy(), dtype=float)
@@ -208,8 +205,11 @@ def prior_population(
             )["prior"]
             parts |= {n: sampled[n] for n in wanted}
     population = xr.Dataset(parts)
-    if system is not None and (measured := _measurement_variable(system)) is not None:
-        population[measured] = (("chain", "draw"), _measurement_sd(system, None, draws, seed)[None])
+    if system is not None and (measured := _measurement_prior(system)) is not None:
+        population[measured[1]] = (
+            ("chain", "draw"),
+            _measurement_sd(system, None, draws, seed)[None],
+        )
     return population
 
 
@@ -362,8 +362,8 @@ def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
 BASELINE_PARAMETERS = ("circ0", "plt0", "r0")
 
 
-def _measurement_variable(system: ModelCard) -> str | None:
-    """Name of the platelet count's log-scale error SD in a fit, or None if it has none."""
+def _measurement_prior(system: ModelCard) -> tuple[Any, str] | None:
+    """Prior and fit name of the count's log-scale error SD, or None if it has none."""
     spec = system.residual.get(system.structure.response)
     if spec is None:
         return None
@@ -372,7 +372,7 @@ def _measurement_variable(system: ModelCard) -> str | None:
         if spec.error == "lognormal"
         else (spec.sigma_prop, "sigma_prop")
     )
-    return None if prior is None else f"{name}_{system.structure.response}"
+    return None if prior is None else (prior, f"{name}_{system.structure.response}")
 
 
 def _measurement_sd(
@@ -383,15 +383,13 @@ def _measurement_sd(
     Log-normal error uses ``sigma_log``; proportional error is log-normal to first
     order; an additive part is ignored (it matters only near zero counts).
     """
-    variable = _measurement_variable(system)
-    if variable is None:
+    measured = _measurement_prior(system)
+    if measured is None:
         return np.zeros(draws)
+    prior, variable = measured
     if posterior is not None:
         flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
         return np.asarray(flat[np.linspace(0, flat.size - 1, draws).round().astype(int)])
-    spec = system.residual[system.structure.response]
-    prior = spec.sigma_log if spec.error == "lognormal" else spec.sigma_prop
-    assert prior is not None  # _measurement_variable checked it
     with pm.Model():
         prior.create_variable(variable)
         sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
