@@ -3,8 +3,9 @@
 Each notebook reads its sampler settings from the ``TPOPK_SAMPLER`` environment variable
 (realistic settings when unset); here it gets the tiny :data:`NOTEBOOK_SAMPLER` of
 ``tests/conftest.py`` and, for the virtual trials, :data:`NOTEBOOK_TRIAL`. With them 02 (a
-two-agonist ITP study fit) executed in 357 s on 2 cores, 147 s with a warm compile cache;
-01 took 301 s before the tree depth was bounded.
+two-agonist ITP study fit) executed in 147 s on 2 cores with a warm compile cache (a
+first, cold-cache run reached its last cells in 357 s); 01 took 301 s before the tree
+depth was bounded.
 """
 
 from __future__ import annotations
