@@ -29,6 +29,16 @@ map itself, not the continuous ODE: the gradient is exact for the numbers the fo
 returns, so NUTS sees a log density and a gradient that agree to rounding whatever the
 step. Zero-length (padding) steps are identities in both directions. Cost is linear in
 subjects x steps x states.
+
+**Stability.** Explicit RK4 is stable only for ``k·h < 2.79``, and some rates are
+parameters: the lifespan chain ages at ``n/tplt``, and an ITP platelet lifespan of a few
+hours (reachable by NUTS in the IIV tails) on a 2 h grid step blew the log density up
+(the suspected cause of 89 divergent draws in 100 of the bundled study fit). So each step
+is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal substeps, ``k`` the subject's fastest
+parameter-dependent rate (:func:`fastest_rate`); within a step the drive is the quadratic
+through its node, midpoint and end samples. Steps with ``k·h <= STABLE_RATE_STEP`` (every
+healthy course) are one plain RK4 step, unchanged; the adjoint re-runs a split step's
+substeps and differentiates them in reverse.
 """
 
 from __future__ import annotations
@@ -54,6 +64,15 @@ def inline[F: Callable[..., Any]](func: F) -> F:
     """
     return cast(F, numba.njit(cache=True, fastmath=False, inline="always")(func))
 
+
+#: Largest ``k·h`` of one RK4 (sub)step for the fastest parameter-dependent rate ``k``:
+#: RK4 is stable for ``k·h < 2.79``; at ``k·h = 1`` one step damps the fast mode by 0.375
+#: (exact e^-1 = 0.368). A flat ITP placebo course (platelet lifespan ~1 day) on 12 h steps
+#: amplified rounding errors ~10-fold per step to ±1e300 within weeks.
+STABLE_RATE_STEP = 1.0
+#: Most substeps per step: stability down to ``k·h = 64`` (a 10-compartment platelet chain
+#: with a 0.3 h lifespan on 2 h steps), far outside any prior; beyond it the step is unstable.
+MAX_SUBSTEPS = 64
 
 # Integer ids used by the integrator to pick a structure's kernels.
 FRIBERG = 0
@@ -517,6 +536,165 @@ def init_vjp(kernel_id: int, cfg: Any, p: Any, g: Any, gp: Any) -> None:
         gp[0] += g[0]
 
 
+@inline
+def fastest_rate(kernel_id: int, cfg: Any, p: Any) -> float:
+    """Fastest first-order rate (1/h) of structure ``kernel_id`` that is a parameter.
+
+    Only the lifespan chain's ageing rates ``n/tp`` and ``n/tplt`` are both
+    parameter-dependent and fast enough to matter (short ITP platelet lifespans); other
+    structures' rates are covered by their declared ``max_step`` and return 0.
+    """
+    if kernel_id == LIFESPAN:
+        return max(cfg[0] / p[1], cfg[1] / p[2])  # type: ignore[no-any-return]
+    return 0.0
+
+
+@inline
+def n_substeps(rate: float, hk: float) -> int:
+    """Equal substeps of a step ``hk`` that keep ``rate·h <= STABLE_RATE_STEP``."""
+    n = int(np.ceil(rate * hk / STABLE_RATE_STEP))
+    return max(1, min(n, MAX_SUBSTEPS))
+
+
+@inline
+def quadratic_weights(u: float) -> Any:
+    """Weights of the drive at a step's start, midpoint and end for fraction ``u`` of it."""
+    return 2.0 * (u - 0.5) * (u - 1.0), -4.0 * u * (u - 1.0), 2.0 * u * (u - 0.5)
+
+
+@inline
+def _drive_at(u: float, ma: float, mb: float, mc: float) -> float:
+    wa, wb, wc = quadratic_weights(u)
+    return wa * ma + wb * mb + wc * mc  # type: ignore[no-any-return]
+
+
+@inline
+def _rk4_step(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    y: Any,
+    hk: float,
+    ma: float,
+    mb: float,
+    mc: float,
+    z2: Any,
+    z3: Any,
+    z4: Any,
+    k1: Any,
+    k2: Any,
+    k3: Any,
+    k4: Any,
+    y_next: Any,
+) -> None:
+    """One classical RK4 step from ``y``, drive ``ma, mb, mc`` at start, midpoint and end."""
+    n_states = y.shape[0]
+    rhs(kernel_id, cfg, p, y, ma, k1)
+    for i in range(n_states):
+        z2[i] = y[i] + 0.5 * hk * k1[i]
+    rhs(kernel_id, cfg, p, z2, mb, k2)
+    for i in range(n_states):
+        z3[i] = y[i] + 0.5 * hk * k2[i]
+    rhs(kernel_id, cfg, p, z3, mb, k3)
+    for i in range(n_states):
+        z4[i] = y[i] + hk * k3[i]
+    rhs(kernel_id, cfg, p, z4, mc, k4)
+    for i in range(n_states):
+        y_next[i] = y[i] + hk / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+
+
+@inline
+def _rk4_step_vjp(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    y: Any,
+    z2: Any,
+    z3: Any,
+    z4: Any,
+    hk: float,
+    ma: float,
+    mb: float,
+    mc: float,
+    lam: Any,
+    lam_next: Any,
+    a: Any,
+    gz: Any,
+    gp: Any,
+) -> Any:
+    """Reverse one RK4 step: ``lam`` from dL/dy_next to dL/dy; return dL/d(ma, mb, mc).
+
+    y_next = y + h/6 (k1 + 2 k2 + 2 k3 + k4) and every stage input is y plus a multiple of
+    the previous slope, so sweep the stages 4 -> 1 with ``a`` the cotangent of the current
+    slope, adding each stage's dL/d(input) to ``lam``.
+    """
+    n_states = y.shape[0]
+    for i in range(n_states):
+        lam_next[i] = lam[i]
+        a[i] = hk / 6.0 * lam_next[i]
+    g_c = rhs_vjp(kernel_id, cfg, p, z4, mc, a, gz, gp)
+    for i in range(n_states):
+        lam[i] += gz[i]
+        a[i] = hk / 3.0 * lam_next[i] + hk * gz[i]
+    g_b = rhs_vjp(kernel_id, cfg, p, z3, mb, a, gz, gp)
+    for i in range(n_states):
+        lam[i] += gz[i]
+        a[i] = hk / 3.0 * lam_next[i] + 0.5 * hk * gz[i]
+    g_b += rhs_vjp(kernel_id, cfg, p, z2, mb, a, gz, gp)
+    for i in range(n_states):
+        lam[i] += gz[i]
+        a[i] = hk / 6.0 * lam_next[i] + 0.5 * hk * gz[i]
+    g_a = rhs_vjp(kernel_id, cfg, p, y, ma, a, gz, gp)
+    for i in range(n_states):
+        lam[i] += gz[i]
+    return g_a, g_b, g_c
+
+
+@inline
+def _substep_tape(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    y: Any,
+    hk: float,
+    n: int,
+    ma: float,
+    mb: float,
+    mc: float,
+    ys: Any,
+    zs: Any,
+    k1: Any,
+    k2: Any,
+    k3: Any,
+    k4: Any,
+) -> None:
+    """Take ``n`` substeps of ``hk/n`` from ``y``: states into ``ys[0..n]``, stages into ``zs``.
+
+    The drive at each substep instant is the step's quadratic (:func:`quadratic_weights`).
+    """
+    sub = hk / n
+    ys[0, :] = y
+    for j in range(n):
+        _rk4_step(
+            kernel_id,
+            cfg,
+            p,
+            ys[j],
+            sub,
+            _drive_at(j / n, ma, mb, mc),
+            _drive_at((j + 0.5) / n, ma, mb, mc),
+            _drive_at((j + 1.0) / n, ma, mb, mc),
+            zs[j, 0],
+            zs[j, 1],
+            zs[j, 2],
+            k1,
+            k2,
+            k3,
+            k4,
+            ys[j + 1],
+        )
+
+
 @njit
 def rk4_forward(
     kernel_id: int,
@@ -564,8 +742,11 @@ def rk4_forward(
     k2 = np.empty(n_states)
     k3 = np.empty(n_states)
     k4 = np.empty(n_states)
+    ys = np.empty((MAX_SUBSTEPS + 1, n_states))
+    zs = np.empty((MAX_SUBSTEPS, 3, n_states))
     for s in range(n_subj):
         p = params[s]
+        rate = fastest_rate(kernel_id, cfg, p)
         y = out[s, 0]
         init(kernel_id, cfg, p, y)
         if dose_state >= 0:
@@ -577,19 +758,15 @@ def rk4_forward(
                 y_next[:] = y
                 y = y_next
                 continue
-            z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
-            rhs(kernel_id, cfg, p, y, drive[s, 2 * k], k1)
-            for i in range(n_states):
-                z2[i] = y[i] + 0.5 * hk * k1[i]
-            rhs(kernel_id, cfg, p, z2, drive[s, 2 * k + 1], k2)
-            for i in range(n_states):
-                z3[i] = y[i] + 0.5 * hk * k2[i]
-            rhs(kernel_id, cfg, p, z3, drive[s, 2 * k + 1], k3)
-            for i in range(n_states):
-                z4[i] = y[i] + hk * k3[i]
-            rhs(kernel_id, cfg, p, z4, drive[s, 2 * k + 2], k4)
-            for i in range(n_states):
-                y_next[i] = y[i] + hk / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+            ma, mb, mc = drive[s, 2 * k], drive[s, 2 * k + 1], drive[s, 2 * k + 2]
+            n = n_substeps(rate, hk)
+            if n == 1:
+                z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
+                _rk4_step(kernel_id, cfg, p, y, hk, ma, mb, mc, z2, z3, z4, k1, k2, k3, k4, y_next)
+            else:
+                # The tape holds plain steps only; the adjoint re-runs split ones.
+                _substep_tape(kernel_id, cfg, p, y, hk, n, ma, mb, mc, ys, zs, k1, k2, k3, k4)
+                y_next[:] = ys[n]
             if dose_state >= 0:
                 y_next[dose_state] += doses[s, k + 1]
             y = y_next
@@ -631,39 +808,63 @@ def rk4_adjoint(
     lam_next = np.empty(n_states)
     a = np.empty(n_states)
     gz = np.empty(n_states)
+    k1 = np.empty(n_states)
+    k2 = np.empty(n_states)
+    k3 = np.empty(n_states)
+    k4 = np.empty(n_states)
+    ys = np.empty((MAX_SUBSTEPS + 1, n_states))
+    zs = np.empty((MAX_SUBSTEPS, 3, n_states))
     for s in range(n_subj):
         p = params[s]
         gp = g_params[s]
+        rate = fastest_rate(kernel_id, cfg, p)
         for i in range(n_states):
             lam[i] = g_states[s, n_steps, i]
         for k in range(n_steps - 1, -1, -1):
             hk = h[s, k]
             if hk != 0.0:
-                y = states[s, k]
-                z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
+                # On entry lam = dL/dy_next; on exit dL/dy.
                 ma, mb, mc = drive[s, 2 * k], drive[s, 2 * k + 1], drive[s, 2 * k + 2]
-                # On entry lam = dL/dy_next. y_next = y + h/6 (k1 + 2 k2 + 2 k3 + k4) and
-                # every stage input is y plus a multiple of the previous slope, so sweep the
-                # stages 4 -> 1 with `a` the cotangent of the current slope, adding each
-                # stage's dL/d(input) to lam, which becomes dL/dy.
-                for i in range(n_states):
-                    lam_next[i] = lam[i]
-                    a[i] = hk / 6.0 * lam_next[i]
-                g_drive[s, 2 * k + 2] += rhs_vjp(kernel_id, cfg, p, z4, mc, a, gz, gp)
-                for i in range(n_states):
-                    lam[i] += gz[i]
-                    a[i] = hk / 3.0 * lam_next[i] + hk * gz[i]
-                g_drive[s, 2 * k + 1] += rhs_vjp(kernel_id, cfg, p, z3, mb, a, gz, gp)
-                for i in range(n_states):
-                    lam[i] += gz[i]
-                    a[i] = hk / 3.0 * lam_next[i] + 0.5 * hk * gz[i]
-                g_drive[s, 2 * k + 1] += rhs_vjp(kernel_id, cfg, p, z2, mb, a, gz, gp)
-                for i in range(n_states):
-                    lam[i] += gz[i]
-                    a[i] = hk / 6.0 * lam_next[i] + 0.5 * hk * gz[i]
-                g_drive[s, 2 * k] += rhs_vjp(kernel_id, cfg, p, y, ma, a, gz, gp)
-                for i in range(n_states):
-                    lam[i] += gz[i]
+                n = n_substeps(rate, hk)
+                if n == 1:
+                    y = states[s, k]
+                    z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
+                    g_a, g_b, g_c = _rk4_step_vjp(
+                        kernel_id, cfg, p, y, z2, z3, z4, hk, ma, mb, mc, lam, lam_next, a, gz, gp
+                    )
+                else:
+                    _substep_tape(
+                        kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, k1, k2, k3, k4
+                    )
+                    g_a, g_b, g_c = 0.0, 0.0, 0.0
+                    for j in range(n - 1, -1, -1):
+                        g_lo, g_mid, g_hi = _rk4_step_vjp(
+                            kernel_id,
+                            cfg,
+                            p,
+                            ys[j],
+                            zs[j, 0],
+                            zs[j, 1],
+                            zs[j, 2],
+                            hk / n,
+                            _drive_at(j / n, ma, mb, mc),
+                            _drive_at((j + 0.5) / n, ma, mb, mc),
+                            _drive_at((j + 1.0) / n, ma, mb, mc),
+                            lam,
+                            lam_next,
+                            a,
+                            gz,
+                            gp,
+                        )
+                        # Each substep's drive is a fixed combination of the step's three.
+                        for u, g in ((j / n, g_lo), ((j + 0.5) / n, g_mid), ((j + 1.0) / n, g_hi)):
+                            wa, wb, wc = quadratic_weights(u)
+                            g_a += wa * g
+                            g_b += wb * g
+                            g_c += wc * g
+                g_drive[s, 2 * k] += g_a
+                g_drive[s, 2 * k + 1] += g_b
+                g_drive[s, 2 * k + 2] += g_c
             for i in range(n_states):
                 lam[i] += g_states[s, k, i]
         init_vjp(kernel_id, cfg, p, lam, gp)

@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 from tpopk.model.card import CardError, ModelCard
 from tpopk.model.parameters import individual_parameters
 from tpopk.model.predict import Dosing, Drug, response_at
-from tpopk.pd import PD_MODELS, PDModel
 from tpopk.simulate.design import TrialDesign
 from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
 
@@ -228,34 +227,9 @@ def _population_draws(posterior: xr.Dataset, model: pm.Model, draws: int) -> xr.
     return xr.DataTree.from_dict({"posterior": thinned})
 
 
-#: Largest ``k·h`` allowed for the fastest first-order rate ``k`` of the PD chain: explicit
-#: RK4 is stable only for ``k·h < 2.79``, and a flat placebo course of an ITP patient
-#: (platelet lifespan ~1 day, so 10/tplt ~ 0.4 /h) on the default 12 h steps amplified
-#: rounding errors ~10-fold per step to ±1e300 within weeks. At ``k·h = 1`` one step damps
-#: the fast mode by 0.375 (exact e^-1 = 0.368).
-STABLE_RATE_STEP = 1.0
-
-#: Patients simulated together: the solver grid is padded to its longest member, so
-#: patients are grouped by their step length to keep a short-lived one from lengthening
-#: everyone's grid.
+#: Patients simulated together, bounding the memory of one batch's solver grid and
+#: superposition terms.
 CHUNK = 64
-
-
-def stable_max_step(model: PDModel, parameters: Mapping[str, FloatArray], n: int) -> FloatArray:
-    """Longest stable RK4 step (h) per patient: the structure's, capped by its ageing rates.
-
-    Only the lifespan structure's rates (``n_precursor/tp``, ``n_platelet/tplt``) are
-    parameter-dependent and fast enough to matter (short ITP platelet lifespans); other
-    structures keep their declared ``max_step``.
-    """
-    step = np.full(n, model.max_step)
-    if model.name == "lifespan":
-        n_precursor, n_platelet = model.config
-        for name, count in (("tp", n_precursor), ("tplt", n_platelet)):
-            if name in parameters:
-                constant = np.broadcast_to(np.asarray(parameters[name], dtype=float), (n,))
-                step = np.minimum(step, STABLE_RATE_STEP * constant / count)
-    return step
 
 
 @dataclass
@@ -314,12 +288,10 @@ class CardResponse:
         """Platelet counts (10^9/L) ``[P, T]`` at ``times`` for the doses given so far."""
         n, n_times = times.shape
         pd_name = str(self.agonist.system.structure.pd)
-        step = stable_max_step(PD_MODELS[pd_name], self.parameters, n)
         amount = dose_amount * (self.weight[:, None] if self.dose_per_kg else 1.0)
         counts = np.empty((n, n_times))
-        order = np.argsort(step, kind="stable")
         for start in range(0, n, CHUNK):
-            rows = order[start : start + CHUNK]
+            rows = np.arange(start, min(start + CHUNK, n))
             # Dose slots nobody in the chunk receives cost a full superposition term each
             # (a placebo arm is nothing else): keep one column at least.
             slot = np.any(amount[rows] > 0, axis=0)
@@ -345,7 +317,6 @@ class CardResponse:
                 times[rows].ravel(),
                 rows.size,
                 np,
-                max_step=step[rows],
             ).reshape(rows.size, n_times)
         noise = self._rng.standard_normal(counts.shape) * np.reshape(self.residual_sd, (-1, 1))
         return np.asarray(counts * np.exp(noise), dtype=float)
