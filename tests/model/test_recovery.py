@@ -16,19 +16,11 @@ are simplified where the design cannot inform them, and the test says so:
 - hetrombopag's relative bioavailability ``f`` is fixed at 1 (fasted, its definition;
   the FED effect is dropped), since F, CL/F and V/F are not separable from oral data.
 
-Opt-in (``TPOPK_RECOVERY=1``) because it neither fits make test's budget (~3 min on 2
-cores) nor is free of divergences. Measured 2026-12-01 with these settings at ef4af27 (2
-cores shared with other jobs, load average 3-6), nutpie directly (/tmp script, same
-design, truth and seeds):
-
-- diagonal mass matrix (nutpie's default, what this test uses): compile 89 s (warm
-  cache), sampling 831 s, 3 divergent transitions, 117 leapfrog steps per draw (tree
-  depth up to 8); all 26 population parameters covered;
-- low-rank modified mass matrix: sampling 1679 s, 2 divergences, 306 steps per draw
-  (depth up to 10), largest R-hat 1.60, smallest ESS_bulk 7; all 26 covered.
-
-So the cost is the posterior's geometry (long trajectories), not the gradient (~8 ms);
-an earlier run at target_accept 0.9 also had 3 divergences.
+Measured 2026-12-01 at f2492fe (RK4 substeps; lifespan structure on the default 12 h
+grid instead of 2 h), 2 cores shared with another fit: 439 s wall including the nutpie
+compile (warm cache), 0 divergent transitions, 121 leapfrog steps per draw (tree depth up
+to 8), all 26 population parameters covered, smallest ESS_bulk 200 (omega_slope). Before
+that change (2 h grid) the same fit sampled for 831 s and had 3 divergences.
 
 Truth: each typical value at its prior's 75% quantile (off the prior median, so an
 interval that merely echoed the prior would not be centred on it); IIV SDs and residual
@@ -37,7 +29,6 @@ SDs at their prior medians.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +135,6 @@ def coverage_table(recovery: dict[str, Any]) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("fits")
-@pytest.mark.skipif(
-    os.environ.get("TPOPK_RECOVERY") != "1",
-    reason="~15 min on 2 cores and 3 divergences (module docstring): run with TPOPK_RECOVERY=1",
-)
 def test_two_agonist_recovery_covers_the_truth_without_divergences(
     recovery: dict[str, Any],
 ) -> None:
