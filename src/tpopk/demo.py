@@ -13,8 +13,9 @@
    (``tpopk.compare``), and write its endpoint table and contrasts
    (``study_comparison.json``) and the study's report (``study_report.html``).
 
-The study fit is opt-in because it is not yet demo-sized: on the loaded 2-core machine
-the two-agonist fit had not finished after 29 minutes of sampling (README). ``quick``
+The study fit is opt-in because it is not yet demo-sized: on the 2-core machine the
+two-agonist fit takes ~6 min to compile (cold cache) and ~14 min to sample 2 x 150
+iterations, at ~240 leapfrog steps per draw (benchmarks/README.md, "RK4 substeps"). ``quick``
 uses fewer draws and virtual patients everywhere.
 """
 

@@ -32,8 +32,9 @@ subjects x steps x states.
 
 **Stability.** Explicit RK4 is stable only for ``k·h < 2.79``, and some rates are
 parameters: the lifespan chain ages at ``n/tplt``, and an ITP platelet lifespan of a few
-hours (reachable by NUTS in the IIV tails) on a 2 h grid step blew the log density up
-(the suspected cause of 89 divergent draws in 100 of the bundled study fit). So each step
+hours (reachable by NUTS in the IIV tails) on a 2 h grid step blew the log density up:
+89 of 100 draws of the bundled ITP study fit diverged, 0 with substeps
+(``benchmarks/README.md``, "RK4 substeps"). So each step
 is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal substeps, ``k`` the subject's fastest
 parameter-dependent rate (:func:`fastest_rate`); within a step the drive is the quadratic
 through its node, midpoint and end samples. Steps with ``k·h <= STABLE_RATE_STEP`` (every
