@@ -96,3 +96,14 @@ def test_plot_convergence_draws_rank_and_density_per_parameter():
     pc = plot_convergence(sampled_tree(healthy=True), var_names=["pop_cl", "omega_cl"])
     figure = pc.viz["figure"].item()
     assert len(figure.axes) == 4
+
+
+def test_plot_convergence_is_not_limited_to_arviz_default_panel_count():
+    """A two-agonist study has ~40 population elements, 80+ panels; ArviZ stops at 40."""
+    rng = np.random.default_rng(3)
+    posterior = {
+        f"pop_p{i}": (("chain", "draw"), rng.standard_normal((CHAINS, DRAWS))) for i in range(22)
+    }
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(posterior)})
+    pc = plot_convergence(tree, var_names=sorted(posterior))
+    assert len(pc.viz["figure"].item().axes) == 44

@@ -187,4 +187,12 @@ def plot_convergence(
         Matplotlib backend; the figure is ``pc.viz["figure"].item()``.
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
-    return az.plot_rank_dist(tree, var_names=names, coords=coords, backend="matplotlib")
+    # One row (rank, density) per parameter element, however many: ArviZ refuses more than
+    # rcParams["plot.max_subplots"] (40) panels, and a two-agonist study has ~40 elements.
+    selected = tree["posterior"].dataset[names]
+    if coords:
+        selected = selected.sel(coords)
+    panels = 2 * sum(int(np.prod(v.shape[2:], dtype=int)) for v in selected.data_vars.values())
+    limit = max(int(az.rcParams["plot.max_subplots"]), panels)
+    with az.rc_context({"plot.max_subplots": limit}):
+        return az.plot_rank_dist(tree, var_names=names, coords=coords, backend="matplotlib")
