@@ -71,3 +71,23 @@ def test_plot_without_pred_has_three_panels(synthetic):
     figure = plot_goodness_of_fit(goodness_of_fit(synthetic.fit, "plt")).viz["figure"].item()
     assert len(figure.axes) == 3
     assert figure.axes[0].get_title() == "plt (10^9/L) vs IPRED (10^9/L)"
+
+
+def test_each_agonist_s_own_concentration_error_applies_to_its_rows():
+    """Cross-agonist fits name the error sigma_<kind>_conc_<agonist> (build.py)."""
+    from types import SimpleNamespace
+
+    from tpopk.diagnostics.goodness_of_fit import _residual_sds
+
+    posterior = xr.Dataset(
+        {
+            "sigma_prop_conc_rom": (("chain", "draw"), np.full((1, 3), 0.3)),
+            "sigma_add_conc_lus": (("chain", "draw"), np.full((1, 3), 2.0)),
+        }
+    )
+    fit = SimpleNamespace(tree=xr.DataTree.from_dict({"posterior": posterior}))
+    data = xr.Dataset({"AGONIST": ("obs_conc", np.array(["ROM", "LUS", "ROM"]))})
+    sds = _residual_sds(fit, data, "conc")
+    np.testing.assert_array_equal(sds["prop"], [0.3, np.nan, 0.3])
+    np.testing.assert_array_equal(sds["add"], [np.nan, 2.0, np.nan])
+    assert "log" not in sds

@@ -78,3 +78,25 @@ def test_plot_eta_shrinkage(synthetic):
         for p, s in zip(["ka", "cl", "v"], shrinkage, strict=True)
     ]
     assert len(figure.axes[0].lines) == 1  # the N(0, omega) density over the histogram
+
+
+def test_eta_shrinkage_of_agonist_specific_parameters_is_over_their_subjects():
+    """A study fit indexes an agonist's own IIV by its subjects (``subject_<agonist>``)."""
+    rng = np.random.default_rng(5)
+    shared = rng.standard_normal((2, 50, 6))
+    own = rng.standard_normal((2, 50, 3)) * 0.1 + np.array([1.0, -1.0, 0.5])
+    posterior = xr.Dataset(
+        {
+            "eta_tplt": (("chain", "draw", "subject"), shared),
+            "omega_tplt": (("chain", "draw"), np.ones((2, 50))),
+            "eta_cl_rom": (("chain", "draw", "subject_rom"), own),
+            "omega_cl_rom": (("chain", "draw"), np.ones((2, 50))),
+        },
+        coords={"subject": np.arange(1, 7), "subject_rom": [4, 5, 6]},
+    )
+    table = eta_shrinkage(xr.DataTree.from_dict({"posterior": posterior}))
+    expected = 1 - own.mean((0, 1)).std(ddof=1)
+    assert float(table["shrinkage"].sel(parameter="cl_rom")) == pytest.approx(expected)
+    assert np.isnan(table["eta_mean"].sel(parameter="cl_rom", subject=[1, 2, 3])).all()
+    sd = shared.mean((0, 1)).std(ddof=1)
+    assert float(table["shrinkage"].sel(parameter="tplt")) == pytest.approx(1 - sd)

@@ -49,22 +49,46 @@ def individual_weighted_residuals(fit: FitLike, dvid: str) -> xr.Dataset:
     data = observations(fit, dvid)
     ipred = _median(fit.tree, f"ipred_{dvid}").values
     dv = data["dv"].values
-    sigma = {
-        kind: float(_median(fit.tree, f"sigma_{kind}_{dvid}"))
-        for kind in ("add", "prop", "log")
-        if f"sigma_{kind}_{dvid}" in fit.tree["posterior"]
-    }
-    if "log" in sigma:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iwres = (np.log(dv) - np.log(ipred)) / sigma["log"]
-    elif sigma:
-        variance = sigma.get("add", 0.0) ** 2 + (sigma.get("prop", 0.0) * ipred) ** 2
-        iwres = (dv - ipred) / np.sqrt(variance)
-    else:
+    sds = _residual_sds(fit, data, dvid)
+    if not sds:
         raise DiagnosticsError(f"no residual-error SD (sigma_*_{dvid}) in the posterior")
+    zeros = np.zeros(dv.shape)
+    log_sd = sds.get("log", np.full(dv.shape, np.nan))
+    variance = np.nan_to_num(sds.get("add", zeros)) ** 2
+    variance = variance + (np.nan_to_num(sds.get("prop", zeros)) * ipred) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iwres = np.where(
+            np.isfinite(log_sd),
+            (np.log(dv) - np.log(ipred)) / log_sd,
+            (dv - ipred) / np.sqrt(np.where(variance > 0, variance, np.nan)),
+        )
     data["ipred"] = (f"obs_{dvid}", ipred)
     data["iwres"] = (f"obs_{dvid}", np.where(data["blq"].values, np.nan, iwres))
     return data
+
+
+def _residual_sds(fit: FitLike, data: xr.Dataset, dvid: str) -> dict[str, npt.NDArray[Any]]:
+    """Posterior-median residual SD per observation, by error kind present.
+
+    A cross-agonist fit gives each agonist its own concentration error,
+    ``sigma_<kind>_<dvid>_<agonist>``, which applies to that agonist's subjects' rows.
+    """
+    posterior = fit.tree["posterior"]
+    n = data.sizes[f"obs_{dvid}"]
+    agonist = (
+        np.char.lower(data["AGONIST"].values.astype(str)) if "AGONIST" in data else np.full(n, "")
+    )
+    sds = {}
+    for kind in ("add", "prop", "log"):
+        values = np.full(n, np.nan)
+        if f"sigma_{kind}_{dvid}" in posterior:
+            values[:] = float(_median(fit.tree, f"sigma_{kind}_{dvid}"))
+        for name in np.unique(agonist):
+            if name and f"sigma_{kind}_{dvid}_{name}" in posterior:
+                values[agonist == name] = float(_median(fit.tree, f"sigma_{kind}_{dvid}_{name}"))
+        if np.isfinite(values).any():
+            sds[kind] = values
+    return sds
 
 
 def goodness_of_fit(

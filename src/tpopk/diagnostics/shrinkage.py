@@ -53,8 +53,13 @@ def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> 
         n for n in names if f"eta_{n}" not in posterior or f"omega_{n}" not in posterior
     ]:
         raise DiagnosticsError(f"no IIV (eta_/omega_ variables) for {missing} in the posterior")
+    # An agonist's own parameters are indexed by its subjects (dim ``subject_<agonist>``,
+    # the same IDs as ``subject``): align them on ``subject``, NaN where a subject has no
+    # such parameter, so each SD is over the subjects that have it.
     eta_mean = xr.concat(
-        [posterior[f"eta_{n}"].mean(("chain", "draw")) for n in names], dim="parameter"
+        [_on_subject(posterior[f"eta_{n}"].mean(("chain", "draw"))) for n in names],
+        dim="parameter",
+        join="outer",
     ).assign_coords(parameter=names)
     omega = xr.concat(
         [posterior[f"omega_{n}"].mean(("chain", "draw")) for n in names], dim="parameter"
@@ -68,6 +73,12 @@ def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> 
             "eta_mean": eta_mean,
         }
     )
+
+
+def _on_subject(eta: xr.DataArray) -> xr.DataArray:
+    """``eta`` with its per-subject dim named ``subject``."""
+    (dim,) = eta.dims
+    return eta.rename({dim: "subject"}) if dim != "subject" else eta
 
 
 def epsilon_shrinkage(fit: FitLike, dvids: Sequence[str] | None = None) -> xr.DataArray:
