@@ -110,13 +110,12 @@ def test_indirect_response_matches_solve_ivp(kind, schedule):
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
 
-@pytest.mark.parametrize("schedule", ["daily", "weekly"])
-def test_lifespan_matches_solve_ivp(schedule):
+def lifespan_against_solve_ivp(schedule, params):
+    """tpopk's and solve_ivp's platelets of the 10 + 10 lifespan chain, and tpopk's grid."""
     dose_time, t_obs, pk = (
         (DAILY, T_DAILY, ORAL_PK) if schedule == "daily" else (WEEKLY, T_WEEKLY, SC_PK)
     )
-    # Wang 2010 romiplostim structure: 10 + 10 ageing compartments, TP 142 h, TPLT 253 h.
-    params = (250.0, 142.0, 253.0)
+    grid = SolverGrid.build(np.zeros(t_obs.size, int), t_obs, 1, breakpoints=dose_time[None])
     effect = lambda c: drug_effect.sigmoid_emax(c, 3.0, 1.0, 1.2)  # noqa: E731
     got = tpopk_response(PD_MODELS["lifespan"], params, t_obs, dose_time, pk, effect)
     ref = reference_response(
@@ -128,6 +127,14 @@ def test_lifespan_matches_solve_ivp(schedule):
         pk,
         effect,
     )
+    return got, ref, grid
+
+
+@pytest.mark.parametrize("schedule", ["daily", "weekly"])
+def test_lifespan_matches_solve_ivp(schedule):
+    # Wang 2010 romiplostim structure: 10 + 10 ageing compartments, TP 142 h, TPLT 253 h.
+    params = (250.0, 142.0, 253.0)
+    got, ref, _ = lifespan_against_solve_ivp(schedule, params)
     assert ref.max() > 1.5 * params[0]
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
@@ -136,24 +143,10 @@ def test_lifespan_matches_solve_ivp(schedule):
 @pytest.mark.parametrize("schedule", ["daily", "weekly"])
 def test_short_platelet_lifespan_is_stable_and_matches_solve_ivp(schedule, tplt):
     """ITP lifespans on the default grid: plain RK4 would be unstable, substeps are not."""
-    dose_time, t_obs, pk = (
-        (DAILY, T_DAILY, ORAL_PK) if schedule == "daily" else (WEEKLY, T_WEEKLY, SC_PK)
-    )
     # ITP: platelet lifespan ~1/10 of healthy (25 h), and far below it (3 h); baseline 30.
     params = (30.0, 142.0, tplt)
-    grid = SolverGrid.build(np.zeros(t_obs.size, int), t_obs, 1, breakpoints=dose_time[None])
+    got, ref, grid = lifespan_against_solve_ivp(schedule, params)
     assert 10 / tplt * grid.steps.max() > 2.79  # outside plain RK4's stability interval
-    effect = lambda c: drug_effect.sigmoid_emax(c, 3.0, 1.0, 1.2)  # noqa: E731
-    got = tpopk_response(PD_MODELS["lifespan"], params, t_obs, dose_time, pk, effect)
-    ref = reference_response(
-        lifespan_rhs(10, 10, *params),
-        lifespan_y0(10, 10, *params),
-        list(range(10, 20)),
-        t_obs,
-        dose_time,
-        pk,
-        effect,
-    )
     assert ref.max() > 2 * params[0]
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
