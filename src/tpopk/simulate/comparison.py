@@ -15,6 +15,7 @@ function, ``dask.distributed`` being an optional dependency).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from itertools import permutations
 from pathlib import Path
@@ -242,12 +243,20 @@ def _comparison_tree(
 def summarise(values: xr.Dataset, ci_prob: float) -> xr.Dataset:
     """Posterior median and equal-tailed interval over ``draw`` (dim ``stat``)."""
     tail = (1 - ci_prob) / 2
-    q = values.quantile([0.5, tail, 1 - tail], dim="draw")
+    with warnings.catch_warnings():
+        # an endpoint undefined in every draw (time to response without responders) is
+        # expected and summarised as NaN, reported n/a
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        q = values.quantile([0.5, tail, 1 - tail], dim="draw")
     return q.rename(quantile="stat").assign_coords(stat=["median", "lower", "upper"])
 
 
 def contrasts(values: xr.Dataset, kinds: Mapping[str, str], ci_prob: float) -> xr.Dataset:
-    """Pairwise differences between arms and the probability each arm is better."""
+    """Pairwise differences between arms and the probability each arm is better.
+
+    ``p_better_<endpoint>`` is the fraction of draws, among those where both arms'
+    endpoints are defined, in which the first arm is better; NaN when none is.
+    """
     arms = [str(a) for a in values["arm"].to_numpy()]
     pairs = list(permutations(arms, 2))
     first = [a for a, _ in pairs]
@@ -259,6 +268,11 @@ def contrasts(values: xr.Dataset, kinds: Mapping[str, str], ci_prob: float) -> x
         difference = a.to_numpy() - b.to_numpy()
         diff = xr.DataArray(difference, dims=a.dims).assign_coords(pair=np.arange(len(pairs)))
         better = diff < 0 if kinds.get(str(name)) in LOWER_IS_BETTER else diff > 0
+        # A draw where either arm's endpoint is undefined (time to response in an arm
+        # without responders) says nothing about which is better: P(better) is over the
+        # draws where both are defined, and NaN (reported n/a) when there are none.
+        defined = diff.notnull()
+        n_defined = defined.sum("draw")
         out[f"difference_{name}"] = summarise(diff.to_dataset(name="d"), ci_prob)["d"]
-        out[f"p_better_{name}"] = better.mean("draw")
+        out[f"p_better_{name}"] = (better & defined).sum("draw") / n_defined.where(n_defined > 0)
     return xr.Dataset(out).assign_coords(arm=("pair", first), versus=("pair", second))

@@ -1,0 +1,49 @@
+"""Pairwise contrasts of trial endpoints between arms."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from tpopk.simulate.comparison import contrasts
+
+
+def _pair(result: xr.Dataset, arm: str, versus: str) -> xr.Dataset:
+    pick = (result["arm"] == arm) & (result["versus"] == versus)
+    return result.where(pick, drop=True).squeeze("pair")
+
+
+def test_p_better_follows_the_endpoint_direction() -> None:
+    values = xr.Dataset(
+        {
+            "responder": (("arm", "draw"), [[0.6, 0.7, 0.2, 0.9], [0.1, 0.2, 0.3, 0.4]]),
+            "overshoot": (("arm", "draw"), [[0.1, 0.3, 0.0, 0.5], [0.2, 0.2, 0.2, 0.2]]),
+        },
+        coords={"arm": ["drug", "placebo"]},
+    )
+    kinds = {"responder": "responder", "overshoot": "overshoot"}
+    result = _pair(contrasts(values, kinds, ci_prob=0.9), "drug", "placebo")
+    assert result["p_better_responder"].item() == 0.75  # higher is better: 3 of 4 draws
+    assert result["p_better_overshoot"].item() == 0.5  # lower is better: 2 of 4 draws
+    np.testing.assert_allclose(result["difference_responder"].sel(stat="median"), 0.5)
+
+
+def test_p_better_counts_only_draws_where_both_arms_are_defined() -> None:
+    # time to response is NaN in a draw without responders
+    nan = np.nan
+    values = xr.Dataset(
+        {"time_to_response": (("arm", "draw"), [[20.0, 30.0, 25.0, nan], [nan, 40.0, 20.0, nan]])},
+        coords={"arm": ["drug", "placebo"]},
+    )
+    result = contrasts(values, {"time_to_response": "time_to_response"}, ci_prob=0.9)
+    both = _pair(result, "drug", "placebo")
+    # defined in draws 2 and 3 only; drug is faster in draw 2 and slower in draw 3
+    assert both["p_better_time_to_response"].item() == 0.5
+
+    never = xr.Dataset(
+        {"time_to_response": (("arm", "draw"), [[20.0, 30.0], [nan, nan]])},
+        coords={"arm": ["drug", "placebo"]},
+    )
+    undefined = contrasts(never, {"time_to_response": "time_to_response"}, ci_prob=0.9)
+    # a placebo arm without responders gives no contrast at all, not P(better) = 0
+    assert np.isnan(_pair(undefined, "drug", "placebo")["p_better_time_to_response"].item())
