@@ -17,14 +17,16 @@ sums for large ``y`` (each branch where it has no cancellation). ``G[ka, lambda]
 difference quotient, or ``G'`` at the midpoint when the nodes nearly coincide.
 
 ``n_transit`` is a structural integer, fixed when the model is built: the number of
-series terms depends on it. Bolus doses only (superposition, lag and F apply).
+series terms depends on it. Under PyTensor each weight is one scalar op
+(:mod:`tpopk.pk.transit_op`); under NumPy the same sums run vectorised here. Bolus doses
+only (superposition, lag and F apply).
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 
 import numpy as np
@@ -32,7 +34,8 @@ import numpy as np
 from tpopk.errors import TpopkError
 from tpopk.pk.disposition import Mode
 from tpopk.pk.dosing import DoseSchedule, input_elapsed
-from tpopk.pk.namespace import Array
+from tpopk.pk.namespace import Array, is_numpy
+from tpopk.pk.transit_op import end_terms, erlang_weight, start_terms
 
 __all__ = ["central_amount_transit", "transit_count"]
 
@@ -124,23 +127,16 @@ def _erlang_decay(xp: ModuleType, order: int, power: int, ktr: Array, mu: Array,
     return xp.where(s > 0.0, xp.where(transit_faster, at_start, at_end), 0.0)
 
 
-def _series_length(ratio: Callable[[int], float]) -> int:
-    """Terms after which a positive series with term ratios ``ratio(k)`` drops below 1e-17."""
-    term, k = 1.0, 0
-    while term > 1e-17 or ratio(k + 1) >= 1.0:
-        k += 1
-        term *= ratio(k)
-    return k
-
-
 def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
     """Return ``int_0^1 v^(p-1) exp(-y v) dv = gamma(p, y) / y^p`` for ``y >= 0``."""
+    if not is_numpy(xp):
+        return erlang_weight(end=False, power=p)(y)  # one graph node (tpopk.pk.transit_op)
     small = y <= p
     y_small = xp.where(small, y, 0.0)
     y_big = xp.where(small, p + 1.0, y)
     # exp(-y) sum_k y^k / (p (p+1) ... (p+k)): positive terms, ratio y / (p + k) <= p / (p + k)
     series = 0.0
-    for k in range(_series_length(lambda k: p / (p + k)), -1, -1):
+    for k in range(start_terms(p), -1, -1):
         series = (1.0 + y_small * series) / (p + k)
     series = xp.exp(-y_small) * series
     # (p-1)! / y^p * (1 - Q(p, y)), Q(p, y) = exp(-y) sum_{j<p} y^j / j! <= 1/2 for y > p
@@ -153,12 +149,14 @@ def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
 
 def _weight_at_end(xp: ModuleType, p: int, y: Array) -> Array:
     """Return ``int_0^1 v^(p-1) exp(-y (1 - v)) dv`` for ``y >= 0``."""
+    if not is_numpy(xp):
+        return erlang_weight(end=True, power=p)(y)
     small = y <= p
     y_small = xp.where(small, y, 0.0)
     y_big = xp.where(small, p + 1.0, y)
     # exp(-y) sum_k y^k / (k! (p + k)): positive terms, ratio y / (k + 1) <= p / (k + 1)
     series = 0.0
-    for k in range(_series_length(lambda k: p / k), -1, -1):
+    for k in range(end_terms(p), -1, -1):
         series = 1.0 / (p + k) + series * y_small / (k + 1)
     series = xp.exp(-y_small) * series
     # sum_{j<p} (-1)^j (p-1)!/(p-1-j)! / y^(j+1) + (-1)^p (p-1)! exp(-y) / y^p: alternating,
