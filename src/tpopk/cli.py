@@ -266,7 +266,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tpopk.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, study=args.study)
+    run_demo(Path(args.out), quick=args.quick)
     return 0
 
 
@@ -335,11 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="run the main job on the bundled data")
-    p.add_argument("--quick", action="store_true", help="one-minute version")
     p.add_argument(
-        "--study",
-        action="store_true",
-        help="also fit the cross-agonist model to the bundled ITP study (slow: see README)",
+        "--quick", action="store_true", help="every step on smoke-run settings (a few minutes)"
     )
     p.add_argument("--out", default="out/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)

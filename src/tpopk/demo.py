@@ -6,17 +6,15 @@
    against nlmixr2), save ``fit.nc`` and write its report ``report.html``;
 3. compare the agonists of the ITP label-dose design by simulating it from the model
    library's **priors** (``comparison.json``);
-4. with ``study=True`` (``tpopk demo --study``) also fit the cross-agonist model
-   (``models/thrombopoiesis.toml`` with the agonist cards, thrombopoiesis parameters
-   partially pooled across agonists) to the study's arms of :data:`STUDY_AGONISTS`
-   (``study_fit.nc``), simulate the trial design :data:`STUDY_TRIAL` from its posterior
-   (``tpopk.compare``), and write its endpoint table and contrasts
-   (``study_comparison.json``) and the study's report (``study_report.html``).
+4. fit the cross-agonist model (``models/thrombopoiesis.toml`` with the agonist cards,
+   thrombopoiesis parameters partially pooled across agonists) to the study's arms of
+   :data:`STUDY_AGONISTS` (``study_fit.nc``);
+5. simulate the trial design :data:`STUDY_TRIAL` from its posterior (``tpopk.compare``)
+   and write its endpoint table and contrasts (``study_comparison.json``);
+6. write the study's report (``study_report.html``).
 
-The study fit is opt-in because it is not yet demo-sized: on the 2-core machine the
-two-agonist fit takes ~6 min to compile (cold cache) and ~14 min to sample 2 x 150
-iterations, at ~240 leapfrog steps per draw (benchmarks/README.md, "RK4 substeps"). ``quick``
-uses fewer draws and virtual patients everywhere.
+Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
+step: ~6 min to compile with a cold cache (~1 min warm) and ~14 min to sample on 2 cores.
 """
 
 from __future__ import annotations
@@ -24,8 +22,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from tpopk import datasets
 from tpopk.data import EventTable, read_events
@@ -85,61 +84,105 @@ def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[s
     return table
 
 
-def run_demo(out: Path, *, quick: bool = False, study: bool = False) -> dict[str, Path]:
+class Sampling(TypedDict):
+    """NUTS settings of one fit (keywords of :func:`tpopk.fit`)."""
+
+    draws: int
+    tune: int
+    chains: int
+    max_treedepth: int
+
+
+class TrialSize(TypedDict):
+    """Virtual patients per arm and posterior (or prior) draws of one simulated trial."""
+
+    n_patients: int
+    draws: int
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """Sampler settings and virtual-trial sizes of one demo run."""
+
+    theophylline: Sampling
+    label_comparison: TrialSize
+    study_fit: Sampling
+    study_comparison: TrialSize
+
+
+#: The full demo. The study fit is sized by its cost: ~240 leapfrog steps per draw at ~10 ms
+#: each (benchmarks/README.md, "RK4 substeps"), so 2 x 250 iterations take ~14 min on 2 cores.
+FULL = DemoSize(
+    theophylline={"draws": 500, "tune": 1000, "chains": 4, "max_treedepth": 10},
+    label_comparison={"n_patients": 10, "draws": 6},
+    study_fit={"draws": 100, "tune": 150, "chains": 2, "max_treedepth": 10},
+    study_comparison={"n_patients": 20, "draws": 20},
+)
+#: ``--quick``: every step runs, on settings that only show the pipeline works (the study
+#: fit's tree depth is capped, so its numbers are a smoke run, not a posterior).
+QUICK = DemoSize(
+    theophylline={"draws": 200, "tune": 300, "chains": 2, "max_treedepth": 10},
+    label_comparison={"n_patients": 5, "draws": 3},
+    study_fit={"draws": 20, "tune": 40, "chains": 2, "max_treedepth": 5},
+    study_comparison={"n_patients": 10, "draws": 5},
+)
+
+
+def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     """Run the demo, writing into ``out``; returns the files written."""
     from tpopk.inference import fit
     from tpopk.report import write_report
     from tpopk.simulate.comparison import compare, prior_compare
 
+    size = QUICK if quick else FULL
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    steps = 6 if study else 3
-    _say(f"[1/{steps}] validating the bundled datasets")
+    _say("[1/6] validating the bundled datasets")
     for name, load in datasets.CATALOGUE.items():
         print(f"== {name}\n{load().describe()}\n")
 
-    _say(f"[2/{steps}] fitting models/generic/oral_1cmt.toml to theophylline (nutpie)")
-    draws, tune, chains = (200, 300, 2) if quick else (500, 1000, 4)
+    _say("[2/6] fitting models/generic/oral_1cmt.toml to theophylline (nutpie)")
     result = fit(
-        MODELS / "generic" / "oral_1cmt.toml",
-        datasets.load_theophylline(),
-        draws=draws,
-        tune=tune,
-        chains=chains,
+        MODELS / "generic" / "oral_1cmt.toml", datasets.load_theophylline(), **size.theophylline
     )
     written = {"fit": result.save(out / "fit.nc")}
     print(result.summary().round(3).to_string())
     print(f"divergent transitions: {result.divergences}\n")
     written["report"] = write_report(result, out / "report.html", progress=True)
 
-    _say(f"[3/{steps}] prior predictive comparison of the ITP label-dose design")
+    _say("[3/6] prior predictive comparison of the ITP label-dose design")
     cards = [load_card(MODELS / "thrombopoiesis.toml")]
     cards += [load_card(MODELS / f"{name}.toml") for name in LABEL_AGONISTS]
-    size = {"n_patients": 5, "draws": 3} if quick else {"n_patients": 10, "draws": 6}
-    comparison = prior_compare(cards, MODELS / "trials" / "itp_label_comparison.toml", **size)
+    trial = MODELS / "trials" / "itp_label_comparison.toml"
+    comparison = prior_compare(cards, trial, **size.label_comparison)
     _write_comparison(comparison, out / "comparison.json", "prior predictive")
     written["comparison"] = out / "comparison.json"
 
-    if study:
-        events = study_arms(datasets.load_itp_study(), STUDY_AGONISTS)
-        cards = [load_card(MODELS / "thrombopoiesis.toml")]
-        cards += [load_card(MODELS / f"{name}.toml") for name in STUDY_AGONISTS]
-        _say(
-            f"[4/{steps}] fitting {' + '.join(c.name for c in cards)} to the study's "
-            f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; 2 chains x 100 draws, 150 tuning)"
-        )
-        study_fit = fit(cards, events, draws=100, tune=150, chains=2, seed=20261201)
-        written["study_fit"] = study_fit.save(out / "study_fit.nc")
-        print(study_fit.summary().round(3).to_string())
-        print(f"divergent transitions: {study_fit.divergences}\n")
-        _say(f"[5/{steps}] posterior predictive trial {STUDY_TRIAL.stem} (20 patients x 20 draws)")
-        posterior = compare(study_fit, STUDY_TRIAL, n_patients=20, draws=20, seed=1)
-        written["study_comparison"] = out / "study_comparison.json"
-        _write_comparison(posterior, written["study_comparison"], "posterior predictive")
-        _say(f"[6/{steps}] writing the study report")
-        written["study_report"] = write_report(
-            study_fit, out / "study_report.html", trial=STUDY_TRIAL, comparison=posterior
-        )
+    events = study_arms(datasets.load_itp_study(), STUDY_AGONISTS)
+    cards = [load_card(MODELS / "thrombopoiesis.toml")]
+    cards += [load_card(MODELS / f"{name}.toml") for name in STUDY_AGONISTS]
+    settings = size.study_fit
+    _say(
+        f"[4/6] fitting {' + '.join(c.name for c in cards)} to the study's "
+        f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; {settings['chains']} chains x "
+        f"{settings['draws']} draws, {settings['tune']} tuning)"
+    )
+    study_fit = fit(cards, events, seed=20261201, **settings)
+    written["study_fit"] = study_fit.save(out / "study_fit.nc")
+    print(study_fit.summary().round(3).to_string())
+    print(f"divergent transitions: {study_fit.divergences}\n")
+    n_patients, draws = size.study_comparison["n_patients"], size.study_comparison["draws"]
+    _say(
+        f"[5/6] posterior predictive trial {STUDY_TRIAL.stem} "
+        f"({n_patients} patients x {draws} draws)"
+    )
+    posterior = compare(study_fit, STUDY_TRIAL, seed=1, **size.study_comparison)
+    written["study_comparison"] = out / "study_comparison.json"
+    _write_comparison(posterior, written["study_comparison"], "posterior predictive")
+    _say("[6/6] writing the study report")
+    written["study_report"] = write_report(
+        study_fit, out / "study_report.html", trial=STUDY_TRIAL, comparison=posterior
+    )
     for kind, path in written.items():
         print(f"{kind}: {path}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
