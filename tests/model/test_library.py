@@ -462,7 +462,8 @@ def prior_median_point(model: object, cards: list[ModelCard]) -> dict[str, np.nd
     return point
 
 
-# the four-agonist graph compiles in ~11 min cold and ~90 s warm on 2 cores (romiplostim: 4 s)
+# the four-agonist graph is this module's largest compile: ~11 min cold before the transit ops
+# (tpopk.pk.transit_op); with them both cases and the quick demo test took 266 s cold
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("agonists", "dose_unit"),
