@@ -14,7 +14,7 @@
 6. write the study's report (``study_report.html``).
 
 Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
-step: ~6 min to compile with a cold cache (~1 min warm) and ~14 min to sample on 2 cores.
+step: ~6 min to compile with a cold cache (~1 min warm) and ~8 min to sample on 2 cores.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class DemoSize:
     study_comparison: TrialSize
 
 
-#: The full demo. The study fit is sized by its cost: ~240 leapfrog steps per draw at ~10 ms
-#: each (benchmarks/README.md, "RK4 substeps"), so 2 x 250 iterations take ~14 min on 2 cores.
+#: The full demo. The study fit is sized by its cost: ~150 leapfrog steps per draw at ~10 ms
+#: each, ~2 s per draw, so 2 x 250 iterations take ~8 min on 2 cores (README, "make demo").
 FULL = DemoSize(
     theophylline={"draws": 500, "tune": 1000, "chains": 4, "max_treedepth": 10},
     label_comparison={"n_patients": 10, "draws": 6},
