@@ -6,12 +6,17 @@ import json
 import math
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
 
+from tpopk import datasets
 from tpopk.cli import main
 from tpopk.inference import Fit, FitFileError
+from tpopk.model import load_card
+
+GENERIC = Path(__file__).parents[1] / "models" / "generic"
 
 pytestmark = pytest.mark.xdist_group("fits")
 
@@ -22,6 +27,42 @@ NLMIXR2_OMEGA = {
     f"omega_{p}": math.sqrt(math.log1p(cv**2))
     for p, cv in {"ka": 0.706, "cl": 0.268, "v": 0.139}.items()
 }
+
+
+def test_summary_names_elements_by_coordinate_and_keeps_population_rows() -> None:
+    rng = np.random.default_rng(3)
+    draws = {"chain": 2, "draw": 300}
+    posterior = xr.Dataset(
+        {
+            "pop_tp_agonist": (("chain", "draw", "agonist"), rng.normal(5, 1, (2, 300, 2))),
+            "tau_tp": (("chain", "draw"), rng.gamma(2, 0.1, (2, 300))),
+            "beta_cl_DISEASE": (("chain", "draw", "disease_level"), rng.normal(0, 1, (2, 300, 2))),
+            "z_tp_agonist": (("chain", "draw", "agonist"), rng.normal(0, 1, (2, 300, 2))),
+            "cl": (("chain", "draw", "subject"), rng.lognormal(0, 1, (2, 300, 3))),
+        },
+        coords={
+            "agonist": ["romiplostim", "lusutrombopag"],
+            "disease_level": ["ITP", "CLD"],
+            "subject": [1, 2, 3],
+            **{dim: np.arange(n) for dim, n in draws.items()},
+        },
+    )
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    events = datasets.load_theophylline()
+    fit = Fit(tree=tree, cards=(load_card(GENERIC / "oral_1cmt.toml"),), events=events)
+    table = fit.summary(ci_prob=0.9)
+    assert list(table.index) == [
+        "pop_tp_agonist[romiplostim]",
+        "pop_tp_agonist[lusutrombopag]",
+        "tau_tp",
+        "beta_cl_DISEASE[ITP]",
+        "beta_cl_DISEASE[CLD]",
+    ]
+    chosen = posterior["beta_cl_DISEASE"].sel(disease_level="CLD")
+    row = table.loc["beta_cl_DISEASE[CLD]"]
+    assert row["mean"] == pytest.approx(float(chosen.mean()))
+    assert row["q0.95"] == pytest.approx(float(chosen.quantile(0.95)))
+    assert row["r_hat"] == pytest.approx(float(az.rhat(chosen)))
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from pytensor.graph.replace import graph_replace
 
 import tpopk
 from tpopk.data import EventTable, read_events
+from tpopk.diagnostics.convergence import element_labels, population_variables
 from tpopk.errors import TpopkError
 from tpopk.model import ModelCard, build_model, load_card
 
@@ -114,36 +115,37 @@ class Fit:
 
     def population_parameters(self) -> list[str]:
         """Names of the population-level variables: typical values, IIV, covariates, residuals."""
-        prefixes = ("pop_", "omega_", "beta_", "sigma_")
-        return [str(v) for v in self.posterior.data_vars if str(v).startswith(prefixes)]
+        return population_variables(self.tree)
 
     def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
-        """Mean, SD, 5/50/95% quantiles, ESS (bulk, tail) and R-hat per population parameter."""
+        """Mean, SD, 5/50/95% quantiles, ESS (bulk, tail) and R-hat per population parameter.
+
+        One row per element, named by its coordinates (``beta_cl_DISEASE[ITP]``,
+        ``pop_tp_agonist[romiplostim]``) as in :func:`tpopk.diagnostics.convergence`.
+        """
         posterior = self.posterior[self.population_parameters()]
         lower, upper = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-        quantiles = posterior.quantile([lower, 0.5, upper], dim=("chain", "draw"))
-        ess_bulk = az.ess(posterior, method="bulk")
-        ess_tail = az.ess(posterior, method="tail")
-        rhat = az.rhat(posterior)
-        rows = []
-        for name in posterior.data_vars:
-            values = posterior[name]
-            for index in np.ndindex(values.shape[2:]):
-                label = str(name) + (f"[{','.join(map(str, index))}]" if index else "")
-                rows.append(
-                    {
-                        "parameter": label,
-                        "mean": float(values.mean(("chain", "draw")).values[index]),
-                        "sd": float(values.std(("chain", "draw")).values[index]),
-                        f"q{lower:.3g}": float(quantiles[name].values[(0, *index)]),
-                        "q0.5": float(quantiles[name].values[(1, *index)]),
-                        f"q{upper:.3g}": float(quantiles[name].values[(2, *index)]),
-                        "ess_bulk": float(ess_bulk[name].values[index]),
-                        "ess_tail": float(ess_tail[name].values[index]),
-                        "r_hat": float(rhat[name].values[index]),
-                    }
+        sample = ("chain", "draw")
+        columns = {
+            "mean": posterior.mean(sample),
+            "sd": posterior.std(sample),
+            f"q{lower:.3g}": posterior.quantile(lower, dim=sample),
+            "q0.5": posterior.quantile(0.5, dim=sample),
+            f"q{upper:.3g}": posterior.quantile(upper, dim=sample),
+            "ess_bulk": az.ess(posterior, method="bulk"),
+            "ess_tail": az.ess(posterior, method="tail"),
+            "r_hat": az.rhat(posterior),
+        }
+        index = pd.Index(element_labels(posterior.isel(chain=0, draw=0)), name="parameter")
+        return pd.DataFrame(
+            {
+                column: np.concatenate(
+                    [np.ravel(result[name].values) for name in posterior.data_vars]
                 )
-        return pd.DataFrame(rows).set_index("parameter")
+                for column, result in columns.items()
+            },
+            index=index,
+        )
 
     def population_prediction(self, dvid: str, draws: int = 200) -> xr.DataArray:
         """PRED: the prediction for a typical subject (every eta = 0), per observation.

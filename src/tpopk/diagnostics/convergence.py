@@ -15,8 +15,10 @@ import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
 
-#: Prefixes of the population-level posterior variables checked by default.
-POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_")
+#: Prefixes of the population-level posterior variables checked by default: typical
+#: values, IIV SDs, covariate coefficients, residual SDs and the between-agonist SDs of
+#: partially pooled parameters.
+POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_", "tau_")
 
 
 def population_variables(tree: xr.DataTree) -> list[str]:
@@ -25,8 +27,12 @@ def population_variables(tree: xr.DataTree) -> list[str]:
     return [name for name in names if name.startswith(POPULATION_PREFIXES)]
 
 
-def _element_labels(data: xr.Dataset) -> list[str]:
-    """``name`` or ``name[coord,...]`` for every scalar element of each variable, in order."""
+def element_labels(data: xr.Dataset) -> list[str]:
+    """``name`` or ``name[coord,...]`` for every scalar element of each variable, in order.
+
+    Elements are named by their coordinate values (``pop_tp_agonist[romiplostim]``), not
+    positions, and come in C order, that of ``np.ravel`` of each variable.
+    """
     labels = []
     for name, array in data.data_vars.items():
         for index in np.ndindex(array.shape):
@@ -48,7 +54,7 @@ def convergence(
         Fit DataTree with ``posterior`` and ``sample_stats`` groups.
     var_names
         Posterior variables to check; default the population-level ones (``pop_``,
-        ``omega_``, ``beta_``, ``sigma_``). Vector variables give one row per element.
+        ``omega_``, ``beta_``, ``sigma_``, ``tau_``). Vector variables give one row per element.
     coords
         Selection applied first, e.g. ``{"subject": [1, 2]}`` with ``var_names=["cl"]``.
 
@@ -88,7 +94,7 @@ def convergence(
             "draws": ("chain", np.full(len(chain), posterior.sizes["draw"])),
             "bfmi": ("chain", bfmi),
         },
-        coords={"parameter": _element_labels(posterior.isel(chain=0, draw=0)), "chain": chain},
+        coords={"parameter": element_labels(posterior.isel(chain=0, draw=0)), "chain": chain},
     )
 
 

@@ -28,7 +28,7 @@ import xarray as xr
 from arviz_plots import PlotCollection, plot_ecdf_pit
 from scipy import stats
 
-from tpopk.diagnostics.convergence import _element_labels
+from tpopk.diagnostics.convergence import element_labels
 from tpopk.diagnostics.observations import DiagnosticsError
 
 #: Dimension that indexes the SBC replicates.
@@ -114,7 +114,7 @@ def sbc_uniformity(ranks: xr.Dataset, bins: int | None = None) -> pd.DataFrame:
     expected = n * np.diff(edges) / (n_draws + 1)
     stacked = ranks.transpose(REPLICATE_DIM, ...)
     rows = []
-    labels = _element_labels(stacked.isel({REPLICATE_DIM: 0}, drop=True))
+    labels = element_labels(stacked.isel({REPLICATE_DIM: 0}, drop=True))
     columns = [
         np.asarray(stacked[name].values).reshape(n, -1)[:, j]
         for name in stacked.data_vars
