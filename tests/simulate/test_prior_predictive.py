@@ -113,7 +113,11 @@ def test_healthy_volunteer_course_peaks_between_day_10_and_16(hv_courses, agonis
 @pytest.mark.parametrize(
     "agonist",
     [
-        _known(a, SLOW_RETURN, "day-28 mean count 1.3-1.9x baseline (tplt 253 h, IIV CV 50%)")
+        _known(
+            a,
+            SLOW_RETURN,
+            "day-28 mean count 1.25-2.0x baseline: the excess outlasts a platelet lifespan",
+        )
         for a in AGONISTS
     ],
 )
@@ -185,11 +189,20 @@ def test_hetrombopag_phase3_week8_responders_inside_prior_90pct(phase3_summary, 
 #   its drug effect outlasting the course a little longer), single doses earlier. The
 #   eltrombopag HV study saw its maximum on day 14 or 16; hetrombopag's HV peak day is
 #   not in the literature file.
-# - Slow return: counts fall back over one platelet lifespan after production
-#   normalises; tplt is centred on 253 h (Wang 2010) with a 50% CV between patients (the
-#   ITP value of Petrov 2024; the card format has one IIV for every disease, while the
-#   111In lifespan of healthy volunteers varies by 9%, Harker 2000), and long-lived
-#   patients keep the mean count raised on day 28.
+# - Slow return: the prior-median day-28 fold is 1.96 (hetrombopag), 1.48 (eltrombopag),
+#   1.30 (lusutrombopag) and 1.25 (romiplostim); avatrombopag's single dose is back (1.04).
+#   It is not the spread of platelet lifespans: with the healthy-volunteer tplt IIV at the
+#   111In 9% (Harker 2000) instead of the ITP 50% (Petrov 2024) the medians are 1.98, 1.48,
+#   1.26 and 1.24 (a copy of the cards with omega_tplt centred on 0.09, these settings).
+#   Two things measured instead: (1) the peaks are high where data exist: eltrombopag's
+#   prior-median peak is 2.6x baseline against the 1.40x of its 50 mg HV group (ASH
+#   2004, 254 -> 356; its slope is Farrell 2014's CLD estimate carried over to
+#   volunteers), so its tail is high too; romiplostim's 2.0x agrees with Wang 2004 (6/8
+#   doubled). (2) the excess decays over more than one lifespan after the peak
+#   (romiplostim 0.80 above baseline on day 14, 0.25 on day 28), so production stays
+#   raised long after it; plausibly the linear stand-ins for target-mediated PK
+#   (romiplostim, hetrombopag), whose tails outlast those of saturable clearance. Not
+#   verified further.
 # - Placebo: the only within-patient variability in ITP is the proportional measurement
 #   error (centred on 0.093, Petrov 2024), so a baseline < 30 x10^9/L almost never reads
 #   >= 50; the trial's placebo arm had 5.9% responders at week 8 and 22.4% at least
