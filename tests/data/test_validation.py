@@ -66,6 +66,22 @@ def dosing(dose_line: str) -> str:
 
 CASES = {
     "empty file": Case("empty-file", "", 1, None, "a header line"),
+    "semicolon-separated": Case(
+        "wrong-delimiter",
+        "\n".join(line.replace(",", ";") for line in edited().splitlines()) + "\n",
+        1,
+        None,
+        "comma-separated columns (this header looks ';'-separated)",
+        value=HEADER.replace(",", ";"),
+    ),
+    "whitespace-separated": Case(
+        "wrong-delimiter",
+        "\n".join(line.replace(",", " ") for line in edited().splitlines()) + "\n",
+        1,
+        None,
+        "this header looks ' '-separated",
+        value=HEADER.replace(",", " "),
+    ),
     "header only": Case("no-records", HEADER + "\n", 2, None, "at least one data record"),
     "ragged row": Case(
         "ragged-row", edited({3: "1,1,0,0,5.2,2"}), 3, None, "7 fields", value="6 fields"

@@ -104,6 +104,14 @@ def read_csv_records(path: Path) -> tuple[RawRecords, list[Violation]]:
     if header is None or not any(field.strip() for field in header):
         violation = Violation("empty-file", "a header line naming the columns", row=1)
         return RawRecords(pd.DataFrame(), [], str(path)), [violation]
+    if (delimiter := _other_delimiter(header)) is not None:
+        violation = Violation(
+            "wrong-delimiter",
+            f"comma-separated columns (this header looks {delimiter!r}-separated)",
+            row=1,
+            value=header[0],
+        )
+        return RawRecords(pd.DataFrame(), [], str(path)), [violation]
     keep, names, violations = _header(header)
     records: list[list[str]] = []
     rows: list[int] = []
@@ -125,6 +133,20 @@ def read_csv_records(path: Path) -> tuple[RawRecords, list[Violation]]:
     text_values = pd.DataFrame(records, columns=range(len(header)), dtype=object)[keep]
     text_values.columns = pd.Index(names)
     return RawRecords(_missing_as_none(text_values), rows, str(path)), violations
+
+
+def _other_delimiter(header: list[str]) -> str | None:
+    """Return the separator of a one-field header that splits into names, else ``None``.
+
+    European CSV exports (``;``) and NONMEM whitespace tables read as one column, which
+    would only report every required column as missing.
+    """
+    if len(header) != 1:
+        return None
+    for delimiter in (";", "\t", "|", " "):
+        if len([name for name in header[0].split(delimiter) if name.strip()]) >= 2:
+            return delimiter
+    return None
 
 
 def _missing_as_none(text: pd.DataFrame) -> pd.DataFrame:
