@@ -64,24 +64,18 @@ def dosing(dose_line: str) -> str:
     return "\n".join([RATE_HEADER, dose_line, *rows[1:]]) + "\n"
 
 
+def separated(delimiter: str) -> Case:
+    """BASE written with another column separator."""
+    lines = [line.replace(",", delimiter) for line in edited().splitlines()]
+    expected = f"comma-separated columns (this header looks {delimiter!r}-separated)"
+    return Case("wrong-delimiter", "\n".join(lines) + "\n", 1, None, expected, lines[0])
+
+
 CASES = {
+    "semicolon-separated": separated(";"),
+    "tab-separated": separated("\t"),
+    "whitespace-separated": separated(" "),
     "empty file": Case("empty-file", "", 1, None, "a header line"),
-    "semicolon-separated": Case(
-        "wrong-delimiter",
-        "\n".join(line.replace(",", ";") for line in edited().splitlines()) + "\n",
-        1,
-        None,
-        "comma-separated columns (this header looks ';'-separated)",
-        value=HEADER.replace(",", ";"),
-    ),
-    "whitespace-separated": Case(
-        "wrong-delimiter",
-        "\n".join(line.replace(",", " ") for line in edited().splitlines()) + "\n",
-        1,
-        None,
-        "this header looks ' '-separated",
-        value=HEADER.replace(",", " "),
-    ),
     "header only": Case("no-records", HEADER + "\n", 2, None, "at least one data record"),
     "ragged row": Case(
         "ragged-row", edited({3: "1,1,0,0,5.2,2"}), 3, None, "7 fields", value="6 fields"
