@@ -1,5 +1,6 @@
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from scipy import special, stats
@@ -9,6 +10,7 @@ from tpopk.diagnostics import (
     loo,
     loo_pit,
     loo_summary,
+    loo_warnings,
     plot_compare,
     plot_khat,
     plot_loo_pit,
@@ -62,6 +64,16 @@ def test_summary_table(synthetic):
     assert list(table.index) == ["conc", "plt", "all"]
     assert list(table["n"]) == [360, 80, 440]
     assert table.loc["all", "elpd"] == pytest.approx(table.loc[["conc", "plt"], "elpd"].sum())
+
+
+def test_loo_warnings_name_each_type_with_high_pareto_k():
+    table = pd.DataFrame(
+        {"n": [360, 80, 440], "good_k": [0.7, 0.7, 0.7], "n_bad_k": [3, 0, 3]},
+        index=["conc", "plt", "all"],
+    )
+    (message,) = loo_warnings(table)
+    assert message.startswith("Pareto k is above 0.7 for 3 of 360 conc observations")
+    assert loo_warnings(table.assign(n_bad_k=0)) == []
 
 
 def test_constant_log_likelihood_of_deep_blq_points(censored):

@@ -166,6 +166,7 @@ def make_payload(**changes) -> ReportPayload:
             eta=(ShrinkageRow(parameter="cl", omega=0.3, shrinkage=0.12),), epsilon={"conc": 0.1}
         ),
         "loo": (LooRow(dvid="all", elpd=-160.0, se=17.0, p_loo=30.0, n=27, good_k=0.7, n_bad_k=1),),
+        "loo_warnings": (f"Pareto k is above 0.7 for 1 of 27 conc observations {HOSTILE}",),
         "figures": tuple(
             png_figure(f"figure {i}", section)
             for i, section in enumerate(["convergence", "shrinkage", "vpc", "gof", "individual"])

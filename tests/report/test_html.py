@@ -99,6 +99,17 @@ def test_text_is_escaped_not_interpreted(small_payload, tmp_path: Path) -> None:
     assert page.tags.count("b") == len(small_payload.figures)  # only the captions' own bold
 
 
+def test_loo_warnings_are_listed_under_the_loo_table(small_payload, tmp_path: Path) -> None:
+    text = "".join(parse(write_html(small_payload, tmp_path / "report.html")).text)
+    (warning,) = small_payload.loo_warnings
+    assert warning in text
+    assert text.index("PSIS-LOO") < text.index(warning)
+    calm = small_payload.model_copy(update={"loo_warnings": ()})
+    calm_text = "".join(parse(write_html(calm, tmp_path / "calm.html")).text)
+    assert "Every Pareto k is below its threshold." in calm_text
+    assert warning not in calm_text
+
+
 def test_tables_show_the_payload_numbers(small_payload, tmp_path: Path) -> None:
     page = parse(write_html(small_payload, tmp_path / "report.html"))
     row = small_payload.parameters.rows[0]

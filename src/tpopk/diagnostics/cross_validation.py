@@ -13,6 +13,7 @@ censored observation, uniform when the model is right.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import arviz as az
@@ -102,7 +103,10 @@ def loo_summary(tree: xr.DataTree) -> pd.DataFrame:
     """
     rows = {}
     for dvid in [*observation_types(tree), None]:
-        result = loo(tree, dvid)
+        with warnings.catch_warnings():
+            # the table counts these points and loo_warnings says what they mean
+            warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+            result = loo(tree, dvid)
         rows[dvid or "all"] = {
             "elpd": result.elpd,
             "se": result.se,
@@ -112,6 +116,30 @@ def loo_summary(tree: xr.DataTree) -> pd.DataFrame:
             "n_bad_k": int((result.pareto_k > result.good_k).sum()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def loo_warnings(table: pd.DataFrame) -> list[str]:
+    """Say in plain words where PSIS-LOO cannot be trusted, one sentence per observation type.
+
+    Parameters
+    ----------
+    table
+        Output of :func:`loo_summary`; its ``all`` row repeats the per-type points.
+
+    Returns
+    -------
+    list of str
+        Empty when every Pareto k is at or below its threshold.
+    """
+    return [
+        f"Pareto k is above {row['good_k']:.2g} for {int(row['n_bad_k'])} of {int(row['n'])} "
+        f"{name} observations: their leave-one-out predictions are unreliable, so the "
+        f"ELPD-LOO of {name} is too. In a hierarchical model these are usually the few "
+        "observations that pin a subject's own parameters, or outliers; look at them in "
+        "the individual fits, and compare models by K-fold cross-validation instead."
+        for name, row in table.drop(index="all", errors="ignore").iterrows()
+        if row["n_bad_k"] > 0
+    ]
 
 
 def loo_pit(tree: xr.DataTree, dvid: str | None = None) -> xr.Dataset:

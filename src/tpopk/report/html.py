@@ -175,13 +175,17 @@ def _model(payload: ReportPayload) -> str:
     return "".join(parts)
 
 
+def _warnings(messages: tuple[str, ...], fine: str) -> str:
+    if not messages:
+        return f'<p class="ok">{escape(fine)}</p>\n'
+    return "<ul>" + "".join(f'<li class="warning">{escape(m)}</li>' for m in messages) + "</ul>\n"
+
+
 def _convergence(payload: ReportPayload) -> str:
-    warnings = payload.convergence.warnings
-    advice = (
-        "<ul>" + "".join(f'<li class="warning">{escape(w)}</li>' for w in warnings) + "</ul>\n"
-        if warnings
-        else '<p class="ok">No convergence warnings: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, '
-        "no divergences, E-BFMI ≥ 0.3.</p>\n"
+    advice = _warnings(
+        payload.convergence.warnings,
+        "No convergence warnings: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergences, "
+        "E-BFMI ≥ 0.3.",
     )
     chains = _records(
         [
@@ -232,7 +236,7 @@ def _shrinkage(payload: ReportPayload) -> str:
 
 
 def _loo(payload: ReportPayload) -> str:
-    return _records(
+    table = _records(
         [
             ("observations", "dvid"),
             ("ELPD-LOO", "elpd"),
@@ -245,6 +249,7 @@ def _loo(payload: ReportPayload) -> str:
         payload.loo,
         "Expected log predictive density (PSIS-LOO) per observation type and for all",
     )
+    return table + _warnings(payload.loo_warnings, "Every Pareto k is below its threshold.")
 
 
 def _comparison(payload: ReportPayload) -> str:

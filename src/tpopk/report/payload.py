@@ -201,6 +201,7 @@ class ReportPayload(_Frozen):
     parameters: ParameterTable
     shrinkage: Shrinkage
     loo: tuple[LooRow, ...]
+    loo_warnings: tuple[str, ...]
     figures: tuple[Figure, ...]
     trial: TrialSummary | None = None
     comparison: tuple[Table, ...] = ()
@@ -381,10 +382,10 @@ def summarise_shrinkage(fit: Fit) -> tuple[Shrinkage, xr.Dataset | None]:
     return Shrinkage(eta=rows, epsilon=values), eta
 
 
-def summarise_loo(fit: Fit) -> tuple[LooRow, ...]:
-    """PSIS-LOO per observation type and for all observations together."""
+def summarise_loo(fit: Fit) -> tuple[tuple[LooRow, ...], tuple[str, ...]]:
+    """PSIS-LOO per observation type and for all observations together, and its warnings."""
     table = diagnostics.loo_summary(fit.tree)
-    return tuple(
+    rows = tuple(
         LooRow(
             dvid=str(name),
             elpd=float(row["elpd"]),
@@ -396,6 +397,7 @@ def summarise_loo(fit: Fit) -> tuple[LooRow, ...]:
         )
         for name, row in table.iterrows()
     )
+    return rows, tuple(diagnostics.loo_warnings(table))
 
 
 def encode_figure(plot: PlotCollection, section: FigureSection, title: str, caption: str) -> Figure:
@@ -554,7 +556,7 @@ def build_payload(
                 )
             )
     with _step("PSIS-LOO", progress):
-        loo = summarise_loo(fit)
+        loo, loo_warnings = summarise_loo(fit)
     for dvid in diagnostics.observation_types(fit.tree):
         figures += observation_figures(fit, dvid, progress=progress)
     with _step("trial comparison", progress):
@@ -572,6 +574,7 @@ def build_payload(
         parameters=parameters,
         shrinkage=shrinkage,
         loo=loo,
+        loo_warnings=loo_warnings,
         figures=tuple(figures),
         trial=summarise_trial(trial) if trial is not None else None,
         comparison=tables,
