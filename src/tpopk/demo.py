@@ -43,8 +43,8 @@ STUDY_AGONISTS = ("romiplostim", "lusutrombopag")
 STUDY_TRIAL = MODELS / "trials" / "romiplostim_kuter2008_itp.toml"
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def _say(text: str, start: float) -> None:
+    print(f"{text} [{time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
 
 
 def study_arms(study: EventTable, agonists: tuple[str, ...]) -> EventTable:
@@ -137,11 +137,11 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     size = QUICK if quick else FULL
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    _say("[1/6] validating the bundled datasets")
+    _say("[1/6] validating the bundled datasets", start)
     for name, load in datasets.CATALOGUE.items():
         print(f"== {name}\n{load().describe()}\n")
 
-    _say("[2/6] fitting models/generic/oral_1cmt.toml to theophylline (nutpie)")
+    _say("[2/6] fitting models/generic/oral_1cmt.toml to theophylline (nutpie)", start)
     result = fit(
         MODELS / "generic" / "oral_1cmt.toml", datasets.load_theophylline(), **size.theophylline
     )
@@ -150,7 +150,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     print(f"divergent transitions: {result.divergences}\n")
     written["report"] = write_report(result, out / "report.html", progress=True)
 
-    _say("[3/6] prior predictive comparison of the ITP label-dose design")
+    _say("[3/6] prior predictive comparison of the ITP label-dose design", start)
     cards = [load_card(MODELS / "thrombopoiesis.toml")]
     cards += [load_card(MODELS / f"{name}.toml") for name in LABEL_AGONISTS]
     trial = MODELS / "trials" / "itp_label_comparison.toml"
@@ -165,7 +165,8 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     _say(
         f"[4/6] fitting {' + '.join(c.name for c in cards)} to the study's "
         f"{', '.join(STUDY_AGONISTS)} arms (SYNTHETIC data; {settings['chains']} chains x "
-        f"{settings['draws']} draws, {settings['tune']} tuning)"
+        f"{settings['draws']} draws, {settings['tune']} tuning)",
+        start,
     )
     study_fit = fit(cards, events, seed=20261201, **settings)
     written["study_fit"] = study_fit.save(out / "study_fit.nc")
@@ -174,12 +175,13 @@ def run_demo(out: Path, *, quick: bool = False) -> dict[str, Path]:
     n_patients, draws = size.study_comparison["n_patients"], size.study_comparison["draws"]
     _say(
         f"[5/6] posterior predictive trial {STUDY_TRIAL.stem} "
-        f"({n_patients} patients x {draws} draws)"
+        f"({n_patients} patients x {draws} draws)",
+        start,
     )
     posterior = compare(study_fit, STUDY_TRIAL, seed=1, **size.study_comparison)
     written["study_comparison"] = out / "study_comparison.json"
     _write_comparison(posterior, written["study_comparison"], "posterior predictive")
-    _say("[6/6] writing the study report")
+    _say("[6/6] writing the study report", start)
     written["study_report"] = write_report(
         study_fit, out / "study_report.html", trial=STUDY_TRIAL, comparison=posterior
     )
