@@ -10,8 +10,9 @@ import xarray as xr
 
 from tpopk.errors import TpopkError
 from tpopk.inference import Fit
+from tpopk.model import load_card
 from tpopk.simulate import load_trial
-from tpopk.simulate.comparison import compare
+from tpopk.simulate.comparison import compare, prior_compare
 from tpopk.simulate.equivalence import (
     OUTCOMES,
     DoseGrid,
@@ -192,6 +193,22 @@ def test_a_higher_reference_dose_needs_a_higher_equivalent_dose(
     assert ((high > 100) & (high < 300)).all()
     fractions = fixed_dose_equivalence["fraction_responder_week_4"].sum("outcome")
     np.testing.assert_allclose(fractions, 1.0)
+
+
+@pytest.mark.slow
+def test_prior_comparison_finds_the_same_equivalent() -> None:
+    """prior_compare runs dose grids as compare does: 100 mg matched by the 100 mg level."""
+    card = load_card(ROOT / "models" / "generic" / "oral_1cmt_idr.toml")
+    design = load_trial(_fixed_dose_design())
+    tree = prior_compare(
+        [card], design, n_patients=5, draws=3, seed=1, equivalence=[("at_100", "grid")]
+    )
+    draws = tree["equivalence"]["draws"]["dose_fold_week_4"].sel(pair=0).to_numpy()
+    np.testing.assert_allclose(draws, 100.0, rtol=1e-12)
+    matched = tree["equivalence"]["fraction_fold_week_4"].sel(pair=0, outcome="matched")
+    assert float(matched) == 1.0
+    arms = set(tree["summary"]["fold_week_4"]["arm"].values)
+    assert arms == {"grid", *(f"at_{d}" for d in DOSES)}
 
 
 @pytest.mark.slow

@@ -42,15 +42,19 @@ LOWER_IS_BETTER = frozenset({"overshoot", "time_to_response", "time_to_peak"})
 def _endpoints(
     cards: Sequence[ModelCard],
     design: TrialDesign,
-    posterior: xr.Dataset,
+    posterior: xr.Dataset | None,
     agonists: Sequence[str],
     n_patients: int,
     seed: int,
     same_patients: bool = False,
+    draws: int = 1,
 ) -> xr.Dataset:
-    """Endpoints ``(arm, draw)`` of one chunk of posterior draws (one draw per sample)."""
-    flat = posterior.stack(sample=("chain", "draw"))
-    draws = flat.sizes["sample"]
+    """Endpoints ``(arm, draw)`` of one chunk of posterior draws (one draw per sample).
+
+    Without ``posterior``, of ``draws`` draws from the cards' priors.
+    """
+    if posterior is not None:
+        draws = posterior.stack(sample=("chain", "draw")).sizes["sample"]
     trial = simulate_trial(
         cards,
         design,
@@ -69,22 +73,25 @@ def _endpoints(
 def _chunk_endpoints(
     cards: Sequence[ModelCard],
     design: TrialDesign,
-    posterior: xr.Dataset,
+    posterior: xr.Dataset | None,
     agonists: Sequence[str],
     n_patients: int,
     seed: int,
     grids: Sequence[DoseGrid],
+    draws: int = 1,
 ) -> tuple[xr.Dataset, xr.Dataset | None]:
-    """One chunk of posterior draws: the trial's endpoints and each grid's curves.
+    """One chunk of posterior (or ``draws`` prior) draws: endpoints and each grid's curves.
 
     Each dose grid runs on its own virtual patients, shared by its reference arm and all
     its doses (the trial's arms keep their own patients).
     """
-    values = _endpoints(cards, design, posterior, agonists, n_patients, seed)
+    values = _endpoints(cards, design, posterior, agonists, n_patients, seed, draws=draws)
     if not grids:
         return values, None
     curves = [
-        grid.curves(_endpoints(cards, grid.design, posterior, agonists, n_patients, seed, True))
+        grid.curves(
+            _endpoints(cards, grid.design, posterior, agonists, n_patients, seed, True, draws)
+        )
         for grid in grids
     ]
     return values, stack_curves(curves)
@@ -201,18 +208,23 @@ def prior_compare(
     draws: int = 10,
     ci_prob: float = 0.9,
     seed: int = 0,
+    equivalence: Sequence[tuple[str, str]] = (),
 ) -> xr.DataTree:
     """Prior predictive comparison of a trial's arms, straight from model cards.
 
     The same tree as :func:`compare`, with population values drawn from the cards'
-    priors instead of a posterior (what the literature alone predicts).
+    priors instead of a posterior (what the literature alone predicts); ``equivalence``
+    as there, each dose grid on its own prior draws.
     """
     design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
-    simulated = simulate_trial(cards, design, n_patients=n_patients, seed=seed, draws=draws)
-    if "draw" not in simulated.dims:
-        simulated = simulated.expand_dims(draw=1)
-    values = evaluate_endpoints(simulated, design.endpoints)
-    return _comparison_tree(values, design, cards, ci_prob, n_patients)
+    if not 0 < ci_prob < 1:
+        raise TpopkError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    grids = [DoseGrid.of(design, reference, arm) for reference, arm in equivalence]
+    values, curves = _chunk_endpoints(cards, design, None, (), n_patients, seed, grids, draws)
+    tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
+    if curves is not None:
+        tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
+    return tree
 
 
 def _comparison_tree(
