@@ -114,7 +114,11 @@ class Fit:
         return int(self.tree["sample_stats"]["diverging"].sum())
 
     def population_parameters(self) -> list[str]:
-        """Names of the population-level variables: typical values, IIV, covariates, residuals."""
+        """Names of the population-level variables.
+
+        Typical values, IIV, covariates, residuals and between-agonist SDs
+        (:data:`tpopk.diagnostics.convergence.POPULATION_PREFIXES`).
+        """
         return population_variables(self.tree)
 
     def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:

@@ -111,6 +111,16 @@ def _chunks(posterior: xr.Dataset, draws: int, chunk: int) -> list[xr.Dataset]:
     return parts
 
 
+def _design_and_grids(
+    trial: TrialDesign | str | Path, ci_prob: float, equivalence: Sequence[tuple[str, str]]
+) -> tuple[TrialDesign, list[DoseGrid]]:
+    """Load the trial and make a dose grid per equivalence pair, before any simulation."""
+    design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
+    if not 0 < ci_prob < 1:
+        raise TpopkError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    return design, [DoseGrid.of(design, reference, arm) for reference, arm in equivalence]
+
+
 def compare(
     fit: Fit,
     trial: TrialDesign | str | Path,
@@ -169,10 +179,7 @@ def compare(
         If ``ci_prob`` is outside (0, 1) or an equivalence pair names an arm the trial
         lacks, a placebo arm as ``arm``, or one whose levels do not increase in dose.
     """
-    design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
-    if not 0 < ci_prob < 1:
-        raise TpopkError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    grids = [DoseGrid.of(design, reference, arm) for reference, arm in equivalence]
+    design, grids = _design_and_grids(trial, ci_prob, equivalence)
     agonists = [str(a) for a in fit.model.coords.get("agonist", ())]
     parts = _chunks(fit.posterior, draws, chunk)
     arguments = [
@@ -216,10 +223,7 @@ def prior_compare(
     priors instead of a posterior (what the literature alone predicts); ``equivalence``
     as there, each dose grid on its own prior draws.
     """
-    design = trial if isinstance(trial, TrialDesign) else load_trial(trial)
-    if not 0 < ci_prob < 1:
-        raise TpopkError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    grids = [DoseGrid.of(design, reference, arm) for reference, arm in equivalence]
+    design, grids = _design_and_grids(trial, ci_prob, equivalence)
     values, curves = _chunk_endpoints(cards, design, None, (), n_patients, seed, grids, draws)
     tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
     if curves is not None:
