@@ -1,0 +1,63 @@
+"""Cost of a log density + gradient at posterior draws of a fit, and the RK4 substeps behind it.
+
+A fit's gradient is cheap at the initial point and dearer where NUTS goes: short ITP
+platelet lifespans make the lifespan chain's explicit RK4 split each grid step into
+``ceil(k·h / STABLE_RATE_STEP)`` substeps (``tpopk.pd.kernels``, "Stability"). This times
+the gradient (numba backend, the one nutpie uses) at random posterior draws of FIT and
+prints, per draw, the shortest individual platelet lifespan and the substeps per 12 h
+step (the default grid step; 10 platelet compartments) at the compiled bound.
+
+Run: ``python -m benchmarks.gradient_at_draws FIT.nc [N_DRAWS]`` (default 12), e.g. on the
+demo's ``out/demo/study_fit.nc``. To compare two bounds, run it at both commits.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from tpopk.inference import Fit
+from tpopk.pd import kernels
+
+
+def main(path: str, n_draws: int) -> None:
+    fit = Fit.load(path)
+    model = fit.model
+    dlogp = model.compile_dlogp(jacobian=True, mode="NUMBA")
+
+    def cost_ms(point: dict[str, np.ndarray], reps: int = 20) -> float:
+        dlogp(point)
+        start = time.process_time()
+        for _ in range(reps):
+            dlogp(point)
+        return (time.process_time() - start) / reps * 1e3
+
+    print(f"STABLE_RATE_STEP {kernels.STABLE_RATE_STEP}")
+    print(f"initial point: {cost_ms(model.initial_point()):.2f} ms CPU")
+    posterior = fit.posterior.stack(sample=("chain", "draw"))
+    rng = np.random.default_rng(1)
+    picks = rng.choice(posterior.sizes["sample"], n_draws, replace=False)
+    rows = []
+    for i in picks:
+        point = {}
+        for rv in model.free_RVs:
+            value = posterior[rv.name].isel(sample=i).values
+            transform = model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                value = transform.forward(value, *rv.owner.inputs).eval()
+            point[model.rvs_to_values[rv].name] = np.asarray(value, dtype=np.float64)
+        tplt = posterior["tplt"].isel(sample=i).values
+        substeps = np.ceil(10.0 / tplt * 12.0 / kernels.STABLE_RATE_STEP)
+        rows.append((cost_ms(point), tplt.min(), substeps.mean(), substeps.max()))
+    for ms, shortest, mean, most in sorted(rows):
+        print(
+            f"draw: {ms:6.2f} ms CPU   shortest tplt {shortest:6.2f} h   "
+            f"substeps per 12 h step: mean {mean:5.1f}, max {most:3.0f}"
+        )
+    print(f"sum over the {n_draws} draws: {sum(r[0] for r in rows):.1f} ms")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 12)
