@@ -39,10 +39,7 @@ is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal substeps, ``k`` the subjec
 parameter-dependent rate (:func:`fastest_rate`); within a step the drive is the quadratic
 through its node, midpoint and end samples. Steps with ``k·h <= STABLE_RATE_STEP`` (every
 healthy course) are one plain RK4 step, unchanged; the adjoint re-runs a split step's
-substeps and differentiates them in reverse. Substeps are what an ITP gradient costs (the
-bundled study's posterior draws need ~4-12 per 12 h step), so the bound sits at 2, inside
-the stability interval with margin, not at 1: the fast chain modes are then damped rather
-than resolved, which costs no accuracy at the observations (below).
+substeps and differentiates them in reverse.
 """
 
 from __future__ import annotations
@@ -70,17 +67,13 @@ def inline[F: Callable[..., Any]](func: F) -> F:
 
 
 #: Largest ``k·h`` of one RK4 (sub)step for the fastest parameter-dependent rate ``k``:
-#: RK4 is stable for ``k·h < 2.79``; at ``k·h = 2`` one step damps the fast mode by 0.33
-#: (exact e^-2 = 0.14). The chain's fast modes are driven by the precursor output, which
-#: varies on the precursor transit time (~14 h per compartment), so damping them coarsely
-#: leaves the observed platelets as accurate as at ``k·h = 1`` (largest error against
-#: solve_ivp 5.2e-5 at both, platelet lifespans 0.3-253 h, tests/pd/test_pd_accuracy.py)
-#: with ~40% fewer substeps. A flat ITP placebo course (platelet lifespan ~1 day) on 12 h
-#: steps without substeps amplified rounding errors ~10-fold per step to ±1e300 within weeks.
-STABLE_RATE_STEP = 2.0
-#: Most substeps per step: stability down to a 10-compartment platelet lifespan of 0.005 h
-#: on 12 h steps. NUTS trajectories do reach such values on their way to diverging: with a
-#: cap of 64 (then 0.7 h) the bundled ITP study fit still had energy errors of 1e51.
+#: RK4 is stable for ``k·h < 2.79``; at ``k·h = 1`` one step damps the fast mode by 0.375
+#: (exact e^-1 = 0.368). A flat ITP placebo course (platelet lifespan ~1 day) on 12 h steps
+#: amplified rounding errors ~10-fold per step to ±1e300 within weeks.
+STABLE_RATE_STEP = 1.0
+#: Most substeps per step: stability down to a 10-compartment platelet lifespan of 0.01 h on
+#: 12 h steps. NUTS trajectories do reach such values on their way to diverging: with a cap
+#: of 64 (0.7 h) the bundled ITP study fit still had energy errors of 1e51.
 MAX_SUBSTEPS = 4096
 
 # Integer ids used by the integrator to pick a structure's kernels.
