@@ -4,8 +4,9 @@ A fit's gradient is cheap at the initial point and dearer where NUTS goes: short
 platelet lifespans make the lifespan chain's explicit RK4 split each grid step into
 ``ceil(k·h / STABLE_RATE_STEP)`` substeps (``tpopk.pd.kernels``, "Stability"). This times
 the gradient (numba backend, the one nutpie uses) at random posterior draws of FIT and
-prints, per draw, the shortest individual platelet lifespan and the substeps per 12 h
-step (the default grid step; 10 platelet compartments) at the compiled bound.
+prints, per draw, the shortest individual platelet lifespan and the substeps the
+integrator takes (``kernels.n_substeps``) on a full step of the lifespan structure's grid
+(12 h), at the compiled bound.
 
 Run: ``python -m benchmarks.gradient_at_draws FIT.nc [N_DRAWS]`` (default 12), e.g. on the
 demo's ``out/demo/study_fit.nc``. To compare two bounds, run it at both commits.
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 from tpopk.inference import Fit
-from tpopk.pd import kernels
+from tpopk.pd import PD_MODELS, kernels
 
 
 def main(path: str, n_draws: int) -> None:
@@ -34,6 +35,8 @@ def main(path: str, n_draws: int) -> None:
             dlogp(point)
         return (time.process_time() - start) / reps * 1e3
 
+    lifespan = PD_MODELS["lifespan"]
+    n_platelet, step = lifespan.config[1], lifespan.max_step
     print(f"STABLE_RATE_STEP {kernels.STABLE_RATE_STEP}")
     print(f"initial point: {cost_ms(model.initial_point()):.2f} ms CPU")
     posterior = fit.posterior.stack(sample=("chain", "draw"))
@@ -49,12 +52,12 @@ def main(path: str, n_draws: int) -> None:
                 value = transform.forward(value, *rv.owner.inputs).eval()
             point[model.rvs_to_values[rv].name] = np.asarray(value, dtype=np.float64)
         tplt = posterior["tplt"].isel(sample=i).values
-        substeps = np.ceil(10.0 / tplt * 12.0 / kernels.STABLE_RATE_STEP)
+        substeps = np.array([kernels.n_substeps(n_platelet / t, step) for t in tplt])
         rows.append((cost_ms(point), tplt.min(), substeps.mean(), substeps.max()))
     for ms, shortest, mean, most in sorted(rows):
         print(
             f"draw: {ms:6.2f} ms CPU   shortest tplt {shortest:6.2f} h   "
-            f"substeps per 12 h step: mean {mean:5.1f}, max {most:3.0f}"
+            f"substeps per {step:g} h step: mean {mean:5.1f}, max {most:3.0f}"
         )
     print(f"sum over the {n_draws} draws: {sum(r[0] for r in rows):.1f} ms")
 
