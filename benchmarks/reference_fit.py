@@ -80,6 +80,7 @@ def main() -> None:
 
     from tpopk.inference import Fit
     from tpopk.model import build_model
+    from tpopk.nutpie_model import compile_nutpie
     from tpopk.simulate.synthetic import (
         AGONISTS,
         design_itp_study,
@@ -105,7 +106,7 @@ def main() -> None:
     model = build_model(cards, study.events)
     built = time.perf_counter() - start
     start = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
+    compiled = compile_nutpie(model)
     compile_s = time.perf_counter() - start
     print(f"model built in {built:.1f} s; nutpie compile {compile_s:.0f} s; {compiled.n_dim} dims")
     start = time.perf_counter()

@@ -34,6 +34,7 @@ from tpopk.data import EventTable, read_events
 from tpopk.diagnostics.convergence import element_labels, population_variables
 from tpopk.errors import TpopkError
 from tpopk.model import ModelCard, build_model, load_card
+from tpopk.nutpie_model import sample_nutpie
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
 FIT_FORMAT = 1
@@ -294,7 +295,8 @@ def fit(
     seed
         Random seed; the same seed on the same machine gives the same draws.
     sampler
-        ``"nutpie"`` (default; compiles the model through numba) or ``"pymc"``.
+        ``"nutpie"`` (default; the model compiled through numba, cached on disk: see
+        :mod:`tpopk.nutpie_model`) or ``"pymc"``.
     target_accept
         NUTS target acceptance rate; raise it if divergences appear.
     max_treedepth
@@ -314,20 +316,28 @@ def fit(
     events = events if isinstance(events, EventTable) else read_events(events)
     model = build_model(loaded, events)
     with model:
-        tree = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=seed,
-            nuts_sampler=sampler,
-            # nutpie and PyMC name the same NUTS setting differently
-            nuts={
-                "target_accept": target_accept,
-                ("maxdepth" if sampler == "nutpie" else "max_treedepth"): max_treedepth,
-            },
-            progressbar=progressbar,
-        )
+        if sampler == "nutpie":
+            tree = sample_nutpie(
+                model,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                seed=seed,
+                progressbar=progressbar,
+                target_accept=target_accept,
+                maxdepth=max_treedepth,
+            )
+        else:
+            tree = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                random_seed=seed,
+                nuts={"target_accept": target_accept, "max_treedepth": max_treedepth},
+                progressbar=progressbar,
+            )
         pm.compute_log_likelihood(tree, progressbar=False)
         pm.sample_posterior_predictive(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False

@@ -39,6 +39,7 @@ import pytest
 
 from tpopk.data import read_events
 from tpopk.model import ModelCard, build_model, load_card
+from tpopk.nutpie_model import sample_nutpie
 from tpopk.simulate.synthetic import UNITS, design_itp_study, prior_quantile, simulate_study
 
 MODELS = Path(__file__).parents[2] / "models"
@@ -93,10 +94,7 @@ def run_recovery() -> dict[str, Any]:
     }
     study = simulate_study(cards, design, values=truth, seed=SEEDS["simulation"])
     fitted = build_model(cards, study.events)
-    with fitted:
-        tree = pm.sample(
-            nuts_sampler="nutpie", random_seed=SEEDS["sampler"], progressbar=False, **SAMPLER
-        )
+    tree = sample_nutpie(fitted, seed=SEEDS["sampler"], progressbar=False, **SAMPLER)
     prior = pm.sample_prior_predictive(
         draws=2000,
         model=fitted,

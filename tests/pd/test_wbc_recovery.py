@@ -16,6 +16,7 @@ import pytensor.tensor as pt
 import pytest
 
 from tpopk.datasets import load_wbc_sim
+from tpopk.nutpie_model import compile_nutpie
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, solve
 from tpopk.pk import PK_MODELS, concentration
 
@@ -65,6 +66,11 @@ def wbc_inputs():
     return grid, np.asarray(conc), arrays.obs_dv
 
 
+# One worker fits this module's model once (split across workers, each would compile and
+# fit it, at the same time, into the same numba cache entry).
+pytestmark = pytest.mark.xdist_group("wbc_recovery")
+
+
 @pytest.fixture(scope="module")
 def posterior():
     grid, conc, wbc = wbc_inputs()
@@ -87,7 +93,7 @@ def posterior():
         pred = observe(model, solve(model, params, drive, grid), grid)
         sigma = pm.HalfNormal("sigma", 0.5)
         pm.Normal("wbc", mu=pred, sigma=sigma * pred, observed=wbc)
-        compiled = nutpie.compile_pymc_model(pm.modelcontext(None))
+        compiled = compile_nutpie(pm.modelcontext(None))
     # target_accept 0.9: at the default 0.8 this model had 4 divergences in 800 draws.
     return nutpie.sample(
         compiled,

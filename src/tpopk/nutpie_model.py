@@ -1,0 +1,158 @@
+"""nutpie on PyTensor's numba functions: compiled once per machine, run without the GIL.
+
+``nutpie.compile_pymc_model`` wraps the model's numba code in ``numba.cfunc``s that numba
+cannot cache ("uses dynamic globals"), so every fit pays that compile again: 27 of the
+64 s it takes for the bundled two-agonist study with warm caches (benchmarks/README.md,
+"Study model compile time"). PyTensor's own numba backend caches whole compiled graphs on
+disk. :func:`compile_nutpie` builds nutpie's model from those functions through
+``nutpie.from_pyfunc``; nutpie then calls them from its chain threads, so the top-level
+function is compiled with ``nogil=True`` (under its own cache key) to let the chains run
+in parallel.
+
+The graphs are the ones nutpie itself builds for its JAX path (``_make_functions``), so
+the log density, its gradient and the stored variables are nutpie's, numerically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+from pytensor.compile.mode import Mode, get_mode
+from pytensor.link.numba.linker import NumbaLinker
+
+
+class _NogilNumbaLinker(NumbaLinker):  # type: ignore[misc]  # pytensor is untyped
+    """PyTensor's numba linker with the outermost function releasing the GIL."""
+
+    def jit_compile(self, fn_and_cache: tuple[Any, str | None]) -> Callable[..., Any]:
+        from pytensor.link.numba.cache import compile_numba_function_src
+        from pytensor.link.numba.dispatch.basic import numba_njit
+
+        fn, cache_key = fn_and_cache
+        if cache_key is None:
+            return numba_njit(fn.py_func, final_function=True, nogil=True)  # type: ignore[no-any-return]
+        # A new entry point with its own key: numba's cache does not key on nogil, so
+        # reusing PyTensor's key could load a GIL-holding build of the same graph.
+        entry = compile_numba_function_src(
+            src="def nogil_entry(*args): return inner(*args)",
+            function_name="nogil_entry",
+            global_env=globals() | {"inner": fn},
+            cache_key=f"{cache_key}_tpopk_nogil",
+        )
+        return numba_njit(entry, final_function=True, cache=True, nogil=True)  # type: ignore[no-any-return]
+
+
+class RejectedPointError(ArithmeticError):
+    """The log density failed at a point: nutpie rejects the point (a divergence).
+
+    nuts-rs reads ``is_recoverable`` on an exception raised by a Python log density;
+    without it, one division by zero at a wild early warm-up point ends the whole fit.
+    """
+
+    is_recoverable = True
+
+
+#: PyTensor's NUMBA mode (same rewrites) with the GIL-free linker.
+NOGIL_NUMBA = Mode(_NogilNumbaLinker(), get_mode("NUMBA").provided_optimizer)
+
+
+def compile_nutpie(model: pm.Model) -> Any:
+    """Compile ``model`` for ``nutpie.sample`` from cached, GIL-free numba functions.
+
+    Initial points are nutpie's defaults: each free variable's support point, jittered
+    by U(-1, 1) on the unconstrained scale.
+    """
+    from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
+    from nutpie.compiled_pyfunc import from_pyfunc
+    from pymc.initial_point import make_initial_point_fn
+
+    initial_point = make_initial_point_fn(
+        model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
+    )
+    n_dim, _, logp_fn, expand_fn, initial_point_fn, shape_info, transformed = _make_functions(
+        model,
+        mode=NOGIL_NUMBA,
+        compute_grad=True,
+        join_expanded=False,
+        pymc_initial_point_fn=_wrap_with_lock(initial_point),
+    )
+    names, _, shapes = shape_info
+
+    def make_logp_fn() -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        def logp(x: np.ndarray) -> tuple[float, np.ndarray]:
+            try:
+                value, gradient = logp_fn(x)
+            except ArithmeticError as error:  # numba's ZeroDivisionError, far out in the tails
+                raise RejectedPointError(str(error)) from error
+            return float(value), np.array(gradient, dtype="float64", order="C")
+
+        return logp
+
+    def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, Any]]:
+        def expand(x: np.ndarray) -> dict[str, np.ndarray]:
+            values = expand_fn(x)
+            return {
+                name: np.array(value, dtype="float64", order="C").reshape(shape)
+                for name, value, shape in zip(names, values, shapes, strict=True)
+            }
+
+        return expand
+
+    dims, coords = _prepare_dims_and_coords(model, shape_info, transformed)
+    return from_pyfunc(
+        ndim=n_dim,
+        make_logp_fn=make_logp_fn,
+        make_expand_fn=make_expand_fn,
+        make_initial_point_fn=initial_point_fn,
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=shapes,
+        expanded_names=names,
+        dims=dims,
+        coords=coords,
+        reparameterized_names=transformed,
+    )
+
+
+def sample_nutpie(
+    model: pm.Model,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int | None,
+    seed: int,
+    progressbar: bool,
+    **nuts: Any,
+) -> xr.DataTree:
+    """Sample ``model`` with nutpie as ``pm.sample(nuts_sampler="nutpie")`` does.
+
+    The same chain seed, stored groups (plus ``constant_data`` and ``observed_data``)
+    and posterior attributes as PyMC's nutpie path; ``nuts`` are ``nutpie.sample``'s
+    keywords (``target_accept``, ``maxdepth``, ...).
+    """
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+
+    compiled = compile_nutpie(model)
+    # pm.sample's seed for nutpie: the first of its per-chain seeds
+    chain_seed = int(np.random.default_rng(seed).spawn(chains)[0].integers(2**30))
+    start = time.time()
+    tree: xr.DataTree = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=max(tune, 1),  # nuts-rs needs one tuning step
+        chains=chains,
+        cores=cores if cores is not None else min(chains, os.cpu_count() or 1),
+        seed=chain_seed,
+        save_warmup=False,
+        progress_bar=progressbar,
+        **nuts,
+    )
+    patch_nutpie_idata(tree, model, sampling_time=time.time() - start)
+    return tree
