@@ -83,11 +83,19 @@ def compile_nutpie(model: pm.Model) -> Any:
         pymc_initial_point_fn=_wrap_with_lock(initial_point),
     )
     names, _, shapes = shape_info
+    # nutpie calls these from one thread per chain. A PyTensor Function keeps its inputs and
+    # outputs in shared storage and is not thread-safe, so call the jitted numba function
+    # itself (pure, and thread-safe) with the shared variables' values, as nutpie's JAX path
+    # does; the data are fixed while sampling.
+    logp_jit = logp_fn.vm.jit_fn
+    logp_shared = [var.get_value() for var in logp_fn.get_shared()]
+    expand_jit = expand_fn.vm.jit_fn
+    expand_shared = [var.get_value() for var in expand_fn.get_shared()]
 
     def make_logp_fn() -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
         def logp(x: np.ndarray) -> tuple[float, np.ndarray]:
             try:
-                value, gradient = logp_fn(x)
+                value, gradient = logp_jit(x, *logp_shared)
             except ArithmeticError as error:  # numba's ZeroDivisionError, far out in the tails
                 raise RejectedPointError(str(error)) from error
             return float(value), np.array(gradient, dtype="float64", order="C")
@@ -96,7 +104,7 @@ def compile_nutpie(model: pm.Model) -> Any:
 
     def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, Any]]:
         def expand(x: np.ndarray) -> dict[str, np.ndarray]:
-            values = expand_fn(x)
+            values = expand_jit(x, *expand_shared)
             return {
                 name: np.array(value, dtype="float64", order="C").reshape(shape)
                 for name, value, shape in zip(names, values, shapes, strict=True)
