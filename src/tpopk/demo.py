@@ -14,7 +14,8 @@
 6. write the study's report (``study_report.html``).
 
 Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
-step: ~6 min to compile with a cold cache (~1 min warm) and ~8 min to sample on 2 cores.
+step: ~6 min to compile with a cold cache (~30 s warm, PyTensor's graph rewriting; the numba code
+is cached, see :mod:`tpopk.nutpie_model`) and ~8 min to sample on 2 cores.
 """
 
 from __future__ import annotations
