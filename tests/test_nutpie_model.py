@@ -6,8 +6,6 @@ The reference is nutpie's own compile of the same model (``pm.sample(nuts_sample
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -22,7 +20,7 @@ from tpopk.nutpie_model import RejectedPointError, compile_nutpie, sample_nutpie
 pytestmark = pytest.mark.xdist_group("nutpie_model")
 
 
-def small_model(replicates: int = 1) -> pm.Model:
+def small_model() -> pm.Model:
     """A hierarchical normal model with a positive parameter and a deterministic."""
     rng = np.random.default_rng(3)
     with pm.Model(coords={"group": range(4)}) as model:
@@ -30,8 +28,7 @@ def small_model(replicates: int = 1) -> pm.Model:
         tau = pm.HalfNormal("tau", 1.0)
         z = pm.Normal("z", 0.0, 1.0, dims="group")
         theta = pm.Deterministic("theta", mu + tau * z, dims="group")
-        observed = rng.normal(1.0, 1.0, (replicates, 4))
-        pm.Normal("y", theta, 0.5, observed=observed if replicates > 1 else observed[0])
+        pm.Normal("y", theta, 0.5, observed=rng.normal(1.0, 1.0, 4), dims="group")
     return model
 
 
@@ -45,30 +42,6 @@ def test_log_density_and_gradient_match_pymc():
     assert value == pytest.approx(float(model.compile_logp()(point)), rel=1e-12)
     expected = model.compile_dlogp()(point)
     np.testing.assert_allclose(gradient, expected, rtol=1e-10)
-
-
-def test_log_density_is_safe_to_call_from_chain_threads():
-    """nutpie calls the log density from one thread per chain, at the same time.
-
-    250 000 observations make each call long enough (~ms, outside the GIL) for the two
-    threads' calls to overlap: through one shared PyTensor Function they then read each
-    other's inputs and outputs.
-    """
-    compiled = compile_nutpie(small_model(replicates=62_500))
-    points = np.random.default_rng(5).normal(size=(2, 40, 6))
-    logps = [compiled._make_logp_func() for _ in range(2)]
-    serial = [[logps[c](x)[0] for x in points[c]] for c in range(2)]
-    threaded: list[list[float]] = [[], []]
-
-    def chain(c: int) -> None:
-        threaded[c] = [logps[c](x)[0] for x in points[c]]
-
-    threads = [threading.Thread(target=chain, args=(c,)) for c in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert threaded == serial
 
 
 def test_same_draws_as_pymc_nutpie_path():
