@@ -139,12 +139,13 @@ def test_lifespan_matches_solve_ivp(schedule):
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
 
-@pytest.mark.parametrize("tplt", [25.0, 3.0, 0.3])
+@pytest.mark.parametrize("tplt", [25.0, 3.0, 0.3, 0.02])
 @pytest.mark.parametrize("schedule", ["daily", "weekly"])
 def test_short_platelet_lifespan_is_stable_and_matches_solve_ivp(schedule, tplt):
     """ITP lifespans on the default grid: plain RK4 would be unstable, substeps are not."""
     # ITP: platelet lifespan ~1/10 of healthy (25 h), and far below it (3 h, and the 0.3 h
-    # a NUTS trajectory reaches in the IIV tails: k·h 400 on 12 h steps); baseline 30.
+    # a NUTS trajectory reaches in the IIV tails: k·h 400 on 12 h steps, and 0.02 h, k·h
+    # 6000). Beyond k·h 8 (kernels.MAX_SUBSTEPS) steps take SDIRK2; baseline 30.
     params = (30.0, 142.0, tplt)
     got, ref, grid = lifespan_against_solve_ivp(schedule, params)
     assert 10 / tplt * grid.steps.max() > 2.79  # outside plain RK4's stability interval

@@ -39,7 +39,18 @@ is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal substeps, ``k`` the subjec
 parameter-dependent rate (:func:`fastest_rate`); within a step the drive is the quadratic
 through its node, midpoint and end samples. Steps with ``k·h <= STABLE_RATE_STEP`` (every
 healthy course) are one plain RK4 step, unchanged; the adjoint re-runs a split step's
-substeps and differentiates them in reverse.
+substeps and differentiates them in reverse. A step that would need more than
+:data:`MAX_SUBSTEPS` RK4 substeps (short ITP lifespans, and the far tails early warm-up
+visits) takes that many substeps of SDIRK2 instead, an L-stable implicit method, so its
+cost no longer grows with the rate: the lifespan chain is linear and its Jacobian lower
+bidiagonal, so each implicit stage is one forward sweep (:func:`implicit_solve`) and its
+adjoint one backward sweep. Non-normal amplification (what made the recovery fit diverge
+when the RK4 bound was raised to ``k·h = 2``, where RK4's one-step map has absolute row
+sums ~5; benchmarks/README.md): one SDIRK2 step's map on the 10 + 10 chain has absolute
+row sums at most 1.3 on one ageing block at any ``k·h``, and at most 2.0 on the whole
+chain while the precursor rate keeps ``kp·h <= 1`` (RK4 at its bound: 2.0); it reaches
+13.5 only where precursors age far faster than platelets (``kp·h`` ~40, a maturation
+time under an hour).
 """
 
 from __future__ import annotations
@@ -71,10 +82,16 @@ def inline[F: Callable[..., Any]](func: F) -> F:
 #: (exact e^-1 = 0.368). A flat ITP placebo course (platelet lifespan ~1 day) on 12 h steps
 #: amplified rounding errors ~10-fold per step to ±1e300 within weeks.
 STABLE_RATE_STEP = 1.0
-#: Most substeps per step: stability down to a 10-compartment platelet lifespan of 0.01 h on
-#: 12 h steps. NUTS trajectories do reach such values on their way to diverging: with a cap
-#: of 64 (0.7 h) the bundled ITP study fit still had energy errors of 1e51.
-MAX_SUBSTEPS = 4096
+#: Most RK4 substeps per step. A step that needs more (``k·h > 8``: a 10-compartment
+#: platelet lifespan under 15 h on 12 h steps, as in many ITP patients and in the IIV tails
+#: early warm-up visits) takes this many substeps of the L-stable SDIRK2 instead
+#: (:func:`_sdirk_tape`), stable at any rate: against ``solve_ivp`` it is as accurate here
+#: as RK4 (tests/pd/test_pd_accuracy.py). Before, RK4 went up to 4096 substeps, and one log
+#: density at a lifespan of 0.01 h cost ~2 s.
+MAX_SUBSTEPS = 8
+#: SDIRK2 (Alexander 1977): both stages implicit with coefficient ``gamma``, stiffly
+#: accurate, L-stable (its stability function vanishes as ``k·h -> inf``).
+SDIRK_GAMMA = 1.0 - np.sqrt(0.5)
 
 # Integer ids used by the integrator to pick a structure's kernels.
 FRIBERG = 0
@@ -257,6 +274,36 @@ def _lifespan_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
     gp[0] += g_prec * tp / (tplt * n_p) + g_plt / n_l
     gp[1] += g_prec * plt0 / (tplt * n_p)
     gp[2] += -g_prec * plt0 * tp / (tplt * tplt * n_p)
+
+
+@inline
+def _lifespan_rate(cfg: Any, p: Any, i: int) -> float:
+    """Outflow rate of compartment ``i`` of the lifespan chain."""
+    return cfg[0] / p[1] if i < cfg[0] else cfg[1] / p[2]  # type: ignore[no-any-return]
+
+
+@inline
+def _lifespan_solve(cfg: Any, p: Any, c: float, r: Any, x: Any) -> None:
+    """Solve ``(I - c·J) x = r``, ``J`` the chain's Jacobian (lower bidiagonal): forward sweep.
+
+    Every coefficient is non-negative at any ``c·k``, so a non-negative ``r`` gives a
+    non-negative ``x``.
+    """
+    previous = 0.0  # c·k_{i-1}·x_{i-1}, the inflow from the compartment before
+    for i in range(cfg[0] + cfg[1]):
+        ck = c * _lifespan_rate(cfg, p, i)
+        x[i] = (r[i] + previous) / (1.0 + ck)
+        previous = ck * x[i]
+
+
+@inline
+def _lifespan_solve_t(cfg: Any, p: Any, c: float, r: Any, x: Any) -> None:
+    """Solve ``(I - c·J)^T x = r``: the adjoint of :func:`_lifespan_solve`, backward sweep."""
+    following = 0.0  # x_{i+1}, weighted below by compartment i's own outflow
+    for i in range(cfg[0] + cfg[1] - 1, -1, -1):
+        ck = c * _lifespan_rate(cfg, p, i)
+        x[i] = (r[i] + ck * following) / (1.0 + ck)
+        following = x[i]
 
 
 @inline
@@ -552,10 +599,42 @@ def fastest_rate(kernel_id: int, cfg: Any, p: Any) -> float:
 
 
 @inline
+def implicit_solve(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any) -> None:
+    """Solve ``(I - c·J) x = r`` for a structure whose ``rhs`` is affine in the state.
+
+    Only structures with a parameter-dependent :func:`fastest_rate` reach SDIRK2 steps,
+    and the lifespan chain is the one such structure (linear in its state).
+    """
+    if kernel_id == LIFESPAN:
+        _lifespan_solve(cfg, p, c, r, x)
+    else:
+        raise ValueError("implicit steps are implemented for the lifespan structure only")
+
+
+@inline
+def implicit_solve_t(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any) -> None:
+    """Solve ``(I - c·J)^T x = r`` (the adjoint of :func:`implicit_solve`)."""
+    if kernel_id == LIFESPAN:
+        _lifespan_solve_t(cfg, p, c, r, x)
+    else:
+        raise ValueError("implicit steps are implemented for the lifespan structure only")
+
+
+@inline
 def n_substeps(rate: float, hk: float) -> int:
-    """Equal substeps of a step ``hk`` that keep ``rate·h <= STABLE_RATE_STEP``."""
+    """Equal substeps of a step ``hk``: ``ceil(rate·h / STABLE_RATE_STEP)`` up to the cap.
+
+    A step needing more than :data:`MAX_SUBSTEPS` takes that many SDIRK2 substeps
+    (:func:`stiff_step`).
+    """
     n = int(np.ceil(rate * hk / STABLE_RATE_STEP))
     return max(1, min(n, MAX_SUBSTEPS))
+
+
+@inline
+def stiff_step(rate: float, hk: float) -> bool:
+    """Whether a step needs more RK4 substeps than :data:`MAX_SUBSTEPS` (so takes SDIRK2)."""
+    return rate * hk > MAX_SUBSTEPS * STABLE_RATE_STEP
 
 
 @inline
@@ -697,6 +776,88 @@ def _substep_tape(
         )
 
 
+@inline
+def _sdirk_tape(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    y: Any,
+    hk: float,
+    n: int,
+    ma: float,
+    mb: float,
+    mc: float,
+    ys: Any,
+    zs: Any,
+    zero: Any,
+    b: Any,
+    r: Any,
+) -> None:
+    """Take ``n`` SDIRK2 substeps of ``hk/n``: states into ``ys[0..n]``, stage 1 into ``zs[:, 0]``.
+
+    For ``dy/dt = J y + b(m)`` each stage solves ``(I - gamma·h·J) Y = r``
+    (:func:`implicit_solve`); ``b(m)`` is ``rhs`` at the zero state. Stage 1 sits at
+    ``t + gamma·h``, stage 2 (the new state) at ``t + h``; the drive there is the step's
+    quadratic, as for RK4 substeps.
+    """
+    sub = hk / n
+    c = SDIRK_GAMMA * sub
+    alpha = (1.0 - SDIRK_GAMMA) / SDIRK_GAMMA
+    n_states = y.shape[0]
+    ys[0, :] = y
+    for j in range(n):
+        y_j, stage = ys[j], zs[j, 0]
+        rhs(kernel_id, cfg, p, zero, _drive_at((j + SDIRK_GAMMA) / n, ma, mb, mc), b)
+        for i in range(n_states):
+            r[i] = y_j[i] + c * b[i]
+        implicit_solve(kernel_id, cfg, p, c, r, stage)
+        rhs(kernel_id, cfg, p, zero, _drive_at((j + 1.0) / n, ma, mb, mc), b)
+        for i in range(n_states):
+            r[i] = (1.0 - alpha) * y_j[i] + alpha * stage[i] + c * b[i]
+        implicit_solve(kernel_id, cfg, p, c, r, ys[j + 1])
+
+
+@inline
+def _sdirk_step_vjp(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    stage: Any,
+    y_next: Any,
+    sub: float,
+    m1: float,
+    m2: float,
+    lam: Any,
+    mu1: Any,
+    mu2: Any,
+    a: Any,
+    gz: Any,
+    gp: Any,
+) -> Any:
+    """Reverse one SDIRK2 substep: ``lam`` from dL/dy_next to dL/dy; return dL/d(m1, m2).
+
+    ``Y = M^-1 r`` with ``M = I - c·J(p)`` gives ``dL/dr = M^-T dL/dY`` and
+    ``dL/dp = (dL/dr)^T c (dJ/dp Y + db/dp)``: exactly ``rhs_vjp`` at ``(Y, m)`` with
+    cotangent ``c·dL/dr``, which also returns dL/dm.
+    """
+    n_states = lam.shape[0]
+    c = SDIRK_GAMMA * sub
+    alpha = (1.0 - SDIRK_GAMMA) / SDIRK_GAMMA
+    implicit_solve_t(kernel_id, cfg, p, c, lam, mu2)
+    for i in range(n_states):
+        a[i] = c * mu2[i]
+    g2 = rhs_vjp(kernel_id, cfg, p, y_next, m2, a, gz, gp)
+    for i in range(n_states):
+        a[i] = alpha * mu2[i]
+    implicit_solve_t(kernel_id, cfg, p, c, a, mu1)
+    for i in range(n_states):
+        a[i] = c * mu1[i]
+    g1 = rhs_vjp(kernel_id, cfg, p, stage, m1, a, gz, gp)
+    for i in range(n_states):
+        lam[i] = (1.0 - alpha) * mu2[i] + mu1[i]
+    return g1, g2
+
+
 @njit
 def rk4_forward(
     kernel_id: int,
@@ -746,6 +907,7 @@ def rk4_forward(
     k4 = np.empty(n_states)
     ys = np.empty((MAX_SUBSTEPS + 1, n_states))
     zs = np.empty((MAX_SUBSTEPS, 3, n_states))
+    zero = np.zeros(n_states)
     for s in range(n_subj):
         p = params[s]
         rate = fastest_rate(kernel_id, cfg, p)
@@ -765,6 +927,9 @@ def rk4_forward(
             if n == 1:
                 z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
                 _rk4_step(kernel_id, cfg, p, y, hk, ma, mb, mc, z2, z3, z4, k1, k2, k3, k4, y_next)
+            elif stiff_step(rate, hk):
+                _sdirk_tape(kernel_id, cfg, p, y, hk, n, ma, mb, mc, ys, zs, zero, k1, k2)
+                y_next[:] = ys[n]
             else:
                 # The tape holds plain steps only; the adjoint re-runs split ones.
                 _substep_tape(kernel_id, cfg, p, y, hk, n, ma, mb, mc, ys, zs, k1, k2, k3, k4)
@@ -816,6 +981,7 @@ def rk4_adjoint(
     k4 = np.empty(n_states)
     ys = np.empty((MAX_SUBSTEPS + 1, n_states))
     zs = np.empty((MAX_SUBSTEPS, 3, n_states))
+    zero = np.zeros(n_states)
     for s in range(n_subj):
         p = params[s]
         gp = g_params[s]
@@ -834,6 +1000,34 @@ def rk4_adjoint(
                     g_a, g_b, g_c = _rk4_step_vjp(
                         kernel_id, cfg, p, y, z2, z3, z4, hk, ma, mb, mc, lam, lam_next, a, gz, gp
                     )
+                elif stiff_step(rate, hk):
+                    _sdirk_tape(
+                        kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, zero, k1, k2
+                    )
+                    g_a, g_b, g_c = 0.0, 0.0, 0.0
+                    for j in range(n - 1, -1, -1):
+                        u1, u2 = (j + SDIRK_GAMMA) / n, (j + 1.0) / n
+                        g_1, g_2 = _sdirk_step_vjp(
+                            kernel_id,
+                            cfg,
+                            p,
+                            zs[j, 0],
+                            ys[j + 1],
+                            hk / n,
+                            _drive_at(u1, ma, mb, mc),
+                            _drive_at(u2, ma, mb, mc),
+                            lam,
+                            k1,
+                            k2,
+                            a,
+                            gz,
+                            gp,
+                        )
+                        for u, g in ((u1, g_1), (u2, g_2)):
+                            wa, wb, wc = quadratic_weights(u)
+                            g_a += wa * g
+                            g_b += wb * g
+                            g_c += wc * g
                 else:
                     _substep_tape(
                         kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, k1, k2, k3, k4
