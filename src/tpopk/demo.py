@@ -14,8 +14,8 @@
 6. write the study's report (``study_report.html``).
 
 Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
-step: ~6 min to compile with a cold cache (~30 s warm, PyTensor's graph rewriting; the numba code
-is cached, see :mod:`tpopk.nutpie_model`) and ~8 min to sample on 2 cores.
+step: a few minutes to compile with a cold cache (seconds warm: the numba code is cached,
+see :mod:`tpopk.nutpie_model`) and ~5 min to sample on 2 cores (README, "make demo").
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ class DemoSize:
     study_comparison: TrialSize
 
 
-#: The full demo. The study fit is sized by its cost: ~150 leapfrog steps per draw at ~10 ms
-#: each, ~2 s per draw, so 2 x 250 iterations take ~8 min on 2 cores (README, "make demo").
+#: The full demo. The study fit is sized by its cost: ~160 leapfrog steps per draw at
+#: ~7 ms each, ~1.2 s per draw, so 2 x 250 iterations take ~5 min on 2 cores (README,
+#: "make demo").
 FULL = DemoSize(
     theophylline={"draws": 500, "tune": 1000, "chains": 4, "max_treedepth": 10},
     label_comparison={"n_patients": 10, "draws": 6},
