@@ -6,7 +6,8 @@ platelet lifespans make the lifespan chain's explicit RK4 split each grid step i
 the gradient (numba backend, the one nutpie uses) at random posterior draws of FIT and
 prints, per draw, the shortest individual platelet lifespan and the substeps the
 integrator takes (``kernels.n_substeps``) on a full step of the lifespan structure's grid
-(12 h), at the compiled bound.
+(12 h), at the compiled bound. Since 35df4bb a step needing more than
+``kernels.MAX_SUBSTEPS`` (8) RK4 substeps takes 8 SDIRK2 substeps, so the count stops at 8.
 
 Run: ``python -m benchmarks.gradient_at_draws FIT.nc [N_DRAWS]`` (default 12), e.g. on the
 demo's ``out/demo/study_fit.nc``. To compare two bounds, run it at both commits.
