@@ -54,13 +54,16 @@ def indirect_rhs(kind: int, r0: float, kout: float) -> Callable:
     return f
 
 
-def lifespan_rhs(n_p: int, n_l: int, plt0: float, tp: float, tplt: float) -> Callable:
+def lifespan_rhs(
+    n_p: int, n_l: int, plt0: float, tp: float, tplt: float, gamma: float = 0.0
+) -> Callable:
     kin, kp, kl = plt0 / tplt, n_p / tp, n_l / tplt
 
     def f(y: Array, m: float) -> Array:
         prec, plt = y[:n_p], y[n_p:]
         return np.r_[
-            kin * m - kp * prec[0],
+            # solve_ivp's trial stages can take the sum below zero at 0.02 h lifespans
+            kin * m * (plt0 / max(plt.sum(), 1e-9 * plt0)) ** gamma - kp * prec[0],
             kp * (prec[:-1] - prec[1:]),
             kp * prec[-1] - kl * plt[0],
             kl * (plt[:-1] - plt[1:]),
@@ -69,7 +72,9 @@ def lifespan_rhs(n_p: int, n_l: int, plt0: float, tp: float, tplt: float) -> Cal
     return f
 
 
-def lifespan_y0(n_p: int, n_l: int, plt0: float, tp: float, tplt: float) -> Array:
+def lifespan_y0(
+    n_p: int, n_l: int, plt0: float, tp: float, tplt: float, gamma: float = 0.0
+) -> Array:
     kin = plt0 / tplt
     return np.r_[np.full(n_p, kin * tp / n_p), np.full(n_l, kin * tplt / n_l)]
 

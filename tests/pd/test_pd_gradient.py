@@ -16,16 +16,19 @@ PARAMS = {
     "friberg_4": [[200.0, 150.0, 0.2, 1.0], [40.0, 120.0, 0.3, 3.0]],
     "idr1": [[150.0, 0.01], [80.0, 0.05]],
     "idr2": [[150.0, 0.01], [80.0, 0.05]],
-    "lifespan": [[250.0, 142.0, 253.0], [60.0, 100.0, 80.0]],
+    # Feedback exponents as Pérez-Ruixo C 2016 (0.621) and Friberg 2002 (0.161).
+    "lifespan": [[250.0, 142.0, 253.0, 0.621], [60.0, 100.0, 80.0, 0.161]],
     # ITP-short platelet lifespans, 4.3 h and 2.7 h: on 8 h steps k·h reaches 19 and 30, so
     # the integrator splits steps into substeps and the adjoint must follow them (lifespans
     # off round numbers: k·h an integer would put the finite differences on a switch of the
     # substep count).
-    "lifespan_short": [[30.0, 142.0, 4.3], [60.0, 100.0, 2.7]],
+    "lifespan_short": [[30.0, 142.0, 4.3, 0.621], [60.0, 100.0, 2.7, 0.161]],
     # Lifespans where RK4 would need more than kernels.MAX_SUBSTEPS (8) substeps, so steps
     # take SDIRK2: 0.09 h (k·h 889 on 8 h steps) throughout; 9.3 h (k·h 8.6) on full 8 h
     # steps only, shorter steps stay RK4, so one subject mixes both methods.
-    "lifespan_stiff": [[30.0, 142.0, 0.09], [60.0, 100.0, 9.3]],
+    "lifespan_stiff": [[30.0, 142.0, 0.09, 0.621], [60.0, 100.0, 9.3, 0.161]],
+    # No feedback (the default), healthy and SDIRK2 lifespans: the gradient in gamma at 0.
+    "lifespan_open_loop": [[250.0, 142.0, 253.0, 0.0], [30.0, 142.0, 0.09, 0.0]],
     "endogenous_tpo": [
         [200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 0.33],
         [30.0, 170.0, 60.0, 0.78, 1.0, 0.05, 0.8, 0.7],
@@ -35,7 +38,7 @@ PARAMS = {
         [0.5, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 150.0, 100.0, 0.3],
     ],
 }
-MODEL_OF = {"lifespan_short": "lifespan", "lifespan_stiff": "lifespan"}
+MODEL_OF = {f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop")}
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
 
 
@@ -84,7 +87,7 @@ def test_adjoint_matches_finite_differences(name, grid):
     )
     fd_params = np.zeros_like(params)
     for idx in np.ndindex(params.shape):
-        eps = 1e-6 * abs(params[idx])
+        eps = 1e-6 * (abs(params[idx]) or 1.0)  # a parameter at 0: absolute step
         up, down = params.copy(), params.copy()
         up[idx] += eps
         down[idx] -= eps

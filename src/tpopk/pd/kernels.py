@@ -44,9 +44,11 @@ substeps and differentiates them in reverse. A step that would need more than
 visits) takes that many substeps of SDIRK2 instead, an L-stable implicit method, so its
 cost no longer grows with the rate: the lifespan chain is linear and its Jacobian lower
 bidiagonal, so each implicit stage is one forward sweep (:func:`implicit_solve`) and its
-adjoint one backward sweep. Non-normal amplification (what made the recovery fit diverge
-when the RK4 bound was raised to ``k·h = 2``, where RK4's one-step map has absolute row
-sums ~5; benchmarks/README.md): one SDIRK2 step's map on the 10 + 10 chain has absolute
+adjoint one backward sweep (the optional feedback on production is the one nonlinear
+term; each stage takes it extrapolated from known states, :func:`implicit_drive`).
+Non-normal amplification (what made the recovery fit diverge when the RK4 bound was
+raised to ``k·h = 2``, where RK4's one-step map has absolute row sums ~5;
+benchmarks/README.md): one SDIRK2 step's map on the 10 + 10 chain has absolute
 row sums at most 1.3 on one ageing block at any ``k·h``, and at most 2.0 on the whole
 chain while the precursor rate keeps ``kp·h <= 1`` (RK4 at its bound: 2.0); it reaches
 13.5 only where precursors age far faster than platelets (``kp·h`` ~40, a maturation
@@ -207,12 +209,85 @@ def _indirect_rhs_vjp(
 
 
 @inline
-def _lifespan_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+def _lifespan_log_ratio(cfg: Any, p: Any, y: Any) -> Any:
+    """``log(plt0/P)`` with ``P`` the circulating count, and whether ``P`` was floored."""
     n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
-    kp = n_p / tp
-    kl = n_l / tplt
-    dy[0] = plt0 / tplt * m - kp * y[0]
+    plt = 0.0
+    for j in range(n_p, n_p + n_l):
+        plt += y[j]
+    floored = plt < 1e-9 * p[0]
+    return np.log(p[0] / _feedback_circ(plt, p[0])), plt, floored
+
+
+@inline
+def _lifespan_production(cfg: Any, p: Any, y: Any, m: float) -> float:
+    """Precursor production ``kin·m·(plt0/P)^gamma``, ``kin = plt0/tplt``."""
+    kin = p[0] / p[2]
+    if p[3] == 0.0:  # no feedback: skip the sum and the transcendentals
+        return kin * m  # type: ignore[no-any-return]
+    log_ratio, _, _ = _lifespan_log_ratio(cfg, p, y)
+    return kin * m * np.exp(p[3] * log_ratio)  # type: ignore[no-any-return]
+
+
+@inline
+def _lifespan_log_ratio_vjp(cfg: Any, p: Any, y: Any, g: float, gy: Any, gp: Any) -> None:
+    """Cotangent ``g`` of ``log(plt0/P)`` at ``y``: add to ``gy`` (platelets) and ``gp``."""
+    _, plt, floored = _lifespan_log_ratio(cfg, p, y)
+    if floored:  # below the floor the ratio is a constant
+        return
+    gp[0] += g / p[0]
+    for j in range(cfg[0], cfg[0] + cfg[1]):
+        gy[j] -= g / plt
+
+
+@inline
+def _lifespan_production_vjp(
+    cfg: Any, p: Any, y: Any, m: float, w0: float, gy: Any, gp: Any
+) -> float:
+    """Cotangent ``w0`` of the production: add to ``gy`` (platelets) and ``gp``; return dL/dm."""
+    log_ratio, _, _ = _lifespan_log_ratio(cfg, p, y)
+    return _lifespan_production_at_vjp(cfg, p, log_ratio, m, w0, gp, y, y, 0.0, gy, gy)
+
+
+@inline
+def _lifespan_production_at_vjp(
+    cfg: Any,
+    p: Any,
+    log_ratio: float,
+    m: float,
+    w0: float,
+    gp: Any,
+    ya: Any,
+    yb: Any,
+    e: float,
+    gya: Any,
+    gyb: Any,
+) -> float:
+    """Production ``kin·m·exp(gamma·L)`` with ``L = (1 - e)·L(ya) + e·L(yb)``: its VJP.
+
+    Adds the cotangent ``w0``'s share to ``gya``, ``gyb`` and ``gp``; returns dL/dm.
+    """
+    plt0, tplt, gamma = p[0], p[2], p[3]
+    kin = plt0 / tplt
+    fb = np.exp(gamma * log_ratio)
+    g = w0 * kin * m * fb  # dL/d(log production)
+    gp[0] += g / plt0
+    gp[2] -= g / tplt
+    gp[3] += g * log_ratio
+    if gamma != 0.0:
+        _lifespan_log_ratio_vjp(cfg, p, ya, g * gamma * (1.0 - e), gya, gp)
+        if e != 0.0:
+            _lifespan_log_ratio_vjp(cfg, p, yb, g * gamma * e, gyb, gp)
+    return w0 * kin * fb  # type: ignore[no-any-return]
+
+
+@inline
+def _lifespan_chain(cfg: Any, p: Any, y: Any, dy: Any) -> None:
+    """Write the ageing chain's part of d(state)/dt, ``J·y`` (all but the production)."""
+    n_p, n_l = cfg[0], cfg[1]
+    kp = n_p / p[1]
+    kl = n_l / p[2]
+    dy[0] = -kp * y[0]
     for i in range(1, n_p):
         dy[i] = kp * (y[i - 1] - y[i])
     dy[n_p] = kp * y[n_p - 1] - kl * y[n_p]
@@ -221,12 +296,12 @@ def _lifespan_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
 
 
 @inline
-def _lifespan_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+def _lifespan_chain_vjp(cfg: Any, p: Any, y: Any, w: Any, gy: Any, gp: Any) -> None:
+    """Overwrite ``gy`` with ``w·J`` and add ``w·(dJ/dp)·y`` to ``gp``."""
     n_p, n_l = cfg[0], cfg[1]
-    plt0, tp, tplt = p[0], p[1], p[2]
+    tp, tplt = p[1], p[2]
     kp = n_p / tp
     kl = n_l / tplt
-    kin = plt0 / tplt
     g_kp = -w[0] * y[0]
     g_kl = 0.0
     for k in range(n_p + n_l):
@@ -244,11 +319,20 @@ def _lifespan_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: A
         gy[j - 1] += w[j] * kl
         gy[j] -= w[j] * kl
         g_kl += w[j] * (y[j - 1] - y[j])
-    g_kin = w[0] * m
-    gp[0] += g_kin / tplt
     gp[1] += -g_kp * kp / tp
-    gp[2] += -g_kin * kin / tplt - g_kl * kl / tplt
-    return w[0] * kin  # type: ignore[no-any-return]
+    gp[2] += -g_kl * kl / tplt
+
+
+@inline
+def _lifespan_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    _lifespan_chain(cfg, p, y, dy)
+    dy[0] += _lifespan_production(cfg, p, y, m)
+
+
+@inline
+def _lifespan_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    _lifespan_chain_vjp(cfg, p, y, w, gy, gp)
+    return _lifespan_production_vjp(cfg, p, y, m, w[0], gy, gp)
 
 
 @inline
@@ -600,10 +684,11 @@ def fastest_rate(kernel_id: int, cfg: Any, p: Any) -> float:
 
 @inline
 def implicit_solve(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any) -> None:
-    """Solve ``(I - c·J) x = r`` for a structure whose ``rhs`` is affine in the state.
+    """Solve ``(I - c·J) x = r``, ``J`` the linear part of a structure's ``rhs``.
 
     Only structures with a parameter-dependent :func:`fastest_rate` reach SDIRK2 steps,
-    and the lifespan chain is the one such structure (linear in its state).
+    and the lifespan chain is the one such structure (linear in its state but for the
+    feedback on production, which :func:`implicit_drive` takes explicitly).
     """
     if kernel_id == LIFESPAN:
         _lifespan_solve(cfg, p, c, r, x)
@@ -616,6 +701,66 @@ def implicit_solve_t(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any)
     """Solve ``(I - c·J)^T x = r`` (the adjoint of :func:`implicit_solve`)."""
     if kernel_id == LIFESPAN:
         _lifespan_solve_t(cfg, p, c, r, x)
+    else:
+        raise ValueError("implicit steps are implemented for the lifespan structure only")
+
+
+@inline
+def implicit_drive(
+    kernel_id: int, cfg: Any, p: Any, ya: Any, yb: Any, e: float, m: float, b: Any
+) -> None:
+    """Write the term ``b`` of ``rhs = J·x + b`` that an SDIRK2 stage takes from known states.
+
+    For the lifespan chain it is the precursor production. Without feedback it does not
+    depend on the state, and the stages are exactly SDIRK2's. With feedback, each stage
+    takes ``log(plt0/P)`` extrapolated linearly in time from known states, ``(1 - e)`` of
+    it at ``ya`` and ``e`` at ``yb`` (stage 1 from the substep's start; stage 2 through the
+    start and stage 1 to the substep's end), so each stage stays one linear sweep. Taking
+    stage 1's value unextrapolated for stage 2 erred 1.4e-3 against solve_ivp (weekly SC,
+    3 h platelet lifespan, gamma 0.621; the design bound is 1e-3).
+    """
+    if kernel_id == LIFESPAN:
+        for i in range(b.shape[0]):
+            b[i] = 0.0
+        p3 = p[3]
+        if p3 == 0.0:
+            b[0] = p[0] / p[2] * m
+        else:
+            la, _, _ = _lifespan_log_ratio(cfg, p, ya)
+            lb, _, _ = _lifespan_log_ratio(cfg, p, yb)
+            b[0] = p[0] / p[2] * m * np.exp(p3 * ((1.0 - e) * la + e * lb))
+    else:
+        raise ValueError("implicit steps are implemented for the lifespan structure only")
+
+
+@inline
+def implicit_drive_vjp(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    ya: Any,
+    yb: Any,
+    e: float,
+    m: float,
+    w: Any,
+    gya: Any,
+    gyb: Any,
+    gp: Any,
+) -> float:
+    """Cotangent ``w`` of :func:`implicit_drive`: add to ``gya``, ``gyb``, ``gp``; return dL/dm."""
+    if kernel_id == LIFESPAN:
+        la, _, _ = _lifespan_log_ratio(cfg, p, ya)
+        lb, _, _ = _lifespan_log_ratio(cfg, p, yb)
+        log_ratio = (1.0 - e) * la + e * lb
+        return _lifespan_production_at_vjp(cfg, p, log_ratio, m, w[0], gp, ya, yb, e, gya, gyb)
+    raise ValueError("implicit steps are implemented for the lifespan structure only")
+
+
+@inline
+def implicit_linear_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, w: Any, gy: Any, gp: Any) -> None:
+    """Add ``w·(dJ/dp)·y`` to ``gp`` (``gy`` is scratch): the parameters' part of ``J·y``."""
+    if kernel_id == LIFESPAN:
+        _lifespan_chain_vjp(cfg, p, y, w, gy, gp)
     else:
         raise ValueError("implicit steps are implemented for the lifespan structure only")
 
@@ -789,14 +934,13 @@ def _sdirk_tape(
     mc: float,
     ys: Any,
     zs: Any,
-    zero: Any,
     b: Any,
     r: Any,
 ) -> None:
     """Take ``n`` SDIRK2 substeps of ``hk/n``: states into ``ys[0..n]``, stage 1 into ``zs[:, 0]``.
 
-    For ``dy/dt = J y + b(m)`` each stage solves ``(I - gamma·h·J) Y = r``
-    (:func:`implicit_solve`); ``b(m)`` is ``rhs`` at the zero state. Stage 1 sits at
+    For ``dy/dt = J y + b`` each stage solves ``(I - gamma·h·J) Y = r``
+    (:func:`implicit_solve`), ``b`` from :func:`implicit_drive`. Stage 1 sits at
     ``t + gamma·h``, stage 2 (the new state) at ``t + h``; the drive there is the step's
     quadratic, as for RK4 substeps.
     """
@@ -807,11 +951,13 @@ def _sdirk_tape(
     ys[0, :] = y
     for j in range(n):
         y_j, stage = ys[j], zs[j, 0]
-        rhs(kernel_id, cfg, p, zero, _drive_at((j + SDIRK_GAMMA) / n, ma, mb, mc), b)
+        m1 = _drive_at((j + SDIRK_GAMMA) / n, ma, mb, mc)
+        implicit_drive(kernel_id, cfg, p, y_j, y_j, 0.0, m1, b)
         for i in range(n_states):
             r[i] = y_j[i] + c * b[i]
         implicit_solve(kernel_id, cfg, p, c, r, stage)
-        rhs(kernel_id, cfg, p, zero, _drive_at((j + 1.0) / n, ma, mb, mc), b)
+        m2 = _drive_at((j + 1.0) / n, ma, mb, mc)
+        implicit_drive(kernel_id, cfg, p, y_j, stage, 1.0 / SDIRK_GAMMA, m2, b)
         for i in range(n_states):
             r[i] = (1.0 - alpha) * y_j[i] + alpha * stage[i] + c * b[i]
         implicit_solve(kernel_id, cfg, p, c, r, ys[j + 1])
@@ -822,6 +968,7 @@ def _sdirk_step_vjp(
     kernel_id: int,
     cfg: Any,
     p: Any,
+    y: Any,
     stage: Any,
     y_next: Any,
     sub: float,
@@ -832,13 +979,16 @@ def _sdirk_step_vjp(
     mu2: Any,
     a: Any,
     gz: Any,
+    gy: Any,
+    scratch: Any,
     gp: Any,
 ) -> Any:
-    """Reverse one SDIRK2 substep: ``lam`` from dL/dy_next to dL/dy; return dL/d(m1, m2).
+    """Reverse one SDIRK2 substep from ``y``: ``lam`` from dL/dy_next to dL/dy; return dL/d(m1, m2).
 
     ``Y = M^-1 r`` with ``M = I - c·J(p)`` gives ``dL/dr = M^-T dL/dY`` and
-    ``dL/dp = (dL/dr)^T c (dJ/dp Y + db/dp)``: exactly ``rhs_vjp`` at ``(Y, m)`` with
-    cotangent ``c·dL/dr``, which also returns dL/dm.
+    ``dL/dp = (dL/dr)^T c (dJ/dp Y + db/dp)``; ``b`` also depends on the state it was taken
+    from (stage 2's on ``y`` and stage 1, stage 1's on ``y``), which adds to those states'
+    cotangents: ``gz`` collects stage 1's, ``gy`` the substep start's.
     """
     n_states = lam.shape[0]
     c = SDIRK_GAMMA * sub
@@ -846,15 +996,19 @@ def _sdirk_step_vjp(
     implicit_solve_t(kernel_id, cfg, p, c, lam, mu2)
     for i in range(n_states):
         a[i] = c * mu2[i]
-    g2 = rhs_vjp(kernel_id, cfg, p, y_next, m2, a, gz, gp)
+        gz[i] = 0.0
+        gy[i] = 0.0
+    implicit_linear_vjp(kernel_id, cfg, p, y_next, a, scratch, gp)
+    g2 = implicit_drive_vjp(kernel_id, cfg, p, y, stage, 1.0 / SDIRK_GAMMA, m2, a, gy, gz, gp)
     for i in range(n_states):
-        a[i] = alpha * mu2[i]
+        a[i] = alpha * mu2[i] + gz[i]
     implicit_solve_t(kernel_id, cfg, p, c, a, mu1)
     for i in range(n_states):
         a[i] = c * mu1[i]
-    g1 = rhs_vjp(kernel_id, cfg, p, stage, m1, a, gz, gp)
+    implicit_linear_vjp(kernel_id, cfg, p, stage, a, scratch, gp)
+    g1 = implicit_drive_vjp(kernel_id, cfg, p, y, y, 0.0, m1, a, gy, gy, gp)
     for i in range(n_states):
-        lam[i] = (1.0 - alpha) * mu2[i] + mu1[i]
+        lam[i] = (1.0 - alpha) * mu2[i] + mu1[i] + gy[i]
     return g1, g2
 
 
@@ -907,7 +1061,6 @@ def rk4_forward(
     k4 = np.empty(n_states)
     ys = np.empty((MAX_SUBSTEPS + 1, n_states))
     zs = np.empty((MAX_SUBSTEPS, 3, n_states))
-    zero = np.zeros(n_states)
     for s in range(n_subj):
         p = params[s]
         rate = fastest_rate(kernel_id, cfg, p)
@@ -928,7 +1081,7 @@ def rk4_forward(
                 z2, z3, z4 = stages[s, k, 0], stages[s, k, 1], stages[s, k, 2]
                 _rk4_step(kernel_id, cfg, p, y, hk, ma, mb, mc, z2, z3, z4, k1, k2, k3, k4, y_next)
             elif stiff_step(rate, hk):
-                _sdirk_tape(kernel_id, cfg, p, y, hk, n, ma, mb, mc, ys, zs, zero, k1, k2)
+                _sdirk_tape(kernel_id, cfg, p, y, hk, n, ma, mb, mc, ys, zs, k1, k2)
                 y_next[:] = ys[n]
             else:
                 # The tape holds plain steps only; the adjoint re-runs split ones.
@@ -981,7 +1134,6 @@ def rk4_adjoint(
     k4 = np.empty(n_states)
     ys = np.empty((MAX_SUBSTEPS + 1, n_states))
     zs = np.empty((MAX_SUBSTEPS, 3, n_states))
-    zero = np.zeros(n_states)
     for s in range(n_subj):
         p = params[s]
         gp = g_params[s]
@@ -1001,9 +1153,7 @@ def rk4_adjoint(
                         kernel_id, cfg, p, y, z2, z3, z4, hk, ma, mb, mc, lam, lam_next, a, gz, gp
                     )
                 elif stiff_step(rate, hk):
-                    _sdirk_tape(
-                        kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, zero, k1, k2
-                    )
+                    _sdirk_tape(kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, k1, k2)
                     g_a, g_b, g_c = 0.0, 0.0, 0.0
                     for j in range(n - 1, -1, -1):
                         u1, u2 = (j + SDIRK_GAMMA) / n, (j + 1.0) / n
@@ -1011,6 +1161,7 @@ def rk4_adjoint(
                             kernel_id,
                             cfg,
                             p,
+                            ys[j],
                             zs[j, 0],
                             ys[j + 1],
                             hk / n,
@@ -1021,6 +1172,8 @@ def rk4_adjoint(
                             k2,
                             a,
                             gz,
+                            k3,
+                            k4,
                             gp,
                         )
                         for u, g in ((u1, g_1), (u2, g_2)):

@@ -182,12 +182,17 @@ def indirect_response(kind: int) -> PDModel:
 def lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
     """Lifespan model in transit form: precursor and platelet ageing compartments.
 
-    Precursors enter at ``kin·m(t)`` with ``kin = plt0/tplt`` and age through
-    ``n_precursor`` compartments at rate ``n_precursor/tp``; platelets age through
-    ``n_platelet`` compartments at rate ``n_platelet/tplt``; the observed count is the sum
-    of the platelet compartments. The chain is the gamma-distributed-lifespan form of the
-    Krzyzanski cytokinetic model (Krzyzanski, J PKPD 2011;38:179); 10 + 10 compartments as
-    in Wang et al., AAPS J 2010;12:729 (romiplostim).
+    Precursors enter at ``kin·m(t)·(plt0/P)^gamma`` with ``kin = plt0/tplt`` and ``P`` the
+    circulating count, and age through ``n_precursor`` compartments at rate
+    ``n_precursor/tp``; platelets age through ``n_platelet`` compartments at rate
+    ``n_platelet/tplt``; the observed count ``P`` is the sum of the platelet compartments.
+    ``gamma = 0`` (the default) is the open-loop model of the TPO-RA literature; ``gamma >
+    0`` adds Friberg's feedback on production (Friberg 2002; for platelets Pérez-Ruixo C,
+    AAPS J 2016, and the lusutrombopag model of Katsube 2016): counts above baseline lower
+    production, which shortens the return after a course. The steady state is the same.
+    The chain is the gamma-distributed-lifespan form of the Krzyzanski cytokinetic model
+    (Krzyzanski, J PKPD 2011;38:179); 10 + 10 compartments as in Wang et al., AAPS J
+    2010;12:729 (romiplostim).
 
     Parameters
     ----------
@@ -208,6 +213,9 @@ def lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
             ParameterSpec("plt0", "10^9/L", "baseline platelet count (steady state)"),
             ParameterSpec("tp", "h", "precursor lifespan (maturation time)"),
             ParameterSpec("tplt", "h", "platelet lifespan in circulation"),
+            ParameterSpec(
+                "gamma", "1", "feedback exponent on (plt0/platelets), 0 = none", default=0.0
+            ),
         ),
         config=(n_precursor, n_platelet),
         drive="production",
