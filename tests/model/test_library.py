@@ -121,6 +121,14 @@ def _lusutrombopag(micro: str) -> float:
     return per_hour[micro]
 
 
+def _feedback_ratio(baseline_of: str) -> float:
+    # the local feedback exponent at a disease baseline over the healthy one, reading the
+    # healthy exponent as the receptor share f of TPO clearance (thrombopoiesis card)
+    f = num("general", "generic platelet model feedback gamma")
+    r = num(baseline_of, "baseline platelets") / num("rhTPO", "PEG-rHuMGDF HV platelet response")
+    return r / ((1 - f) + f * r)
+
+
 ROMIPLOSTIM_BASELINES = ("romiplostim", "target baseline platelets")
 ELTROMBOPAG_WEIGHT = ("eltrombopag", "weight effect on CL/F,Vc/F,Q/F,Vp/F")
 
@@ -171,6 +179,9 @@ CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
         "tplt.SPLENECTOMY",
         lambda: num("romiplostim", "kdeg") / note("romiplostim", "kdeg", r"([\d.]+) splen mech1"),
     ),
+    ("thrombopoiesis", "gamma", lambda: num("general", "generic platelet model feedback gamma")),
+    ("thrombopoiesis", "gamma.DISEASE[ITP]", lambda: _feedback_ratio("hetrombopag")),
+    ("thrombopoiesis", "gamma.DISEASE[CLD]", lambda: _feedback_ratio("eltrombopag")),
     ("thrombopoiesis", "residual.plt", lambda: num("romiplostim", "PD residual error")),
     # eltrombopag
     ("eltrombopag", "ka1", lambda: num("eltrombopag", "Ka1 / Ka2", 0)),

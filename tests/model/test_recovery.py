@@ -13,6 +13,8 @@ are simplified where the design cannot inform them, and the test says so:
   plt0 and tplt multiply by 1 and are dropped;
 - ``tp`` is shared, not partially pooled: two agonists cannot inform the between-agonist
   SD ``tau``;
+- no feedback on production (``gamma`` dropped, so the lifespan structure's default 0):
+  counts end on day 21, before the return to baseline that would inform it;
 - hetrombopag's relative bioavailability ``f`` is fixed at 1 (fasted, its definition;
   the FED effect is dropped), since F, CL/F and V/F are not separable from oral data.
 
@@ -66,6 +68,7 @@ def simplified(name: str) -> ModelCard:
             parameters[p].pop("covariates", None)
         parameters["tp"]["pooling"] = "shared"
         parameters["tp"].pop("tau")
+        del parameters["gamma"]
     if name == "hetrombopag":
         f = parameters["f"]
         f["value"] = 1.0
