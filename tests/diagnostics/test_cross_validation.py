@@ -97,6 +97,42 @@ def test_constant_log_likelihood_of_deep_blq_points(censored):
     assert np.isfinite(loo_pit(tree, "conc")["y_conc"].values).all()
 
 
+def test_flat_ratio_tails_get_plain_importance_weights():
+    # the quick demo's study fit failed in ArviZ's tail fit ("All tail values are the same")
+    rng = np.random.default_rng(7)
+    chains, draws = 4, 100
+    theta = rng.normal(size=(chains, draws))
+    smooth = stats.norm.logpdf(0.3, loc=theta)
+    # varies only in subnormal digits: max > min, yet the tail spans less than float tiny
+    subnormal = -np.where(rng.random((chains, draws)) < 0.5, 5e-324, 0.0)
+    # one chain stuck for 100 draws at this point's lowest likelihood: 100 tied tail draws
+    stuck = stats.norm.logpdf(0.3, loc=theta + 0.5)
+    stuck[0] = stuck.min() - 1.0
+    log_lik = np.stack([smooth, subnormal, stuck], axis=-1)
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"theta": (("chain", "draw"), theta)}),
+            "log_likelihood": xr.Dataset({"y_conc": (("chain", "draw", "obs_conc"), log_lik)}),
+        }
+    )
+    result = loo(tree, "conc")
+    np.testing.assert_array_equal(result.pareto_k.values[1:], 0.0)
+    np.testing.assert_allclose(
+        result.elpd_i.values[1:], importance_sampling_elpd(log_lik)[1:], rtol=1e-12
+    )
+    reference = az.loo(
+        xr.DataTree.from_dict(
+            {
+                "posterior": tree.posterior.to_dataset(),
+                "log_likelihood": tree.log_likelihood.isel(obs_conc=[0]).to_dataset(),
+            }
+        ),
+        pointwise=True,
+    )
+    np.testing.assert_allclose(result.elpd_i.values[0], reference.elpd_i.values[0], rtol=1e-12)
+    assert result.pareto_k.values[0] == pytest.approx(reference.pareto_k.values[0])
+
+
 def test_loo_pit_is_uniform_for_the_right_model_and_not_for_a_biased_one(synthetic, biased):
     pit = loo_pit(synthetic.fit.tree)
     for name in ("y_conc", "y_plt"):

@@ -22,6 +22,7 @@ import pandas as pd
 import xarray as xr
 from arviz_plots import PlotCollection
 from arviz_stats.utils import ELPDData
+from scipy import special
 
 from tpopk.diagnostics.observations import observation_types
 
@@ -41,12 +42,33 @@ def _combined_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
     )
 
 
-def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    """PSIS log weights and Pareto-k, tolerating observations whose log-likelihood is constant.
+def _flat_tail(ratios: np.ndarray, r_eff: float) -> np.ndarray:
+    """Observations whose largest importance ratios, the draws PSIS fits, are all equal.
 
-    A BLQ observation far below its LLOQ has ``log P(y <= LLOQ) = 0`` in every draw;
-    ArviZ's tail fit then fails. Leaving such a point out changes nothing, so its
-    weights are uniform, with Pareto-k 0.
+    ``ratios`` is ``-log_lik`` as (sample, observation). The tail size is ArviZ's rule for
+    PSIS (``arviz_stats`` ``_get_ps_tails``, right tail). Its Pareto fit fails on such a
+    tail: a BLQ point whose ``log P(y <= LLOQ)`` varies only in subnormal digits, or a
+    chain stuck for more draws than the tail holds at an observation's lowest likelihood.
+    """
+    n_samples = ratios.shape[0]
+    if n_samples * r_eff > 225:
+        n_tail = int(np.floor(3 * np.sqrt(n_samples / r_eff)))
+    else:
+        n_tail = n_samples // 5
+    tail = np.sort(ratios, axis=0)[-n_tail:]
+    # ratios within a factor exp(1e-12) of each other: smoothing them changes nothing
+    return np.asarray(tail[-1] - tail[0] < 1e-12)
+
+
+def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """PSIS log weights and Pareto-k, tolerating observations whose ratio tail is flat.
+
+    A BLQ observation far below its LLOQ has ``log P(y <= LLOQ) = 0`` in every draw, and
+    ArviZ's tail fit fails on it (see ``_flat_tail`` for the other cases). Where the
+    largest ratio is shared by all the tail's draws, no draw carries more than
+    ``1/n_tail`` of the weight, and Pareto smoothing would return the ratios unchanged:
+    such points get plain normalised importance weights (uniform where the
+    log-likelihood is constant), with Pareto-k 0.
     """
     sample = ["chain", "draw"]
     obs_dim = next(str(d) for d in log_lik.dims if d not in sample)
@@ -55,14 +77,17 @@ def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.Da
     n_samples = log_lik.sizes["chain"] * log_lik.sizes["draw"]
     reff = float(np.mean(np.hstack([ess[v].values.ravel() for v in ess.data_vars]))) / n_samples
     reff = 1.0 if log_lik.sizes["chain"] == 1 else reff
-    varying = np.asarray((log_lik.max(sample) > log_lik.min(sample)).values)
-    # normalised uniform weights, the form psislw returns its smoothed weights in
-    log_weights = xr.full_like(log_lik.transpose(*sample, obs_dim), -np.log(n_samples))
+    ratios = -log_lik.transpose(*sample, obs_dim).values.reshape(n_samples, -1)
+    flat = _flat_tail(ratios, reff)
+    log_weights = xr.zeros_like(log_lik.transpose(*sample, obs_dim))
+    log_weights.values[...] = (ratios - special.logsumexp(ratios, axis=0)).reshape(
+        log_weights.shape
+    )
     pareto_k = xr.zeros_like(log_lik.isel(chain=0, draw=0, drop=True)).rename("pareto_k")
-    if varying.any():
-        smoothed, k = log_lik.isel({obs_dim: varying}).azstats.psislw(r_eff=reff, dim=sample)
-        log_weights[{obs_dim: varying}] = smoothed.transpose(*sample, obs_dim).values
-        pareto_k[{obs_dim: varying}] = k.values
+    if not flat.all():
+        smoothed, k = log_lik.isel({obs_dim: ~flat}).azstats.psislw(r_eff=reff, dim=sample)
+        log_weights[{obs_dim: ~flat}] = smoothed.transpose(*sample, obs_dim).values
+        pareto_k[{obs_dim: ~flat}] = k.values
     return log_weights, pareto_k
 
 
