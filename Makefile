@@ -10,7 +10,7 @@ export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: test demo lint typecheck install clean bench browser
+.PHONY: test demo lint typecheck install clean bench browser kernels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,10 +44,15 @@ browser:
 	else echo "apt-get install chromium failed (network?); the browser test will skip: $(BROWSER_LOG)"; \
 	fi
 
-test: lint typecheck browser
+# One compile of the PD kernels before the test workers start, instead of one per worker.
+kernels: $(STAMP)
+	@echo "compiling the PD kernels (minutes on a cold numba cache, seconds after)"
+	$(BIN)/python -c 'from tpopk.pd.solve import precompile; precompile()'
+
+test: lint typecheck browser kernels
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-demo: $(STAMP)
+demo: kernels
 	$(BIN)/tpopk demo --out out/demo
 
 # On demand, never in CI: speed and accuracy against the approaches users would otherwise take.

@@ -1,13 +1,21 @@
 """Gradients of the solver: discrete adjoint against central finite differences."""
 
+import numba
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import Mode
 
-from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, simulate, solve
+from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, kernels, observe, simulate, solve
 from tpopk.pd.kernels import rk4_adjoint, rk4_forward
+from tpopk.pd.solve import (
+    PDSolve,
+    PDSolveVJP,
+    _numba_pd_solve,
+    _numba_pd_solve_vjp,
+    _one_signature,
+)
 
 from .ivp_reference import oral_1cmt
 
@@ -106,6 +114,29 @@ def test_adjoint_matches_finite_differences(name, grid):
     padded = np.flatnonzero(grid.steps[1] == 0)
     assert padded.size > 0
     assert np.all(g_drive[1, 2 * padded + 1] == 0.0)
+
+
+def test_numba_backend_wrappers_call_the_kernels_with_their_one_signature(grid):
+    # Each distinct argument typing is another cold compile of minutes: the numba-backend
+    # wrappers once passed Literal ints and read-only constants, one compile per PD model.
+    model = PD_MODELS["lifespan"]
+    args = [
+        np.array(PARAMS["lifespan"]),
+        drive_for(grid),
+        grid.steps.copy(),
+        np.zeros((grid.n_subjects, grid.n_nodes)),
+    ]
+    for a in args:
+        a.flags.writeable = False  # as PyTensor passes graph constants
+    forward = PDSolve(model.kernel_id, tuple(model.config_array()), model.n_states, -1)
+    # PyTensor compiles its wrappers without a Python entry point: jit their bodies again
+    states, stages = numba.njit(_numba_pd_solve(forward, None)[0].py_func)(*args)
+    vjp = numba.njit(
+        _numba_pd_solve_vjp(PDSolveVJP(model.kernel_id, forward.config), None)[0].py_func
+    )
+    vjp(*args[:3], states, stages, np.ones_like(states))
+    for name, signature in _one_signature().items():
+        assert getattr(kernels, name).signatures == [signature], name
 
 
 @pytest.mark.parametrize("linker", ["numba", "py"])

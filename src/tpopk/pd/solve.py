@@ -16,9 +16,13 @@ under PyTensor's numba backend, which nutpie uses.
 from __future__ import annotations
 
 import hashlib
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pytensor.tensor as pt
@@ -35,6 +39,11 @@ from tpopk.pd import kernels
 from tpopk.pd.grid import SolverGrid
 from tpopk.pd.kernels import rk4_adjoint, rk4_forward
 from tpopk.pd.structures import PDModel
+
+
+def _kernel_array(x: Any) -> npt.NDArray[np.float64]:
+    """``x`` as the kernels' one signature types it: float64, C-contiguous, writable."""
+    return np.require(x, np.float64, ["C", "W"])
 
 
 class PDSolve(Op):  # type: ignore[misc]
@@ -64,7 +73,7 @@ class PDSolve(Op):  # type: ignore[misc]
 
     def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
         """Integrate with the compiled RK4 kernel."""
-        params, drive, steps, doses = inputs
+        params, drive, steps, doses = (_kernel_array(x) for x in inputs)
         output_storage[0][0], output_storage[1][0] = rk4_forward(
             self.kernel_id,
             np.asarray(self.config, dtype=np.int64),
@@ -114,7 +123,7 @@ class PDSolveVJP(Op):  # type: ignore[misc]
 
     def perform(self, node: Apply[Any], inputs: Any, output_storage: Any) -> None:
         """Run the reverse sweep."""
-        params, drive, steps, states, stages, g_states = inputs
+        params, drive, steps, states, stages, g_states = (_kernel_array(x) for x in inputs)
         g_params, g_drive = rk4_adjoint(
             self.kernel_id,
             np.asarray(self.config, dtype=np.int64),
@@ -134,8 +143,51 @@ class PDSolveVJP(Op):  # type: ignore[misc]
 
 
 # PyTensor caches compiled graphs by Op props; salting the key with the kernels' source
-# keeps a cache from an older tpopk (or an edited kernel) from being reused.
-_KERNEL_SALT = int(hashlib.sha256(Path(kernels.__file__).read_bytes()).hexdigest()[:15], 16)
+# and this file's (the wrappers below) keeps a cache from an older tpopk from being reused.
+_KERNEL_SALT = int(
+    hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[
+        :15
+    ],
+    16,
+)
+
+
+def _one_signature() -> dict[str, tuple[Any, ...]]:
+    """Return the argument types every caller passes the RK4 kernels: one compile each.
+
+    numba compiles a function anew for each distinct argument typing, and a cold compile of
+    :func:`~tpopk.pd.kernels.rk4_adjoint` takes minutes. Python callers pass ``int`` and
+    writable C-contiguous arrays; the numba-backend wrappers cast and copy to match.
+    """
+    i8, cfg = numba.types.int64, numba.types.int64[::1]
+    f2, f3, f4 = (numba.types.Array(numba.types.float64, n, "C") for n in (2, 3, 4))
+    return {
+        "rk4_forward": (i8, cfg, f2, f2, f2, f2, i8, i8),
+        "rk4_adjoint": (i8, cfg, f2, f2, f2, f3, f4, f3),
+    }
+
+
+def _compile(name: str) -> str:
+    getattr(kernels, name).compile(_one_signature()[name])
+    return name
+
+
+def precompile() -> None:
+    """Compile (or load from numba's disk cache) the RK4 forward pass and its adjoint.
+
+    In two processes at once, so that a cold cache costs the longer of the two compiles
+    rather than their sum, and parallel test workers then load one compile instead of
+    each repeating it (``make test`` runs this first).
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        for name in pool.map(_compile, _one_signature()):
+            logging.getLogger(__name__).info("compiled %s", name)
+
+
+# In jitted code int64(x) of a constant is a runtime int64, where the constant itself would
+# type as Literal[int] (a compile per value).
+_runtime_int: Any = numba.int64
 
 
 def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> tuple[Any, int]:
@@ -143,7 +195,20 @@ def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> tuple[Any, 
     config = np.asarray(op.config, dtype=np.int64)
 
     def pd_solve(params: Any, drive: Any, steps: Any, doses: Any) -> Any:
-        return rk4_forward(kernel_id, config, params, drive, steps, doses, dose_state, n_states)
+        # Closure constants would type as Literal[int] and constant inputs as read-only
+        # arrays, each combination a separate compile of the kernels (minutes each): pass
+        # the one signature every caller uses (see _one_signature). The [subject, ·]
+        # inputs are copied, the larger computed ones (states, stages) are not.
+        return rk4_forward(
+            _runtime_int(kernel_id),
+            config.copy(),
+            params.copy(),
+            drive.copy(),
+            steps.copy(),
+            doses.copy(),
+            _runtime_int(dose_state),
+            _runtime_int(n_states),
+        )
 
     return numba_njit(pd_solve), _KERNEL_SALT
 
@@ -155,7 +220,16 @@ def _numba_pd_solve_vjp(op: PDSolveVJP, node: Apply[Any], **kwargs: Any) -> tupl
     def pd_solve_vjp(
         params: Any, drive: Any, steps: Any, states: Any, stages: Any, g_states: Any
     ) -> Any:
-        return rk4_adjoint(kernel_id, config, params, drive, steps, states, stages, g_states)
+        return rk4_adjoint(
+            _runtime_int(kernel_id),
+            config.copy(),
+            params.copy(),
+            drive.copy(),
+            steps.copy(),
+            states,
+            stages,
+            g_states,
+        )
 
     return numba_njit(pd_solve_vjp), _KERNEL_SALT
 
@@ -295,8 +369,8 @@ def simulate(
         model.config_array(),
         p,
         m,
-        grid.steps,
-        _doses(model, grid, doses),
+        _kernel_array(grid.steps),
+        _kernel_array(_doses(model, grid, doses)),
         model.dose_state,
         model.n_states,
     )
