@@ -10,11 +10,11 @@ from pytensor.compile.mode import Mode
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, kernels, observe, simulate, solve
 from tpopk.pd.kernels import rk4_adjoint, rk4_forward
 from tpopk.pd.solve import (
+    KERNEL_SIGNATURES,
     PDSolve,
     PDSolveVJP,
     _numba_pd_solve,
     _numba_pd_solve_vjp,
-    _one_signature,
 )
 
 from .ivp_reference import oral_1cmt
@@ -135,7 +135,7 @@ def test_numba_backend_wrappers_call_the_kernels_with_their_one_signature(grid):
         _numba_pd_solve_vjp(PDSolveVJP(model.kernel_id, forward.config), None)[0].py_func
     )
     vjp(*args[:3], states, stages, np.ones_like(states))
-    for name, signature in _one_signature().items():
+    for name, signature in KERNEL_SIGNATURES.items():
         assert getattr(kernels, name).signatures == [signature], name
 
 

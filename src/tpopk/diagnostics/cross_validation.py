@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_plots import PlotCollection
+from arviz_stats.base import array_stats
 from arviz_stats.utils import ELPDData
 from scipy import special
 
@@ -45,16 +46,12 @@ def _combined_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
 def _flat_tail(ratios: np.ndarray, r_eff: float) -> np.ndarray:
     """Observations whose largest importance ratios, the draws PSIS fits, are all equal.
 
-    ``ratios`` is ``-log_lik`` as (sample, observation). The tail size is ArviZ's rule for
-    PSIS (``arviz_stats`` ``_get_ps_tails``, right tail). Its Pareto fit fails on such a
-    tail: a BLQ point whose ``log P(y <= LLOQ)`` varies only in subnormal digits, or a
-    chain stuck for more draws than the tail holds at an observation's lowest likelihood.
+    ``ratios`` is ``-log_lik`` as (sample, observation). The tail is the one ArviZ's PSIS
+    fits (its own tail-size rule, so the two cannot drift apart). Its Pareto fit fails on
+    such a tail: a BLQ point whose ``log P(y <= LLOQ)`` varies only in subnormal digits, or
+    a chain stuck for more draws than the tail holds at an observation's lowest likelihood.
     """
-    n_samples = ratios.shape[0]
-    if n_samples * r_eff > 225:
-        n_tail = int(np.floor(3 * np.sqrt(n_samples / r_eff)))
-    else:
-        n_tail = n_samples // 5
+    n_tail = int(array_stats._get_ps_tails(ratios.shape[0], r_eff, tail="right"))
     tail = np.sort(ratios, axis=0)[-n_tail:]
     # ratios within a factor exp(1e-12) of each other: smoothing them changes nothing
     return np.asarray(tail[-1] - tail[0] < 1e-12)
@@ -79,10 +76,9 @@ def _psis(tree: xr.DataTree, log_lik: xr.DataArray) -> tuple[xr.DataArray, xr.Da
     reff = 1.0 if log_lik.sizes["chain"] == 1 else reff
     ratios = -log_lik.transpose(*sample, obs_dim).values.reshape(n_samples, -1)
     flat = _flat_tail(ratios, reff)
-    log_weights = xr.zeros_like(log_lik.transpose(*sample, obs_dim))
-    log_weights.values[...] = (ratios - special.logsumexp(ratios, axis=0)).reshape(
-        log_weights.shape
-    )
+    log_lik = log_lik.transpose(*sample, obs_dim)
+    plain = ratios - special.logsumexp(ratios, axis=0)
+    log_weights = log_lik.copy(data=plain.reshape(log_lik.shape))
     pareto_k = xr.zeros_like(log_lik.isel(chain=0, draw=0, drop=True)).rename("pareto_k")
     if not flat.all():
         smoothed, k = log_lik.isel({obs_dim: ~flat}).azstats.psislw(r_eff=reff, dim=sample)

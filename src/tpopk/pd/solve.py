@@ -144,31 +144,23 @@ class PDSolveVJP(Op):  # type: ignore[misc]
 
 # PyTensor caches compiled graphs by Op props; salting the key with the kernels' source
 # and this file's (the wrappers below) keeps a cache from an older tpopk from being reused.
-_KERNEL_SALT = int(
-    hashlib.sha256(Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[
-        :15
-    ],
-    16,
-)
+_SOURCES = Path(kernels.__file__).read_bytes() + Path(__file__).read_bytes()
+_KERNEL_SALT = int(hashlib.sha256(_SOURCES).hexdigest()[:15], 16)
 
-
-def _one_signature() -> dict[str, tuple[Any, ...]]:
-    """Return the argument types every caller passes the RK4 kernels: one compile each.
-
-    numba compiles a function anew for each distinct argument typing, and a cold compile of
-    :func:`~tpopk.pd.kernels.rk4_adjoint` takes minutes. Python callers pass ``int`` and
-    writable C-contiguous arrays; the numba-backend wrappers cast and copy to match.
-    """
-    i8, cfg = numba.types.int64, numba.types.int64[::1]
-    f2, f3, f4 = (numba.types.Array(numba.types.float64, n, "C") for n in (2, 3, 4))
-    return {
-        "rk4_forward": (i8, cfg, f2, f2, f2, f2, i8, i8),
-        "rk4_adjoint": (i8, cfg, f2, f2, f2, f3, f4, f3),
-    }
+# The argument types every caller passes the RK4 kernels, so each compiles once: numba
+# compiles anew for each distinct typing, and a cold compile of rk4_adjoint takes minutes.
+# Python callers pass int and writable C-contiguous float64 (_kernel_array); the
+# numba-backend wrappers below cast and copy to match.
+_I8, _CFG = numba.types.int64, numba.types.int64[::1]
+_F2, _F3, _F4 = (numba.types.Array(numba.types.float64, n, "C") for n in (2, 3, 4))
+KERNEL_SIGNATURES = {
+    "rk4_forward": (_I8, _CFG, _F2, _F2, _F2, _F2, _I8, _I8),
+    "rk4_adjoint": (_I8, _CFG, _F2, _F2, _F2, _F3, _F4, _F3),
+}
 
 
 def _compile(name: str) -> str:
-    getattr(kernels, name).compile(_one_signature()[name])
+    getattr(kernels, name).compile(KERNEL_SIGNATURES[name])
     return name
 
 
@@ -181,7 +173,7 @@ def precompile() -> None:
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        for name in pool.map(_compile, _one_signature()):
+        for name in pool.map(_compile, KERNEL_SIGNATURES):
             logging.getLogger(__name__).info("compiled %s", name)
 
 
@@ -197,7 +189,7 @@ def _numba_pd_solve(op: PDSolve, node: Apply[Any], **kwargs: Any) -> tuple[Any, 
     def pd_solve(params: Any, drive: Any, steps: Any, doses: Any) -> Any:
         # Closure constants would type as Literal[int] and constant inputs as read-only
         # arrays, each combination a separate compile of the kernels (minutes each): pass
-        # the one signature every caller uses (see _one_signature). The [subject, ·]
+        # the one signature every caller uses (KERNEL_SIGNATURES). The [subject, ·]
         # inputs are copied, the larger computed ones (states, stages) are not.
         return rk4_forward(
             _runtime_int(kernel_id),
