@@ -75,6 +75,10 @@ def inline[F: Callable[..., Any]](func: F) -> F:
     A plain call between jitted functions increments and decrements the reference count of
     every array argument; in the RK4 inner loop that cost more than the equations
     themselves (measured: 345 ns per right-hand side through the dispatcher vs 150 ns direct).
+    Split steps (substeps, SDIRK2) are plain :func:`njit` calls instead: each inlined copy
+    of a step multiplies the IR numba compiles, and with them inlined a cold compile of
+    :func:`rk4_adjoint` took 5 min; plain, 1.6 min for both passes, at ~4% more time per
+    split-step adjoint and bit-identical results (benchmarks/README.md, "RK4 substeps").
     """
     return cast(F, numba.njit(cache=True, fastmath=False, inline="always")(func))
 
@@ -876,7 +880,7 @@ def _rk4_step_vjp(
     return g_a, g_b, g_c
 
 
-@inline
+@njit
 def _substep_tape(
     kernel_id: int,
     cfg: Any,
@@ -921,7 +925,7 @@ def _substep_tape(
         )
 
 
-@inline
+@njit
 def _sdirk_tape(
     kernel_id: int,
     cfg: Any,
@@ -1010,6 +1014,106 @@ def _sdirk_step_vjp(
     for i in range(n_states):
         lam[i] = (1.0 - alpha) * mu2[i] + mu1[i] + gy[i]
     return g1, g2
+
+
+@njit
+def _substep_tape_vjp(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    hk: float,
+    n: int,
+    ma: float,
+    mb: float,
+    mc: float,
+    ys: Any,
+    zs: Any,
+    lam: Any,
+    lam_next: Any,
+    a: Any,
+    gz: Any,
+    gp: Any,
+) -> Any:
+    """Reverse the ``n`` RK4 substeps :func:`_substep_tape` recorded; return dL/d(ma, mb, mc)."""
+    g_a, g_b, g_c = 0.0, 0.0, 0.0
+    for j in range(n - 1, -1, -1):
+        g_lo, g_mid, g_hi = _rk4_step_vjp(
+            kernel_id,
+            cfg,
+            p,
+            ys[j],
+            zs[j, 0],
+            zs[j, 1],
+            zs[j, 2],
+            hk / n,
+            _drive_at(j / n, ma, mb, mc),
+            _drive_at((j + 0.5) / n, ma, mb, mc),
+            _drive_at((j + 1.0) / n, ma, mb, mc),
+            lam,
+            lam_next,
+            a,
+            gz,
+            gp,
+        )
+        # Each substep's drive is a fixed combination of the step's three.
+        for u, g in ((j / n, g_lo), ((j + 0.5) / n, g_mid), ((j + 1.0) / n, g_hi)):
+            wa, wb, wc = quadratic_weights(u)
+            g_a += wa * g
+            g_b += wb * g
+            g_c += wc * g
+    return g_a, g_b, g_c
+
+
+@njit
+def _sdirk_tape_vjp(
+    kernel_id: int,
+    cfg: Any,
+    p: Any,
+    hk: float,
+    n: int,
+    ma: float,
+    mb: float,
+    mc: float,
+    ys: Any,
+    zs: Any,
+    lam: Any,
+    mu1: Any,
+    mu2: Any,
+    a: Any,
+    gz: Any,
+    gy: Any,
+    scratch: Any,
+    gp: Any,
+) -> Any:
+    """Reverse the ``n`` SDIRK2 substeps :func:`_sdirk_tape` recorded; return dL/d(ma, mb, mc)."""
+    g_a, g_b, g_c = 0.0, 0.0, 0.0
+    for j in range(n - 1, -1, -1):
+        u1, u2 = (j + SDIRK_GAMMA) / n, (j + 1.0) / n
+        g_1, g_2 = _sdirk_step_vjp(
+            kernel_id,
+            cfg,
+            p,
+            ys[j],
+            zs[j, 0],
+            ys[j + 1],
+            hk / n,
+            _drive_at(u1, ma, mb, mc),
+            _drive_at(u2, ma, mb, mc),
+            lam,
+            mu1,
+            mu2,
+            a,
+            gz,
+            gy,
+            scratch,
+            gp,
+        )
+        for u, g in ((u1, g_1), (u2, g_2)):
+            wa, wb, wc = quadratic_weights(u)
+            g_a += wa * g
+            g_b += wb * g
+            g_c += wc * g
+    return g_a, g_b, g_c
 
 
 @njit
@@ -1154,63 +1258,16 @@ def rk4_adjoint(
                     )
                 elif stiff_step(rate, hk):
                     _sdirk_tape(kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, k1, k2)
-                    g_a, g_b, g_c = 0.0, 0.0, 0.0
-                    for j in range(n - 1, -1, -1):
-                        u1, u2 = (j + SDIRK_GAMMA) / n, (j + 1.0) / n
-                        g_1, g_2 = _sdirk_step_vjp(
-                            kernel_id,
-                            cfg,
-                            p,
-                            ys[j],
-                            zs[j, 0],
-                            ys[j + 1],
-                            hk / n,
-                            _drive_at(u1, ma, mb, mc),
-                            _drive_at(u2, ma, mb, mc),
-                            lam,
-                            k1,
-                            k2,
-                            a,
-                            gz,
-                            k3,
-                            k4,
-                            gp,
-                        )
-                        for u, g in ((u1, g_1), (u2, g_2)):
-                            wa, wb, wc = quadratic_weights(u)
-                            g_a += wa * g
-                            g_b += wb * g
-                            g_c += wc * g
+                    g_a, g_b, g_c = _sdirk_tape_vjp(
+                        kernel_id, cfg, p, hk, n, ma, mb, mc, ys, zs, lam, k1, k2, a, gz, k3, k4, gp
+                    )
                 else:
                     _substep_tape(
                         kernel_id, cfg, p, states[s, k], hk, n, ma, mb, mc, ys, zs, k1, k2, k3, k4
                     )
-                    g_a, g_b, g_c = 0.0, 0.0, 0.0
-                    for j in range(n - 1, -1, -1):
-                        g_lo, g_mid, g_hi = _rk4_step_vjp(
-                            kernel_id,
-                            cfg,
-                            p,
-                            ys[j],
-                            zs[j, 0],
-                            zs[j, 1],
-                            zs[j, 2],
-                            hk / n,
-                            _drive_at(j / n, ma, mb, mc),
-                            _drive_at((j + 0.5) / n, ma, mb, mc),
-                            _drive_at((j + 1.0) / n, ma, mb, mc),
-                            lam,
-                            lam_next,
-                            a,
-                            gz,
-                            gp,
-                        )
-                        # Each substep's drive is a fixed combination of the step's three.
-                        for u, g in ((j / n, g_lo), ((j + 0.5) / n, g_mid), ((j + 1.0) / n, g_hi)):
-                            wa, wb, wc = quadratic_weights(u)
-                            g_a += wa * g
-                            g_b += wb * g
-                            g_c += wc * g
+                    g_a, g_b, g_c = _substep_tape_vjp(
+                        kernel_id, cfg, p, hk, n, ma, mb, mc, ys, zs, lam, lam_next, a, gz, gp
+                    )
                 g_drive[s, 2 * k] += g_a
                 g_drive[s, 2 * k + 1] += g_b
                 g_drive[s, 2 * k + 2] += g_c
