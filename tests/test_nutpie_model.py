@@ -14,7 +14,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_funcify, numba_njit
 
-from tpopk.nutpie_model import RejectedPointError, compile_nutpie, sample_nutpie
+from tpopk.nutpie_model import RejectedPointError, _plausible_start, compile_nutpie, sample_nutpie
 
 # One worker: these tests compile the same small model.
 pytestmark = pytest.mark.xdist_group("nutpie_model")
@@ -91,3 +91,38 @@ def test_a_failing_log_density_is_a_rejected_point_not_a_crash():
     with pytest.raises(RejectedPointError) as raised:
         logp(np.array([3.0]))
     assert raised.value.is_recoverable
+
+
+def walled_normal(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Standard normal log density that collapses to -1e30 past x = 1 (as a proportional
+    error does where a lag time passes the first sample) and raises below x = -2."""
+    if np.any(x < -2.0):
+        raise ZeroDivisionError("float division by zero")
+    value = -1e30 if np.any(x > 1.0) else float(-0.5 * x @ x)
+    return value, -x
+
+
+def test_a_start_the_data_allow_is_kept_as_jittered():
+    jittered = np.array([0.5, -0.9, 0.2])
+    assert _plausible_start(jittered, np.zeros(3), walled_normal, tolerance=1) is jittered
+
+
+@pytest.mark.parametrize(
+    ("jittered", "halvings"),
+    [([0.5, 3.0, -0.4], 2), ([-5.0, 0.1, 0.0], 2)],  # past the wall; where it raises
+    ids=["collapsed", "raised"],
+)
+def test_a_start_the_data_rule_out_is_shrunk_towards_the_support_point(jittered, halvings):
+    jittered = np.array(jittered)
+    start = _plausible_start(jittered, np.zeros(3), walled_normal, tolerance=1)
+    np.testing.assert_array_equal(start, jittered / 2**halvings)
+
+
+def test_the_support_point_is_the_start_when_no_halving_helps():
+    support = np.full(2, 0.5)
+
+    def only_support(x):
+        return (0.0 if np.array_equal(x, support) else -np.inf), np.zeros(2)
+
+    start = _plausible_start(np.array([0.9, 0.1]), support, only_support, tolerance=1)
+    np.testing.assert_array_equal(start, support)

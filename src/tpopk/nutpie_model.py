@@ -65,8 +65,9 @@ NOGIL_NUMBA = Mode(_NogilNumbaLinker(), get_mode("NUMBA").provided_optimizer)
 def compile_nutpie(model: pm.Model) -> Any:
     """Compile ``model`` for ``nutpie.sample`` from cached, GIL-free numba functions.
 
-    Initial points are nutpie's defaults: each free variable's support point, jittered
-    by U(-1, 1) on the unconstrained scale.
+    Initial points are PyMC's: each free variable's support point, jittered by U(-1, 1)
+    on the unconstrained scale, except that a jitter the data rule out is shrunk towards
+    the support point (:func:`_plausible_start`).
     """
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
     from nutpie.compiled_pyfunc import from_pyfunc
@@ -75,6 +76,7 @@ def compile_nutpie(model: pm.Model) -> Any:
     initial_point = make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
     )
+    support = make_initial_point_fn(model=model, jitter_rvs=set(), return_transformed=True)(0)
     n_dim, _, logp_fn, expand_fn, initial_point_fn, shape_info, transformed = _make_functions(
         model,
         mode=NOGIL_NUMBA,
@@ -112,12 +114,24 @@ def compile_nutpie(model: pm.Model) -> Any:
 
         return expand
 
+    # nutpie's flat vector holds the free variables' values in model.free_RVs order.
+    support_flat = np.concatenate(
+        [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+    ).astype("float64")
+    n_data = sum(int(np.size(model.rvs_to_values[rv].eval())) for rv in model.observed_RVs)
+    log_density = make_logp_fn()
+
+    def start(seed: Any) -> np.ndarray:
+        return _plausible_start(
+            initial_point_fn(seed), support_flat, log_density, tolerance=n_data + n_dim
+        )
+
     dims, coords = _prepare_dims_and_coords(model, shape_info, transformed)
     return from_pyfunc(
         ndim=n_dim,
         make_logp_fn=make_logp_fn,
         make_expand_fn=make_expand_fn,
-        make_initial_point_fn=initial_point_fn,
+        make_initial_point_fn=start,
         expanded_dtypes=[np.dtype("float64")] * len(names),
         expanded_shapes=shapes,
         expanded_names=names,
@@ -125,6 +139,44 @@ def compile_nutpie(model: pm.Model) -> Any:
         coords=coords,
         reparameterized_names=transformed,
     )
+
+
+#: Nats per observation and per free dimension a jittered start may lose against the
+#: support point: a residual beyond ~sqrt(2·100) = 14 SD on average is a start the data
+#: rule out, e.g. a lag time jittered past the first sample, where a proportional error
+#: of a near-zero prediction gives log densities of -1e27 to -1e32 (benchmarks/README.md,
+#: "Reference cross-agonist fit"), from which warm-up does not recover.
+START_TOLERANCE = 100.0
+#: Halvings of the jitter before the support point itself is the start.
+START_HALVINGS = 8
+
+
+def _plausible_start(
+    jittered: np.ndarray,
+    support: np.ndarray,
+    log_density: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    tolerance: float,
+) -> np.ndarray:
+    """``jittered``, or its jitter halved until the log density is within reach of the support's.
+
+    "Within reach": finite value and gradient, at most ``START_TOLERANCE x tolerance``
+    nats below the support point's log density.
+    """
+
+    def value(x: np.ndarray) -> float:
+        try:
+            logp, grad = log_density(x)
+        except ArithmeticError:
+            return -np.inf
+        return logp if np.isfinite(logp) and np.all(np.isfinite(grad)) else -np.inf
+
+    floor = value(support) - START_TOLERANCE * tolerance
+    x = jittered
+    for _ in range(START_HALVINGS):
+        if value(x) >= floor:
+            return x
+        x = support + 0.5 * (x - support)
+    return support
 
 
 def sample_nutpie(
