@@ -104,7 +104,7 @@ def walled_normal(x: np.ndarray) -> tuple[float, np.ndarray]:
 
 def test_a_start_the_data_allow_is_kept_as_jittered():
     jittered = np.array([0.5, -0.9, 0.2])
-    assert _plausible_start(jittered, np.zeros(3), walled_normal, tolerance=1) is jittered
+    assert _plausible_start(jittered, np.zeros(3), walled_normal, floor=-100.0) is jittered
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_a_start_the_data_allow_is_kept_as_jittered():
 )
 def test_a_start_the_data_rule_out_is_shrunk_towards_the_support_point(jittered, halvings):
     jittered = np.array(jittered)
-    start = _plausible_start(jittered, np.zeros(3), walled_normal, tolerance=1)
+    start = _plausible_start(jittered, np.zeros(3), walled_normal, floor=-100.0)
     np.testing.assert_array_equal(start, jittered / 2**halvings)
 
 
@@ -124,5 +124,20 @@ def test_the_support_point_is_the_start_when_no_halving_helps():
     def only_support(x):
         return (0.0 if np.array_equal(x, support) else -np.inf), np.zeros(2)
 
-    start = _plausible_start(np.array([0.9, 0.1]), support, only_support, tolerance=1)
+    start = _plausible_start(np.array([0.9, 0.1]), support, only_support, floor=-100.0)
     np.testing.assert_array_equal(start, support)
+
+
+def test_compiled_starts_are_shrunk_where_the_data_rule_the_jitter_out():
+    """The compiled model's own starts go through the shrink: past x = 0.5 the density
+    collapses to -1e30, which U(-1, 1) jitter of the support point 0 reaches for about a
+    quarter of the seeds."""
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 1.0)
+        pm.Potential("wall", pt.switch(x > 0.5, -1e30, 0.0))
+    compiled = compile_nutpie(model)
+    logp = compiled._make_logp_func()
+    starts = np.array([compiled._make_initial_points(seed)[0] for seed in range(40)])
+    assert np.all(starts <= 0.5)
+    assert all(logp(np.array([s]))[0] > -1e3 for s in starts)
+    assert len(np.unique(starts)) > 30  # still jittered, not all the support point

@@ -76,7 +76,6 @@ def compile_nutpie(model: pm.Model) -> Any:
     initial_point = make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
     )
-    support = make_initial_point_fn(model=model, jitter_rvs=set(), return_transformed=True)(0)
     n_dim, _, logp_fn, expand_fn, initial_point_fn, shape_info, transformed = _make_functions(
         model,
         mode=NOGIL_NUMBA,
@@ -115,16 +114,17 @@ def compile_nutpie(model: pm.Model) -> Any:
         return expand
 
     # nutpie's flat vector holds the free variables' values in model.free_RVs order.
+    support = model.initial_point()
     support_flat = np.concatenate(
         [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
     ).astype("float64")
     n_data = sum(int(np.size(model.rvs_to_values[rv].eval())) for rv in model.observed_RVs)
     log_density = make_logp_fn()
+    # Once per model, not per chain: the least log density a start may have.
+    floor = _start_value(log_density, support_flat) - START_TOLERANCE * (n_data + n_dim)
 
     def start(seed: Any) -> np.ndarray:
-        return _plausible_start(
-            initial_point_fn(seed), support_flat, log_density, tolerance=n_data + n_dim
-        )
+        return _plausible_start(initial_point_fn(seed), support_flat, log_density, floor)
 
     dims, coords = _prepare_dims_and_coords(model, shape_info, transformed)
     return from_pyfunc(
@@ -151,29 +151,31 @@ START_TOLERANCE = 100.0
 START_HALVINGS = 8
 
 
+def _start_value(
+    log_density: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray
+) -> float:
+    """Log density at ``x``; -inf where it, or its gradient, is not finite or it raises."""
+    try:
+        logp, grad = log_density(x)
+    except ArithmeticError:
+        return -np.inf
+    return logp if np.isfinite(logp) and np.all(np.isfinite(grad)) else -np.inf
+
+
 def _plausible_start(
     jittered: np.ndarray,
     support: np.ndarray,
     log_density: Callable[[np.ndarray], tuple[float, np.ndarray]],
-    tolerance: float,
+    floor: float,
 ) -> np.ndarray:
-    """``jittered``, or its jitter halved until the log density is within reach of the support's.
+    """``jittered``, or its jitter halved until the log density is at least ``floor``.
 
-    "Within reach": finite value and gradient, at most ``START_TOLERANCE x tolerance``
-    nats below the support point's log density.
+    ``floor`` is the support point's log density less ``START_TOLERANCE`` nats per
+    observation and free dimension; after ``START_HALVINGS`` the support point is the start.
     """
-
-    def value(x: np.ndarray) -> float:
-        try:
-            logp, grad = log_density(x)
-        except ArithmeticError:
-            return -np.inf
-        return logp if np.isfinite(logp) and np.all(np.isfinite(grad)) else -np.inf
-
-    floor = value(support) - START_TOLERANCE * tolerance
     x = jittered
     for _ in range(START_HALVINGS):
-        if value(x) >= floor:
+        if _start_value(log_density, x) >= floor:
             return x
         x = support + 0.5 * (x - support)
     return support
