@@ -27,6 +27,15 @@ that change (2 h grid) the same fit sampled for 831 s and had 3 divergences.
 Truth: each typical value at its prior's 75% quantile (off the prior median, so an
 interval that merely echoed the prior would not be centred on it); IIV SDs and residual
 SDs at their prior medians.
+
+Coverage is judged against the posterior's 5% and 95% quantiles, widened by two Monte
+Carlo standard errors of each estimated quantile (ArviZ ``mcse``, method "quantile").
+The data are seeded, so the posterior is fixed; the sampled chains are not bit-for-bit
+the same on every CPU (the CI machine's chains differ from this one's), and an estimated
+bound 0.6% from the truth must not decide the test. The 2026-12-03 CI run of ce45521
+missed ``sigma_prop_conc_romiplostim`` by exactly that (truth 0.4, estimated 95%
+quantile 0.3976); a run of the same test here the same day estimated 0.4434 with an
+MCSE of 0.016 (502 s, 0 divergences, all 26 covered before the allowance too).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -113,13 +123,21 @@ def recovery() -> dict[str, Any]:
     return run_recovery()
 
 
+# Monte Carlo standard errors of an estimated quantile allowed either side of it
+MCSE_ALLOWANCE = 2.0
+
+
 def coverage_table(recovery: dict[str, Any]) -> pd.DataFrame:
+    posterior = recovery["posterior"]
+    mcse = {p: az.mcse(posterior, method="quantile", prob=p) for p in (0.05, 0.95)}
     rows = []
     for name, value in sorted(recovery["truth"].items()):
-        draws = recovery["posterior"][name].to_numpy().reshape(-1)
+        draws = posterior[name].to_numpy().reshape(-1)
         prior = recovery["prior"][name].to_numpy().reshape(-1)
         q5, q50, q95 = np.quantile(draws, [0.05, 0.5, 0.95])
         p5, p95 = np.quantile(prior, [0.05, 0.95])
+        se5, se95 = (float(mcse[p][name]) for p in (0.05, 0.95))
+        low, high = q5 - MCSE_ALLOWANCE * se5, q95 + MCSE_ALLOWANCE * se95
         rows.append(
             {
                 "parameter": name,
@@ -127,7 +145,9 @@ def coverage_table(recovery: dict[str, Any]) -> pd.DataFrame:
                 "q5": q5,
                 "q50": q50,
                 "q95": q95,
-                "covered": bool(q5 <= value <= q95),
+                "mcse_q5": se5,
+                "mcse_q95": se95,
+                "covered": bool(low <= value <= high),
                 "width_vs_prior": (q95 - q5) / (p95 - p5),
             }
         )

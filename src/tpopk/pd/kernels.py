@@ -78,7 +78,8 @@ def inline[F: Callable[..., Any]](func: F) -> F:
     Split steps (substeps, SDIRK2) are plain :func:`njit` calls instead: each inlined copy
     of a step multiplies the IR numba compiles, and with them inlined a cold compile of
     :func:`rk4_adjoint` took 5 min; plain, 1.6 min for both passes, at ~4% more time per
-    split-step adjoint and bit-identical results (benchmarks/README.md, "RK4 substeps").
+    split-step adjoint and bit-identical results (benchmarks/README.md, "RK4 substeps",
+    "Split steps as plain calls").
     """
     return cast(F, numba.njit(cache=True, fastmath=False, inline="always")(func))
 
