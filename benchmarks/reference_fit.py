@@ -24,6 +24,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -42,6 +43,17 @@ PK_TIMES = {
     "romiplostim": (24.0, 72.0, 168.0, 216.0, 528.0, 840.0, 888.0, 1008.0),
 }
 PLATELET_DAYS = (0.0, 3.0, 7.0, 10.0, 14.0, 21.0, 28.0, 35.0, 42.0, 49.0)
+
+
+def reference_study(agonists: list[str], subjects: int, seed: int) -> tuple[list[Any], Any]:
+    """The library cards of ``agonists`` and the study simulated at their prior medians."""
+    from tpopk.simulate.synthetic import design_itp_study, library_cards, simulate_study
+
+    cards = library_cards(agonists, ROOT / "models")
+    design = design_itp_study(
+        agonists, subjects, seed=seed, pk_times=PK_TIMES, platelet_days=PLATELET_DAYS
+    )
+    return cards, simulate_study(cards, design, seed=seed + 1)
 
 
 def _progress(trace: object, chains: int, tune: int, draws: int) -> tuple[str, int, int]:
@@ -81,24 +93,11 @@ def main() -> None:
     from tpopk.inference import Fit
     from tpopk.model import build_model
     from tpopk.nutpie_model import compile_nutpie
-    from tpopk.simulate.synthetic import (
-        AGONISTS,
-        design_itp_study,
-        library_cards,
-        simulate_study,
-    )
+    from tpopk.simulate.synthetic import AGONISTS
 
     agonists = args.agonist or list(AGONISTS)
-    cards = library_cards(agonists, ROOT / "models")
-    design = design_itp_study(
-        agonists,
-        args.subjects,
-        seed=args.seed,
-        pk_times=PK_TIMES,
-        platelet_days=PLATELET_DAYS,
-    )
     start = time.perf_counter()
-    study = simulate_study(cards, design, seed=args.seed + 1)
+    cards, study = reference_study(agonists, args.subjects, args.seed)
     simulated = time.perf_counter() - start
     print(f"simulated: {study.events.describe().splitlines()[0]} ({simulated:.0f} s)")
 

@@ -1,0 +1,87 @@
+"""Where the reference fit's gradient goes: cost per agonist, with and without the platelets.
+
+The reference problem of ``reference_fit.py`` (issue #5 item 6: 40 subjects per agonist,
+8 concentrations and 10 platelet counts each, 7 weeks), split by agonist. For each agonist
+alone and for all five together, two models of the same simulated data:
+
+- **PK+PD**: the study model as fitted (PK closed forms at the observations and at the
+  platelet solver's stage times, the platelet ODE and its adjoint);
+- **PK only**: the platelet rows dropped, so no solver grid and no ODE.
+
+Each is compiled as ``tpopk.fit`` compiles it (:func:`tpopk.nutpie_model.compile_nutpie`)
+and its log density + gradient, the very function nutpie calls, is timed on one thread at
+the support point and at the first four chains' starting points (``--calls`` calls each).
+
+    python -m benchmarks.reference_cost [--subjects 40] [--calls 20] [--agonist NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parents[1]
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={Path.home() / '.cache/tpopk/pytensor'}")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache/tpopk/numba"))
+
+
+def _ms_per_call(log_density: object, x: np.ndarray, calls: int) -> float:
+    log_density(x)  # type: ignore[operator]
+    start = time.perf_counter()
+    for _ in range(calls):
+        log_density(x)  # type: ignore[operator]
+    return 1e3 * (time.perf_counter() - start) / calls
+
+
+def main() -> None:
+    """Print one line per agonist set and model: dims, ms per log density + gradient."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=40, help="per agonist")
+    parser.add_argument("--agonist", action="append", help="repeat; default each of the five")
+    parser.add_argument("--calls", type=int, default=20, help="timed calls per point")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+
+    from benchmarks.reference_fit import reference_study
+    from tpopk.data import read_events
+    from tpopk.model import build_model
+    from tpopk.nutpie_model import compile_nutpie
+    from tpopk.simulate.synthetic import AGONISTS
+
+    chosen = args.agonist or list(AGONISTS)
+    response = "plt"  # models/thrombopoiesis.toml: structure.response
+    print(f"{'agonists':<62} {'model':<8} {'dims':>5}  ms per log density + gradient")
+    for agonists in [[a] for a in chosen] + ([chosen] if len(chosen) > 1 else []):
+        cards, study = reference_study(agonists, args.subjects, args.seed)
+        events = study.events
+        frame = events.frame
+        pk_only = frame[(frame["EVID"] != 0) | (frame["DVID"] != response)]
+        variants = {"PK+PD": events, "PK only": read_events(pk_only, units=events.units.as_dict())}
+        for label, data in variants.items():
+            model = build_model(cards, data)
+            start = time.perf_counter()
+            compiled = compile_nutpie(model)
+            compile_s = time.perf_counter() - start
+            log_density = compiled._make_logp_func()  # what nutpie's chains call
+            support = model.initial_point()
+            points = [
+                np.concatenate(
+                    [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+                ).astype("float64")
+            ]
+            points += [compiled._make_initial_points(args.seed + chain) for chain in range(4)]
+            ms = [_ms_per_call(log_density, x, args.calls) for x in points]
+            print(
+                f"{'+'.join(agonists):<62} {label:<8} {compiled.n_dim:>5}  support "
+                f"{ms[0]:6.1f}, starts {min(ms[1:]):6.1f}-{max(ms[1:]):6.1f} "
+                f"(compile {compile_s:.0f} s)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
