@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,11 @@ os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={Path.home() / '.cache
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache/tpopk/numba"))
 
 
-def _ms_per_call(log_density: object, x: np.ndarray, calls: int) -> float:
-    log_density(x)  # type: ignore[operator]
+def _ms_per_call(log_density: Callable[[np.ndarray], object], x: np.ndarray, calls: int) -> float:
+    log_density(x)
     start = time.perf_counter()
     for _ in range(calls):
-        log_density(x)  # type: ignore[operator]
+        log_density(x)
     return 1e3 * (time.perf_counter() - start) / calls
 
 
@@ -48,31 +49,31 @@ def main() -> None:
 
     from benchmarks.reference_fit import reference_study
     from tpopk.data import read_events
+    from tpopk.demo import study_arms
     from tpopk.model import build_model
-    from tpopk.nutpie_model import compile_nutpie
+    from tpopk.nutpie_model import compile_nutpie, support_vector
     from tpopk.simulate.synthetic import AGONISTS
 
     chosen = args.agonist or list(AGONISTS)
-    response = "plt"  # models/thrombopoiesis.toml: structure.response
+    # one simulated study: each agonist's row holds the same subjects as the joint row
+    cards, study = reference_study(chosen, args.subjects, args.seed)
+    system, drugs = cards[0], dict(zip(chosen, cards[1:], strict=True))
     print(f"{'agonists':<62} {'model':<8} {'dims':>5}  ms per log density + gradient")
     for agonists in [[a] for a in chosen] + ([chosen] if len(chosen) > 1 else []):
-        cards, study = reference_study(agonists, args.subjects, args.seed)
-        events = study.events
+        events = study_arms(study.events, tuple(agonists))
         frame = events.frame
-        pk_only = frame[(frame["EVID"] != 0) | (frame["DVID"] != response)]
-        variants = {"PK+PD": events, "PK only": read_events(pk_only, units=events.units.as_dict())}
+        platelets = (frame["EVID"] == 0) & (frame["DVID"] == system.structure.response)
+        variants = {
+            "PK+PD": events,
+            "PK only": read_events(frame[~platelets], units=events.units.as_dict()),
+        }
         for label, data in variants.items():
-            model = build_model(cards, data)
+            model = build_model([system, *(drugs[a] for a in agonists)], data)
             start = time.perf_counter()
             compiled = compile_nutpie(model)
             compile_s = time.perf_counter() - start
             log_density = compiled._make_logp_func()  # what nutpie's chains call
-            support = model.initial_point()
-            points = [
-                np.concatenate(
-                    [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
-                ).astype("float64")
-            ]
+            points = [support_vector(model)]
             points += [compiled._make_initial_points(args.seed + chain) for chain in range(4)]
             ms = [_ms_per_call(log_density, x, args.calls) for x in points]
             print(

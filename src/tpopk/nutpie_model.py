@@ -114,10 +114,7 @@ def compile_nutpie(model: pm.Model) -> Any:
         return expand
 
     # nutpie's flat vector holds the free variables' values in model.free_RVs order.
-    support = model.initial_point()
-    support_flat = np.concatenate(
-        [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
-    ).astype("float64")
+    support_flat = support_vector(model)
     n_data = sum(int(np.size(model.rvs_to_values[rv].eval())) for rv in model.observed_RVs)
     log_density = make_logp_fn()
     # Once per model, not per chain: the least log density a start may have.
@@ -149,6 +146,14 @@ def compile_nutpie(model: pm.Model) -> Any:
 START_TOLERANCE = 100.0
 #: Halvings of the jitter before the support point itself is the start.
 START_HALVINGS = 8
+
+
+def support_vector(model: pm.Model) -> np.ndarray:
+    """Return the free variables' support point as nutpie's flat vector (free_RVs order)."""
+    support = model.initial_point()
+    return np.concatenate(
+        [np.ravel(support[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+    ).astype("float64")
 
 
 def _start_value(

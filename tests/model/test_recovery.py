@@ -129,7 +129,8 @@ MCSE_ALLOWANCE = 2.0
 
 def coverage_table(recovery: dict[str, Any]) -> pd.DataFrame:
     posterior = recovery["posterior"]
-    mcse = {p: az.mcse(posterior, method="quantile", prob=p) for p in (0.05, 0.95)}
+    names = sorted(recovery["truth"])
+    mcse = {p: az.mcse(posterior, var_names=names, method="quantile", prob=p) for p in (0.05, 0.95)}
     rows = []
     for name, value in sorted(recovery["truth"].items()):
         draws = posterior[name].to_numpy().reshape(-1)
