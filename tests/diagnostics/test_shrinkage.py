@@ -100,3 +100,23 @@ def test_eta_shrinkage_of_agonist_specific_parameters_is_over_their_subjects():
     assert np.isnan(table["eta_mean"].sel(parameter="cl_rom", subject=[1, 2, 3])).all()
     sd = shared.mean((0, 1)).std(ddof=1)
     assert float(table["shrinkage"].sel(parameter="tplt")) == pytest.approx(1 - sd)
+
+
+def test_eta_shrinkage_divides_each_eta_by_its_subjects_own_omega():
+    """With ``iiv_by`` (``iiv_<P>``, an SD per subject) each level is judged by its own SD."""
+    sd = np.array([0.1, 0.1, 0.1, 0.5, 0.5, 0.5])  # healthy, then ITP subjects
+    # posterior-mean etas at 0.6 of their own SD: 40% shrinkage on the standardised scale
+    eta = 0.6 * sd * standardised(np.array([1.0, -1.0, 0.0, 1.0, -1.0, 0.0]))
+    posterior = xr.Dataset(
+        {
+            "eta_tplt": (("chain", "draw", "subject"), np.broadcast_to(eta, (2, 50, 6))),
+            "omega_tplt": (("chain", "draw"), np.full((2, 50), 0.1)),
+            "iiv_tplt": (("chain", "draw", "subject"), np.broadcast_to(sd, (2, 50, 6))),
+        },
+        coords={"subject": np.arange(1, 7)},
+    )
+    table = eta_shrinkage(xr.DataTree.from_dict({"posterior": posterior}))
+    assert float(table["shrinkage"].sel(parameter="tplt")) == pytest.approx(0.4)
+    assert float(table["omega"].sel(parameter="tplt")) == pytest.approx(sd.mean())
+    # against the healthy omega alone the ITP etas would look like negative shrinkage
+    assert 1 - eta.std(ddof=1) / 0.1 < 0

@@ -120,3 +120,91 @@ def test_centered_needs_iiv() -> None:
     text = VALID.replace('unit = "L"\n', 'unit = "L"\ncentered = true\n', 1)
     with pytest.raises(CardError, match="'centered'"):
         load_card(text)
+
+
+IIV_BY_CL = (
+    'iiv = { dist = "HalfNormal", sigma = 0.5 }\n'
+    'iiv_by = { covariate = "DISEASE", levels = { ITP = { dist = "HalfNormal", sigma = 2.0 } }, '
+    'source = "test" }'
+)
+
+
+def _iiv_by_card(extra: str = "", *, centered: bool = False) -> str:
+    old = 'iiv = { dist = "HalfNormal", sigma = 0.5 }'
+    return VALID.replace(old, IIV_BY_CL + ("\ncentered = true" if centered else "") + extra, 1)
+
+
+@pytest.mark.parametrize("centered", [False, True], ids=["non-centred", "centred"])
+def test_iiv_by_gives_each_level_its_own_omega(centered: bool) -> None:
+    import numpy as np
+    import pandas as pd
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    card = load_card(_iiv_by_card(centered=centered))
+    assert load_card(card.to_toml_dict()) == card
+    disease = ["HV", "ITP", "HV", "ITP"]
+    frame = pd.DataFrame({"WT": [70.0] * 4, "DISEASE": disease})
+    with pm.Model(coords={"subject": [1, 2, 3, 4]}) as model:
+        individual_parameters(card.parameters, frame)
+    assert {"omega_cl", "omega_cl_ITP"} <= {v.name for v in model.free_RVs}
+    sd, omega, omega_itp, eta = pm.draw(
+        [model["iiv_cl"], model["omega_cl"], model["omega_cl_ITP"], model["eta_cl"]],
+        draws=4000,
+        random_seed=2,
+    )
+    is_itp = np.array(disease) == "ITP"
+    np.testing.assert_array_equal(sd[:, ~is_itp], np.repeat(omega[:, None], 2, axis=1))
+    np.testing.assert_array_equal(sd[:, is_itp], np.repeat(omega_itp[:, None], 2, axis=1))
+    # each subject's eta / its own omega is standard normal, whichever level it is at
+    assert abs(float((eta / sd).std()) - 1.0) < 0.05
+    # and the ITP subjects' etas are wider (HalfNormal(2) vs HalfNormal(0.5) omegas)
+    assert np.abs(eta[:, is_itp]).mean() > 3 * np.abs(eta[:, ~is_itp]).mean()
+
+
+def test_iiv_by_without_its_covariate_in_the_data_names_it() -> None:
+    import pandas as pd
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    card = load_card(_iiv_by_card())
+    with (
+        pm.Model(coords={"subject": [1]}),
+        pytest.raises(CardError, match="'iiv_by' covariate 'DISEASE'"),
+    ):
+        individual_parameters(card.parameters, pd.DataFrame({"WT": [70.0]}))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # the other subjects need the parameter's own iiv
+        (
+            _iiv_by_card().replace('iiv = { dist = "HalfNormal", sigma = 0.5 }\n', "", 1),
+            "need the parameter's 'iiv' prior",
+        ),
+        (
+            _iiv_by_card().replace(
+                'levels = { ITP = { dist = "HalfNormal", sigma = 2.0 } }', "levels = {}", 1
+            ),
+            "at least one level",
+        ),
+        # a level the parameter's categorical effect on the same covariate does not know
+        (
+            _iiv_by_card().replace(
+                "coefficient = 0.75 }]",
+                'coefficient = 0.75 }, { covariate = "DISEASE", effect = "categorical", '
+                'reference = "HV", levels = ["CLD"], coefficient = 0.1 }]',
+                1,
+            ),
+            "'iiv_by' levels ['ITP'] are not levels of covariate 'DISEASE'",
+        ),
+    ],
+    ids=["no-iiv", "no-levels", "unknown-level"],
+)
+def test_broken_iiv_by_names_the_problem(text: str, message: str) -> None:
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(text)
+    assert message in str(err.value)

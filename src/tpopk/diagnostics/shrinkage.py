@@ -5,7 +5,10 @@ posterior mean of each subject's η standing in for the EBE:
 
     shrinkage_P = 1 - SD_i(E[η_P,i | y]) / E[ω_P | y]
 
-with the sample SD over subjects (``ddof=1``). Above about 0.2-0.3, plots of individual
+with the sample SD over subjects (``ddof=1``). Where the IIV SD differs between covariate
+levels (``iiv_P``, one SD per subject) each subject's η is first divided by its own
+E[ω_P,i | y]: ``1 - SD_i(E[η_P,i | y] / E[ω_P,i | y])``, the same number when every ω is
+equal. Above about 0.2-0.3, plots of individual
 estimates (η vs covariates, IPRED-based GOF) mislead: the estimates carry the prior, not
 the data. ε-shrinkage of an observation type is ``1 - SD(IWRES)`` over its quantified
 observations (IWRES as in :mod:`tpopk.diagnostics.goodness_of_fit`); when high, IPRED
@@ -40,7 +43,8 @@ def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> 
     Returns
     -------
     xarray.Dataset
-        On dim ``parameter``: ``shrinkage``, ``omega`` (posterior mean) and ``sd_eta``
+        On dim ``parameter``: ``shrinkage``, ``omega`` (posterior mean; averaged over
+        subjects where it differs between them) and ``sd_eta``
         (SD over subjects of the posterior-mean η); ``eta_mean`` on
         ``(parameter, subject)``.
     """
@@ -56,18 +60,26 @@ def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> 
     # An agonist's own parameters are indexed by its subjects (dim ``subject_<agonist>``,
     # the same IDs as ``subject``): align them on ``subject``, NaN where a subject has no
     # such parameter, so each SD is over the subjects that have it.
-    eta_mean = xr.concat(
-        [_on_subject(posterior[f"eta_{n}"].mean(("chain", "draw"))) for n in names],
+    means = {n: _on_subject(posterior[f"eta_{n}"].mean(("chain", "draw"))) for n in names}
+    eta_mean = xr.concat(list(means.values()), dim="parameter", join="outer").assign_coords(
+        parameter=names
+    )
+    # each subject's IIV SD: its own where it depends on a covariate level, else omega_P
+    omega_subject = xr.concat(
+        [
+            _on_subject(posterior[f"iiv_{n}"].mean(("chain", "draw")))
+            if f"iiv_{n}" in posterior
+            else posterior[f"omega_{n}"].mean(("chain", "draw")).broadcast_like(means[n])
+            for n in names
+        ],
         dim="parameter",
         join="outer",
     ).assign_coords(parameter=names)
-    omega = xr.concat(
-        [posterior[f"omega_{n}"].mean(("chain", "draw")) for n in names], dim="parameter"
-    ).assign_coords(parameter=names)
+    omega = omega_subject.mean("subject")
     sd_eta = eta_mean.std("subject", ddof=1)
     return xr.Dataset(
         {
-            "shrinkage": 1 - sd_eta / omega,
+            "shrinkage": 1 - (eta_mean / omega_subject).std("subject", ddof=1),
             "omega": omega,
             "sd_eta": sd_eta,
             "eta_mean": eta_mean,

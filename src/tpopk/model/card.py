@@ -153,6 +153,26 @@ class CovariateEffect(_Frozen):
         return self
 
 
+class LevelIIV(_Frozen):
+    """IIV whose SD differs between levels of a categorical covariate.
+
+    Subjects at one of ``levels`` get that level's ``omega`` prior; the others get the
+    parameter's own ``iiv``. NONMEM's one ETA with an OMEGA per population
+    (``ETA(1)*(1 - ITP) + ETA(2)*ITP``): e.g. platelet survival varies little between
+    healthy volunteers and widely between ITP patients.
+    """
+
+    covariate: str
+    levels: dict[str, PriorField]
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _some_levels(self) -> LevelIIV:
+        if not self.levels:
+            raise ValueError("'iiv_by' lists at least one level with its own omega prior")
+        return self
+
+
 class ParameterSpec(_Frozen):
     """One structural parameter: estimated, fixed, or read per subject from the data.
 
@@ -168,6 +188,8 @@ class ParameterSpec(_Frozen):
     # left out of the dumped card when False, so cards (and fit-file hashes) written
     # before the option existed read back unchanged
     centered: bool = Field(default=False, exclude_if=lambda v: not v)
+    # IIV SD per covariate level; left out of the dumped card when absent (as 'centered')
+    iiv_by: LevelIIV | None = Field(default=None, exclude_if=lambda v: v is None)
     covariates: tuple[CovariateEffect, ...] = ()
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
@@ -185,6 +207,21 @@ class ParameterSpec(_Frozen):
             raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
         if self.centered and self.iiv is None:
             raise ValueError("'centered' chooses how the IIV is sampled; it needs an 'iiv' prior")
+        if self.iiv_by is not None and self.iiv is None:
+            raise ValueError(
+                "'iiv_by' gives some covariate levels their own omega; the other subjects "
+                "need the parameter's 'iiv' prior"
+            )
+        if self.iiv_by is not None:
+            for effect in self.covariates:
+                if effect.covariate != self.iiv_by.covariate or effect.effect != "categorical":
+                    continue
+                known = {str(effect.reference), *effect.levels}
+                if unknown := sorted(set(self.iiv_by.levels) - known):
+                    raise ValueError(
+                        f"'iiv_by' levels {unknown} are not levels of covariate "
+                        f"'{effect.covariate}' (expected some of {sorted(known)})"
+                    )
         if (self.pooling == "partial") != (self.tau is not None and self.prior is not None):
             raise ValueError(
                 "partial pooling across agonists needs an estimated 'prior' and a 'tau' prior "

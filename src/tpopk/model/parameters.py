@@ -7,7 +7,9 @@ sparse), ``eta_P = omega_P * z_P`` and ``P`` (individual values, dim ``subject``
 A parameter with ``centered = true`` samples ``eta_P ~ Normal(0, omega_P)`` directly
 instead (no ``z_P``): the better geometry when every subject's data pin its own value
 (rich PK sampling), where the non-centred form turns into a funnel of its own.
-Covariate coefficients are named ``beta_P_<COVARIATE>``.
+Covariate coefficients are named ``beta_P_<COVARIATE>``. A parameter whose IIV differs
+between levels of a categorical covariate (``iiv_by``) has ``omega_P_<LEVEL>`` for those
+levels, ``omega_P`` for the rest, and each subject's SD in ``iiv_P``.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def individual_parameters(
             log_value = log_value + covariate_log_effect(label, effect, covariates)
         if spec.iiv is not None:
             omega = spec.iiv.create_variable(f"omega_{label}")
+            if spec.iiv_by is not None:
+                omega = _level_omega(label, spec, covariates, omega, subject_dim)
             if spec.centered:
                 eta[name] = pm.Normal(f"eta_{label}", 0.0, omega, dims=subject_dim)
             else:
@@ -168,6 +172,34 @@ def individual_parameters(
             log_value = log_value + eta[name]
         values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
     return values
+
+
+def _level_omega(
+    label: str,
+    spec: ParameterSpec,
+    covariates: pd.DataFrame,
+    omega: TensorVariable,
+    subject_dim: str,
+) -> TensorVariable:
+    """Each subject's IIV SD: its level's ``omega_<P>_<LEVEL>``, else ``omega_<P>``.
+
+    Every level's omega is created whether or not the data hold that level, so fits and
+    simulations of other populations share one set of population variables. The
+    per-subject SD is kept as ``iiv_<P>`` for the η-shrinkage.
+    """
+    assert spec.iiv_by is not None
+    column = spec.iiv_by.covariate
+    if column not in covariates.columns:
+        raise CardError(
+            f"parameters.{label}: 'iiv_by' covariate '{column}' is not in the data "
+            f"(subject covariates: {sorted(covariates.columns)})"
+        )
+    values = covariates[column].astype(str).to_numpy()
+    per_subject = omega * pt.ones(len(values))
+    for level, prior in spec.iiv_by.levels.items():
+        level_omega = prior.create_variable(f"omega_{label}_{level}")
+        per_subject = pt.where(pt.as_tensor(values == level), level_omega, per_subject)
+    return pm.Deterministic(f"iiv_{label}", per_subject, dims=subject_dim)
 
 
 def _correlated_eta(
