@@ -78,6 +78,10 @@ def itp_degradation_ratio() -> float:
     return float(match.group(1))
 
 
+#: Healthy-volunteer platelet lifespan, mean +/- between-subject SD (Harker 2000).
+_IN111 = ("general", "platelet lifespan (111In autologous)")
+
+
 def omega(cv_percent: float) -> float:
     """SD of the log-normal IIV with coefficient of variation ``cv_percent``."""
     return math.sqrt(math.log1p((cv_percent / 100) ** 2))
@@ -162,16 +166,24 @@ CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
         lambda: num(*ROMIPLOSTIM_BASELINES, 2) / num(*ROMIPLOSTIM_BASELINES, 0),
     ),
     ("thrombopoiesis", "tp", lambda: num("romiplostim", "precursor lifespan TP")),
-    (
-        "thrombopoiesis",
-        "tp.iiv",
-        lambda: omega(note("romiplostim", "baseline / MTT / kDE (MDS)", r"/ (\d+)%")),
+    ("thrombopoiesis", "tp.iiv", lambda: omega(note("romiplostim", "ktr", r"IIV (\d+)%"))),
+    *(
+        (
+            "thrombopoiesis",
+            f"tp.iiv[{level}]",
+            lambda: omega(note("romiplostim", "baseline / MTT / kDE (MDS)", r"/ (\d+)%")),
+        )
+        for level in ("ITP", "CLD")
     ),
     ("thrombopoiesis", "tplt", lambda: num("romiplostim", "platelet lifespan TPLT")),
-    (
-        "thrombopoiesis",
-        "tplt.iiv",
-        lambda: omega(note("romiplostim", "kdeg", r"IIV (\d+)%")),
+    ("thrombopoiesis", "tplt.iiv", lambda: omega(100 * num(*_IN111, 1) / num(*_IN111, 0))),
+    *(
+        (
+            "thrombopoiesis",
+            f"tplt.iiv[{level}]",
+            lambda: omega(note("romiplostim", "kdeg", r"IIV (\d+)%")),
+        )
+        for level in ("ITP", "CLD")
     ),
     ("thrombopoiesis", "tplt.DISEASE[ITP]", lambda: 1 / itp_degradation_ratio()),
     (
@@ -336,6 +348,9 @@ def centre(model_card: ModelCard, claim: str) -> float:
             prior = parameter.prior
         elif part == "iiv":
             prior = parameter.iiv
+        elif part.startswith("iiv["):
+            assert parameter.iiv_by is not None
+            prior = parameter.iiv_by.levels[part[4:-1]]
         else:
             covariate, _, level = part.partition("[")
             effect = next(e for e in parameter.covariates if e.covariate == covariate)
