@@ -167,3 +167,24 @@ def tmdd_friberg_rhs(n: int, ka, v, kel, kint, kd, rdens, emax, ec50, circ0, mtt
         ]
 
     return f
+
+
+def pdmdd_lifespan_rhs(
+    n_p: int, n_l: int, plt0, tp, tplt, gamma, ka, v, kel, kint, kd, rdens, emax, ec50, kcp, kpc
+) -> Callable:
+    """Wang 2010: QE binding to a target proportional to platelets, driving the lifespan chain."""
+    chain = lifespan_rhs(n_p, n_l, plt0, tp, tplt, gamma)
+
+    def f(y: Array, m: float) -> Array:
+        cells, depot, central, peripheral = y[: n_p + n_l], y[-3], y[-2], y[-1]
+        free = free_by_root_finding(central / v, rdens * cells[n_p:].sum(), kd)
+        bound = central / v - free
+        stim = 1 + emax * free / (ec50 + free)
+        return np.r_[
+            chain(cells, m * stim),
+            -ka * depot,
+            ka * depot - kel * v * free - kint * v * bound - kcp * v * free + kpc * peripheral,
+            kcp * v * free - kpc * peripheral,
+        ]
+
+    return f

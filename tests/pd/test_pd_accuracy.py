@@ -16,6 +16,7 @@ from .ivp_reference import (
     lifespan_rhs,
     lifespan_y0,
     oral_1cmt,
+    pdmdd_lifespan_rhs,
     solve_reference,
     tmdd_friberg_rhs,
 )
@@ -206,6 +207,7 @@ def test_steady_state_is_kept_without_drug(name):
         "lifespan": (250.0, 142.0, 253.0, 0.621),
         "endogenous_tpo": TPO_PARAMS,
         "tmdd_friberg": TMDD_PARAMS,
+        "pdmdd_lifespan": WANG_2010,
     }.get(name, (150.0, 0.01))
     grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
     doses = grid.dose_amounts([[]], []) if model.dose_state >= 0 else None
@@ -283,3 +285,90 @@ def test_free_concentration_solves_the_binding_balance():
                 down[k] = max(down[k] - eps, 0.0)
                 fd = (free_concentration(*up)[0] - free_concentration(*down)[0]) / (up[k] - down[k])
                 assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+# Wang 2010 romiplostim PDMDD (healthy volunteers, Table I via nlmixr2lib; lit s.6) for a
+# 70 kg adult in µg and L: ka 0.0254 /h, V/F = 0.0683 L/kg x 70 / F 0.499 = 9.58 L, kel
+# 0.0382 /h, kint 0.173 /h, KD 0.131 µg/L, target 0.0215 fg per platelet = 0.0215 µg/L per
+# 10^9/L, Smax 11.2, SC50 0.052 µg/L, kcp 0.0806 /h, kpc 0.0148 /h; lifespan 10 + 10, TP
+# 142 h, TPLT 253 h, no feedback; baseline 250 x 10^9/L.
+WANG_2010 = (
+    250.0,
+    142.0,
+    253.0,
+    0.0,
+    0.0254,
+    9.58,
+    0.0382,
+    0.173,
+    0.131,
+    0.0215,
+    11.2,
+    0.052,
+    0.0806,
+    0.0148,
+)
+PDMDD_CASES = {
+    # One SC dose of 2 µg/kg (140 µg) to a healthy volunteer, 6 weeks.
+    "healthy_single_sc": (WANG_2010, np.array([0.0]), 140.0),
+    # ITP: baseline 20, platelet lifespan 25 h (RK4 substeps), feedback, 1-cmt (kcp 0),
+    # weekly 3 µg/kg for 8 weeks.
+    "itp_weekly": (
+        (20.0, 142.0, 25.0, 0.621, *WANG_2010[4:12], 0.0, 0.0),
+        np.arange(8) * 168.0,
+        210.0,
+    ),
+    # ITP tail: 3 h lifespan, k·h 10 on 3 h steps, so SDIRK2 steps with explicit drug rows.
+    "itp_stiff": ((20.0, 142.0, 3.0, 0.621, *WANG_2010[4:]), np.arange(8) * 168.0, 210.0),
+}
+
+
+@pytest.mark.parametrize("case", PDMDD_CASES)
+def test_pdmdd_lifespan_matches_solve_ivp(case):
+    params, dose_time, amt = PDMDD_CASES[case]
+    model = PD_MODELS["pdmdd_lifespan"]
+    t_obs = np.array([0.0, 6.0, 30.0, 100.0, 170.0, 240.5, 336.0, 500.0, 672.0, 800.0, 1008.0])
+    grid = SolverGrid.build(
+        np.zeros(t_obs.size, int), t_obs, 1, breakpoints=dose_time[None], max_step=model.max_step
+    )
+    doses = grid.dose_amounts(dose_time[None], amt)
+    states = simulate(model, [params], np.ones((1, grid.stage_times.shape[1])), grid, doses)
+    got = states.reshape(-1, model.n_states)[grid.obs_index]
+    bolus = np.zeros(model.n_states)
+    bolus[20] = amt
+    y0 = np.r_[lifespan_y0(10, 10, *params[:4]), 0.0, 0.0, 0.0]
+    ref = solve_reference(
+        pdmdd_lifespan_rhs(10, 10, *params), y0, lambda t: 1.0, t_obs, dose_time, bolus
+    )
+    ref[0] = got[0]  # tpopk stores the state after the dose given at a node
+    assert ref[:, 10:20].sum(axis=1).max() > 1.5 * params[0]
+    np.testing.assert_allclose(got[:, 10:20].sum(axis=1), ref[:, 10:20].sum(axis=1), rtol=1e-3)
+    # the central amount, where it is above 1e-6 of the dose
+    kept = ref[:, 21] > 1e-6 * amt
+    np.testing.assert_allclose(got[kept, 21], ref[kept, 21], rtol=1e-3)
+
+
+def test_pdmdd_clearance_rises_with_platelets():
+    """The target-mediated part: the same dose leaves less drug where platelets are many."""
+    model = PD_MODELS["pdmdd_lifespan"]
+    low, high = list(WANG_2010), list(WANG_2010)
+    low[0], high[0] = 20.0, 400.0
+    grid = SolverGrid.build([0, 1], [72.0, 72.0], 2, breakpoints=[[0.0], [0.0]], max_step=4.0)
+    doses = grid.dose_amounts([[0.0], [0.0]], 140.0)
+    states = simulate(model, [low, high], np.ones((2, grid.stage_times.shape[1])), grid, doses)
+    central = states.reshape(-1, model.n_states)[grid.obs_index, 21]
+    assert central[0] > 1.5 * central[1]
+
+
+def test_wang_2010_parameters_reproduce_the_healthy_volunteer_course():
+    """Published HV course (Wang 2004, lit s.6): peak days 12-16, near baseline by day 28,
+    and 2 µg/kg SC doubled the count in 6 of 8 volunteers."""
+    model = PD_MODELS["pdmdd_lifespan"]
+    days = np.arange(43) * 24.0
+    grid = SolverGrid.build(np.zeros(days.size, int), days, 1, breakpoints=[[0.0]], max_step=3.0)
+    doses = grid.dose_amounts([[0.0]], 2.0 * 70)
+    states = simulate(model, [WANG_2010], np.ones((1, grid.stage_times.shape[1])), grid, doses)
+    fold = observe(model, states, grid) / WANG_2010[0]
+    assert 10 <= np.argmax(fold) <= 16
+    assert 1.8 < fold.max() < 3.0
+    assert abs(fold[28] - 1.0) < 0.1

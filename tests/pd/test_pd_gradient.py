@@ -45,6 +45,28 @@ PARAMS = {
         [0.3, 9.6, 0.038, 0.173, 0.131, 0.0215, 0.8, 0.5, 60.0, 170.0, 0.15],
         [0.5, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 150.0, 100.0, 0.3],
     ],
+    # Wang 2010 romiplostim PDMDD with feedback (RK4 substeps: kint·h 1.4 on 8 h steps),
+    # and an ITP-tail lifespan of 0.09 h, one-compartment, where SDIRK2 takes the drug rows
+    # explicitly.
+    "pdmdd_lifespan": [
+        [
+            250.0,
+            142.0,
+            253.0,
+            0.621,
+            0.0254,
+            9.58,
+            0.0382,
+            0.173,
+            0.131,
+            0.0215,
+            11.2,
+            0.052,
+            0.0806,
+            0.0148,
+        ],
+        [30.0, 142.0, 0.09, 0.161, 0.05, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 0.0, 0.0],
+    ],
 }
 MODEL_OF = {f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop")}
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
