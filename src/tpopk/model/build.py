@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from numpy.typing import NDArray
 from pytensor.tensor import TensorVariable
 
 from tpopk.data import EventTable, SubjectArrays
-from tpopk.model.card import CardError, ModelCard
+from tpopk.model.card import CardError, ModelCard, ResidualSpec
 from tpopk.model.likelihood import likelihood, residual_sd
 from tpopk.model.parameters import individual_parameters
 from tpopk.model.predict import (
@@ -185,7 +186,9 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
         for dvid in dvids:
             idx = positions[dvid]
             if dvid == "conc":
-                prediction, sd = _concentration_predictions(study, concentrations, idx)
+                prediction, sd = _concentration_predictions(
+                    study, concentrations, idx, covariates, arrays.obs_subject[idx]
+                )
                 error = study.drugs[0].card.residual["conc"].error
             else:
                 system_card = cast(ModelCard, study.system)
@@ -202,7 +205,8 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                 )
                 spec = system_card.residual[dvid]
                 prediction = _floor(prediction, spec.error)
-                sd, error = residual_sd(spec, dvid, prediction), spec.error
+                levels = _residual_levels(spec, dvid, covariates, arrays.obs_subject[idx])
+                sd, error = residual_sd(spec, dvid, prediction, levels), spec.error
             pm.Deterministic(f"ipred_{dvid}", prediction, dims=f"obs_{dvid}")
             likelihood(
                 error,
@@ -215,6 +219,21 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                 dims=f"obs_{dvid}",
             )
     return model
+
+
+def _residual_levels(
+    spec: ResidualSpec, dvid: str, covariates: pd.DataFrame, obs_subject: NDArray[np.int64]
+) -> NDArray[np.str_] | None:
+    """Each observation's level of the residual's ``sigma_by`` covariate (None without one)."""
+    if spec.sigma_by is None:
+        return None
+    column = spec.sigma_by.covariate
+    if column not in covariates.columns:
+        raise CardError(
+            f"residual.{dvid}: 'sigma_by' covariate '{column}' is not in the data "
+            f"(subject covariates: {sorted(covariates.columns)})"
+        )
+    return np.asarray(covariates[column].astype(str).to_numpy()[obs_subject], dtype=str)
 
 
 def _agonist_index(study: Study, n_subjects: int) -> NDArray[np.int64]:
@@ -292,8 +311,13 @@ def _concentration_predictions(
     study: Study,
     concentrations: list[tuple[TensorVariable | None, TensorVariable | None]],
     positions: NDArray[np.int64],
+    covariates: pd.DataFrame,
+    obs_subject: NDArray[np.int64],
 ) -> tuple[TensorVariable, TensorVariable]:
-    """Concentration predictions and residual SDs, each drug's part in its subjects' rows."""
+    """Concentration predictions and residual SDs, each drug's part in its subjects' rows.
+
+    ``obs_subject`` is the subject of each concentration observation (``positions``).
+    """
     prediction = pt.zeros(len(positions))
     sd = pt.zeros(len(positions))
     for drug, (_, observed) in zip(study.drugs, concentrations, strict=True):
@@ -304,5 +328,6 @@ def _concentration_predictions(
         part = _floor(conc, spec.error)
         name = "conc" if not drug.suffix else f"conc{drug.suffix}"
         prediction = pt.set_subtensor(prediction[rows], part)
-        sd = pt.set_subtensor(sd[rows], residual_sd(spec, name, part))
+        levels = _residual_levels(spec, "conc", covariates, obs_subject[rows])
+        sd = pt.set_subtensor(sd[rows], residual_sd(spec, name, part, levels))
     return prediction, sd

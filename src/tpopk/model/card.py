@@ -153,13 +153,15 @@ class CovariateEffect(_Frozen):
         return self
 
 
-class LevelIIV(_Frozen):
-    """IIV whose SD differs between levels of a categorical covariate.
+class LevelSD(_Frozen):
+    """An SD that differs between levels of a categorical covariate.
 
-    Subjects at one of ``levels`` get that level's ``omega`` prior; the others get the
-    parameter's own ``iiv``. NONMEM's one ETA with an OMEGA per population
-    (``ETA(1)*(1 - ITP) + ETA(2)*ITP``): e.g. platelet survival varies little between
-    healthy volunteers and widely between ITP patients.
+    Subjects at one of ``levels`` get that level's prior; the others get the default SD
+    (the parameter's ``iiv``, or the residual's one sigma). NONMEM's one ETA with an
+    OMEGA per population (``ETA(1)*(1 - ITP) + ETA(2)*ITP``) or one EPS scaled per
+    population: e.g. platelet survival varies little between healthy volunteers and
+    widely between ITP patients (``iiv_by``), and an ITP patient's count moves far more
+    from week to week than a volunteer's (``sigma_by``).
     """
 
     covariate: str
@@ -167,9 +169,9 @@ class LevelIIV(_Frozen):
     source: str = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _some_levels(self) -> LevelIIV:
+    def _some_levels(self) -> LevelSD:
         if not self.levels:
-            raise ValueError("'iiv_by' lists at least one level with its own omega prior")
+            raise ValueError("list at least one level with its own SD prior")
         return self
 
 
@@ -189,7 +191,7 @@ class ParameterSpec(_Frozen):
     # before the option existed read back unchanged
     centered: bool = Field(default=False, exclude_if=lambda v: not v)
     # IIV SD per covariate level; left out of the dumped card when absent (as 'centered')
-    iiv_by: LevelIIV | None = Field(default=None, exclude_if=lambda v: v is None)
+    iiv_by: LevelSD | None = Field(default=None, exclude_if=lambda v: v is None)
     covariates: tuple[CovariateEffect, ...] = ()
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
@@ -231,12 +233,18 @@ class ParameterSpec(_Frozen):
 
 
 class ResidualSpec(_Frozen):
-    """Residual error model for one observation type (DVID)."""
+    """Residual error model for one observation type (DVID).
+
+    ``sigma_by`` gives subjects at some levels of a categorical covariate their own
+    sigma (``sigma_<kind>_<dvid>_<LEVEL>``) in place of the error model's one sigma.
+    """
 
     error: Literal["additive", "proportional", "combined", "lognormal"]
     sigma_add: PriorField | None = None
     sigma_prop: PriorField | None = None
     sigma_log: PriorField | None = None
+    # left out of the dumped card when absent, so older cards and fit hashes read back
+    sigma_by: LevelSD | None = Field(default=None, exclude_if=lambda v: v is None)
     source: str = ""
 
     @model_validator(mode="after")
@@ -252,7 +260,21 @@ class ResidualSpec(_Frozen):
             raise ValueError(
                 f"'{self.error}' error needs exactly {sorted(needed)}, got {sorted(given)}"
             )
+        if self.sigma_by is not None and len(needed) != 1:
+            raise ValueError(
+                f"'sigma_by' replaces the one sigma of an error model; '{self.error}' has "
+                f"{sorted(needed)}"
+            )
         return self
+
+    @property
+    def sigma(self) -> tuple[str, Prior]:
+        """``(kind, prior)`` of a one-sigma error model (``sigma_log`` for log-normal)."""
+        kind = {"additive": "sigma_add", "proportional": "sigma_prop", "lognormal": "sigma_log"}
+        if self.error not in kind:
+            raise CardError(f"'{self.error}' error has two sigmas")
+        name = kind[self.error]
+        return name, cast(Prior, getattr(self, name))
 
 
 class Structure(_Frozen):

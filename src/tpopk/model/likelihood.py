@@ -16,21 +16,35 @@ from pytensor.tensor import TensorVariable
 from tpopk.model.card import CardError, ResidualSpec
 
 
-def residual_sd(spec: ResidualSpec, name: str, prediction: TensorVariable) -> TensorVariable:
+def residual_sd(
+    spec: ResidualSpec,
+    name: str,
+    prediction: TensorVariable,
+    levels: NDArray[np.str_] | None = None,
+) -> TensorVariable:
     """Create the ``sigma_<kind>_<name>`` variables and return the residual SD per observation.
 
     For ``lognormal`` the SD is on the log scale; otherwise on the observation scale.
+    With ``sigma_by``, ``levels`` holds each observation's subject's covariate value and
+    observations at a listed level take ``sigma_<kind>_<name>_<LEVEL>``; every level's
+    sigma is created whether or not the data hold it, as for ``iiv_by``.
     """
-    if spec.error == "lognormal":
-        assert spec.sigma_log is not None
-        return spec.sigma_log.create_variable(f"sigma_log_{name}") * pt.ones_like(prediction)
-    variance = pt.zeros_like(prediction)
-    if spec.sigma_add is not None:
-        variance = variance + spec.sigma_add.create_variable(f"sigma_add_{name}") ** 2
-    if spec.sigma_prop is not None:
-        sigma_prop = spec.sigma_prop.create_variable(f"sigma_prop_{name}")
-        variance = variance + (sigma_prop * prediction) ** 2
-    return pt.sqrt(variance)
+    if spec.error == "combined":
+        assert spec.sigma_add is not None
+        assert spec.sigma_prop is not None
+        additive = spec.sigma_add.create_variable(f"sigma_add_{name}")
+        proportional = spec.sigma_prop.create_variable(f"sigma_prop_{name}") * prediction
+        return pt.sqrt(additive**2 + proportional**2)
+    kind, prior = spec.sigma
+    sigma = prior.create_variable(f"{kind}_{name}") * pt.ones_like(prediction)
+    if spec.sigma_by is not None:
+        if levels is None:
+            raise CardError(f"residual.{name}: 'sigma_by' needs each observation's level")
+        for level, level_prior in spec.sigma_by.levels.items():
+            level_sigma = level_prior.create_variable(f"{kind}_{name}_{level}")
+            sigma = pt.where(pt.as_tensor(levels == level), level_sigma, sigma)
+    # the prediction is floored positive for proportional error (build._floor)
+    return sigma * prediction if spec.error == "proportional" else sigma
 
 
 def likelihood(

@@ -31,7 +31,7 @@ from pymc_extras.prior import Prior
 
 import tpopk
 from tpopk import diagnostics
-from tpopk.model.card import ModelCard
+from tpopk.model.card import LevelSD, ModelCard
 from tpopk.report.comparison import Table, comparison_tables
 from tpopk.simulate import TrialDesign
 
@@ -236,6 +236,14 @@ def prior_text(prior: Prior | float | None) -> str:
     return f"{prior.distribution}({arguments})"
 
 
+def levels_text(by: LevelSD | None) -> str:
+    """Write per-level SD priors as ``; DISEASE ITP: HalfNormal(sigma=1)``, or nothing."""
+    if by is None:
+        return ""
+    levels = ", ".join(f"{level}: {prior_text(prior)}" for level, prior in by.levels.items())
+    return f"; {by.covariate} {levels}"
+
+
 def summarise_card(card: ModelCard) -> CardSummary:
     """List a card's parameters with their priors, IIV, covariates and sources."""
     rows = []
@@ -259,7 +267,7 @@ def summarise_card(card: ModelCard) -> CardSummary:
                 unit=spec.unit,
                 origin=origin,
                 prior=prior,
-                iiv=prior_text(spec.iiv),
+                iiv=prior_text(spec.iiv) + levels_text(spec.iiv_by),
                 covariates=effects,
                 pooling=pooling,
                 source=spec.source,
@@ -273,7 +281,8 @@ def summarise_card(card: ModelCard) -> CardSummary:
                 f"{kind} ~ {prior_text(getattr(spec, kind))}"
                 for kind in ("sigma_add", "sigma_prop", "sigma_log")
                 if getattr(spec, kind) is not None
-            ),
+            )
+            + levels_text(spec.sigma_by),
             source=spec.source,
         )
         for dvid, spec in card.residual.items()

@@ -204,11 +204,9 @@ def prior_population(
             )["prior"]
             parts |= {n: sampled[n] for n in wanted}
     population = xr.Dataset(parts)
-    if system is not None and (measured := _measurement_prior(system)) is not None:
-        population[measured[1]] = (
-            ("chain", "draw"),
-            _measurement_sd(system, None, draws, seed)[None],
-        )
+    if system is not None:
+        for variable, values in _measurement_prior_draws(system, draws, seed).items():
+            population[variable] = (("chain", "draw"), values[None])
     return population
 
 
@@ -333,38 +331,69 @@ def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
 BASELINE_PARAMETERS = ("circ0", "plt0", "r0")
 
 
-def _measurement_prior(system: ModelCard) -> tuple[Any, str] | None:
-    """Prior and fit name of the count's log-scale error SD, or None if it has none."""
-    spec = system.residual.get(system.structure.response)
-    if spec is None:
-        return None
-    prior, name = (
-        (spec.sigma_log, "sigma_log")
-        if spec.error == "lognormal"
-        else (spec.sigma_prop, "sigma_prop")
-    )
-    return None if prior is None else (prior, f"{name}_{system.structure.response}")
+def _measurement_priors(system: ModelCard) -> tuple[str | None, dict[str | None, tuple[Any, str]]]:
+    """Priors and fit names of the count's log-scale error SD.
+
+    Returns the ``sigma_by`` covariate (None without one) and, per level of it (None: the
+    subjects at no listed level), ``(prior, variable name)``; empty where the count has
+    no multiplicative error. Log-normal error uses ``sigma_log``; proportional error is
+    log-normal to first order; an additive part is ignored (it matters only near zero
+    counts).
+    """
+    response = system.structure.response
+    spec = system.residual.get(response)
+    if spec is None or spec.error == "additive":
+        return None, {}
+    kind, prior = ("sigma_prop", spec.sigma_prop) if spec.error == "combined" else spec.sigma
+    priors: dict[str | None, tuple[Any, str]] = {None: (prior, f"{kind}_{response}")}
+    if spec.sigma_by is None:
+        return None, priors
+    for level, prior in spec.sigma_by.levels.items():
+        priors[level] = (prior, f"{kind}_{response}_{level}")
+    return spec.sigma_by.covariate, priors
+
+
+def _measurement_prior_draws(system: ModelCard, draws: int, seed: int) -> dict[str, FloatArray]:
+    """Prior draws of every measurement-error SD of ``system``, by fit name."""
+    _, priors = _measurement_priors(system)
+    if not priors:
+        return {}
+    with pm.Model():
+        for prior, variable in priors.values():
+            prior.create_variable(variable)
+        sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
+    return {
+        variable: np.asarray(sampled["prior"][variable].to_numpy().ravel(), dtype=float)
+        for _, variable in priors.values()
+    }
 
 
 def _measurement_sd(
-    system: ModelCard, posterior: xr.Dataset | None, draws: int, seed: int
+    system: ModelCard, posterior: xr.Dataset, patients: pd.DataFrame, draws: int
 ) -> FloatArray:
-    """Log-scale SD of a platelet count's measurement error, one per draw.
+    """Log-scale SD of each patient's count error.
 
-    Log-normal error uses ``sigma_log``; proportional error is log-normal to first
-    order; an additive part is ignored (it matters only near zero counts).
+    ``patients`` holds ``draws`` blocks of patients, draw-major, as the trial's flattened
+    patients; each takes its draw's SD for its level of the ``sigma_by`` covariate.
     """
-    measured = _measurement_prior(system)
-    if measured is None:
-        return np.zeros(draws)
-    prior, variable = measured
-    if posterior is not None:
+    column, priors = _measurement_priors(system)
+    if not priors:
+        return np.zeros(len(patients))
+
+    def per_patient(variable: str) -> FloatArray:
         flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
-        return np.asarray(flat[np.linspace(0, flat.size - 1, draws).round().astype(int)])
-    with pm.Model():
-        prior.create_variable(variable)
-        sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
-    return np.asarray(sampled["prior"][variable].to_numpy().ravel(), dtype=float)
+        chosen = np.linspace(0, flat.size - 1, draws).round().astype(int)
+        return np.repeat(np.asarray(flat[chosen], dtype=float), len(patients) // draws)
+
+    sd = per_patient(priors[None][1])
+    # patients without the column sit at the default level, as _covariate_frame puts
+    # covariates a population lacks at the card's reference
+    if column is not None and column in patients:
+        levels = patients[column].astype(str).to_numpy()
+        for level, (_, variable) in priors.items():
+            if level is not None:
+                sd = np.where(levels == level, per_patient(variable), sd)
+    return sd
 
 
 def simulate_trial(
@@ -439,9 +468,6 @@ def simulate_trial(
     # Individual values depend on the agonist and the patients only: with shared patients
     # they are drawn once per agonist (each draw builds and compiles a PyMC graph).
     drawn: dict[str, dict[str, FloatArray]] = {}
-    sd = _measurement_sd(
-        Agonist.from_cards(cards, design.arms[0].agonist).system, posterior, draws, seed
-    )
     for i, arm in enumerate(design.arms):
         agonist = Agonist.from_cards(cards, arm.agonist)
         people = population.sel(arm=arm.name)
@@ -470,7 +496,7 @@ def simulate_trial(
             flat,
             people["WT"].to_numpy(),
             dose_per_kg=design.titration_of(arm).dose_unit == "µg/kg",
-            residual_sd=np.repeat(sd, n_patients),
+            residual_sd=_measurement_sd(agonist.system, posterior, covariates[arm.name], draws),
             seed=arm_seed,
         )
     trial = run_trial(design, responders, population)
