@@ -47,3 +47,13 @@ def test_p_better_counts_only_draws_where_both_arms_are_defined() -> None:
     undefined = contrasts(never, {"time_to_response": "time_to_response"}, ci_prob=0.9)
     # a placebo arm without responders gives no contrast at all, not P(better) = 0
     assert np.isnan(_pair(undefined, "drug", "placebo")["p_better_time_to_response"].item())
+
+
+def test_a_one_arm_trial_has_no_contrasts() -> None:
+    values = xr.Dataset(
+        {"responder": (("arm", "draw"), [[0.6, 0.7, 0.2]])}, coords={"arm": ["placebo"]}
+    )
+    result = contrasts(values, {"responder": "responder"}, ci_prob=0.9)
+    assert result.sizes["pair"] == 0
+    assert result["difference_responder"].dims == ("stat", "pair")
+    assert result["p_better_responder"].sizes["pair"] == 0

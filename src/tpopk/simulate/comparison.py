@@ -289,6 +289,10 @@ def contrasts(values: xr.Dataset, kinds: Mapping[str, str], ci_prob: float) -> x
         # draws where both are defined, and NaN (reported n/a) when there are none.
         defined = diff.notnull()
         n_defined = defined.sum("draw")
-        out[f"difference_{name}"] = summarise(diff.to_dataset(name="d"), ci_prob)["d"]
+        if pairs:
+            out[f"difference_{name}"] = summarise(diff.to_dataset(name="d"), ci_prob)["d"]
+        else:  # a one-arm trial: no pairs, and xarray's quantile fails on an empty dim
+            stats = ["median", "lower", "upper"]
+            out[f"difference_{name}"] = diff.isel(draw=0, drop=True).expand_dims(stat=stats)
         out[f"p_better_{name}"] = (better & defined).sum("draw") / n_defined.where(n_defined > 0)
     return xr.Dataset(out).assign_coords(arm=("pair", first), versus=("pair", second))
