@@ -194,7 +194,13 @@ CLAIMS: list[tuple[str, str, Callable[[], float]]] = [
     ("thrombopoiesis", "gamma", lambda: num("general", "generic platelet model feedback gamma")),
     ("thrombopoiesis", "gamma.DISEASE[ITP]", lambda: _feedback_ratio("hetrombopag")),
     ("thrombopoiesis", "gamma.DISEASE[CLD]", lambda: _feedback_ratio("eltrombopag")),
-    ("thrombopoiesis", "residual.plt", lambda: num("romiplostim", "PD residual error")),
+    # proportional errors as the log-normal SD with their CV (the card's error is log-normal)
+    (
+        "thrombopoiesis",
+        "residual.plt",
+        lambda: omega(100 * num("romiplostim", "residual error PK / PD", 1)),
+    ),
+    ("thrombopoiesis", "residual.plt[CLD]", lambda: omega(num("eltrombopag", "PD residual error"))),
     # eltrombopag
     ("eltrombopag", "ka1", lambda: num("eltrombopag", "Ka1 / Ka2", 0)),
     ("eltrombopag", "ka1.iiv", lambda: omega(note("eltrombopag", "IIV CL/F / Vc/F", r"(\d+)% CV"))),
@@ -339,8 +345,13 @@ FIXED_EXPONENTS: list[tuple[str, str, str, Callable[[], float]]] = [
 def centre(model_card: ModelCard, claim: str) -> float:
     """exp(mu) of the prior the claim names (a log-normal's median, exp of a Normal mean)."""
     if claim.startswith("residual."):
-        spec = model_card.residual[claim.split(".")[1]]
-        prior = spec.sigma_prop
+        dvid, _, level = claim.split(".")[1].partition("[")
+        spec = model_card.residual[dvid]
+        if level:
+            assert spec.sigma_by is not None
+            prior = spec.sigma_by.levels[level.rstrip("]")]
+        else:
+            prior = spec.sigma[1]
     else:
         name, _, part = claim.partition(".")
         parameter = model_card.parameters[name]
@@ -385,6 +396,11 @@ def test_every_source_cites_the_literature(name: str) -> None:
     for p, spec in model_card.parameters.items():
         sources |= {f"parameters.{p}.{e.covariate}": e.source for e in spec.covariates}
     sources |= {f"residual.{d}": r.source for d, r in model_card.residual.items()}
+    sources |= {
+        f"residual.{d}.sigma_by": r.sigma_by.source
+        for d, r in model_card.residual.items()
+        if r.sigma_by is not None
+    }
     uncited = [where for where, text in sources.items() if not cites.search(text)]
     assert not uncited, f"{name}: sources without a literature citation: {uncited}"
     # a prior not centred on a published number must say so in its source

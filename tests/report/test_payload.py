@@ -157,3 +157,20 @@ def test_comparison_tables_are_in_the_payload(theophylline_payload) -> None:
 def test_prior_text_of_a_fixed_value_and_none() -> None:
     assert prior_text(None) == ""
     assert prior_text(0.75) == "0.75"
+
+
+def test_card_summary_lists_the_per_level_sds() -> None:
+    from tpopk.model import load_card
+    from tpopk.report.payload import summarise_card
+
+    summary = summarise_card(load_card(MODELS / "thrombopoiesis.toml"))
+    tplt = next(row for row in summary.parameters if row.parameter == "tplt")
+    assert tplt.iiv == (
+        "LogNormal(mu=-2.43456, sigma=0.5); DISEASE "
+        "ITP: LogNormal(mu=-0.74997, sigma=0.5), CLD: LogNormal(mu=-0.74997, sigma=0.5)"
+    )
+    (plt,) = summary.residuals
+    assert plt.priors == (
+        "sigma_log ~ LogNormal(mu=-2.38808, sigma=0.5); DISEASE "
+        "ITP: LogNormal(mu=-0.470004, sigma=0.25), CLD: LogNormal(mu=-0.857588, sigma=0.4)"
+    )

@@ -176,7 +176,12 @@ def test_prior_population_draws_the_system_once_for_every_agonist() -> None:
     )
     assert population["pop_tplt"].shape == (1, 5)
     assert population["z_tp_agonist"].shape == (1, 5, 2)  # one per agonist, drawn together
-    assert {"pop_cl_eltrombopag", "pop_cl_romiplostim", "sigma_prop_plt"} <= set(population)
+    assert {
+        "pop_cl_eltrombopag",
+        "pop_cl_romiplostim",
+        "sigma_log_plt",
+        "sigma_log_plt_ITP",
+    } <= set(population)
     # and the arms' individual values are conditioned on it: per draw, the two agonists'
     # patients share one typical platelet lifespan (400 patients: the mean eta is within
     # ~0.03 of 0, while separately drawn typical values differ by ~0.3 on the log scale)
@@ -194,3 +199,16 @@ def test_prior_population_draws_the_system_once_for_every_agonist() -> None:
     ]
     typical = [np.log(v["tplt"]).mean(axis=1) for v in values]
     np.testing.assert_allclose(typical[0], typical[1], atol=0.1)
+
+
+def test_each_patient_takes_the_count_error_of_its_disease_and_draw() -> None:
+    from tpopk.simulate.virtual import _measurement_sd
+
+    system = load_card(ROOT / "models" / "thrombopoiesis.toml")
+    draws = {"sigma_log_plt": [0.1, 0.2], "sigma_log_plt_ITP": [0.6, 0.7]}
+    draws |= {"sigma_log_plt_CLD": [0.4, 0.5]}
+    posterior = xr.Dataset({k: (("chain", "draw"), [v]) for k, v in draws.items()})
+    # two draws of three patients each, draw-major as simulate_trial flattens them
+    patients = pd.DataFrame({"DISEASE": ["HV", "ITP", "CLD", "ITP", "HV", "CLD"]})
+    sd = _measurement_sd(system, posterior, patients, draws=2)
+    np.testing.assert_array_equal(sd, [0.1, 0.6, 0.4, 0.7, 0.2, 0.5])
