@@ -57,8 +57,8 @@ from tpopk.simulate.synthetic import UNITS, design_itp_study, prior_quantile, si
 
 MODELS = Path(__file__).parents[2] / "models"
 AGONISTS = ("hetrombopag", "romiplostim")
-# healthy-volunteer courses of models/trials/healthy_volunteer_courses.toml: hetrombopag
-# 7.5 mg daily x 10 days, romiplostim one 2 µg/kg SC dose
+# healthy-volunteer courses: hetrombopag 7.5 mg daily x 10 days (Zheng 2017's highest
+# multiple-dose group), romiplostim one 2 µg/kg SC dose (Wang 2004)
 REGIMENS = {"hetrombopag": (7.5, "mg", 24.0, 10), "romiplostim": (2.0, "µg/kg", 168.0, 1)}
 PK_TIMES = {
     "hetrombopag": (1.0, 4.0, 24.0, 216.0, 220.0),

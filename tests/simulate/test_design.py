@@ -212,7 +212,7 @@ def test_healthy_volunteer_courses_give_their_doses_and_split_by_unit():
     design = load_trial(TRIALS[0].parent / "healthy_volunteer_courses.toml")
     _, trial = simulate(design, n=10)
     doses = (trial["dose_amount"] > 0).sum("dose").to_pandas()
-    expected = {"romiplostim": 1, "eltrombopag": 10, "hetrombopag": 10, "avatrombopag": 1}
+    expected = {"romiplostim": 1, "eltrombopag": 10, "hetrombopag": 1, "avatrombopag": 1}
     for arm, count in {**expected, "lusutrombopag": 7}.items():
         assert np.all(doses.loc[arm] == count), arm
     oral = trial.sel(arm=["eltrombopag", "hetrombopag", "avatrombopag", "lusutrombopag"])
