@@ -33,7 +33,7 @@ from pytensor.tensor import TensorVariable
 from tpopk.data import EventTable, SubjectArrays
 from tpopk.model.card import CardError, ModelCard, ResidualSpec
 from tpopk.model.likelihood import likelihood, residual_sd
-from tpopk.model.parameters import individual_parameters
+from tpopk.model.parameters import covariate_levels, individual_parameters
 from tpopk.model.predict import (
     Dosing,
     Drug,
@@ -227,13 +227,8 @@ def _residual_levels(
     """Each observation's level of the residual's ``sigma_by`` covariate (None without one)."""
     if spec.sigma_by is None:
         return None
-    column = spec.sigma_by.covariate
-    if column not in covariates.columns:
-        raise CardError(
-            f"residual.{dvid}: 'sigma_by' covariate '{column}' is not in the data "
-            f"(subject covariates: {sorted(covariates.columns)})"
-        )
-    return np.asarray(covariates[column].astype(str).to_numpy()[obs_subject], dtype=str)
+    where = f"residual.{dvid}: 'sigma_by'"
+    return covariate_levels(covariates, spec.sigma_by.covariate, where)[obs_subject]
 
 
 def _agonist_index(study: Study, n_subjects: int) -> NDArray[np.int64]:

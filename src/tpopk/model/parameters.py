@@ -36,13 +36,28 @@ def _coefficient(name: str, effect: CovariateEffect, dims: str | None = None) ->
     ).create_variable(name)
 
 
-def _covariate_values(parameter: str, column: str, covariates: pd.DataFrame) -> np.ndarray:
+def _column(covariates: pd.DataFrame, column: str, where: str) -> pd.Series:
+    """Return the subjects' ``column``; a CardError starting with ``where`` if it is missing."""
     if column not in covariates.columns:
         raise CardError(
-            f"parameters.{parameter}: covariate '{column}' is not in the data "
+            f"{where} covariate '{column}' is not in the data "
             f"(subject covariates: {sorted(covariates.columns)})"
         )
-    x = pd.to_numeric(covariates[column], errors="coerce").to_numpy(dtype=float)
+    return covariates[column]
+
+
+def covariate_levels(covariates: pd.DataFrame, column: str, where: str) -> NDArray[np.str_]:
+    """Each subject's level of a categorical covariate, as text.
+
+    ``where`` names the card entry that needs it (``"residual.plt: 'sigma_by'"``) in the
+    error raised when the data lack the column.
+    """
+    return np.asarray(_column(covariates, column, where).astype(str).to_numpy(), dtype=str)
+
+
+def _covariate_values(parameter: str, column: str, covariates: pd.DataFrame) -> np.ndarray:
+    values = _column(covariates, column, f"parameters.{parameter}:")
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     if np.isnan(x).any():
         missing = covariates.index[np.isnan(x)].tolist()[:5]
         raise CardError(
@@ -58,12 +73,7 @@ def covariate_log_effect(
     """Log of the multiplicative covariate effect on ``parameter``, one value per subject."""
     name = f"beta_{parameter}_{effect.covariate}"
     if effect.effect == "categorical":
-        if effect.covariate not in covariates.columns:
-            raise CardError(
-                f"parameters.{parameter}: covariate '{effect.covariate}' is not in the data "
-                f"(subject covariates: {sorted(covariates.columns)})"
-            )
-        values = covariates[effect.covariate].astype(str).to_numpy()
+        values = covariate_levels(covariates, effect.covariate, f"parameters.{parameter}:")
         unknown = set(values) - {str(effect.reference), *effect.levels}
         if unknown:
             raise CardError(
@@ -188,13 +198,7 @@ def _level_omega(
     per-subject SD is kept as ``iiv_<P>`` for the η-shrinkage.
     """
     assert spec.iiv_by is not None
-    column = spec.iiv_by.covariate
-    if column not in covariates.columns:
-        raise CardError(
-            f"parameters.{label}: 'iiv_by' covariate '{column}' is not in the data "
-            f"(subject covariates: {sorted(covariates.columns)})"
-        )
-    values = covariates[column].astype(str).to_numpy()
+    values = covariate_levels(covariates, spec.iiv_by.covariate, f"parameters.{label}: 'iiv_by'")
     per_subject = omega * pt.ones(len(values))
     for level, prior in spec.iiv_by.levels.items():
         level_omega = prior.create_variable(f"omega_{label}_{level}")
