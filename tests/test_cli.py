@@ -35,6 +35,49 @@ def test_simulate_without_cards_is_a_clear_error(
     assert "give --model CARD" in capsys.readouterr().err
 
 
+def test_simulate_with_an_agonist_card_alone_names_the_missing_system_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hetrombopag = str(ROOT / "models" / "hetrombopag.toml")
+    args = ["simulate", "--model", hetrombopag, "--trial", TRIAL, "--n", "2"]
+    assert main([*args, "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "needs one system card" in err
+    assert "got 0 and 1" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["simulate", "--model", CARD, "--trial", TRIAL, "--n", "0", "--out", "x"],
+            "--n: expected an integer ≥ 1, got 0",
+        ),
+        (
+            ["simulate", "--model", CARD, "--trial", TRIAL, "--seed", "-1", "--out", "x"],
+            "--seed: expected an integer ≥ 0",
+        ),
+        (
+            ["fit", "d.csv", "--model", CARD, "--draws", "ten", "--out", "x"],
+            "--draws: expected an integer, got 'ten'",
+        ),
+        (
+            ["fit", "d.csv", "--model", CARD, "--tune", "-5", "--out", "x"],
+            "--tune: expected an integer ≥ 0",
+        ),
+        (["compare", "f.nc", "--trial", TRIAL, "--draws", "0"], "--draws: expected an integer ≥ 1"),
+    ],
+)
+def test_counts_and_seeds_out_of_range_are_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = prior_fit.save(tmp_path / "prior.nc")

@@ -270,6 +270,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argparse type: an integer ≥ ``minimum``, else a usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer ≥ {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpopk", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -288,10 +303,10 @@ def _parser() -> argparse.ArgumentParser:
         help="model card (TOML); repeat for a study: the system card and each agonist card",
     )
     p.add_argument("--out", required=True, help="fit file to write (.nc or .zarr)")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--draws", type=_at_least(1), default=1000)
+    p.add_argument("--tune", type=_at_least(0), default=1000)
+    p.add_argument("--chains", type=_at_least(1), default=4)
+    p.add_argument("--seed", type=_at_least(0), default=20261122)
     p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
@@ -305,17 +320,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", help="model card(s); or --fit")
     p.add_argument("--fit", help="fit file: simulate from its posterior")
     p.add_argument("--trial", required=True, help="trial design (TOML)")
-    p.add_argument("--n", type=int, default=100, help="virtual patients per arm")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--out", required=True, help="event dataset to write (CSV)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("compare", help="compare the arms of a trial from a fit's posterior")
     p.add_argument("fit", help="fit file (.nc or .zarr)")
     p.add_argument("--trial", required=True, help="trial design (TOML)")
-    p.add_argument("--n", type=int, default=100, help="virtual patients per arm and draw")
-    p.add_argument("--draws", type=int, default=100, help="posterior draws")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm and draw")
+    p.add_argument("--draws", type=_at_least(1), default=100, help="posterior draws")
+    p.add_argument("--seed", type=_at_least(0), default=0)
     p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
     p.add_argument(
         "--equivalence",

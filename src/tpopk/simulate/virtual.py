@@ -54,7 +54,9 @@ class Agonist:
         drugs = [c for c in cards if c.kind == "agonist" and str(c.agonist).lower() == agonist]
         if len(systems) != 1 or len(drugs) != 1:
             raise CardError(
-                f"no system card plus '{agonist}' agonist card among {[c.name for c in cards]}"
+                f"an arm of '{agonist}' needs one system card (e.g. thrombopoiesis.toml) and one "
+                f"'{agonist}' agonist card; got {len(systems)} and {len(drugs)} among "
+                f"{[c.name for c in cards]}"
             )
         return cls(drugs[0], systems[0], f"_{agonist}")
 
