@@ -165,12 +165,25 @@ GOOD = (TRIALS[0].parent / "lusutrombopag_cld_lplus2.toml").read_text(encoding="
         ("upper = 50.0 }", "upper = 50.0, colour = 1 }", "colour"),
         ('kind = "overshoot"', 'kind = "overshot"', "endpoints"),
         ('name = "placebo"', 'name = "lusutrombopag"', "arm names repeat"),
+        ("platelets_at_least = 50", "platelets_at_least = -50", r"rules\.0\.platelets_at_least"),
     ],
 )
 def test_bad_designs_name_the_problem(old, new, message):
     assert old in GOOD
     with pytest.raises(TrialDesignError, match=message):
         load_trial(GOOD.replace(old, new, 1))
+
+
+def test_levels_out_of_dose_order_are_an_error():
+    text = (TRIALS[0].parent / "hetrombopag_phase3_itp.toml").read_text(encoding="utf-8")
+    old = "levels = [2.5, 3.75, 5.0, 7.5]"
+    assert old in text
+    with pytest.raises(
+        TrialDesignError, match=r"level 3 gives 5 mg per slot on average, level 2 7\.5"
+    ):
+        load_trial(text.replace(old, "levels = [2.5, 7.5, 5.0, 3.75]"))
+    # A pattern is ordered by its average: 20 mg twice a week (5.7 mg/day) sits below 10 mg daily.
+    load_trial(text.replace(old, "levels = [2.5, [20, 0, 0, 20, 0, 0, 0], 10.0]"))
 
 
 def test_hold_rules_need_a_resume_threshold():

@@ -49,6 +49,7 @@ minimal design::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -193,10 +194,10 @@ class Rule(_Frozen):
     """
 
     action: Literal["increase", "decrease", "hold", "stop"]
-    platelets_below: float | None = None
-    platelets_above: float | None = None
-    platelets_at_least: float | None = None
-    rise_from_baseline_at_least: float | None = None
+    platelets_below: float | None = Field(default=None, ge=0)
+    platelets_above: float | None = Field(default=None, ge=0)
+    platelets_at_least: float | None = Field(default=None, ge=0)
+    rise_from_baseline_at_least: float | None = Field(default=None, ge=0)
     consecutive_visits: int = Field(default=1, ge=1)
     min_time_at_level: Hours | None = None
     at_level: Literal["highest", "lowest"] | None = None
@@ -283,6 +284,15 @@ class Titration(_Frozen):
         for number, level in enumerate(self.levels, start=1):
             if not level or max(level) <= 0:
                 raise ValueError(f"level {number} gives no dose")
+        # increase/decrease move one level up/down, so the order is the dose order: the
+        # mean amount per slot (a pattern's average) must rise from level to level.
+        means = [sum(level) / len(level) for level in self.levels]
+        for number, (low, high) in enumerate(pairwise(means), start=1):
+            if high <= low:
+                raise ValueError(
+                    f"levels must rise from lowest to highest: level {number + 1} gives "
+                    f"{high:g} {self.dose_unit} per slot on average, level {number} {low:g}"
+                )
         return self
 
     def schedule(self, slots: int) -> npt.NDArray[np.float64]:
