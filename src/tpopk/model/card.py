@@ -276,6 +276,20 @@ class ResidualSpec(_Frozen):
         name = kind[self.error]
         return name, cast(Prior, getattr(self, name))
 
+    def sigmas(self, name: str) -> dict[str | None, tuple[str, Prior]]:
+        """Fit variable name and prior of the one sigma and of each ``sigma_by`` level's.
+
+        ``name`` is the observation's fit name (``plt``, ``conc_eltrombopag``); key None
+        is the sigma of subjects at no listed level: ``sigma_log_plt``,
+        ``sigma_log_plt_ITP``, ...
+        """
+        kind, prior = self.sigma
+        named: dict[str | None, tuple[str, Prior]] = {None: (f"{kind}_{name}", prior)}
+        if self.sigma_by is not None:
+            for level, level_prior in self.sigma_by.levels.items():
+                named[level] = (f"{kind}_{name}_{level}", level_prior)
+        return named
+
 
 class Structure(_Frozen):
     """Which structural models the card selects.

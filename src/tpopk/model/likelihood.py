@@ -35,14 +35,13 @@ def residual_sd(
         additive = spec.sigma_add.create_variable(f"sigma_add_{name}")
         proportional = spec.sigma_prop.create_variable(f"sigma_prop_{name}") * prediction
         return pt.sqrt(additive**2 + proportional**2)
-    kind, prior = spec.sigma
-    sigma = prior.create_variable(f"{kind}_{name}") * pt.ones_like(prediction)
-    if spec.sigma_by is not None:
-        if levels is None:
-            raise CardError(f"residual.{name}: 'sigma_by' needs each observation's level")
-        for level, level_prior in spec.sigma_by.levels.items():
-            level_sigma = level_prior.create_variable(f"{kind}_{name}_{level}")
-            sigma = pt.where(pt.as_tensor(levels == level), level_sigma, sigma)
+    named = spec.sigmas(name)
+    variable, prior = named.pop(None)
+    sigma = prior.create_variable(variable) * pt.ones_like(prediction)
+    if named and levels is None:
+        raise CardError(f"residual.{name}: 'sigma_by' needs each observation's level")
+    for level, (variable, prior) in named.items():
+        sigma = pt.where(pt.as_tensor(levels == level), prior.create_variable(variable), sigma)
     # the prediction is floored positive for proportional error (build._floor)
     return sigma * prediction if spec.error == "proportional" else sigma
 

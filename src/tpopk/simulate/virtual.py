@@ -333,12 +333,13 @@ def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
 BASELINE_PARAMETERS = ("circ0", "plt0", "r0")
 
 
-def _measurement_priors(system: ModelCard) -> tuple[str | None, dict[str | None, tuple[Any, str]]]:
-    """Priors and fit names of the count's log-scale error SD.
+def _measurement_priors(system: ModelCard) -> tuple[str | None, dict[str | None, tuple[str, Any]]]:
+    """Fit names and priors of the count's log-scale error SD.
 
     Returns the ``sigma_by`` covariate (None without one) and, per level of it (None: the
-    subjects at no listed level), ``(prior, variable name)``; empty where the count has
-    no multiplicative error. Log-normal error uses ``sigma_log``; proportional error is
+    subjects at no listed level), ``(variable name, prior)`` as the fit names them
+    (:meth:`tpopk.model.card.ResidualSpec.sigmas`); empty where the count has no
+    multiplicative error. Log-normal error uses ``sigma_log``; proportional error is
     log-normal to first order; an additive part is ignored (it matters only near zero
     counts).
     """
@@ -346,13 +347,10 @@ def _measurement_priors(system: ModelCard) -> tuple[str | None, dict[str | None,
     spec = system.residual.get(response)
     if spec is None or spec.error == "additive":
         return None, {}
-    kind, prior = ("sigma_prop", spec.sigma_prop) if spec.error == "combined" else spec.sigma
-    priors: dict[str | None, tuple[Any, str]] = {None: (prior, f"{kind}_{response}")}
-    if spec.sigma_by is None:
-        return None, priors
-    for level, prior in spec.sigma_by.levels.items():
-        priors[level] = (prior, f"{kind}_{response}_{level}")
-    return spec.sigma_by.covariate, priors
+    if spec.error == "combined":  # one sigma per part, so no sigma_by (card validation)
+        return None, {None: (f"sigma_prop_{response}", spec.sigma_prop)}
+    column = None if spec.sigma_by is None else spec.sigma_by.covariate
+    return column, spec.sigmas(response)
 
 
 def _measurement_prior_draws(system: ModelCard, draws: int, seed: int) -> dict[str, FloatArray]:
@@ -361,12 +359,12 @@ def _measurement_prior_draws(system: ModelCard, draws: int, seed: int) -> dict[s
     if not priors:
         return {}
     with pm.Model():
-        for prior, variable in priors.values():
+        for variable, prior in priors.values():
             prior.create_variable(variable)
         sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
     return {
         variable: np.asarray(sampled["prior"][variable].to_numpy().ravel(), dtype=float)
-        for _, variable in priors.values()
+        for variable, _ in priors.values()
     }
 
 
@@ -387,12 +385,12 @@ def _measurement_sd(
         chosen = np.linspace(0, flat.size - 1, draws).round().astype(int)
         return np.repeat(np.asarray(flat[chosen], dtype=float), len(patients) // draws)
 
-    sd = per_patient(priors[None][1])
+    sd = per_patient(priors[None][0])
     # patients without the column sit at the default level, as _covariate_frame puts
     # covariates a population lacks at the card's reference
     if column is not None and column in patients:
         levels = patients[column].astype(str).to_numpy()
-        for level, (_, variable) in priors.items():
+        for level, (variable, _) in priors.items():
             if level is not None:
                 sd = np.where(levels == level, per_patient(variable), sd)
     return sd
