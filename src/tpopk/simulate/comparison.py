@@ -9,8 +9,8 @@ also put on a common dose scale: the dose of one arm's agonist that matches anot
 arm's endpoint (:mod:`tpopk.simulate.equivalence`).
 
 Draws are simulated in chunks, so memory stays bounded by the chunk size; the chunks
-run locally, or on a Dask cluster when a scheduler address is given (through the same
-function, ``dask.distributed`` being an optional dependency).
+run locally, or on a Dask cluster when a scheduler is given
+(:func:`tpopk.parallel.run_tasks`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from tpopk.errors import TpopkError
 from tpopk.model.card import ModelCard
+from tpopk.parallel import run_tasks
 from tpopk.simulate.design import TrialDesign, load_trial
 from tpopk.simulate.endpoints import evaluate_endpoints
 from tpopk.simulate.equivalence import DoseGrid, stack_curves, summarise_equivalence
@@ -153,7 +153,9 @@ def compare(
     chunk
         Draws simulated together; bounds memory.
     scheduler
-        Address of a Dask scheduler (``tcp://host:8786``); chunks then run there.
+        Where the chunks run (:func:`tpopk.parallel.run_tasks`): ``None`` here,
+        ``"local"`` on a local Dask cluster, else a Dask scheduler's address
+        (``tcp://host:8786``).
     progressbar
         Show progress over chunks.
     equivalence
@@ -186,17 +188,13 @@ def compare(
         (fit.cards, design, part, agonists, n_patients, seed + i, grids)
         for i, part in enumerate(parts)
     ]
-    if scheduler is None:
-        results = [
-            _chunk_endpoints(*a)
-            for a in tqdm(arguments, disable=not progressbar, desc="trial draws")
-        ]
-    else:
-        from dask.distributed import Client
-
-        with Client(scheduler) as client:
-            futures = [client.submit(_chunk_endpoints, *a, pure=False) for a in arguments]
-            results = client.gather(futures)
+    results = run_tasks(
+        _chunk_endpoints,
+        arguments,
+        scheduler=scheduler,
+        progressbar=progressbar,
+        desc="trial draws",
+    )
     values = xr.concat([v for v, _ in results], dim="draw").assign_coords(draw=np.arange(draws))
     tree = _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
     if grids:
