@@ -42,7 +42,7 @@ from tpopk.diagnostics.observations import (
     observations,
     simulated_draws,
 )
-from tpopk.diagnostics.sbc import plot_sbc, sbc_ranks, sbc_uniformity
+from tpopk.diagnostics.sbc import plot_sbc, sbc_ranks, sbc_uniformity, simulate_sbc
 from tpopk.diagnostics.shrinkage import epsilon_shrinkage, eta_shrinkage, plot_eta_shrinkage
 from tpopk.diagnostics.vpc import plot_vpc, vpc
 
@@ -78,6 +78,7 @@ __all__ = [
     "prediction_discrepancies",
     "sbc_ranks",
     "sbc_uniformity",
+    "simulate_sbc",
     "simulated_draws",
     "vpc",
 ]

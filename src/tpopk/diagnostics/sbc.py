@@ -12,15 +12,15 @@ the binomial band each bin count should fall in. Posterior draws should be thinn
 roughly independent ones first (``L`` ≲ the bulk ESS), or autocorrelation alone makes
 the ranks non-uniform.
 
-Simulating and fitting the replicates is the caller's part (``benchmarks/sbc.py`` does
-it for a small population PK model, locally or on Dask); this module only needs the
-prior draws and the posterior draws of each replicate.
+:func:`simulate_sbc` runs the replicates of a PyMC model with nutpie, in this process or
+on Dask (:func:`tpopk.parallel.run_tasks`); :func:`sbc_ranks` ranks prior draws among
+posterior draws from anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,15 @@ from scipy import stats
 
 from tpopk.diagnostics.convergence import element_labels
 from tpopk.diagnostics.observations import DiagnosticsError
+from tpopk.parallel import run_tasks
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 #: Dimension that indexes the SBC replicates.
 REPLICATE_DIM = "replicate"
+#: Groups :func:`simulate_sbc` returns besides ``ranks``.
+SBC_GROUPS = ("prior", "posterior", "observed_data", "sample_stats")
 
 
 def sbc_ranks(
@@ -81,6 +87,182 @@ def sbc_ranks(
     ranks = (posterior[names] < prior[names]).sum(dims).astype(np.int64)
     ranks.attrs["n_draws"] = n_draws
     return ranks
+
+
+def _replicate_seeds(seed: int, index: int) -> tuple[int, int]:
+    """Seeds of replicate ``index``'s prior draw and of its fit: a function of both alone."""
+    prior_seed, fit_seed = np.random.SeedSequence((seed, index)).generate_state(2)
+    return int(prior_seed), int(fit_seed)
+
+
+def _dims(model: pm.Model, name: str) -> tuple[str, ...]:
+    """Dimension names of a model variable, PyMC's ``<name>_dim_<i>`` where it has none."""
+    named = model.named_vars_to_dims.get(name) or (None,) * model[name].ndim
+    return tuple(d if d is not None else f"{name}_dim_{i}" for i, d in enumerate(named))
+
+
+def _sbc_chunk(
+    model: pm.Model,
+    var_names: list[str],
+    indices: list[int],
+    seed: int,
+    settings: dict[str, Any],
+) -> dict[str, xr.Dataset]:
+    """Replicates ``indices``, dim ``replicate``: one dataset per group of ``SBC_GROUPS``.
+
+    The forward sampler and nutpie's model are compiled once per chunk; each replicate
+    reseeds the sampler's RNGs and swaps the observations in as shared data.
+    """
+    import nutpie
+    import pymc as pm
+    import pytensor
+    from pymc.pytensorf import reseed_rngs
+    from pymc.sampling.forward import compile_forward_sampling_function
+
+    observed = [str(rv.name) for rv in model.observed_RVs]
+    outputs = [model[name] for name in [*var_names, *observed]]
+    forward, _ = compile_forward_sampling_function(
+        outputs, vars_in_trace=[], basic_rvs=model.basic_RVs, random_seed=False
+    )
+    rngs = [v for v in forward.get_shared() if isinstance(v.get_value(), np.random.Generator)]
+    shared = {
+        name: pytensor.shared(
+            np.asarray(model.rvs_to_values[model[name]].eval()), name=f"sbc_{name}"
+        )
+        for name in observed
+    }
+    fitted = pm.observe(model, {name: shared[name] for name in observed})
+    compiled = nutpie.compile_pymc_model(fitted, var_names=var_names)
+    dims = {name: _dims(model, name) for name in [*var_names, *observed]}
+    coords = {
+        d: (d, list(model.coords[d])) for ds in dims.values() for d in ds if d in model.coords
+    }
+    groups: dict[str, list[xr.Dataset]] = {g: [] for g in SBC_GROUPS}
+    for index in indices:
+        prior_seed, fit_seed = _replicate_seeds(seed, index)
+        reseed_rngs(rngs, prior_seed)
+        values = dict(zip([*var_names, *observed], forward(), strict=True))
+        data = {name: np.asarray(values[name], dtype=shared[name].dtype) for name in observed}
+        tree = nutpie.sample(
+            compiled.with_data(**{f"sbc_{name}": y for name, y in data.items()}),
+            draws=settings["draws"],
+            tune=settings["tune"],
+            chains=settings["chains"],
+            cores=1,
+            seed=fit_seed,
+            target_accept=settings["target_accept"],
+            progress_bar=False,
+        )
+        posterior = tree["posterior"].to_dataset()
+        n_samples = posterior.sizes["chain"] * posterior.sizes["draw"]
+        keep = np.linspace(0, n_samples - 1, settings["keep"]).round().astype(int)
+        thinned: dict[str, Any] = {}
+        for name in var_names:
+            flat = np.asarray(posterior[name].values).reshape(n_samples, *np.shape(values[name]))
+            thinned[name] = (("draw", *dims[name]), flat[keep])
+        divergences = int(tree["sample_stats"]["diverging"].sum())
+        by_group: dict[str, dict[str, Any]] = {
+            "prior": {name: (dims[name], values[name]) for name in var_names},
+            "posterior": thinned,
+            "observed_data": {name: (dims[name], data[name]) for name in observed},
+            "sample_stats": {"divergences": ((), divergences)},
+        }
+        for group, variables in by_group.items():
+            groups[group].append(xr.Dataset(variables, coords=coords))
+    return {group: xr.concat(parts, dim=REPLICATE_DIM) for group, parts in groups.items()}
+
+
+def simulate_sbc(
+    model: pm.Model,
+    var_names: Sequence[str],
+    *,
+    replications: int = 100,
+    draws: int = 250,
+    tune: int = 500,
+    chains: int = 2,
+    keep: int = 99,
+    target_accept: float = 0.8,
+    seed: int = 0,
+    chunk: int = 25,
+    scheduler: str | None = None,
+    progressbar: bool = False,
+) -> xr.DataTree:
+    """Simulation-based calibration of ``model`` with nutpie: simulate, fit, rank.
+
+    Replicate ``i`` draws every variable and the observations from the prior (the
+    model's observed variables are replaced by the simulated values), fits them with
+    nutpie and keeps ``keep`` evenly thinned posterior draws of ``var_names``. Its seeds
+    derive from ``(seed, i)`` alone, so the ranks do not depend on ``chunk``, on
+    ``scheduler`` nor on ``replications`` (the first ``n`` replicates of a longer run
+    are those of a run of ``n``).
+
+    Parameters
+    ----------
+    model
+        A PyMC model with at least one observed variable (its values are ignored), e.g.
+        the one :func:`tpopk.model.build_model` returns; pickled to Dask workers.
+    var_names
+        Variables ranked (free or deterministic).
+    replications
+        Number of replicates.
+    draws, tune, chains, target_accept
+        nutpie's settings for each fit; chains run one after another (``cores=1``), so a
+        single-threaded Dask worker runs one fit at a time.
+    keep
+        Posterior draws ranked per replicate (``L``), thinned evenly over all chains'
+        draws; should not exceed the bulk ESS.
+    seed
+        Seed of the whole run.
+    chunk
+        Replicates per job; each job compiles the model once.
+    scheduler
+        Where the jobs run (:func:`tpopk.parallel.run_tasks`): ``None`` here,
+        ``"local"`` on a local Dask cluster, else a Dask scheduler's address.
+    progressbar
+        Show progress over jobs.
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups, all with ``replicate = 0..replications-1``: ``/ranks``
+        (:func:`sbc_ranks`), ``/prior`` (the generating values of ``var_names``),
+        ``/observed_data`` (the simulated observations), ``/posterior`` (the thinned
+        draws, dims ``replicate, draw``) and ``/sample_stats`` (``divergences`` per
+        replicate).
+
+    Raises
+    ------
+    DiagnosticsError
+        If the model has no observed variable, ``var_names`` is empty or names a
+        variable the model lacks, or ``keep`` exceeds ``chains * draws``.
+    """
+    names = list(var_names)
+    if not model.observed_RVs:
+        raise DiagnosticsError("the model has no observed variable to simulate and fit")
+    if not names:
+        raise DiagnosticsError("var_names is empty: name the variables to rank")
+    if missing := [name for name in names if name not in model.named_vars]:
+        raise DiagnosticsError(f"{missing} are not variables of the model")
+    if not 1 <= keep <= chains * draws:
+        raise DiagnosticsError(f"keep must be in 1..chains*draws = {chains * draws}, got {keep}")
+    if replications < 1 or chunk < 1:
+        raise DiagnosticsError(f"replications and chunk must be >= 1, got {replications}, {chunk}")
+    settings = {"draws": draws, "tune": tune, "chains": chains, "target_accept": target_accept}
+    settings["keep"] = keep
+    jobs = [
+        (model, names, list(range(start, min(start + chunk, replications))), seed, settings)
+        for start in range(0, replications, chunk)
+    ]
+    chunks = run_tasks(
+        _sbc_chunk, jobs, scheduler=scheduler, progressbar=progressbar, desc="SBC replicates"
+    )
+    coords = {REPLICATE_DIM: np.arange(replications)}
+    groups = {
+        group: xr.concat([c[group] for c in chunks], dim=REPLICATE_DIM).assign_coords(coords)
+        for group in SBC_GROUPS
+    }
+    ranks = sbc_ranks(groups["prior"], groups["posterior"], sample_dims=("draw",))
+    return xr.DataTree.from_dict({"ranks": ranks, **groups})
 
 
 def _bin_edges(n_draws: int, bins: int) -> np.ndarray:
