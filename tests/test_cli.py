@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,49 @@ def test_compare_equivalence_needs_two_arms(
     args = ["compare", str(tmp_path / "none.nc"), "--trial", TRIAL, "--equivalence", "HETROM-5"]
     assert main(args) == 2
     assert "REFERENCE_ARM:OTHER_ARM" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tpopk.data import write_events
+    from tpopk.datasets import load_theophylline
+
+    data = tmp_path / "theo.csv"
+    write_events(load_theophylline(), data)
+    out = tmp_path / "theo.nc"
+    card = str(ROOT / "models" / "generic" / "oral_1cmt.toml")
+    args = ["fit", str(data), "--model", card, "--out", str(out), "--method", "pathfinder"]
+    assert main([*args, "--draws", "100", "--chains", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "pathfinder approximation, not MCMC" in captured.out
+    # the compile is announced on stderr, and its duration when it ends
+    assert "tpopk fit: pathfinder approximation (compiles the model first" in captured.err
+    assert re.search(r"tpopk fit: pathfinder .* done \(\d+\.\d s\)", captured.err)
+    assert main(["summary", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "pathfinder"
+    assert report["approximate"] is True
+    assert report["divergences"] is None
+    assert report["parameters"]["pop_cl"]["r_hat"] is None
+    assert main(["summary", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "r_hat" not in text
+    assert "not MCMC" in text
+
+
+def test_fit_method_and_init_are_checked_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    for option in (["--method", "vi"], ["--init", "map"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["fit", "data.csv", "--model", CARD, "--out", "fit.nc", *option])
+        assert exited.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+
+
+def test_fit_choices_are_the_methods_of_fit() -> None:
+    from tpopk.cli import FIT_INITS, FIT_METHODS
+    from tpopk.inference import INITS, METHODS
+
+    assert FIT_METHODS == METHODS
+    assert FIT_INITS == INITS

@@ -13,6 +13,7 @@ import xarray as xr
 
 from tpopk import datasets
 from tpopk.cli import main
+from tpopk.errors import TpopkError
 from tpopk.inference import Fit, FitFileError
 from tpopk.model import load_card
 
@@ -187,3 +188,96 @@ def test_max_treedepth_bounds_the_trajectories() -> None:
     )
     depth = shallow.tree["sample_stats"]["depth"].to_numpy()
     assert depth.max() == 2  # reached and never exceeded
+    assert shallow.method == "nuts"
+    assert not shallow.approximate
+    assert "r_hat" in shallow.summary().columns
+
+
+def test_unknown_method_or_init_is_named() -> None:
+    from tpopk.datasets import load_theophylline
+    from tpopk.inference import fit
+
+    card = GENERIC / "oral_1cmt.toml"
+    with pytest.raises(TpopkError, match="method must be one of nuts, pathfinder, laplace"):
+        fit(card, load_theophylline(), method="vi")  # type: ignore[arg-type]
+    with pytest.raises(TpopkError, match="init must be one of support, pathfinder"):
+        fit(card, load_theophylline(), init="map")  # type: ignore[arg-type]
+    with pytest.raises(TpopkError, match="needs method='nuts'"):
+        fit(card, load_theophylline(), method="laplace", init="pathfinder")
+
+
+@pytest.fixture(scope="module", params=["pathfinder", "laplace"])
+def approximate_fit(request: pytest.FixtureRequest) -> Fit:
+    from tpopk.inference import fit
+
+    return fit(
+        GENERIC / "oral_1cmt.toml",
+        datasets.load_theophylline(),
+        method=request.param,
+        draws=400,
+        chains=4,
+        seed=11,
+        progressbar=False,
+    )
+
+
+@pytest.mark.slow
+def test_approximations_land_near_the_typical_values(approximate_fit: Fit) -> None:
+    """Typical values and residual SD near nlmixr2's (which NUTS matches within 5%).
+
+    The IIV SDs are not checked: at the joint mode of a hierarchical model (Laplace) and
+    in Pathfinder's Gaussian they are off by up to 2x (benchmarks/README.md).
+    """
+    median = approximate_fit.posterior.median(("chain", "draw"))
+    for name, reference in NLMIXR2_FOCEI.items():
+        assert float(median[name]) == pytest.approx(reference, rel=0.3), name
+
+
+@pytest.mark.slow
+def test_approximate_fit_file_is_labelled_and_reloads(approximate_fit: Fit, tmp_path: Path) -> None:
+    path = approximate_fit.save(tmp_path / "approximate.nc")
+    loaded = Fit.load(path)
+    xr.testing.assert_identical(loaded.posterior, approximate_fit.posterior)
+    assert loaded.method == approximate_fit.tree.attrs["inference_method"]
+    assert loaded.approximate
+    assert loaded.method in ("pathfinder", "laplace")
+    posterior = loaded.posterior
+    assert posterior.sizes["chain"] == 1
+    assert posterior.sizes["draw"] == 400
+    assert posterior["cl"].dims == ("chain", "draw", "subject")
+    # a method's missing groups stay missing: no sampler statistics, no divergences
+    assert "sample_stats" not in loaded.tree.children
+    assert loaded.divergences is None
+    assert {"log_likelihood", "posterior_predictive", "predictions"} <= set(loaded.tree.children)
+    assert list(loaded.summary().columns) == ["mean", "sd", "q0.05", "q0.5", "q0.95"]
+
+
+@pytest.mark.slow
+def test_report_of_an_approximate_fit_says_so(approximate_fit: Fit, tmp_path: Path) -> None:
+    from tpopk.report import build_payload, write_html
+
+    payload = build_payload(approximate_fit, progress=False)
+    assert payload.approximate
+    assert payload.inference_method == approximate_fit.method
+    assert payload.convergence.chains == ()
+    (warning,) = payload.convergence.warnings
+    assert "not from MCMC" in warning
+    assert not payload.section_figures("convergence")  # no rank plots of one chain
+    assert all(row.r_hat is None for row in payload.parameters.rows)
+    page = write_html(payload, tmp_path / "report.html").read_text()
+    assert "Approximate posterior" in page
+    assert "R-hat</th>" not in page
+
+
+def test_nuts_fit_is_not_labelled_approximate(tmp_path: Path) -> None:
+    """A fit file without the label (written before it existed) reads as NUTS."""
+    tree = xr.DataTree.from_dict(
+        {"posterior": xr.Dataset({"pop_cl": (("chain", "draw"), [[1.0]])})}
+    )
+    fit = Fit(
+        tree=tree,
+        cards=(load_card(GENERIC / "oral_1cmt.toml"),),
+        events=datasets.load_theophylline(),
+    )
+    assert fit.method == "nuts"
+    assert not fit.approximate

@@ -14,7 +14,13 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_funcify, numba_njit
 
-from tpopk.nutpie_model import RejectedPointError, _plausible_start, compile_nutpie, sample_nutpie
+from tpopk.nutpie_model import (
+    RejectedPointError,
+    _plausible_start,
+    compile_nutpie,
+    sample_nutpie,
+    unconstrained_starts,
+)
 
 # One worker: these tests compile the same small model.
 pytestmark = pytest.mark.xdist_group("nutpie_model")
@@ -141,3 +147,45 @@ def test_compiled_starts_are_shrunk_where_the_data_rule_the_jitter_out():
     assert np.all(starts <= 0.5)
     assert all(logp(np.array([s]))[0] > -1e3 for s in starts)
     assert len(np.unique(starts)) > 30  # still jittered, not all the support point
+
+
+def test_pathfinder_style_starts_are_the_draws_on_the_unconstrained_scale():
+    """Constrained draws (tau > 0) become nutpie's flat vectors: mu, log(tau), z."""
+    import xarray as xr
+
+    model = small_model()
+    rng = np.random.default_rng(5)
+    mu, tau, z = rng.normal(size=(1, 3)), rng.gamma(2.0, size=(1, 3)), rng.normal(size=(1, 3, 4))
+    posterior = xr.Dataset(
+        {
+            "mu": (("chain", "draw"), mu),
+            "tau": (("chain", "draw"), tau),
+            "z": (("chain", "draw", "group"), z),
+        }
+    )
+    rows = unconstrained_starts(model, posterior, chains=3, seed=0)
+    expected = np.column_stack([mu[0], np.log(tau[0]), z[0]])
+    # three draws out of three, in a seeded random order
+    assert sorted(map(tuple, rows.round(12))) == sorted(map(tuple, expected.round(12)))
+
+
+def test_given_starts_start_the_chains_in_turn():
+    model = small_model()
+    starts = np.arange(12.0).reshape(2, 6) / 10
+    compiled = compile_nutpie(model, starts=starts)
+    first, second, third = (np.ravel(compiled._make_initial_points(s)) for s in (7, 7, 8))
+    np.testing.assert_array_equal(first, starts[0])
+    np.testing.assert_array_equal(second, starts[1])
+    np.testing.assert_array_equal(third, starts[0])
+
+
+def test_gradients_are_counted_in_warmup_and_in_sampling():
+    model = small_model()
+    tree = sample_nutpie(
+        model, draws=20, tune=30, chains=2, cores=1, seed=3, progressbar=False, maxdepth=3
+    )
+    stats = tree["sample_stats"]
+    assert stats.attrs["sampling_gradients"] == int(stats["n_steps"].sum())
+    # one to 2**3 - 1 leapfrog steps (one gradient each) per warm-up iteration and chain
+    assert 2 * 30 <= stats.attrs["warmup_gradients"] <= 2 * 30 * 7
+    assert not [name for name in tree.children if str(name).startswith("warmup")]

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
     from tpopk.inference import Fit
 
+# tpopk.inference's METHODS and INITS, repeated so that `tpopk --help` does not import PyMC
+FIT_METHODS = ("nuts", "pathfinder", "laplace")
+FIT_INITS = ("support", "pathfinder")
+
 # Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage).
 EXIT_INVALID = 2
 
@@ -52,10 +56,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampler=args.sampler,
         progressbar=not args.quiet,
+        method=args.method,
+        init=args.init,
     )
     path = result.save(args.out)
-    print(f"wrote {path} ({result.divergences} divergent transitions)")
+    print(f"wrote {path} ({_draws_origin(result)})")
     return 0
+
+
+def _draws_origin(fit: Fit) -> str:
+    """Say where the draws come from: divergences of NUTS, or that they are approximate."""
+    if fit.approximate:
+        return (
+            f"{fit.method} approximation, not MCMC: no convergence diagnostics; "
+            "confirm a final model with --method nuts"
+        )
+    return f"NUTS, {fit.divergences} divergent transitions"
 
 
 def summary_json(fit: Fit) -> dict[str, Any]:
@@ -67,6 +83,8 @@ def summary_json(fit: Fit) -> dict[str, Any]:
         "model": [card.name for card in fit.cards],
         "chains": int(fit.posterior.sizes["chain"]),
         "draws": int(fit.posterior.sizes["draw"]),
+        "method": fit.method,
+        "approximate": fit.approximate,
         "divergences": fit.divergences,
         "parameters": {
             name: {
@@ -75,9 +93,10 @@ def summary_json(fit: Fit) -> dict[str, Any]:
                 "q5": row["q0.05"],
                 "q50": row["q0.5"],
                 "q95": row["q0.95"],
-                "ess_bulk": row["ess_bulk"],
-                "ess_tail": row["ess_tail"],
-                "r_hat": row["r_hat"],
+                # null for approximate draws, where chain diagnostics do not apply
+                "ess_bulk": row.get("ess_bulk"),
+                "ess_tail": row.get("ess_tail"),
+                "r_hat": row.get("r_hat"),
             }
             for name, row in table.iterrows()
         },
@@ -93,7 +112,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         return 0
     with pd.option_context("display.width", 120, "display.max_rows", None):
         print(result.summary(ci_prob=0.9).round(4).to_string())
-    print(f"divergent transitions: {result.divergences}")
+    print(f"draws: {_draws_origin(result)}")
     return 0
 
 
@@ -307,8 +326,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=_at_least(0), default=1000)
     p.add_argument("--chains", type=_at_least(1), default=4)
     p.add_argument("--seed", type=_at_least(0), default=20261122)
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie", help="NUTS sampler")
+    p.add_argument(
+        "--method",
+        choices=FIT_METHODS,
+        default="nuts",
+        help="nuts (MCMC, default), or a fast approximation for model building: pathfinder "
+        "(--chains paths, --draws draws in all) or laplace (Gaussian at the mode); "
+        "approximate fits are labelled so and have no convergence diagnostics",
+    )
+    p.add_argument(
+        "--init",
+        choices=FIT_INITS,
+        default="support",
+        help="where NUTS chains start: support (PyMC's jittered support point, default) or "
+        "pathfinder (a Pathfinder draw per chain; runs Pathfinder first)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("summary", help="posterior summary of the population parameters")

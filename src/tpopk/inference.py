@@ -1,4 +1,4 @@
-"""Fitting with NUTS and the :class:`Fit` object: an ArviZ DataTree you can save and reload.
+"""Fitting (NUTS, or a fast approximation) and the :class:`Fit` object: an ArviZ DataTree.
 
 A fit file is the DataTree itself (netCDF ``.nc`` or ``.zarr``) with the ArviZ groups
 (posterior, sample_stats, log_likelihood, posterior_predictive, observed_data,
@@ -6,6 +6,13 @@ constant_data), an ``events`` group holding the fitted data, and in the root att
 model card (JSON), the tpopk version, the file format and a SHA-256 hash of card and
 data. :meth:`Fit.load` checks all of these and rebuilds the PyMC model, so a fit can be
 extended (more predictions, diagnostics) without the original files.
+
+The root attrs ``inference_method`` (``nuts``, ``pathfinder`` or ``laplace``) and
+``approximate`` (1 for the approximations) say where the draws came from. Pathfinder
+(Zhang et al. 2022) and the Laplace approximation at the posterior mode are pymc-extras';
+their draws are independent and sit in one chain; there is no ``sample_stats`` group,
+and R-hat, ESS and divergences do not apply to them. They are for iterating on a model;
+a final fit is NUTS.
 """
 
 from __future__ import annotations
@@ -34,12 +41,19 @@ from tpopk.data import EventTable, read_events
 from tpopk.diagnostics.convergence import element_labels, population_variables
 from tpopk.errors import TpopkError
 from tpopk.model import ModelCard, build_model, load_card
-from tpopk.nutpie_model import sample_nutpie
+from tpopk.nutpie_model import sample_nutpie, unconstrained_starts
+from tpopk.progress import step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
 FIT_FORMAT = 1
 
 Sampler = Literal["nutpie", "pymc"]
+Method = Literal["nuts", "pathfinder", "laplace"]
+#: Inference methods of :func:`fit`; all but NUTS are approximations.
+METHODS: tuple[Method, ...] = ("nuts", "pathfinder", "laplace")
+Init = Literal["support", "pathfinder"]
+#: Where NUTS chains start: PyMC's jittered support point, or Pathfinder draws.
+INITS: tuple[Init, ...] = ("support", "pathfinder")
 CardSource = ModelCard | str | Path
 
 
@@ -110,8 +124,20 @@ class Fit:
         return self.tree["posterior"].to_dataset()
 
     @property
-    def divergences(self) -> int:
-        """Number of divergent transitions after warm-up."""
+    def method(self) -> str:
+        """The inference method that made the draws (``nuts`` for fits saved before it was kept)."""
+        return str(self.tree.attrs.get("inference_method", "nuts"))
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the draws come from an approximation (Pathfinder, Laplace), not MCMC."""
+        return bool(int(self.tree.attrs.get("approximate", 0)))
+
+    @property
+    def divergences(self) -> int | None:
+        """Number of divergent transitions after warm-up; ``None`` without a sampler."""
+        if "sample_stats" not in self.tree.children:
+            return None
         return int(self.tree["sample_stats"]["diverging"].sum())
 
     def population_parameters(self) -> list[str]:
@@ -127,6 +153,8 @@ class Fit:
 
         One row per element, named by its coordinates (``beta_cl_DISEASE[ITP]``,
         ``pop_tp_agonist[romiplostim]``) as in :func:`tpopk.diagnostics.convergence`.
+        An approximate fit has no ESS and R-hat columns: they measure how well Markov
+        chains mixed, and its draws are no Markov chains.
         """
         posterior = self.posterior[self.population_parameters()]
         lower, upper = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
@@ -137,10 +165,13 @@ class Fit:
             f"q{lower:.3g}": posterior.quantile(lower, dim=sample),
             "q0.5": posterior.quantile(0.5, dim=sample),
             f"q{upper:.3g}": posterior.quantile(upper, dim=sample),
-            "ess_bulk": az.ess(posterior, method="bulk"),
-            "ess_tail": az.ess(posterior, method="tail"),
-            "r_hat": az.rhat(posterior),
         }
+        if not self.approximate:
+            columns |= {
+                "ess_bulk": az.ess(posterior, method="bulk"),
+                "ess_tail": az.ess(posterior, method="tail"),
+                "r_hat": az.rhat(posterior),
+            }
         index = pd.Index(element_labels(posterior.isel(chain=0, draw=0)), name="parameter")
         return pd.DataFrame(
             {
@@ -281,8 +312,10 @@ def fit(
     target_accept: float = 0.9,
     max_treedepth: int = 10,
     progressbar: bool = True,
+    method: Method = "nuts",
+    init: Init = "support",
 ) -> Fit:
-    """Fit a model card to an event dataset with NUTS.
+    """Fit a model card to an event dataset with NUTS, or approximate its posterior fast.
 
     Parameters
     ----------
@@ -291,7 +324,10 @@ def fit(
     events
         Event table, or the path of a NONMEM-style CSV.
     draws, tune, chains, cores
-        Sampler settings (``cores`` defaults to ``min(chains, CPU count)``).
+        Sampler settings (``cores`` defaults to ``min(chains, CPU count)``). For
+        Pathfinder, ``chains`` is the number of paths and ``draws`` the total number of
+        draws (importance-resampled over the paths); for Laplace, ``draws`` is the number
+        of draws from the Gaussian at the mode. Both store their draws as one chain.
     seed
         Random seed; the same seed on the same machine gives the same draws.
     sampler
@@ -304,19 +340,50 @@ def fit(
         Lowering it bounds the cost of a smoke run on a hard posterior; draws that hit
         it are flagged in ``sample_stats`` and mean the sampler did not explore freely.
     progressbar
-        Show sampling progress.
+        Show sampling progress, and say on stderr when the model is being compiled.
+    method
+        ``"nuts"`` (MCMC; the default), or an approximation for iterating on a model:
+        ``"pathfinder"`` (multi-path Pathfinder, importance-resampled) or ``"laplace"``
+        (Gaussian at the posterior mode, on the unconstrained scale), both from
+        pymc-extras. An approximate fit is labelled so in the fit file, the summary and
+        the report. ``tune``, ``sampler``, ``target_accept``, ``max_treedepth`` and
+        ``init`` are NUTS settings.
+    init
+        Where NUTS chains start: ``"support"`` (PyMC's support point, jittered) or
+        ``"pathfinder"`` (a random Pathfinder draw per chain; Pathfinder runs first).
+        Only the ``nutpie`` sampler takes ``"pathfinder"``.
 
     Returns
     -------
     Fit
         Posterior with log-likelihood and posterior predictive draws.
     """
+    if method not in METHODS:
+        raise TpopkError(f"method must be one of {', '.join(METHODS)}, not '{method}'")
+    if init not in INITS:
+        raise TpopkError(f"init must be one of {', '.join(INITS)}, not '{init}'")
+    if init == "pathfinder" and (method != "nuts" or sampler != "nutpie"):
+        raise TpopkError(
+            "init='pathfinder' starts NUTS chains: it needs method='nuts', sampler='nutpie'"
+        )
     given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
     loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
     model = build_model(loaded, events)
     with model:
-        if sampler == "nutpie":
+        if method != "nuts":
+            tree = _approximate(
+                model, method, draws=draws, paths=chains, seed=seed, progress=progressbar
+            )
+        elif sampler == "nutpie":
+            starts = None
+            if init == "pathfinder":
+                start_tree = _approximate(
+                    model, "pathfinder", draws=1000, paths=chains, seed=seed, progress=progressbar
+                )
+                starts = unconstrained_starts(
+                    model, start_tree["posterior"].to_dataset(), chains, seed
+                )
             tree = sample_nutpie(
                 model,
                 draws=draws,
@@ -327,6 +394,7 @@ def fit(
                 progressbar=progressbar,
                 target_accept=target_accept,
                 maxdepth=max_treedepth,
+                starts=starts,
             )
         else:
             tree = pm.sample(
@@ -343,9 +411,45 @@ def fit(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False
         )
         _simulate_new_subjects(tree, model, seed)
+    tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
     result = Fit(tree=tree, cards=loaded, events=events)
     result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
     return result
+
+
+#: The groups of pymc-extras' output that tpopk keeps: the draws, the data, and each
+#: method's own diagnostics (Pathfinder's per-path ELBO and Pareto k, L-BFGS iterations;
+#: Laplace's mode and covariance, the optimiser's result).
+_APPROXIMATION_GROUPS = {
+    "pathfinder": ("pathfinder", "lbfgs"),
+    "laplace": ("fit", "optimizer_result"),
+}
+
+
+def _approximate(
+    model: pm.Model, method: Method, *, draws: int, paths: int, seed: int, progress: bool
+) -> xr.DataTree:
+    """Run pymc-extras' Pathfinder or Laplace approximation; the draws as one chain."""
+    from pymc_extras.inference import fit_laplace, fit_pathfinder
+
+    label = f"{method} approximation (compiles the model first: minutes for a new model)"
+    with step("fit", label, progress):
+        if method == "pathfinder":
+            result = fit_pathfinder(
+                model=model,
+                num_paths=paths,
+                num_draws=draws,
+                random_seed=seed,
+                progressbar=progress,
+            )
+        else:
+            result = fit_laplace(model=model, draws=draws, random_seed=seed, progressbar=progress)
+    keep = ("observed_data", "constant_data", *_APPROXIMATION_GROUPS[method])
+    groups = {name: result[name].to_dataset() for name in keep if name in result.children}
+    # variables in the model's order, as NUTS stores them
+    posterior = result["posterior"].to_dataset()
+    ordered = [v.name for v in (*model.free_RVs, *model.deterministics) if v.name in posterior]
+    return xr.DataTree.from_dict({"posterior": posterior[ordered], **groups})
 
 
 def _is_subject_level(model: pm.Model, name: str) -> bool:

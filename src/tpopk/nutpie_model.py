@@ -15,6 +15,7 @@ the log density, its gradient and the stored variables are nutpie's, numerically
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ import pymc as pm
 import xarray as xr
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.numba.linker import NumbaLinker
+
+from tpopk.progress import step
 
 
 class _NogilNumbaLinker(NumbaLinker):  # type: ignore[misc]  # pytensor is untyped
@@ -62,12 +65,14 @@ class RejectedPointError(ArithmeticError):
 NOGIL_NUMBA = Mode(_NogilNumbaLinker(), get_mode("NUMBA").provided_optimizer)
 
 
-def compile_nutpie(model: pm.Model) -> Any:
+def compile_nutpie(model: pm.Model, starts: np.ndarray | None = None) -> Any:
     """Compile ``model`` for ``nutpie.sample`` from cached, GIL-free numba functions.
 
-    Initial points are PyMC's: each free variable's support point, jittered by U(-1, 1)
-    on the unconstrained scale, except that a jitter the data rule out is shrunk towards
-    the support point (:func:`_plausible_start`).
+    Without ``starts``, initial points are PyMC's: each free variable's support point,
+    jittered by U(-1, 1) on the unconstrained scale, except that a jitter the data rule
+    out is shrunk towards the support point (:func:`_plausible_start`). ``starts``
+    (one row per chain, nutpie's flat unconstrained vector, e.g. from
+    :func:`unconstrained_starts`) are used as given, chain i from row i.
     """
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords, _wrap_with_lock
     from nutpie.compiled_pyfunc import from_pyfunc
@@ -120,7 +125,11 @@ def compile_nutpie(model: pm.Model) -> Any:
     # Once per model, not per chain: the least log density a start may have.
     floor = _start_value(log_density, support_flat) - START_TOLERANCE * (n_data + n_dim)
 
+    given = itertools.count()
+
     def start(seed: Any) -> np.ndarray:
+        if starts is not None:
+            return np.array(starts[next(given) % len(starts)], dtype="float64")
         return _plausible_start(initial_point_fn(seed), support_flat, log_density, floor)
 
     dims, coords = _prepare_dims_and_coords(model, shape_info, transformed)
@@ -146,6 +155,32 @@ def compile_nutpie(model: pm.Model) -> Any:
 START_TOLERANCE = 100.0
 #: Halvings of the jitter before the support point itself is the start.
 START_HALVINGS = 8
+
+
+def unconstrained_starts(
+    model: pm.Model, posterior: xr.Dataset, chains: int, seed: int
+) -> np.ndarray:
+    """Pick ``chains`` draws of ``posterior`` at random as nutpie's flat start vectors.
+
+    The draws are on the constrained scale (as stored); PyMC's initial-point function
+    transforms them, as it does ``initvals``.
+    """
+    from pymc.initial_point import make_initial_point_fn
+
+    flat = posterior.stack(sample=("chain", "draw"))
+    picked = np.random.default_rng(seed).choice(flat.sizes["sample"], chains, replace=False)
+    rows = []
+    for i in picked:
+        point = {rv.name: flat[rv.name].isel(sample=int(i)).to_numpy() for rv in model.free_RVs}
+        transformed = make_initial_point_fn(
+            model=model, overrides=point, jitter_rvs=set(), return_transformed=True
+        )(seed)
+        rows.append(
+            np.concatenate(
+                [np.ravel(transformed[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+            )
+        )
+    return np.array(rows, dtype="float64")
 
 
 def support_vector(model: pm.Model) -> np.ndarray:
@@ -195,18 +230,24 @@ def sample_nutpie(
     cores: int | None,
     seed: int,
     progressbar: bool,
+    starts: np.ndarray | None = None,
     **nuts: Any,
 ) -> xr.DataTree:
     """Sample ``model`` with nutpie as ``pm.sample(nuts_sampler="nutpie")`` does.
 
     The same chain seed, stored groups (plus ``constant_data`` and ``observed_data``)
     and posterior attributes as PyMC's nutpie path; ``nuts`` are ``nutpie.sample``'s
-    keywords (``target_accept``, ``maxdepth``, ...).
+    keywords (``target_accept``, ``maxdepth``, ...). ``starts`` as in
+    :func:`compile_nutpie`. ``sample_stats`` attrs ``warmup_gradients`` and
+    ``sampling_gradients`` count the log-density gradients (leapfrog steps) spent in
+    warm-up and after it, over all chains. With ``progressbar``, compiling is announced
+    on stderr.
     """
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
-    compiled = compile_nutpie(model)
+    with step("fit", "compiling the model (minutes for a new model; then cached)", progressbar):
+        compiled = compile_nutpie(model, starts)
     # pm.sample's seed for nutpie: the first of its per-chain seeds
     chain_seed = int(np.random.default_rng(seed).spawn(chains)[0].integers(2**30))
     start = time.time()
@@ -217,9 +258,15 @@ def sample_nutpie(
         chains=chains,
         cores=cores if cores is not None else min(chains, os.cpu_count() or 1),
         seed=chain_seed,
-        save_warmup=False,
+        save_warmup=True,  # to count warm-up gradients; the warm-up draws are dropped
         progress_bar=progressbar,
         **nuts,
     )
+    tree["sample_stats"].attrs |= {
+        "warmup_gradients": int(tree["warmup_sample_stats"]["n_steps"].sum()),
+        "sampling_gradients": int(tree["sample_stats"]["n_steps"].sum()),
+    }
+    for group in [name for name in tree.children if str(name).startswith("warmup_")]:
+        del tree[group]
     patch_nutpie_idata(tree, model, sampling_time=time.time() - start)
     return tree

@@ -182,6 +182,8 @@ def _warnings(messages: tuple[str, ...], fine: str) -> str:
 
 
 def _convergence(payload: ReportPayload) -> str:
+    if payload.approximate:
+        return _warnings(payload.convergence.warnings, "")
     advice = _warnings(
         payload.convergence.warnings,
         "No convergence warnings: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergences, "
@@ -203,21 +205,20 @@ def _convergence(payload: ReportPayload) -> str:
 def _parameters(payload: ReportPayload) -> str:
     level = 100 * payload.parameters.ci_prob
     lower, upper = f"{(100 - level) / 2:g}%", f"{(100 + level) / 2:g}%"
-    return _records(
-        [
-            ("parameter", "parameter"),
-            ("mean", "mean"),
-            ("sd", "sd"),
-            (lower, "lower"),
-            ("median", "median"),
-            (upper, "upper"),
-            ("ESS bulk", "ess_bulk"),
-            ("ESS tail", "ess_tail"),
-            ("R-hat", "r_hat"),
-        ],
-        payload.parameters.rows,
-        f"Population parameters: posterior mean, SD and {level:g}% equal-tailed interval",
-    )
+    columns = [
+        ("parameter", "parameter"),
+        ("mean", "mean"),
+        ("sd", "sd"),
+        (lower, "lower"),
+        ("median", "median"),
+        (upper, "upper"),
+    ]
+    caption = f"Population parameters: posterior mean, SD and {level:g}% equal-tailed interval"
+    if payload.approximate:
+        caption += f" ({payload.inference_method} approximation, not MCMC)"
+    else:
+        columns += [("ESS bulk", "ess_bulk"), ("ESS tail", "ess_tail"), ("R-hat", "r_hat")]
+    return _records(columns, payload.parameters.rows, caption)
 
 
 def _shrinkage(payload: ReportPayload) -> str:
@@ -271,6 +272,12 @@ def _comparison(payload: ReportPayload) -> str:
     return "".join(parts)
 
 
+def _draws_origin(payload: ReportPayload) -> str:
+    if payload.approximate:
+        return f"{payload.draws} draws of a {escape(payload.inference_method)} approximation"
+    return f"{payload.chains} chains × {payload.draws} draws"
+
+
 def html_chunks(payload: ReportPayload) -> Iterator[str]:
     """Yield the report page in document order, one section at a time."""
     yield (
@@ -278,8 +285,14 @@ def html_chunks(payload: ReportPayload) -> Iterator[str]:
         f"<title>{escape(payload.title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{escape(payload.title)}</h1>\n"
         f'<p class="meta">Created {escape(payload.created)} by tpopk '
-        f"{escape(payload.tpopk_version)} from {payload.chains} chains × {payload.draws} "
-        "draws.</p>\n<nav><ol>"
+        f"{escape(payload.tpopk_version)} from {_draws_origin(payload)}.</p>\n"
+        + (
+            f'<p class="warning"><strong>Approximate posterior ({escape(payload.inference_method)}'
+            "), not MCMC</strong>: for model building; confirm the final model with NUTS.</p>\n"
+            if payload.approximate
+            else ""
+        )
+        + "<nav><ol>"
         + "".join(f'<li><a href="#{key}">{escape(name)}</a></li>' for name, key in SECTIONS)
         + "</ol></nav>\n"
     )

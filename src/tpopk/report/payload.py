@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -32,6 +29,7 @@ from pymc_extras.prior import Prior
 import tpopk
 from tpopk import diagnostics
 from tpopk.model.card import LevelSD, ModelCard
+from tpopk.progress import step
 from tpopk.report.comparison import Table, comparison_tables
 from tpopk.simulate import TrialDesign
 
@@ -129,9 +127,9 @@ class ParameterRow(_Frozen):
     lower: float
     median: float
     upper: float
-    ess_bulk: float
-    ess_tail: float
-    r_hat: float
+    ess_bulk: float | None
+    ess_tail: float | None
+    r_hat: float | None
 
 
 class ParameterTable(_Frozen):
@@ -206,21 +204,17 @@ class ReportPayload(_Frozen):
     trial: TrialSummary | None = None
     comparison: tuple[Table, ...] = ()
     comparison_settings: dict[str, str] = {}
+    inference_method: str = "nuts"
+    approximate: bool = False
 
     def section_figures(self, section: FigureSection) -> tuple[Figure, ...]:
         """Return the figures of one section, in the order they were made."""
         return tuple(f for f in self.figures if f.section == section)
 
 
-@contextmanager
-def _step(name: str, progress: bool) -> Iterator[None]:
+def _step(name: str, progress: bool) -> AbstractContextManager[None]:
     """Say on stderr what is being computed and how long it took (figures take seconds)."""
-    start = time.perf_counter()
-    if progress:
-        print(f"tpopk report: {name} ...", file=sys.stderr, flush=True)
-    yield
-    if progress:
-        print(f"tpopk report: {name} done ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return step("report", name, progress)
 
 
 def prior_text(prior: Prior | float | None) -> str:
@@ -335,7 +329,12 @@ def summarise_data(fit: Fit) -> DataSummary:
 
 
 def summarise_convergence(fit: Fit) -> Convergence:
-    """Divergences and E-BFMI per chain, and every convergence warning in words."""
+    """Divergences and E-BFMI per chain, and every convergence warning in words.
+
+    An approximate fit has no chains to judge: its one warning says so.
+    """
+    if fit.approximate:
+        return Convergence(chains=(), warnings=(approximation_warning(fit.method),))
     table = diagnostics.convergence(fit.tree)
     chains = tuple(
         ChainRow(
@@ -347,6 +346,20 @@ def summarise_convergence(fit: Fit) -> Convergence:
         for chain in table["chain"].values
     )
     return Convergence(chains=chains, warnings=tuple(diagnostics.convergence_warnings(table)))
+
+
+def _optional(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def approximation_warning(method: str) -> str:
+    """Say that a fit's draws are approximate and what that means for its diagnostics."""
+    return (
+        f"These draws come from a {method} approximation of the posterior, not from MCMC. "
+        "R-hat, effective sample sizes, divergences and E-BFMI do not apply and are not "
+        "shown; the approximation can be too narrow or off-centre (hierarchical variances "
+        "especially). Use it to build the model, and confirm the final model with NUTS."
+    )
 
 
 def summarise_parameters(fit: Fit, ci_prob: float = CI_PROB) -> ParameterTable:
@@ -361,9 +374,9 @@ def summarise_parameters(fit: Fit, ci_prob: float = CI_PROB) -> ParameterTable:
             lower=float(row[lower]),
             median=float(row[median]),
             upper=float(row[upper]),
-            ess_bulk=float(row["ess_bulk"]),
-            ess_tail=float(row["ess_tail"]),
-            r_hat=float(row["r_hat"]),
+            ess_bulk=_optional(row.get("ess_bulk")),
+            ess_tail=_optional(row.get("ess_tail")),
+            r_hat=_optional(row.get("r_hat")),
         )
         for name, row in table.iterrows()
     )
@@ -544,15 +557,16 @@ def build_payload(
     figures = []
     with _step("convergence and rank plots", progress):
         convergence = summarise_convergence(fit)
-        figures.append(
-            encode_figure(
-                diagnostics.plot_convergence(fit.tree),
-                "convergence",
-                "Rank plots",
-                "Rank of each draw among all chains, per chain and parameter: uniform and "
-                "overlapping when the chains mixed.",
+        if not fit.approximate:  # ranks across chains: meaningless for independent draws
+            figures.append(
+                encode_figure(
+                    diagnostics.plot_convergence(fit.tree),
+                    "convergence",
+                    "Rank plots",
+                    "Rank of each draw among all chains, per chain and parameter: uniform and "
+                    "overlapping when the chains mixed.",
+                )
             )
-        )
     with _step("shrinkage", progress):
         shrinkage, eta = summarise_shrinkage(fit)
         if eta is not None:
@@ -575,6 +589,8 @@ def build_payload(
         title=title or f"tpopk fit report: {names}",
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         tpopk_version=tpopk.__version__,
+        inference_method=fit.method,
+        approximate=fit.approximate,
         chains=int(posterior.sizes["chain"]),
         draws=int(posterior.sizes["draw"]),
         data=data,
