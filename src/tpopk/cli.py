@@ -32,7 +32,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from tpopk.data import EventDataError, read_events
 
     try:
-        events = read_events(args.data)
+        events = read_events(args.data, require_units=True)
     except EventDataError as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
@@ -41,11 +41,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from tpopk.data import read_events
     from tpopk.inference import fit
 
     result = fit(
         args.model,
-        args.data,
+        read_events(args.data, require_units=True),
         draws=args.draws,
         tune=args.tune,
         chains=args.chains,

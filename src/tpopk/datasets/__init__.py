@@ -20,8 +20,7 @@ import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
 
-#: rxode2 event codes used by the bundled files: bolus into CMT 1, infusion into CMT 1.
-RXODE2_BOLUS_CMT1: Final = 101
+#: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
 
 
@@ -33,12 +32,12 @@ def _bundled(name: str) -> pd.DataFrame:
 def load_theophylline() -> EventTable:
     """Load theophylline, single oral dose: 12 subjects, 12 doses, 132 concentrations.
 
-    rxode2's EVID 101 (bolus into CMT 1, the depot) becomes NONMEM EVID 1. Units:
-    TIME h, AMT mg, concentration (``conc``, CMT 2) mg/L, WT kg.
+    Read as ``tpopk validate`` reads it: rxode2's EVID 101 (bolus into CMT 1, the
+    depot) is NONMEM EVID 1, and the units come from the sidecar ``theo_sd.units.toml``
+    (TIME h, AMT mg, concentration ``conc`` (CMT 2) mg/L, WT kg).
     """
-    raw = _bundled("theo_sd.csv")
-    raw["EVID"] = raw["EVID"].replace(RXODE2_BOLUS_CMT1, int(Evid.DOSE))
-    return read_events(raw, units={"TIME": "h", "AMT": "mg", "conc": "mg/L", "WT": "kg"})
+    with as_file(files(__name__).joinpath("theo_sd.csv")) as path:
+        return read_events(path, require_units=True)
 
 
 def infusions_from_start_stop(raw: pd.DataFrame, code: int) -> pd.DataFrame:
