@@ -86,3 +86,20 @@ def test_rxode2_bolus_into_another_compartment_than_cmt_is_refused(
     (tmp_path / "rx.units.toml").write_text(UNITS)
     assert main(["validate", str(path)]) == 2
     assert "row 2, column EVID: found '201'" in capsys.readouterr().err
+
+
+def test_one_systematic_error_in_a_large_file_is_grouped_and_capped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [f"{i},0,1,100,.\n{i},1,0,0,-5\n" for i in range(1, 5001)]
+    path = tmp_path / "big.csv"
+    path.write_text("ID,TIME,EVID,AMT,DV\n" + "".join(rows) + "5001,0,1,-1,.\n5001,1,0,0,1\n")
+    (tmp_path / "big.units.toml").write_text(UNITS)
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) < 20
+    assert "5001 problem(s)" in lines[0]
+    assert "[negative-dv] 5000 problem(s)" in lines[1]
+    assert lines[2].strip().startswith("row 3, column DV: found '-5'")
+    assert "... and 4995 more" in lines[7]
+    assert any("row 10002, column AMT" in line for line in lines[8:])
