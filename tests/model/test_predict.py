@@ -231,3 +231,13 @@ def test_fixed_parameters_compute_in_double_precision() -> None:
     conc = concentration_at(drug, fixed, arrays.obs_subject, arrays.obs_time, "mg/L", np)
     assert values["ipred_conc"].dtype == np.float64
     np.testing.assert_allclose(values["ipred_conc"], conc, rtol=1e-13, atol=1e-300)
+
+
+def test_concentration_in_a_compartment_the_model_lacks_is_refused() -> None:
+    from tpopk.data import read_events
+
+    frame = load_theophylline().frame
+    frame.loc[frame.index[frame["EVID"] == 0][3], "CMT"] = 7
+    events = read_events(frame, units=load_theophylline().units.as_dict())
+    with pytest.raises(CardError, match=r"central compartment, CMT 2 .* in CMT \[7\]"):
+        build_model(load_card(MODELS / "generic" / "oral_1cmt.toml"), events)
