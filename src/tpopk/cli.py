@@ -76,6 +76,7 @@ def summary_json(fit: Fit) -> dict[str, Any]:
         "chains": int(fit.posterior.sizes["chain"]),
         "draws": int(fit.posterior.sizes["draw"]),
         "divergences": fit.divergences,
+        "run": fit.run,
         "parameters": {
             name: {
                 "mean": row["mean"],

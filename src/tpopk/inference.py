@@ -3,9 +3,11 @@
 A fit file is the DataTree itself (netCDF ``.nc`` or ``.zarr``) with the ArviZ groups
 (posterior, sample_stats, log_likelihood, posterior_predictive, observed_data,
 constant_data), an ``events`` group holding the fitted data, and in the root attrs the
-model card (JSON), the tpopk version, the file format and a SHA-256 hash of card and
-data. :meth:`Fit.load` checks all of these and rebuilds the PyMC model, so a fit can be
-extended (more predictions, diagnostics) without the original files.
+model card (JSON), the tpopk version, the file format, the run record (seed, sampler
+settings, package versions, card and data hashes) and a SHA-256 hash of cards, data,
+run record, posterior and sample stats. :meth:`Fit.load` checks all of these and
+rebuilds the PyMC model, so a fit can be extended (more predictions, diagnostics)
+without the original files.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ from tpopk.model import ModelCard, build_model, load_card
 from tpopk.nutpie_model import sample_nutpie
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
-FIT_FORMAT = 1
+#: 2: the hash covers the posterior and sample stats; run record.
+FIT_FORMAT = 2
+
+#: Groups a fit file must hold, and the hash covers.
+_HASHED_GROUPS = ("posterior", "sample_stats")
 
 Sampler = Literal["nutpie", "pymc"]
 CardSource = ModelCard | str | Path
@@ -47,12 +53,53 @@ class FitFileError(TpopkError):
     """A fit file that is missing, unreadable, tampered with or from an incompatible version."""
 
 
-def _content_hash(cards: tuple[ModelCard, ...], events: EventTable) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
-    digest.update(events.frame.to_csv(index=False).encode())
+def _card_hash(card: ModelCard) -> str:
+    return hashlib.sha256(json.dumps(card.to_toml_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _data_hash(events: EventTable) -> str:
+    digest = hashlib.sha256(events.frame.to_csv(index=False).encode())
     digest.update(json.dumps(events.units.as_dict(), sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.DataTree) -> str:
+    """SHA-256 of what a fit is: cards, data, run record, posterior and sample stats.
+
+    Values are hashed as float64, which survives the netCDF round trip of every numeric
+    and boolean variable, so an edited draw is caught however it was stored.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
+    digest.update(_data_hash(events).encode())
+    digest.update(str(tree.attrs.get("tpopk_run", "")).encode())
+    for group in _HASHED_GROUPS:
+        data = tree[group].to_dataset()
+        for name in sorted(map(str, data.data_vars)):
+            values = np.ascontiguousarray(data[name].values, dtype=np.float64)
+            digest.update(f"{group}/{name}{values.shape}".encode())
+            digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def run_record(
+    cards: tuple[ModelCard, ...], events: EventTable, **settings: object
+) -> dict[str, object]:
+    """Return what reproduces a fit: settings and seed, package versions, input hashes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages: dict[str, str | None] = {}
+    for package in ("tpopk", "pymc", "pytensor", "nutpie", "numpy", "arviz", "numba"):
+        try:
+            packages[package] = version(package)
+        except PackageNotFoundError:
+            packages[package] = None
+    return {
+        **settings,
+        "packages": packages,
+        "data_sha256": _data_hash(events),
+        "cards_sha256": {card.name: _card_hash(card) for card in cards},
+    }
 
 
 def _events_dataset(events: EventTable) -> xr.Dataset:
@@ -108,6 +155,12 @@ class Fit:
     def posterior(self) -> xr.Dataset:
         """Posterior draws (dims ``chain``, ``draw``, ...)."""
         return self.tree["posterior"].to_dataset()
+
+    @property
+    def run(self) -> dict[str, object] | None:
+        """Run record: seed, sampler settings, package versions, card and data hashes."""
+        text = self.tree.attrs.get("tpopk_run")
+        return None if text is None else dict(json.loads(str(text)))
 
     @property
     def divergences(self) -> int:
@@ -206,7 +259,7 @@ class Fit:
             "tpopk_version": tpopk.__version__,
             "tpopk_fit_format": FIT_FORMAT,
             "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
-            "tpopk_hash": _content_hash(self.cards, self.events),
+            "tpopk_hash": _content_hash(self.cards, self.events, self.tree),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -248,12 +301,17 @@ class Fit:
                 f"{attrs.get('tpopk_version')}); this tpopk {tpopk.__version__} reads "
                 f"format {FIT_FORMAT}"
             )
+        if absent := [g for g in _HASHED_GROUPS if g not in tree.children]:
+            raise FitFileError(
+                f"'{path}' has no {' or '.join(absent)} group; a fit file holds "
+                f"{' and '.join(_HASHED_GROUPS)}"
+            )
         cards = tuple(load_card(c) for c in json.loads(str(attrs["tpopk_cards"])))
         events = _events_from_dataset(tree["events"].to_dataset())
-        if _content_hash(cards, events) != attrs["tpopk_hash"]:
+        if _content_hash(cards, events, tree) != attrs["tpopk_hash"]:
             raise FitFileError(
-                f"'{path}': the stored card or data do not match the hash written with them "
-                "(the file was modified after fitting)"
+                f"'{path}': the stored cards, data, run record, posterior or sample stats do "
+                "not match the hash written with them (the file was modified after fitting)"
             )
         del tree["events"]
         for key in ("tpopk_version", "tpopk_fit_format", "tpopk_cards", "tpopk_hash"):
@@ -343,6 +401,11 @@ def fit(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False
         )
         _simulate_new_subjects(tree, model, seed)
+    settings: dict[str, object] = {"draws": draws, "tune": tune, "chains": chains}
+    settings |= {"cores": cores}
+    settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
+    record = run_record(loaded, events, seed=seed, sampler=sampler, **settings)
+    tree.attrs["tpopk_run"] = json.dumps(record)
     result = Fit(tree=tree, cards=loaded, events=events)
     result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
     return result
