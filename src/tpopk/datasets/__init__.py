@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
+from tpopk.data.files import read_sidecar_units
 
 #: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
@@ -103,14 +104,17 @@ def load_wbc_sim() -> EventTable:
     The 104 rxode2 start/stop infusion rows become 52 NONMEM infusions into CMT 1
     (see :func:`infusions_from_start_stop`); observations are ``DVID`` ``wbc`` in CMT 3.
     Per-subject paclitaxel PK ``CLI`` (L/h), ``V1I`` (L), ``V2I`` (L) stay covariates.
-    Units: TIME h, AMT µmol, WBC 10^9/L.
+    Units (TIME h, AMT µmol, WBC 10^9/L) from the sidecar ``wbcSim.units.toml``.
     """
     raw = infusions_from_start_stop(_bundled("wbcSim.csv"), RXODE2_INFUSION_CMT1)
     dose = raw["EVID"] == Evid.DOSE
     raw["DV"] = raw["DV"].where(~dose)  # the file writes DV 0 on dose rows; it means nothing
     raw["DVID"] = np.where(dose, "", "wbc")
-    units = {"TIME": "h", "AMT": "µmol", "wbc": "10^9/L", "CLI": "L/h", "V1I": "L", "V2I": "L"}
-    return read_events(raw, units=units)
+    with as_file(files(__name__).joinpath("wbcSim.csv")) as path:
+        units, problems = read_sidecar_units(path)
+    if problems or units is None:
+        raise EventDataError(problems, "wbcSim.units.toml")
+    return read_events(raw, units=units, require_units=True)
 
 
 def load_itp_study() -> EventTable:
