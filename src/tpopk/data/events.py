@@ -19,7 +19,13 @@ import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 
-from tpopk.data.files import frame_records, read_csv_records, read_sidecar_units, write_records
+from tpopk.data.files import (
+    frame_records,
+    read_csv_records,
+    read_sidecar_units,
+    sidecar_path,
+    write_records,
+)
 from tpopk.data.records import canonical_frame, dvid_name, type_records
 from tpopk.data.schema import DOSE_EVIDS, RESET_EVIDS, Evid
 from tpopk.data.units import DEFAULT_UNITS, Units, canonical_key, resolve_units
@@ -417,13 +423,17 @@ def read_events(
     if violations:
         raise EventDataError(sorted(violations, key=_row_order), raw.name)
     events = EventTable(canonical_frame(records), resolved)
-    if require_units and (missing := undeclared_units(events, units)):
-        raise EventDataError(missing, raw.name)
+    if require_units:
+        where = "units" if isinstance(source, pd.DataFrame) else sidecar_path(Path(source)).name
+        if missing := undeclared_units(events, units, where):
+            raise EventDataError(missing, raw.name)
     return events
 
 
-def undeclared_units(events: EventTable, declared: Mapping[str, str] | None) -> list[Violation]:
-    """One violation per unit the data need that ``declared`` leaves to a default."""
+def undeclared_units(
+    events: EventTable, declared: Mapping[str, str] | None, where: str = "units"
+) -> list[Violation]:
+    """One violation per unit the data need that ``declared`` (from ``where``) leaves out."""
     frame = events.frame
     needed = ["TIME"]
     needed += ["AMT"] if (frame["EVID"].isin([int(e) for e in DOSE_EVIDS])).any() else []
@@ -434,8 +444,7 @@ def undeclared_units(events: EventTable, declared: Mapping[str, str] | None) -> 
     return [
         Violation(
             "undeclared-unit",
-            f"its unit declared (a units sidecar <csv stem>.units.toml with e.g. {example}); "
-            "units are never assumed",
+            f"its unit declared in {where} (units are never assumed), e.g. {example}",
             column=f"units[{key}]",
         )
         for key in needed

@@ -157,9 +157,17 @@ def prior_support(prior: Prior) -> tuple[float, float]:
     return lowest, highest
 
 
+def _checked_support(prior: Prior, what: str) -> tuple[float, float]:
+    """:func:`prior_support`, its error naming the card entry (``what``)."""
+    try:
+        return prior_support(prior)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
 def _check_scale(prior: Prior | None, what: str) -> None:
     """Refuse an SD prior (omega, tau, sigma) that is improper or reaches below zero."""
-    if prior is not None and (low := prior_support(prior)[0]) < 0:
+    if prior is not None and (low := _checked_support(prior, what)[0]) < 0:
         raise ValueError(
             f"{what} is a standard deviation: its prior must not go below 0, but "
             f"{prior.distribution} reaches {low} (use e.g. HalfNormal or LogNormal)"
@@ -206,7 +214,7 @@ class CovariateEffect(_Frozen):
         if self.effect == "power" and not isinstance(self.reference, str) and self.reference <= 0:
             raise ValueError("a power effect needs a positive 'reference'")
         if isinstance(self.coefficient, Prior):
-            prior_support(self.coefficient)
+            _checked_support(self.coefficient, "'coefficient'")
         return self
 
 
@@ -301,7 +309,7 @@ class ParameterSpec(_Frozen):
         IIV, covariate effects and agonist deviations, all unbounded above: a parameter
         bounded above (a Beta fraction) with any of them would leave its support.
         """
-        low, high = prior_support(prior)
+        low, high = _checked_support(prior, "'prior'")
         if low < 0:
             raise ValueError(
                 f"a typical value is positive (the model takes its log), but the "
@@ -319,8 +327,8 @@ class ParameterSpec(_Frozen):
         if high < float("inf") and varies:
             raise ValueError(
                 f"the {prior.distribution} prior bounds the parameter to [{low}, {high}], but "
-                f"{' and '.join(varies)} multiply it by factors unbounded above, so individual "
-                f"values leave that range: use a prior on (0, inf) or drop {varies[0]}"
+                f"its {' and '.join(varies)} multiply it by factors unbounded above, so "
+                f"individual values leave that range: use a prior on (0, inf) or drop them"
             )
 
 
