@@ -191,21 +191,10 @@ def test_max_treedepth_bounds_the_trajectories() -> None:
 
 @pytest.fixture(scope="module")
 def saved_prior_fit(prior_fit: Fit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The prior-draws fit with sample stats and a run record, saved."""
+    """The prior-draws fit with a run record, saved."""
     from tpopk.inference import run_record
 
-    draws = prior_fit.posterior
-    stats = xr.Dataset(
-        {
-            "diverging": (
-                ("chain", "draw"),
-                np.zeros((draws.sizes["chain"], draws.sizes["draw"]), bool),
-            )
-        },
-        coords={"chain": draws["chain"], "draw": draws["draw"]},
-    )
     tree = prior_fit.tree.copy()
-    tree["sample_stats"] = xr.DataTree(stats)
     tree.attrs["tpopk_run"] = json.dumps(
         run_record(prior_fit.cards, prior_fit.events, seed=3, sampler="prior", draws=40)
     )

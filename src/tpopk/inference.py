@@ -76,10 +76,27 @@ def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.Dat
     for group in _HASHED_GROUPS:
         data = tree[group].to_dataset()
         for name in sorted(map(str, data.data_vars)):
-            values = np.ascontiguousarray(data[name].values, dtype=np.float64)
+            values = data[name].values
             digest.update(f"{group}/{name}{values.shape}".encode())
-            digest.update(values.tobytes())
+            if values.dtype.kind in "biuf":
+                digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+            else:  # text (see _text_as_str)
+                digest.update(repr(values.astype(str).tolist()).encode())
     return digest.hexdigest()
+
+
+def _text_as_str(tree: xr.DataTree) -> xr.DataTree:
+    """Store object variables (nutpie's ``divergence_message``, None or text) as text.
+
+    netCDF would write an all-None object array as float NaN, so the values hashed at
+    save would not be the values read back.
+    """
+    for group in _HASHED_GROUPS:
+        data = tree[group].to_dataset()
+        text = [name for name in data.data_vars if data[name].dtype == object]
+        if text:
+            tree[group] = xr.DataTree(data.assign({n: data[n].astype(str) for n in text}))
+    return tree
 
 
 def run_record(
@@ -253,13 +270,15 @@ class Fit:
         path = Path(path)
         if path.suffix not in (".nc", ".zarr"):
             raise FitFileError(f"fit files end in .nc or .zarr, not '{path.suffix}'")
-        tree = self.tree.copy()
+        if absent := [g for g in _HASHED_GROUPS if g not in self.tree.children]:
+            raise FitFileError(f"a fit file holds {' and '.join(_HASHED_GROUPS)}; no {absent}")
+        tree = _text_as_str(self.tree.copy())
         tree["events"] = xr.DataTree(_events_dataset(self.events))
         tree.attrs |= {
             "tpopk_version": tpopk.__version__,
             "tpopk_fit_format": FIT_FORMAT,
             "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
-            "tpopk_hash": _content_hash(self.cards, self.events, self.tree),
+            "tpopk_hash": _content_hash(self.cards, self.events, tree),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
