@@ -45,6 +45,7 @@ def prior_fit():  # type: ignore[no-untyped-def]
     compare() only needs population draws and the cards, so prior draws exercise it
     without MCMC; the data are a 2-subject skeleton.
     """
+    import numpy as np
     import pandas as pd
     import pymc as pm
     import xarray as xr
@@ -69,7 +70,12 @@ def prior_fit():  # type: ignore[no-untyped-def]
     model = build_model(card, events)
     prior = pm.sample_prior_predictive(draws=40, model=model, random_seed=3)
     posterior = prior["prior"].to_dataset()
-    tree = xr.DataTree.from_dict({"posterior": posterior})
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros(shape, bool))},
+        coords={"chain": posterior["chain"], "draw": posterior["draw"]},
+    )
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     return Fit(tree=tree, cards=(card,), events=events)
 
 

@@ -178,3 +178,100 @@ def test_fit_choices_are_the_methods_of_fit() -> None:
 
     assert FIT_METHODS == METHODS
     assert FIT_INITS == INITS
+
+
+THEOPHYLLINE = str(ROOT / "src" / "tpopk" / "datasets" / "theo_sd.csv")
+ORAL = str(ROOT / "models" / "generic" / "oral_1cmt.toml")
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("fit.ncc", "expected a file ending in .nc or .zarr"),
+        ("fit", "expected a file ending in .nc or .zarr"),
+        ("folder.nc", "is a folder"),
+        ("locked/sub/fit.nc", "not a writable folder"),
+    ],
+)
+def test_fit_out_is_checked_before_sampling(
+    out: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import os
+
+    import tpopk.inference
+
+    (tmp_path / "folder.nc").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if out.startswith("locked") and os.access(locked, os.W_OK):
+        pytest.skip("running as a user who can write anywhere")
+
+    def no_sampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sampled before checking --out")
+
+    monkeypatch.setattr(tpopk.inference, "fit", no_sampling)
+    args = ["fit", THEOPHYLLINE, "--model", ORAL, "--out", str(tmp_path / out)]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_during_sampling_exits_saying_nothing_was_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import os
+    import signal
+
+    import tpopk.inference
+
+    def interrupted_sampling(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in the terminal
+        raise AssertionError("Ctrl-C did not stop the command")
+
+    monkeypatch.setattr(tpopk.inference, "fit", interrupted_sampling)
+    out = tmp_path / "fit.nc"
+    assert main(["fit", THEOPHYLLINE, "--model", ORAL, "--out", str(out)]) == 130
+    assert "interrupted; nothing was written" in capsys.readouterr().err
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_closed_output_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # the reader closes the pipe before tpopk writes, as `tpopk ... | head -0` does
+    code = f"import sys; from tpopk.cli import main; sys.exit(main(['validate', {THEOPHYLLINE!r}]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from tpopk import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tpopk {__version__}"
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    import argparse
+
+    from tpopk.cli import _parser
+
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in {"tpopk": parser, **commands.choices}.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                assert f"(default: {action.default})" in text, f"{name} {action.dest}"

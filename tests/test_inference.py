@@ -281,3 +281,53 @@ def test_nuts_fit_is_not_labelled_approximate(tmp_path: Path) -> None:
     )
     assert fit.method == "nuts"
     assert not fit.approximate
+
+
+@pytest.fixture(scope="module")
+def saved_prior_fit(prior_fit: Fit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The prior-draws fit with a run record, saved."""
+    from tpopk.inference import run_record
+
+    tree = prior_fit.tree.copy()
+    tree.attrs["tpopk_run"] = json.dumps(
+        run_record(prior_fit.cards, prior_fit.events, seed=3, sampler="prior", draws=40)
+    )
+    path = tmp_path_factory.mktemp("fits") / "prior.nc"
+    return Fit(tree=tree, cards=prior_fit.cards, events=prior_fit.events).save(path)
+
+
+def test_edited_draws_are_refused_on_load(saved_prior_fit: Path, tmp_path: Path) -> None:
+    tree = xr.open_datatree(saved_prior_fit, engine="h5netcdf").load()
+    Fit.load(saved_prior_fit)  # untouched: loads
+    posterior = tree["posterior"].to_dataset()
+    posterior["pop_cl"][0, 0] = posterior["pop_cl"][0, 0] * 1.01
+    tree["posterior"] = xr.DataTree(posterior)
+    tree.to_netcdf(tmp_path / "edited.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match="posterior or sample stats do not match the hash"):
+        Fit.load(tmp_path / "edited.nc")
+
+
+@pytest.mark.parametrize("group", ["posterior", "sample_stats"])
+def test_fit_file_without_a_required_group_is_a_fit_file_error(
+    group: str, saved_prior_fit: Path, tmp_path: Path
+) -> None:
+    tree = xr.open_datatree(saved_prior_fit, engine="h5netcdf").load()
+    del tree[group]
+    tree.to_netcdf(tmp_path / "partial.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match=f"has no {group} group"):
+        Fit.load(tmp_path / "partial.nc")
+
+
+def test_run_record_is_in_the_fit_file_and_summary_json(
+    saved_prior_fit: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pymc
+
+    run = Fit.load(saved_prior_fit).run
+    assert run is not None
+    assert run["seed"] == 3
+    assert run["packages"]["pymc"] == pymc.__version__
+    assert set(run["cards_sha256"]) == {"oral_1cmt_idr"}
+    assert len(run["data_sha256"]) == 64
+    assert main(["summary", str(saved_prior_fit), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"] == run

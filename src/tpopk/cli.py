@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,15 +31,18 @@ if TYPE_CHECKING:
 FIT_METHODS = ("nuts", "pathfinder", "laplace")
 FIT_INITS = ("support", "pathfinder")
 
-# Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage).
+# Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage),
+# 130 interrupted (Ctrl-C), 141 output pipe closed (as for a process killed by SIGPIPE).
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from tpopk.data import EventDataError, read_events
 
     try:
-        events = read_events(args.data)
+        events = read_events(args.data, require_units=True)
     except EventDataError as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
@@ -45,11 +51,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from tpopk.data import read_events
     from tpopk.inference import fit
 
+    _check_out(args.out, (".nc", ".zarr"))
     result = fit(
         args.model,
-        args.data,
+        read_events(args.data, require_units=True),
         draws=args.draws,
         tune=args.tune,
         chains=args.chains,
@@ -86,6 +94,7 @@ def summary_json(fit: Fit) -> dict[str, Any]:
         "method": fit.method,
         "approximate": fit.approximate,
         "divergences": fit.divergences,
+        "run": fit.run,
         "parameters": {
             name: {
                 "mean": row["mean"],
@@ -133,6 +142,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from tpopk.simulate import load_trial, trial_events
     from tpopk.simulate.virtual import simulate_trial
 
+    _check_out(args.out, (".csv",))
     fitted, cards = _load_cards(args.model, args.fit)
     design = load_trial(args.trial)
     trial = simulate_trial(
@@ -277,6 +287,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from tpopk.inference import Fit
     from tpopk.report import write_report
 
+    _check_out(args.out, (".html",))
     path = write_report(Fit.load(args.fit), args.out, trial=args.trial, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
@@ -285,8 +296,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tpopk.demo import run_demo
 
+    _check_out(args.out, ())
     run_demo(Path(args.out), quick=args.quick)
     return 0
+
+
+def _check_out(out: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output path that could not be written, before any work is done.
+
+    Sampling or simulating for minutes and then failing on a typo in ``--out`` loses
+    the result; the suffix, an existing folder of that name and the nearest existing
+    parent folder (created folders go there) are checked first.
+    """
+    path = Path(out)
+    if not suffixes:  # a folder
+        if path.exists() and not path.is_dir():
+            raise TpopkError(f"--out '{out}' is a file; expected a folder")
+    elif path.suffix not in suffixes:
+        raise TpopkError(f"--out '{out}': expected a file ending in {' or '.join(suffixes)}")
+    elif path.is_dir() and path.suffix != ".zarr":
+        raise TpopkError(f"--out '{out}' is a folder; expected a file ending in {suffixes[0]}")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise TpopkError(f"--out '{out}': cannot write in '{parent}' (not a writable folder)")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -304,10 +338,32 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        shown = action.default not in (None, False, argparse.SUPPRESS)
+        if text and action.option_strings and shown and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser (and, as their class, subcommand parsers) with :class:`_HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tpopk", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tpopk", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"tpopk {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`tpopk COMMAND --help` for more"
+    )
 
     p = sub.add_parser("validate", help="check a NONMEM-style event dataset")
     p.add_argument("data", help="event dataset (CSV)")
@@ -322,16 +378,27 @@ def _parser() -> argparse.ArgumentParser:
         help="model card (TOML); repeat for a study: the system card and each agonist card",
     )
     p.add_argument("--out", required=True, help="fit file to write (.nc or .zarr)")
-    p.add_argument("--draws", type=_at_least(1), default=1000)
-    p.add_argument("--tune", type=_at_least(0), default=1000)
-    p.add_argument("--chains", type=_at_least(1), default=4)
-    p.add_argument("--seed", type=_at_least(0), default=20261122)
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie", help="NUTS sampler")
+    p.add_argument(
+        "--draws",
+        type=_at_least(1),
+        default=1000,
+        help="posterior draws kept per chain (pathfinder: draws in all)",
+    )
+    p.add_argument(
+        "--tune", type=_at_least(0), default=1000, help="warm-up draws per chain (discarded)"
+    )
+    p.add_argument(
+        "--chains", type=_at_least(1), default=4, help="independent chains (pathfinder: paths)"
+    )
+    p.add_argument("--seed", type=_at_least(0), default=20261122, help="random seed")
+    p.add_argument(
+        "--sampler", choices=["nutpie", "pymc"], default="nutpie", help="NUTS implementation"
+    )
     p.add_argument(
         "--method",
         choices=FIT_METHODS,
         default="nuts",
-        help="nuts (MCMC, default), or a fast approximation for model building: pathfinder "
+        help="nuts (MCMC), or a fast approximation for model building: pathfinder "
         "(--chains paths, --draws draws in all) or laplace (Gaussian at the mode); "
         "approximate fits are labelled so and have no convergence diagnostics",
     )
@@ -339,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
         "--init",
         choices=FIT_INITS,
         default="support",
-        help="where NUTS chains start: support (PyMC's jittered support point, default) or "
+        help="where NUTS chains start: support (PyMC's jittered support point) or "
         "pathfinder (a Pathfinder draw per chain; runs Pathfinder first)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -355,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", help="fit file: simulate from its posterior")
     p.add_argument("--trial", required=True, help="trial design (TOML)")
     p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm")
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
     p.add_argument("--out", required=True, help="event dataset to write (CSV)")
     p.set_defaults(func=_cmd_simulate)
 
@@ -364,7 +431,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", required=True, help="trial design (TOML)")
     p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm and draw")
     p.add_argument("--draws", type=_at_least(1), default=100, help="posterior draws")
-    p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
     p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
     p.add_argument(
         "--equivalence",
@@ -392,10 +459,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised in place of KeyboardInterrupt.
+
+    Samplers catch KeyboardInterrupt and go on with a partial trace (nutpie returns the
+    draws so far); this exception passes through them and ends the command.
+    """
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tpopk`` command line and return its exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        code = _run(_parser().parse_args(argv))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`tpopk summary --json | head`): stop quietly, and point
+        # stdout at /dev/null so that the interpreter's final flush fails no more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupt) if in_main_thread else None
     try:
         return func(args)
     except TpopkError as err:
@@ -403,6 +495,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tpopk {args.command}: {err}", file=sys.stderr)
         return EXIT_INVALID
+    except (Interrupted, KeyboardInterrupt):
+        # outputs are written atomically at the end: an interrupted command left none
+        print(f"\ntpopk {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ from tpopk.model import load_card
 if TYPE_CHECKING:
     import xarray as xr
 
-ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "models"
+#: The model library: the package's ``models/`` (a link to the repository's ``models/`` in a
+#: checkout, a copy in an installed wheel).
+MODELS = Path(__file__).resolve().parent / "models"
 #: Agonists of the ITP label-dose design (``models/trials/itp_label_comparison.toml``).
 LABEL_AGONISTS = ("eltrombopag", "romiplostim", "avatrombopag", "hetrombopag")
 #: Agonist arms of the bundled study fitted by the full demo.

@@ -3,9 +3,11 @@
 A fit file is the DataTree itself (netCDF ``.nc`` or ``.zarr``) with the ArviZ groups
 (posterior, sample_stats, log_likelihood, posterior_predictive, observed_data,
 constant_data), an ``events`` group holding the fitted data, and in the root attrs the
-model card (JSON), the tpopk version, the file format and a SHA-256 hash of card and
-data. :meth:`Fit.load` checks all of these and rebuilds the PyMC model, so a fit can be
-extended (more predictions, diagnostics) without the original files.
+model card (JSON), the tpopk version, the file format, the run record (seed, sampler
+settings, package versions, card and data hashes) and a SHA-256 hash of cards, data,
+run record, posterior and sample stats. :meth:`Fit.load` checks all of these and
+rebuilds the PyMC model, so a fit can be extended (more predictions, diagnostics)
+without the original files.
 
 The root attrs ``inference_method`` (``nuts``, ``pathfinder`` or ``laplace``) and
 ``approximate`` (1 for the approximations) say where the draws came from. Pathfinder
@@ -45,7 +47,18 @@ from tpopk.nutpie_model import sample_nutpie, unconstrained_starts
 from tpopk.progress import step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
-FIT_FORMAT = 1
+#: 2: the hash covers the posterior and sample stats; run record.
+FIT_FORMAT = 2
+
+
+def _is_approximate(tree: xr.DataTree) -> bool:
+    return bool(int(tree.attrs.get("approximate", 0)))
+
+
+def _hashed_groups(tree: xr.DataTree) -> tuple[str, ...]:
+    """Return the groups a fit file must hold and its hash covers (approximations: no stats)."""
+    return ("posterior",) if _is_approximate(tree) else ("posterior", "sample_stats")
+
 
 Sampler = Literal["nutpie", "pymc"]
 Method = Literal["nuts", "pathfinder", "laplace"]
@@ -61,12 +74,71 @@ class FitFileError(TpopkError):
     """A fit file that is missing, unreadable, tampered with or from an incompatible version."""
 
 
-def _content_hash(cards: tuple[ModelCard, ...], events: EventTable) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
-    digest.update(events.frame.to_csv(index=False).encode())
+def _card_hash(card: ModelCard) -> str:
+    return hashlib.sha256(json.dumps(card.to_toml_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _data_hash(events: EventTable) -> str:
+    digest = hashlib.sha256(events.frame.to_csv(index=False).encode())
     digest.update(json.dumps(events.units.as_dict(), sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.DataTree) -> str:
+    """SHA-256 of what a fit is: cards, data, run record, posterior and sample stats.
+
+    Values are hashed as float64, which survives the netCDF round trip of every numeric
+    and boolean variable, so an edited draw is caught however it was stored.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
+    digest.update(_data_hash(events).encode())
+    digest.update(str(tree.attrs.get("tpopk_run", "")).encode())
+    digest.update(f"{tree.attrs.get('inference_method', 'nuts')}/{_is_approximate(tree)}".encode())
+    for group in _hashed_groups(tree):
+        data = tree[group].to_dataset()
+        for name in sorted(map(str, data.data_vars)):
+            values = data[name].values
+            digest.update(f"{group}/{name}{values.shape}".encode())
+            if values.dtype.kind in "biuf":
+                digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+            else:  # text (see _text_as_str)
+                digest.update(repr(values.astype(str).tolist()).encode())
+    return digest.hexdigest()
+
+
+def _text_as_str(tree: xr.DataTree) -> xr.DataTree:
+    """Store object variables (nutpie's ``divergence_message``, None or text) as text.
+
+    netCDF would write an all-None object array as float NaN, so the values hashed at
+    save would not be the values read back.
+    """
+    for group in _hashed_groups(tree):
+        data = tree[group].to_dataset()
+        text = [name for name in data.data_vars if data[name].dtype == object]
+        if text:
+            tree[group] = xr.DataTree(data.assign({n: data[n].astype(str) for n in text}))
+    return tree
+
+
+def run_record(
+    cards: tuple[ModelCard, ...], events: EventTable, **settings: object
+) -> dict[str, object]:
+    """Return what reproduces a fit: settings and seed, package versions, input hashes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages: dict[str, str | None] = {}
+    for package in ("tpopk", "pymc", "pytensor", "nutpie", "numpy", "arviz", "numba"):
+        try:
+            packages[package] = version(package)
+        except PackageNotFoundError:
+            packages[package] = None
+    return {
+        **settings,
+        "packages": packages,
+        "data_sha256": _data_hash(events),
+        "cards_sha256": {card.name: _card_hash(card) for card in cards},
+    }
 
 
 def _events_dataset(events: EventTable) -> xr.Dataset:
@@ -124,6 +196,12 @@ class Fit:
         return self.tree["posterior"].to_dataset()
 
     @property
+    def run(self) -> dict[str, object] | None:
+        """Run record: seed, sampler settings, package versions, card and data hashes."""
+        text = self.tree.attrs.get("tpopk_run")
+        return None if text is None else dict(json.loads(str(text)))
+
+    @property
     def method(self) -> str:
         """The inference method that made the draws (``nuts`` for fits saved before it was kept)."""
         return str(self.tree.attrs.get("inference_method", "nuts"))
@@ -131,7 +209,7 @@ class Fit:
     @property
     def approximate(self) -> bool:
         """Whether the draws come from an approximation (Pathfinder, Laplace), not MCMC."""
-        return bool(int(self.tree.attrs.get("approximate", 0)))
+        return _is_approximate(self.tree)
 
     @property
     def divergences(self) -> int | None:
@@ -231,13 +309,16 @@ class Fit:
         path = Path(path)
         if path.suffix not in (".nc", ".zarr"):
             raise FitFileError(f"fit files end in .nc or .zarr, not '{path.suffix}'")
-        tree = self.tree.copy()
+        groups = _hashed_groups(self.tree)
+        if absent := [g for g in groups if g not in self.tree.children]:
+            raise FitFileError(f"a fit file holds {' and '.join(groups)}; no {absent}")
+        tree = _text_as_str(self.tree.copy())
         tree["events"] = xr.DataTree(_events_dataset(self.events))
         tree.attrs |= {
             "tpopk_version": tpopk.__version__,
             "tpopk_fit_format": FIT_FORMAT,
             "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
-            "tpopk_hash": _content_hash(self.cards, self.events),
+            "tpopk_hash": _content_hash(self.cards, self.events, tree),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -279,12 +360,18 @@ class Fit:
                 f"{attrs.get('tpopk_version')}); this tpopk {tpopk.__version__} reads "
                 f"format {FIT_FORMAT}"
             )
+        groups = _hashed_groups(tree)
+        if absent := [g for g in groups if g not in tree.children]:
+            raise FitFileError(
+                f"'{path}' has no {' or '.join(absent)} group; a fit file holds "
+                f"{' and '.join(groups)}"
+            )
         cards = tuple(load_card(c) for c in json.loads(str(attrs["tpopk_cards"])))
         events = _events_from_dataset(tree["events"].to_dataset())
-        if _content_hash(cards, events) != attrs["tpopk_hash"]:
+        if _content_hash(cards, events, tree) != attrs["tpopk_hash"]:
             raise FitFileError(
-                f"'{path}': the stored card or data do not match the hash written with them "
-                "(the file was modified after fitting)"
+                f"'{path}': the stored cards, data, run record, posterior or sample stats do "
+                "not match the hash written with them (the file was modified after fitting)"
             )
         del tree["events"]
         for key in ("tpopk_version", "tpopk_fit_format", "tpopk_cards", "tpopk_hash"):
@@ -412,6 +499,11 @@ def fit(
         )
         _simulate_new_subjects(tree, model, seed)
     tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
+    settings: dict[str, object] = {"method": method, "init": init}
+    settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
+    settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
+    record = run_record(loaded, events, seed=seed, sampler=sampler, **settings)
+    tree.attrs["tpopk_run"] = json.dumps(record)
     result = Fit(tree=tree, cards=loaded, events=events)
     result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
     return result

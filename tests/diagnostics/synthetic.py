@@ -20,6 +20,7 @@ import xarray as xr
 from scipy import stats
 
 from tpopk.data import EventTable, read_events
+from tpopk.model import ModelCard
 
 TIMES = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0])  # h
 PLT_TIMES = np.array([48.0, 96.0])  # h
@@ -38,10 +39,11 @@ def one_compartment_oral(dose, ka, cl, v, time):
 
 @dataclass(frozen=True)
 class SyntheticFit:
-    """The two attributes of a fit that the diagnostics read."""
+    """The attributes of a fit that the diagnostics read."""
 
     tree: xr.DataTree
     events: EventTable
+    cards: tuple[ModelCard, ...] = ()
 
 
 @dataclass

@@ -85,9 +85,31 @@ def test_each_agonist_s_own_concentration_error_applies_to_its_rows():
             "sigma_add_conc_lus": (("chain", "draw"), np.full((1, 3), 2.0)),
         }
     )
-    fit = SimpleNamespace(tree=xr.DataTree.from_dict({"posterior": posterior}))
+    fit = SimpleNamespace(tree=xr.DataTree.from_dict({"posterior": posterior}), cards=())
     data = xr.Dataset({"AGONIST": ("obs_conc", np.array(["ROM", "LUS", "ROM"]))})
     sds = _residual_sds(fit, data, "conc")
     np.testing.assert_array_equal(sds["prop"], [0.3, np.nan, 0.3])
     np.testing.assert_array_equal(sds["add"], [np.nan, 2.0, np.nan])
     assert "log" not in sds
+
+
+def test_sigma_by_level_scales_its_subjects_residuals():
+    """IWRES of a patient divides by their sigma_by level's sigma (ResidualSpec.sigmas)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tpopk.diagnostics.goodness_of_fit import _residual_sds
+    from tpopk.model import load_card
+
+    system = load_card(Path(__file__).parents[2] / "models" / "thrombopoiesis.toml")
+    posterior = xr.Dataset(
+        {
+            "sigma_log_plt": (("chain", "draw"), np.full((1, 3), 0.1)),
+            "sigma_log_plt_ITP": (("chain", "draw"), np.full((1, 3), 0.6)),
+            "sigma_log_plt_CLD": (("chain", "draw"), np.full((1, 3), 0.4)),
+        }
+    )
+    fit = SimpleNamespace(tree=xr.DataTree.from_dict({"posterior": posterior}), cards=(system,))
+    data = xr.Dataset({"DISEASE": ("obs_plt", np.array(["ITP", "HV", "CLD", "ITP"]))})
+    sds = _residual_sds(fit, data, "plt")
+    np.testing.assert_array_equal(sds["log"], [0.6, 0.1, 0.4, 0.6])

@@ -208,3 +208,70 @@ def test_broken_iiv_by_names_the_problem(text: str, message: str) -> None:
     with pytest.raises(CardError, match="invalid model card") as err:
         load_card(text)
     assert message in str(err.value)
+
+
+LN_V = '{ dist = "LogNormal", mu = 3.0, sigma = 1.0 }'
+HN_OMEGA = '{ dist = "HalfNormal", sigma = 0.5 }'
+HN_SIGMA = '{ dist = "HalfNormal", sigma = 1.0 }'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # impossible parameters: negative or zero scale, nan, inf, empty support
+        ("mu = 3.0, sigma = 1.0", "mu = 3.0, sigma = -1.0", "parameters.v"),
+        ("mu = 3.0, sigma = 1.0", "mu = 3.0, sigma = 0.0", "'sigma' = 0.0; expected > 0"),
+        ("mu = 3.0, sigma = 1.0", "mu = nan, sigma = 1.0", "'mu' is nan"),
+        ("mu = 3.0, sigma = 1.0", "mu = 3.0, sigma = inf", "'sigma' is inf"),
+        (LN_V, '{ dist = "Uniform", lower = 9.0, upper = 1.0 }', "empty"),
+        (LN_V, '{ dist = "Gamma", alpha = 2.0, beta = -1.0 }', "'beta' = -1.0"),
+        (HN_SIGMA, '{ dist = "HalfNormal", sigma = -1.0 }', "residual.conc"),
+        (HN_OMEGA, '{ dist = "HalfNormal", sigma = nan }', "parameters.cl"),
+        ("coefficient = 0.75", "coefficient = nan", "parameters.cl.covariates"),
+        (
+            "coefficient = 0.75",
+            'coefficient = { dist = "Normal", mu = 0.75, sigma = -0.1 }',
+            "'sigma' = -0.1",
+        ),
+        ("reference = 70", "reference = inf", "parameters.cl.covariates"),
+        (LN_V, '{ dist = "LKJCorr", n = 2, eta = 1.0 }', "univariate"),
+        # support: typical values are positive, SDs never negative
+        (LN_V, '{ dist = "Normal", mu = 3.0, sigma = 1.0 }', "typical value is positive"),
+        (HN_OMEGA, '{ dist = "Normal", mu = 0.5, sigma = 0.1 }', "must not go below 0"),
+        (HN_SIGMA, '{ dist = "Normal", mu = 1.0, sigma = 0.1 }', "sigma_add"),
+        # a Beta (bounded) typical value with log-normal IIV or a covariate leaves [0, 1]
+        (
+            '{ dist = "LogNormal", mu = 1.0, sigma = 1.0 }',
+            '{ dist = "Beta", alpha = 2.0, beta = 2.0 }',
+            "bounds the parameter",
+        ),
+    ],
+)
+def test_impossible_prior_is_refused_at_load(old: str, new: str, message: str) -> None:
+    assert old in VALID
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(VALID.replace(old, new, 1))
+    assert message in str(err.value)
+
+
+def test_bounded_prior_without_variability_is_accepted() -> None:
+    # a Beta fraction stays in [0, 1] as long as nothing multiplies it
+    beta = '{ dist = "Beta", alpha = 2, beta = 5 }'
+    card = load_card(VALID.replace('{ dist = "LogNormal", mu = 0.0, sigma = 1.0 }', beta))
+    assert card.parameters["ka"].prior.distribution == "Beta"
+
+
+def test_card_file_that_is_not_toml_text(tmp_path: Path) -> None:
+    binary = tmp_path / "card.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(CardError, match="not a text file"):
+        load_card(binary)
+    with pytest.raises(CardError, match="not a text file"):
+        load_card(str(binary))
+    (tmp_path / "mine.toml").write_text(VALID)
+    # a path without '.toml' is a path, not TOML text, and the likely file is named
+    with pytest.raises(CardError, match=r"does not exist \(did you mean '.*mine.toml'\?\)"):
+        load_card(str(tmp_path / "mine"))
+    with pytest.raises(CardError, match="is a folder"):
+        load_card(str(tmp_path))
+    assert load_card(str(tmp_path / "mine.toml")).name == "t"

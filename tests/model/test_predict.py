@@ -211,3 +211,33 @@ def test_observations_and_stage_times_share_one_lattice_evaluation() -> None:
         atol = 1e-14 * np.abs(reference).max()
         np.testing.assert_allclose(fast, reference, rtol=1e-10, atol=atol)
         np.testing.assert_allclose(symbolic, reference, rtol=1e-10, atol=atol)
+
+
+def test_fixed_parameters_compute_in_double_precision() -> None:
+    # every value below is exact in float32: a float32 constant would round every
+    # rate constant derived from them (relative error ~1e-5 here)
+    fixed = {"ka": 1.5, "cl": 2.75, "v": 30.5, "q": 4.25, "v2": 60.0, "tlag": 0.25}
+    table = load_card(MODELS / "generic" / "oral_2cmt.toml").to_toml_dict()
+    for name, value in fixed.items():
+        spec = table["parameters"][name]
+        spec.pop("prior"), spec.pop("iiv", None)
+        spec["value"] = value
+    card = load_card(table)
+    events = load_theophylline()
+    model = build_model(card, events)
+    values = _individual_values(model, ["ipred_conc"])
+    arrays = events.subject_arrays()
+    drug = arrange_study(card, events).drugs[0]
+    conc = concentration_at(drug, fixed, arrays.obs_subject, arrays.obs_time, "mg/L", np)
+    assert values["ipred_conc"].dtype == np.float64
+    np.testing.assert_allclose(values["ipred_conc"], conc, rtol=1e-13, atol=1e-300)
+
+
+def test_concentration_in_a_compartment_the_model_lacks_is_refused() -> None:
+    from tpopk.data import read_events
+
+    frame = load_theophylline().frame
+    frame.loc[frame.index[frame["EVID"] == 0][3], "CMT"] = 7
+    events = read_events(frame, units=load_theophylline().units.as_dict())
+    with pytest.raises(CardError, match=r"central compartment, CMT 2 .* in CMT \[7\]"):
+        build_model(load_card(MODELS / "generic" / "oral_1cmt.toml"), events)

@@ -19,10 +19,16 @@ import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 
-from tpopk.data.files import frame_records, read_csv_records, read_sidecar_units, write_records
+from tpopk.data.files import (
+    frame_records,
+    read_csv_records,
+    read_sidecar_units,
+    sidecar_path,
+    write_records,
+)
 from tpopk.data.records import canonical_frame, dvid_name, type_records
 from tpopk.data.schema import DOSE_EVIDS, RESET_EVIDS, Evid
-from tpopk.data.units import Units, resolve_units
+from tpopk.data.units import DEFAULT_UNITS, Units, canonical_key, resolve_units
 from tpopk.data.validation import validate
 from tpopk.data.violations import EventDataError, Violation
 
@@ -369,6 +375,8 @@ def read_events(
     source: str | Path | pd.DataFrame,
     units: Mapping[str, str] | None = None,
     agonists: Iterable[str] | None = None,
+    *,
+    require_units: bool = False,
 ) -> EventTable:
     """Read and validate NONMEM-style event records.
 
@@ -382,6 +390,11 @@ def read_events(
         ``None`` reads ``<csv stem>.units.toml`` beside a CSV file if there is one.
     agonists
         Agonist names accepted besides the five TPO-RAs (for generic drugs).
+    require_units
+        Refuse to default: the unit of TIME, of AMT (if any dose), of every observation
+        type present and of WT (if a column) must be declared, in ``units`` or the
+        sidecar. A concentration read in the wrong unit fits without complaint, so
+        the command line always asks for this.
 
     Returns
     -------
@@ -409,7 +422,34 @@ def read_events(
     violations += validate(records, resolved)
     if violations:
         raise EventDataError(sorted(violations, key=_row_order), raw.name)
-    return EventTable(canonical_frame(records), resolved)
+    events = EventTable(canonical_frame(records), resolved)
+    if require_units:
+        where = "units" if isinstance(source, pd.DataFrame) else sidecar_path(Path(source)).name
+        if missing := undeclared_units(events, units, where):
+            raise EventDataError(missing, raw.name)
+    return events
+
+
+def undeclared_units(
+    events: EventTable, declared: Mapping[str, str] | None, where: str = "units"
+) -> list[Violation]:
+    """One violation per unit the data need that ``declared`` (from ``where``) leaves out."""
+    frame = events.frame
+    needed = ["TIME"]
+    needed += ["AMT"] if (frame["EVID"].isin([int(e) for e in DOSE_EVIDS])).any() else []
+    needed += sorted(set(events.observations["DVID"]))
+    needed += ["WT"] if "WT" in frame.columns else []
+    given = {canonical_key(str(key)) for key in (declared or {})}
+    example = ", ".join(f'{key} = "{DEFAULT_UNITS[key]}"' for key in needed)
+    return [
+        Violation(
+            "undeclared-unit",
+            f"its unit declared in {where} (units are never assumed), e.g. {example}",
+            column=f"units[{key}]",
+        )
+        for key in needed
+        if key not in given
+    ]
 
 
 def _row_order(violation: Violation) -> int:

@@ -121,6 +121,22 @@ def dvid_name(value: object) -> str | None:
     return DVID_CODES.get(int(code)) if code.is_integer() else None
 
 
+def _rxode2_boluses(number: dict[str, FloatArray]) -> None:
+    """Read rxode2's classic bolus codes as NONMEM doses, in place.
+
+    rxode2 writes a bolus into compartment ``c`` as EVID ``100 c + 1`` (101 into the
+    depot of theophylline's published file): NONMEM's EVID 1 with CMT ``c``. Where the
+    CMT column names another compartment the code is left for validation to report.
+    Infusion codes (``10000 + 100 c + 1``) pair a start with a stop record and are not
+    rewritten here (:func:`tpopk.datasets.infusions_from_start_stop` does that).
+    """
+    evid, cmt = number["EVID"], number["CMT"]
+    target = (evid - 1) / 100
+    bolus = (evid > 100) & (evid < 10000) & (evid % 100 == 1) & (np.isnan(cmt) | (cmt == target))
+    evid[bolus] = float(Evid.DOSE)
+    cmt[bolus] = target[bolus]
+
+
 def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRecords:
     """Parse and default the reserved columns of raw records.
 
@@ -149,6 +165,10 @@ def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRe
             [float(Evid.DOSE), float(Evid.OTHER)],
             float(Evid.OBSERVATION),
         )
+    cmt_given = "CMT" in number
+    if not cmt_given:
+        number["CMT"] = np.full(n, np.nan)
+    _rxode2_boluses(number)
     evid = number["EVID"]
     dose = np.isin(evid, [int(e) for e in DOSE_EVIDS])
     derived_mdv = np.where(evid == Evid.OBSERVATION, 0.0, 1.0)
@@ -158,8 +178,8 @@ def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRe
     number["AMT"] = np.where(~dose & np.isnan(amount), 0.0, amount)
     number.setdefault("DV", np.full(n, np.nan))
     number.setdefault("LLOQ", np.full(n, np.nan))
-    if "CMT" not in number:
-        number["CMT"] = np.where(dose, 1.0, 0.0)
+    if not cmt_given:  # without a CMT column, doses not placed by an rxode2 code go to 1
+        number["CMT"] = np.where(np.isnan(number["CMT"]), np.where(dose, 1.0, 0.0), number["CMT"])
     if "DVID" in values.columns:
         dvid = np.array([None if v is None else dvid_name(v) for v in values["DVID"]], object)
     else:

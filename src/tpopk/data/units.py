@@ -111,7 +111,7 @@ def is_molar(unit: str) -> bool:
     return unit in _MOLAR_UNITS
 
 
-def _canonical_key(key: str) -> str:
+def canonical_key(key: str) -> str:
     """Column keys upper-case, observation types by lower-case name (codes mapped).
 
     Other keys are upper-cased: :func:`resolve_units` treats them as covariate columns.
@@ -140,7 +140,7 @@ class Units:
 
     def __getitem__(self, key: str | int) -> str:
         """Return the unit of a column or observation type (``"AMT"``, ``"plt"``, ``2``)."""
-        return self.as_dict()[_canonical_key(str(key))]
+        return self.as_dict()[canonical_key(str(key))]
 
     def as_dict(self) -> dict[str, str]:
         """Return a new ``{key: unit}`` dictionary."""
@@ -174,7 +174,7 @@ def resolve_units(declared: Mapping[str, str] | None) -> tuple[Units, list[Viola
     merged = dict(DEFAULT_UNITS)
     violations: list[Violation] = []
     for raw_key, raw_unit in (declared or {}).items():
-        key = _canonical_key(str(raw_key))
+        key = canonical_key(str(raw_key))
         where = f"units[{raw_key}]"
         if key in _COLUMN_QUANTITIES:
             allowed_quantities = _COLUMN_QUANTITIES[key]

@@ -59,8 +59,28 @@ class EventDataError(TpopkError):
     def __init__(self, violations: Sequence[Violation], source: str = "event data") -> None:
         self.violations = list(violations)
         self.source = source
-        lines = [
-            f"{len(self.violations)} problem(s) in {source} ({ROW_CONVENTION}):",
-            *(f"  {v}" for v in self.violations),
-        ]
+        header = f"{len(self.violations)} problem(s) in {source} ({ROW_CONVENTION})"
+        if len(self.violations) <= LISTED_IN_FULL:
+            lines = [f"{header}:", *(f"  {v}" for v in self.violations)]
+        else:
+            lines = [f"{header}, by rule (the first {PER_RULE} of each):"]
+            for rule, found in _by_rule(self.violations).items():
+                lines.append(f"  [{rule}] {len(found)} problem(s)")
+                lines += [f"    {v}" for v in found[:PER_RULE]]
+                if len(found) > PER_RULE:
+                    lines.append(f"    ... and {len(found) - PER_RULE} more")
         super().__init__("\n".join(lines))
+
+
+#: Up to this many problems are listed one per line; beyond, grouped by rule and capped,
+#: so one systematic error in a million-row file reads as one rule, not a million lines.
+LISTED_IN_FULL = 30
+#: Problems listed per rule in a grouped message.
+PER_RULE = 5
+
+
+def _by_rule(violations: Sequence[Violation]) -> dict[str, list[Violation]]:
+    grouped: dict[str, list[Violation]] = {}
+    for violation in violations:
+        grouped.setdefault(violation.rule, []).append(violation)
+    return grouped

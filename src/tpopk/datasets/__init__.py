@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
+from tpopk.data.files import read_sidecar_units
 
-#: rxode2 event codes used by the bundled files: bolus into CMT 1, infusion into CMT 1.
-RXODE2_BOLUS_CMT1: Final = 101
+#: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
 
 
@@ -33,12 +33,12 @@ def _bundled(name: str) -> pd.DataFrame:
 def load_theophylline() -> EventTable:
     """Load theophylline, single oral dose: 12 subjects, 12 doses, 132 concentrations.
 
-    rxode2's EVID 101 (bolus into CMT 1, the depot) becomes NONMEM EVID 1. Units:
-    TIME h, AMT mg, concentration (``conc``, CMT 2) mg/L, WT kg.
+    Read as ``tpopk validate`` reads it: rxode2's EVID 101 (bolus into CMT 1, the
+    depot) is NONMEM EVID 1, and the units come from the sidecar ``theo_sd.units.toml``
+    (TIME h, AMT mg, concentration ``conc`` (CMT 2) mg/L, WT kg).
     """
-    raw = _bundled("theo_sd.csv")
-    raw["EVID"] = raw["EVID"].replace(RXODE2_BOLUS_CMT1, int(Evid.DOSE))
-    return read_events(raw, units={"TIME": "h", "AMT": "mg", "conc": "mg/L", "WT": "kg"})
+    with as_file(files(__name__).joinpath("theo_sd.csv")) as path:
+        return read_events(path, require_units=True)
 
 
 def infusions_from_start_stop(raw: pd.DataFrame, code: int) -> pd.DataFrame:
@@ -104,14 +104,17 @@ def load_wbc_sim() -> EventTable:
     The 104 rxode2 start/stop infusion rows become 52 NONMEM infusions into CMT 1
     (see :func:`infusions_from_start_stop`); observations are ``DVID`` ``wbc`` in CMT 3.
     Per-subject paclitaxel PK ``CLI`` (L/h), ``V1I`` (L), ``V2I`` (L) stay covariates.
-    Units: TIME h, AMT µmol, WBC 10^9/L.
+    Units (TIME h, AMT µmol, WBC 10^9/L) from the sidecar ``wbcSim.units.toml``.
     """
     raw = infusions_from_start_stop(_bundled("wbcSim.csv"), RXODE2_INFUSION_CMT1)
     dose = raw["EVID"] == Evid.DOSE
     raw["DV"] = raw["DV"].where(~dose)  # the file writes DV 0 on dose rows; it means nothing
     raw["DVID"] = np.where(dose, "", "wbc")
-    units = {"TIME": "h", "AMT": "µmol", "wbc": "10^9/L", "CLI": "L/h", "V1I": "L", "V2I": "L"}
-    return read_events(raw, units=units)
+    with as_file(files(__name__).joinpath("wbcSim.csv")) as path:
+        units, problems = read_sidecar_units(path)
+    if problems or units is None:
+        raise EventDataError(problems, "wbcSim.units.toml")
+    return read_events(raw, units=units, require_units=True)
 
 
 def load_itp_study() -> EventTable:

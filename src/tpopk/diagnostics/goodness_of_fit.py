@@ -72,23 +72,61 @@ def _residual_sds(fit: FitLike, data: xr.Dataset, dvid: str) -> dict[str, npt.ND
 
     A cross-agonist fit gives each agonist its own concentration error,
     ``sigma_<kind>_<dvid>_<agonist>``, which applies to that agonist's subjects' rows.
+    A residual with ``sigma_by`` gives the subjects at each listed level of its covariate
+    that level's sigma (:meth:`tpopk.model.card.ResidualSpec.sigmas` names them).
     """
     posterior = fit.tree["posterior"]
     n = data.sizes[f"obs_{dvid}"]
     agonist = (
         np.char.lower(data["AGONIST"].values.astype(str)) if "AGONIST" in data else np.full(n, "")
     )
+    # each row's observation name in the fit: the DVID, or DVID_<agonist> where the
+    # agonist has its own sigma
+    fit_name = np.full(n, dvid, dtype=object)
+    for name in np.unique(agonist):
+        if name and any(f"sigma_{kind}_{dvid}_{name}" in posterior for kind in _KINDS):
+            fit_name[agonist == name] = f"{dvid}_{name}"
+    level_sigmas = _level_sigmas(fit, data, dvid, set(fit_name))
     sds = {}
-    for kind in ("add", "prop", "log"):
+    for kind in _KINDS:
         values = np.full(n, np.nan)
-        if f"sigma_{kind}_{dvid}" in posterior:
-            values[:] = float(_median(fit.tree, f"sigma_{kind}_{dvid}"))
-        for name in np.unique(agonist):
-            if name and f"sigma_{kind}_{dvid}_{name}" in posterior:
-                values[agonist == name] = float(_median(fit.tree, f"sigma_{kind}_{dvid}_{name}"))
+        for name in np.unique(fit_name):
+            rows = fit_name == name
+            if f"sigma_{kind}_{name}" in posterior:
+                values[rows] = float(_median(fit.tree, f"sigma_{kind}_{name}"))
+            for variable, at_level in level_sigmas:
+                if variable.startswith(f"sigma_{kind}_{name}_"):
+                    values[rows & at_level] = float(_median(fit.tree, variable))
         if np.isfinite(values).any():
             sds[kind] = values
     return sds
+
+
+_KINDS = ("add", "prop", "log")
+
+
+def _level_sigmas(
+    fit: FitLike, data: xr.Dataset, dvid: str, names: set[str]
+) -> list[tuple[str, npt.NDArray[np.bool_]]]:
+    """``(variable, rows at its level)`` of every ``sigma_by`` level sigma in the posterior."""
+    posterior = fit.tree["posterior"]
+    found = []
+    for card in fit.cards:
+        spec = card.residual.get(dvid)
+        if spec is None or spec.sigma_by is None:
+            continue
+        column = spec.sigma_by.covariate
+        for name in sorted(names):
+            for level, (variable, _) in spec.sigmas(name).items():
+                if level is None or variable not in posterior:
+                    continue
+                if column not in data:
+                    raise DiagnosticsError(
+                        f"'{variable}' applies to subjects with {column} = {level}, but the "
+                        f"fitted data have no {column} column"
+                    )
+                found.append((variable, data[column].values.astype(str) == level))
+    return found
 
 
 def goodness_of_fit(

@@ -9,8 +9,8 @@ how the two are joined here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,9 +19,12 @@ import xarray as xr
 from tpopk.data import EventTable
 from tpopk.errors import TpopkError
 
+if TYPE_CHECKING:
+    from tpopk.model.card import ModelCard
+
 
 class FitLike(Protocol):
-    """What the diagnostics read from a fit: its DataTree and the events it was fitted to.
+    """What the diagnostics read from a fit: its DataTree, events and model cards.
 
     :class:`tpopk.Fit` is one; so is anything else carrying these two attributes.
     """
@@ -34,6 +37,11 @@ class FitLike(Protocol):
     @property
     def events(self) -> EventTable:
         """The fitted event table."""
+        ...
+
+    @property
+    def cards(self) -> Sequence[ModelCard]:
+        """The model cards fitted (their residual specs name the level sigmas)."""
         ...
 
 

@@ -43,6 +43,7 @@ from tpopk.model.predict import (
     solver_grid,
 )
 from tpopk.pd import SolverGrid
+from tpopk.pk import PK_MODELS
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,28 @@ def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
                 )
     if "conc" in dvids and len({d.card.residual["conc"].error for d in study.drugs}) > 1:
         raise CardError("agonist cards in one study must use the same 'conc' error model")
+    for drug in study.drugs:
+        _check_concentration_cmt(drug, arrays)
     return dvids
+
+
+def _check_concentration_cmt(drug: Drug, arrays: SubjectArrays) -> None:
+    """Concentrations are observed in the PK model's central compartment (or CMT 0).
+
+    The prediction is the central concentration whatever CMT says, so an observation
+    in another compartment (a typo, a peripheral or a compartment the model lacks)
+    would be fitted as if it were central.
+    """
+    pk = PK_MODELS[cast(str, drug.card.structure.pk)]
+    rows = (arrays.obs_dvid == "conc") & np.isin(arrays.obs_subject, drug.subjects)
+    wrong = rows & (arrays.obs_cmt != 0) & (arrays.obs_cmt != pk.obs_cmt)
+    if wrong.any():
+        raise CardError(
+            f"card '{drug.card.name}' (PK model '{pk.name}') predicts concentrations in its "
+            f"central compartment, CMT {pk.obs_cmt} (or CMT 0); {int(wrong.sum())} 'conc' "
+            f"observations are in CMT {sorted(set(arrays.obs_cmt[wrong].tolist()))} "
+            f"(subjects {sorted(set(arrays.subject_ids[arrays.obs_subject[wrong]].tolist()))[:5]})"
+        )
 
 
 def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> pm.Model:

@@ -114,6 +114,66 @@ def _from_prior(prior: Prior) -> dict[str, Any]:
     return {"dist": prior.distribution, **parameters}
 
 
+def prior_support(prior: Prior) -> tuple[float, float]:
+    """Lowest and highest value ``prior`` can take; ValueError if it is not a proper prior.
+
+    Every parameter must be a finite number inside the distribution's parameter space
+    (a positive sigma, ``lower < upper``): PyMC would otherwise fail only while sampling,
+    deep inside the sampler or with a crash. Vector parameters (one per category level)
+    are checked element by element; the support returned spans them all.
+    """
+    import numpy as np
+    import preliz as pz
+
+    label = f"{prior.distribution}({', '.join(f'{k}={v}' for k, v in prior.parameters.items())})"
+    factory = getattr(pz, prior.distribution, None)
+    if factory is None:
+        raise ValueError(f"{label}: a proper univariate distribution is expected")
+    try:
+        arrays = {k: np.asarray(v, dtype=float) for k, v in prior.parameters.items()}
+        shaped = dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{label}: its parameters must be numbers (or equal-length lists)"
+        ) from None
+    lowest, highest = np.inf, -np.inf
+    for index in np.ndindex(next(iter(shaped.values())).shape if shaped else ()):
+        values = {k: float(a[index]) for k, a in shaped.items()}
+        for key, value in values.items():
+            if not np.isfinite(value):
+                raise ValueError(f"{label}: '{key}' is {value}; a finite number is expected")
+        try:
+            dist = factory(**values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{label}: {err}") from None
+        for key, (low, high) in zip(dist.param_names, dist.params_support, strict=True):
+            if not low <= values[key] <= high:
+                expected = "> 0" if 0 < low < 1e-10 else f"in [{low}, {high}]"
+                raise ValueError(f"{label}: '{key}' = {values[key]}; expected {expected}")
+        low, high = (float(b) for b in dist.support)
+        if not low < high:
+            raise ValueError(f"{label}: its support [{low}, {high}] is empty")
+        lowest, highest = min(lowest, low), max(highest, high)
+    return lowest, highest
+
+
+def _checked_support(prior: Prior, what: str) -> tuple[float, float]:
+    """:func:`prior_support`, its error naming the card entry (``what``)."""
+    try:
+        return prior_support(prior)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def _check_scale(prior: Prior | None, what: str) -> None:
+    """Refuse an SD prior (omega, tau, sigma) that is improper or reaches below zero."""
+    if prior is not None and (low := _checked_support(prior, what)[0]) < 0:
+        raise ValueError(
+            f"{what} is a standard deviation: its prior must not go below 0, but "
+            f"{prior.distribution} reaches {low} (use e.g. HalfNormal or LogNormal)"
+        )
+
+
 PriorField = Annotated[
     Prior,
     BeforeValidator(_to_prior),
@@ -122,7 +182,10 @@ PriorField = Annotated[
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # allow_inf_nan=False: a fixed value, reference or coefficient of nan is refused
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
 
 class CovariateEffect(_Frozen):
@@ -150,6 +213,8 @@ class CovariateEffect(_Frozen):
             raise ValueError("'levels' only apply to categorical effects")
         if self.effect == "power" and not isinstance(self.reference, str) and self.reference <= 0:
             raise ValueError("a power effect needs a positive 'reference'")
+        if isinstance(self.coefficient, Prior):
+            _checked_support(self.coefficient, "'coefficient'")
         return self
 
 
@@ -172,6 +237,8 @@ class LevelSD(_Frozen):
     def _some_levels(self) -> LevelSD:
         if not self.levels:
             raise ValueError("list at least one level with its own SD prior")
+        for level, prior in self.levels.items():
+            _check_scale(prior, f"the SD of level '{level}'")
         return self
 
 
@@ -229,7 +296,40 @@ class ParameterSpec(_Frozen):
                 "partial pooling across agonists needs an estimated 'prior' and a 'tau' prior "
                 "(SD of the log typical value between agonists); 'tau' needs pooling = 'partial'"
             )
+        _check_scale(self.iiv, "'iiv' (omega)")
+        _check_scale(self.tau, "'tau'")
+        if self.prior is not None:
+            self._check_typical_value(self.prior)
         return self
+
+    def _check_typical_value(self, prior: Prior) -> None:
+        """Refuse a typical-value prior that is not positive or that IIV takes out of support.
+
+        The model works with the log of the typical value and multiplies it by log-normal
+        IIV, covariate effects and agonist deviations, all unbounded above: a parameter
+        bounded above (a Beta fraction) with any of them would leave its support.
+        """
+        low, high = _checked_support(prior, "'prior'")
+        if low < 0:
+            raise ValueError(
+                f"a typical value is positive (the model takes its log), but the "
+                f"{prior.distribution} prior reaches {low} (use e.g. LogNormal)"
+            )
+        varies = [
+            name
+            for name, present in (
+                ("'iiv'", self.iiv is not None),
+                ("'covariates'", bool(self.covariates)),
+                ("partial pooling", self.pooling == "partial"),
+            )
+            if present
+        ]
+        if high < float("inf") and varies:
+            raise ValueError(
+                f"the {prior.distribution} prior bounds the parameter to [{low}, {high}], but "
+                f"its {' and '.join(varies)} multiply it by factors unbounded above, so "
+                f"individual values leave that range: use a prior on (0, inf) or drop them"
+            )
 
 
 class ResidualSpec(_Frozen):
@@ -265,6 +365,8 @@ class ResidualSpec(_Frozen):
                 f"'sigma_by' replaces the one sigma of an error model; '{self.error}' has "
                 f"{sorted(needed)}"
             )
+        for key in sorted(needed):
+            _check_scale(getattr(self, key), f"'{key}'")
         return self
 
     @property
@@ -323,6 +425,11 @@ class IIVBlock(_Frozen):
     sd: PriorField
     eta: float = Field(default=2.0, gt=0)
     source: str = ""
+
+    @model_validator(mode="after")
+    def _proper_sd(self) -> IIVBlock:
+        _check_scale(self.sd, "the block's 'sd' (omega)")
+        return self
 
 
 class ModelCard(_Frozen):
@@ -391,6 +498,12 @@ class ModelCard(_Frozen):
                     raise ValueError(
                         f"iiv_block names '{name}': block parameters must be card parameters "
                         "without their own 'iiv' (the block's 'sd' prior gives their omega)"
+                    )
+                prior = self.parameters[name].prior
+                if prior is not None and prior_support(prior)[1] < float("inf"):
+                    raise ValueError(
+                        f"iiv_block names '{name}', whose {prior.distribution} prior is bounded "
+                        "above: log-normal IIV takes its individual values out of that range"
                     )
         return self
 

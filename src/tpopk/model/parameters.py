@@ -26,9 +26,19 @@ from pytensor.tensor import TensorVariable
 from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ParameterSpec
 
 
+def fixed(value: float) -> TensorVariable:
+    """Return a card's fixed number as a float64 constant.
+
+    ``pt.as_tensor(0.5)`` is a float32 constant (PyTensor picks the narrowest float that
+    holds a Python float exactly), and a graph whose inputs are all such constants then
+    computes in single precision.
+    """
+    return pt.as_tensor(np.float64(value))
+
+
 def _coefficient(name: str, effect: CovariateEffect, dims: str | None = None) -> TensorVariable:
     if isinstance(effect.coefficient, float | int):
-        return pt.as_tensor(float(effect.coefficient))
+        return fixed(effect.coefficient)
     if dims is None:
         return effect.coefficient.create_variable(name)
     return type(effect.coefficient)(
@@ -148,7 +158,7 @@ def individual_parameters(
     for name, spec in specs.items():
         label = f"{name}{suffix}"
         if spec.value is not None:
-            values[name] = pt.as_tensor(spec.value)
+            values[name] = fixed(spec.value)
             continue
         if spec.from_covariate is not None:
             values[name] = pt.as_tensor(_covariate_values(name, spec.from_covariate, covariates))
