@@ -82,12 +82,13 @@ def expm_and_derivatives(kp, kl, h):
 def test_chain_exponential_and_rate_derivatives_match_expm(kp, kl, h):
     e, _, rho, rho_half = propagator(kp, kl, h)
     ref = expm_and_derivatives(kp, kl, h)
+    # The reference loses digits where the rates nearly coincide (a nearly defective J).
     for got, want in zip(e, ref, strict=True):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max() + 1e-300)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max() + 1e-300)
     half = expm_and_derivatives(kp, kl, 0.5 * h)
     for w in range(3):
-        np.testing.assert_allclose(rho[w], ref[w][N_P:].sum(axis=0), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(rho_half[w], half[w][N_P:].sum(axis=0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(rho[w], ref[w][N_P:].sum(axis=0), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(rho_half[w], half[w][N_P:].sum(axis=0), rtol=0, atol=1e-10)
 
 
 BASIS = [
@@ -97,17 +98,18 @@ BASIS = [
 ]
 
 
-@pytest.mark.parametrize(("kp", "kl", "h"), RATES)
+# Both branches of each: Taylor series (healthy first step, tiny step) and integration by
+# parts (ITP, fast precursors), recurrence (tplt 0.3 h) and series for the cross block.
+@pytest.mark.parametrize(("kp", "kl", "h"), [RATES[i] for i in (0, 2, 4, 7, 8, 9)])
 def test_production_responses_match_quadrature(kp, kl, h):
     """phi_r = int_0^h exp(J (h - s)) e0 w_r(s/h) ds, w_r the quadratic Lagrange basis."""
     _, phi, _, _ = propagator(kp, kl, h)
-    for which in (0, 1, 2):
-        for r in range(3):
 
-            def integrand(s, r=r, which=which):
-                mats = expm_and_derivatives(kp, kl, h - s)
-                return mats[which][:, 0] * BASIS[r](s / h)
+    def integrand(s):
+        columns = np.stack([m[:, 0] for m in expm_and_derivatives(kp, kl, h - s)])
+        return np.stack([columns * basis(s / h) for basis in BASIS], axis=1)
 
-            want = quad_vec(integrand, 0.0, h, epsabs=1e-15, epsrel=1e-11)[0]
-            scale = np.abs(want).max() + (h if which == 0 else h * h) * 1e-3
-            np.testing.assert_allclose(phi[which, r], want, rtol=0, atol=1e-9 * scale)
+    want = quad_vec(integrand, 0.0, h, epsabs=1e-15, epsrel=1e-11)[0]
+    for which in range(3):
+        scale = np.abs(want[which]).max() + (h if which == 0 else h * h) * 1e-3
+        np.testing.assert_allclose(phi[which], want[which], rtol=0, atol=1e-9 * scale)
