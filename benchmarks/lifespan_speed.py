@@ -5,22 +5,20 @@ counts each), platelet lifespan ``tplt`` 22 h and maturation time ``tp`` 142 h w
 50% and 44% log-normal IIV, baseline 30, feedback exponent 0.083 (the card's healthy 0.621
 times its ITP ratio 0.133), sigmoid Emax drive of eltrombopag-like exposure. Times the
 compiled forward pass (:func:`tpopk.pd.kernels.rk4_forward`) and forward + adjoint
-(``rk4_adjoint``) on one thread, per subject, for this checkout's kernels and for an older
-``kernels.py`` (the RK4 one) loaded from a file in the same process, and prints the
-largest relative difference of their platelets at the observations.
+(``rk4_adjoint``) on one thread, per subject, best of ``--repeats``. Run it on two
+checkouts back to back to compare them (``--save`` on one, ``--compare`` on the other
+prints the largest relative difference of their platelets at the observations):
 
-    git show 225740a:src/tpopk/pd/kernels.py > /tmp/kernels_rk4.py
-    python -m benchmarks.lifespan_speed --old /tmp/kernels_rk4.py [--subjects 200]
+    PYTHONPATH=/path/to/old/src python -m benchmarks.lifespan_speed --save /tmp/old.npy
+    PYTHONPATH=src python -m benchmarks.lifespan_speed --compare /tmp/old.npy
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -31,16 +29,6 @@ from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, kernels
 
 DOSE_TIME = np.arange(49) * 24.0
 OBS_TIME = np.array([0.0, 2.0, 74.5, 170.0, 339.0, 500.0, 674.25, 842.0, 1001.0, 1170.0])
-
-
-def load_kernels(path: str) -> ModuleType:
-    """Import a ``kernels.py`` from ``path`` under its own module name."""
-    spec = importlib.util.spec_from_file_location("kernels_old", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def problem(n: int, seed: int) -> tuple[Any, ...]:
@@ -78,37 +66,37 @@ def per_subject_us(fn: Any, n: int, repeats: int) -> float:
 
 
 def main() -> None:
-    """Print µs per subject for each kernel file and the platelets' largest difference."""
+    """Print µs per subject for forward and forward + adjoint."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", required=True, help="path of the kernels.py to compare")
     parser.add_argument("--subjects", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=24)
+    parser.add_argument("--save", help="write the platelets at the observations here (.npy)")
+    parser.add_argument("--compare", help="platelets (.npy) of another run to compare with")
     args = parser.parse_args()
     model = PD_MODELS["lifespan"]
     cfg = model.config_array()
     params, drive, steps, grid, g_states = problem(args.subjects, args.seed)
     doses = np.zeros((args.subjects, grid.n_nodes))
     steps_per_subject = np.count_nonzero(steps, axis=1).mean()
-    print(f"{args.subjects} subjects, {steps_per_subject:.0f} steps each (mean)")
-    platelets = {}
-    for name, mod in (("new", kernels), ("old", load_kernels(args.old))):
+    print(f"{kernels.__file__}: {args.subjects} subjects, {steps_per_subject:.0f} steps each")
 
-        def forward(mod: ModuleType = mod) -> Any:
-            return mod.rk4_forward(model.kernel_id, cfg, params, drive, steps, doses, -1, 20)
+    def forward() -> Any:
+        return kernels.rk4_forward(model.kernel_id, cfg, params, drive, steps, doses, -1, 20)
 
-        states, _ = forward()
+    def gradient() -> Any:
+        out, tape = forward()
+        return kernels.rk4_adjoint(model.kernel_id, cfg, params, drive, steps, out, tape, g_states)
 
-        def gradient(mod: ModuleType = mod) -> Any:
-            out, tape = forward(mod)
-            return mod.rk4_adjoint(model.kernel_id, cfg, params, drive, steps, out, tape, g_states)
-
-        fwd = per_subject_us(forward, args.subjects, args.repeats)
-        both = per_subject_us(gradient, args.subjects, args.repeats)
-        platelets[name] = states.reshape(-1, 20)[grid.obs_index, 10:].sum(axis=1)
-        print(f"{name}: forward {fwd:8.1f} µs/subject, forward + adjoint {both:8.1f} µs/subject")
-    diff = np.abs(platelets["new"] / platelets["old"] - 1).max()
-    print(f"largest relative difference of platelets at the observations: {diff:.2e}")
+    fwd = per_subject_us(forward, args.subjects, args.repeats)
+    both = per_subject_us(gradient, args.subjects, args.repeats)
+    print(f"forward {fwd:.1f} µs/subject, forward + adjoint {both:.1f} µs/subject")
+    platelets = forward()[0].reshape(-1, 20)[grid.obs_index, 10:].sum(axis=1)
+    if args.save:
+        np.save(args.save, platelets)
+    if args.compare:
+        diff = np.abs(platelets / np.load(args.compare) - 1).max()
+        print(f"largest relative difference of platelets at the observations: {diff:.2e}")
 
 
 if __name__ == "__main__":
