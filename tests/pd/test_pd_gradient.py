@@ -37,6 +37,10 @@ PARAMS = {
     "lifespan_stiff": [[30.0, 142.0, 0.09, 0.621], [60.0, 100.0, 9.3, 0.161]],
     # No feedback (the default), healthy and SDIRK2 lifespans: the gradient in gamma at 0.
     "lifespan_open_loop": [[250.0, 142.0, 253.0, 0.0], [30.0, 142.0, 0.09, 0.0]],
+    # ITP lifespans of 22 h and 8 h with a 40 h maturation time, and precursors ageing at
+    # exactly the platelets' rate (the exponential step's kp = kl branch).
+    "lifespan_itp": [[30.0, 142.0, 22.0, 0.083], [15.0, 40.0, 8.0, 0.621]],
+    "lifespan_equal_rates": [[60.0, 100.0, 100.0, 0.3], [20.0, 24.0, 24.0, 0.0]],
     "endogenous_tpo": [
         [200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 0.33],
         [30.0, 170.0, 60.0, 0.78, 1.0, 0.05, 0.8, 0.7],
@@ -68,7 +72,9 @@ PARAMS = {
         [30.0, 142.0, 0.09, 0.161, 0.05, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 0.0, 0.0],
     ],
 }
-MODEL_OF = {f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop")}
+MODEL_OF = {
+    f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop", "itp", "equal_rates")
+}
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
 
 

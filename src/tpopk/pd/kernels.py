@@ -31,28 +31,27 @@ step. Zero-length (padding) steps are identities in both directions. Cost is lin
 subjects x steps x states.
 
 **Stability.** Explicit RK4 is stable only for ``k·h < 2.79``, and some rates are
-parameters: the lifespan chain ages at ``n/tplt``, and an ITP platelet lifespan of a few
-hours (reachable by NUTS in the IIV tails) on a 2 h grid step blew the log density up:
-89 of 100 draws of the bundled ITP study fit diverged, 0 with substeps
-(``benchmarks/README.md``, "RK4 substeps"). So each step
-is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal substeps, ``k`` the subject's fastest
-parameter-dependent rate (:func:`fastest_rate`); within a step the drive is the quadratic
-through its node, midpoint and end samples. Steps with ``k·h <= STABLE_RATE_STEP`` (every
-healthy course) are one plain RK4 step, unchanged; the adjoint re-runs a split step's
-substeps and differentiates them in reverse. A step that would need more than
-:data:`MAX_SUBSTEPS` RK4 substeps (short ITP lifespans, and the far tails early warm-up
-visits) takes that many substeps of SDIRK2 instead, an L-stable implicit method, so its
-cost no longer grows with the rate: the lifespan chain is linear and its Jacobian lower
-bidiagonal, so each implicit stage is one forward sweep (:func:`implicit_solve`) and its
-adjoint one backward sweep (the optional feedback on production is the one nonlinear
-term; each stage takes it extrapolated from known states, :func:`implicit_drive`).
-Non-normal amplification (what made the recovery fit diverge when the RK4 bound was
-raised to ``k·h = 2``, where RK4's one-step map has absolute row sums ~5;
-benchmarks/README.md): one SDIRK2 step's map on the 10 + 10 chain has absolute
-row sums at most 1.3 on one ageing block at any ``k·h``, and at most 2.0 on the whole
-chain while the precursor rate keeps ``kp·h <= 1`` (RK4 at its bound: 2.0); it reaches
-13.5 only where precursors age far faster than platelets (``kp·h`` ~40, a maturation
-time under an hour).
+parameters (an ITP platelet lifespan of a few hours, reachable by NUTS in the IIV tails,
+on a 12 h step). So each step is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal
+substeps, ``k`` the subject's fastest parameter-dependent rate (:func:`fastest_rate`),
+the drive within a step the quadratic through its node, midpoint and end samples; the
+adjoint re-runs a split step's substeps. A step needing more than :data:`MAX_SUBSTEPS`
+takes that many substeps of SDIRK2 instead, L-stable, each stage one sweep of the
+bidiagonal chain (:func:`implicit_solve`), the feedback extrapolated from known states
+(:func:`implicit_drive`). History and measurements: ``benchmarks/README.md``, "RK4
+substeps", "SDIRK2 beyond 8 RK4 substeps".
+
+**Lifespan chain: exponential steps.** The ``lifespan`` structure skips RK4 altogether
+(:func:`lifespan_expo_forward`, :func:`lifespan_expo_adjoint`, dispatched from
+:func:`rk4_forward` and :func:`rk4_adjoint`). Its chain is linear, so one step is
+``y' = E y + sum_r phi_r u_r`` with ``E = exp(J h)`` in closed form (Poisson weights
+within each block, a hypoexponential cross block by positive series and recurrences:
+exact at any ``k·h``, no stiffness limit) and ``u_r`` the production at the step's
+start, midpoint and end, integrated exactly as the quadratic through them. The feedback
+takes the platelet sum from the free propagation of the step's start (``E(s) y``):
+production within a step reaches platelets only after the precursors' delay. Propagators
+and their rate derivatives are built once per distinct step length and subject; the
+adjoint is the exact transpose of this map, and the stage tape is not used.
 """
 
 from __future__ import annotations
@@ -1397,6 +1396,469 @@ def _sdirk_tape_vjp(
     return g_a, g_b, g_c
 
 
+# Exponential steps of the lifespan chain. Its states obey dy/dt = J y + e0·u(t), J lower
+# bidiagonal (n_p precursor compartments ageing at kp, then n_l platelet compartments at
+# kl), u the production. One step of length h is y' = E y + sum_r Phi_r u_r with
+# E = exp(J h) in closed form (below) and u_r the production at the step's start,
+# midpoint and end, where the drive is given; Phi_r integrates the quadratic through them
+# exactly. The feedback (plt0/P)^gamma takes P from the free propagation of the step's
+# start, E(s) y: production within a step reaches platelets only after the precursors'
+# delay. No stiffness limit: E is exact at any k·h.
+
+#: Above this ``D = |kp - kl|·h`` the cross block's integrals are taken by the forward
+#: recurrence (each term subtracts at most ``(n + 1)/D`` of the larger one), below it by
+#: Kummer's series, all of whose terms are positive.
+CROSS_SERIES_MAX = 60.0
+#: Steps whose lengths agree to this relative tolerance share one propagator: a grid's
+#: equal subdivisions of a gap differ in their last bits.
+SAME_STEP_RTOL = 1e-12
+#: Largest ``k·h`` at which a step's production response is summed as a Taylor series
+#: (:func:`_production_series`) rather than by integration by parts.
+PHI_SERIES_MAX = 2.0
+
+
+@njit
+def _cross_integrals(a_max: int, b_max: int, d: float, k: Any) -> None:
+    """``K[a, b] = int_0^1 u^a (1 - u)^b e^(-d·u) du / (a! b!)`` for ``d >= 0``.
+
+    Below :data:`CROSS_SERIES_MAX`: the last row by the positive series
+    ``e^-d/(a+b+1)! sum_j d^j/j! (b+1)_j/(a+b+2)_j`` (Kummer's transformation of
+    1F1(a+1; a+b+2; -d)), then rows downwards by ``K[a-1, b] = d K[a, b] + K[a, b-1]`` and
+    ``K[a-1, 0] = d K[a, 0] + e^-d/a!``, which add positive terms only. Above it: upwards by
+    the same relations solved for ``K[a, b]`` (integration by parts).
+    """
+    e_d = np.exp(-d)
+    if d < CROSS_SERIES_MAX:
+        inv_fact = 1.0  # 1/(a_max + b + 1)!
+        for i in range(2, a_max + 2):
+            inv_fact /= i
+        for b in range(b_max + 1):
+            if b > 0:
+                inv_fact /= a_max + b + 1
+            term, total, j = 1.0, 1.0, 0
+            while j < d or term > 1e-17 * total:
+                term *= d * (b + 1 + j) / ((a_max + b + 2 + j) * (j + 1.0))
+                total += term
+                j += 1
+            k[a_max, b] = e_d * total * inv_fact
+        inv_a_fact = 1.0  # 1/a!
+        for i in range(2, a_max + 1):
+            inv_a_fact /= i
+        for a in range(a_max, 0, -1):
+            k[a - 1, 0] = d * k[a, 0] + e_d * inv_a_fact
+            for b in range(1, b_max + 1):
+                k[a - 1, b] = d * k[a, b] + k[a, b - 1]
+            inv_a_fact *= a
+        return
+    k[0, 0] = -np.expm1(-d) / d
+    inv_b_fact = 1.0
+    for b in range(1, b_max + 1):
+        inv_b_fact /= b
+        k[0, b] = (inv_b_fact - k[0, b - 1]) / d
+    inv_a_fact = 1.0
+    for a in range(1, a_max + 1):
+        inv_a_fact /= a
+        k[a, 0] = (k[a - 1, 0] - e_d * inv_a_fact) / d
+        for b in range(1, b_max + 1):
+            k[a, b] = (k[a - 1, b] - k[a, b - 1]) / d
+
+
+@njit
+def _cross_table(n_p: int, n_l: int, kp: float, kl: float, h: float, k: Any, x: Any) -> None:
+    """Cross block of exp(J h): ``x[m, b]`` for ``m <= n_p``, ``b <= n_l``.
+
+    ``x[m, b]`` is the probability that a precursor ``m + 1`` compartments from the end of
+    its block is in platelet compartment ``b`` after ``h``:
+    ``x[m, b] = (kp h)^(m+1) (kl h)^b e^(-min(kp, kl) h) K`` with ``K`` from
+    :func:`_cross_integrals` at ``d = |kp - kl|·h``, the faster rate's index first: free
+    of the ``1/(kp - kl)`` cancellation of partial fractions.
+    """
+    d = abs(kp - kl) * h
+    p_faster = kp >= kl
+    if p_faster:
+        _cross_integrals(n_p, n_l, d, k)
+    else:
+        _cross_integrals(n_l, n_p, d, k)
+    log_xp, log_xl = np.log(kp * h), np.log(kl * h)
+    slow = min(kp, kl) * h
+    for m in range(n_p + 1):
+        for b in range(n_l + 1):
+            kk = k[m, b] if p_faster else k[b, m]
+            x[m, b] = np.exp((m + 1) * log_xp + b * log_xl - slow) * kk
+
+
+@njit
+def _chain_exp(
+    n_p: int, n_l: int, kp: float, kl: float, h: float, derivs: bool, k: Any, x: Any, e: Any
+) -> None:
+    """``e[0] = exp(J h)`` of the lifespan chain, and ``e[1], e[2]`` its d/dkp and d/dkl.
+
+    Within each ageing block the entries are Poisson probabilities ``pi_d`` of ``kh``, with
+    ``dpi_d/dk = h (pi_(d-1) - pi_d)``; across, :func:`_cross_table`'s ``I(m, b)``, with
+    ``dI/dkp = (m+1)/kp (I(m, b) - I(m+1, b))`` and
+    ``dI/dkl = (b I(m, b) - (b+1) I(m, b+1))/kl``. ``k`` and ``x`` are scratch,
+    ``(n_p + 1) x (n_l + 1)`` or larger both ways round.
+    """
+    n = n_p + n_l
+    for w in range(3 if derivs else 1):
+        for i in range(n):
+            for j in range(n):
+                e[w, i, j] = 0.0
+    for first, size, rate, which in ((0, n_p, kp, 1), (n_p, n_l, kl, 2)):
+        kh = rate * h
+        pi_prev, pi = 0.0, np.exp(-kh)
+        for dd in range(size):
+            if dd > 0:
+                pi_prev, pi = pi, pi * kh / dd
+            for i in range(first + dd, first + size):
+                e[0, i, i - dd] = pi
+                if derivs:
+                    e[which, i, i - dd] = h * (pi_prev - pi)
+    _cross_table(n_p, n_l, kp, kl, h, k, x)
+    for m in range(n_p):
+        for b in range(n_l):
+            i, j = n_p + b, n_p - 1 - m
+            e[0, i, j] = x[m, b]
+            if derivs:
+                e[1, i, j] = (m + 1) / kp * (x[m, b] - x[m + 1, b])
+                e[2, i, j] = (b * x[m, b] - (b + 1) * x[m, b + 1]) / kl
+
+
+@inline
+def _chain_rate(n_p: int, kp: float, kl: float, i: int) -> float:
+    return kp if i < n_p else kl
+
+
+@inline
+def _chain_solve(n_p: int, kp: float, kl: float, r: Any, x: Any) -> None:
+    """Solve ``J x = r`` by forward substitution (``J`` lower bidiagonal, diagonal ``-k``)."""
+    inflow = 0.0
+    for i in range(r.shape[0]):
+        ki = _chain_rate(n_p, kp, kl, i)
+        x[i] = (inflow - r[i]) / ki
+        inflow = ki * x[i]
+
+
+@inline
+def _chain_rate_product(n_p: int, which: int, v: Any, out: Any) -> None:
+    """``out -= (dJ/dk) v`` for ``k`` = kp (``which`` 1) or kl (2)."""
+    for i in range(v.shape[0]):
+        if which == 1:
+            if i < n_p:
+                out[i] += v[i] - (v[i - 1] if i > 0 else 0.0)
+            elif i == n_p:
+                out[i] -= v[i - 1]
+        elif i == n_p:
+            out[i] += v[i]
+        elif i > n_p:
+            out[i] += v[i] - v[i - 1]
+
+
+@njit
+def _production_series(n_p: int, kp: float, kl: float, h: float, n_w: int, phi: Any) -> None:
+    """:func:`_lifespan_propagator`'s ``phi`` by its Taylor series, for ``k·h <= 2``.
+
+    ``phi_r = sum_n mu_rn J^n e0`` with ``mu_rn = int_0^h t^n/n! w_r(h - t) dt`` in closed
+    form; ``d(J^n e0) = dJ J^(n-1) e0 + J d(J^(n-1) e0)``. Where every ``k·h`` is small the
+    integration-by-parts form divides the step's small change by ``J`` three times
+    (relative error 8e-5 at ``k·h`` 4e-4); the series has no such cancellation.
+    """
+    n = phi.shape[2]
+    v = np.zeros((3, n))  # J^n e0 and its d/dkp, d/dkl
+    jv = np.empty((3, n))
+    v[0, 0] = 1.0
+    for w in range(n_w):
+        for r in range(3):
+            for i in range(n):
+                phi[w, r, i] = 0.0
+    bound = 2.0 * max(kp, kl) * h  # |J^n e0| h^n <= bound^n
+    scale = h  # h^(n+1)/n!
+    size = 1.0  # bound^n / n!
+    order = 0
+    while size > 1e-18:
+        a = 1.0 / (order + 1.0)
+        b = 1.0 / (order + 2.0)
+        c = 1.0 / (order + 3.0)
+        mu0 = scale * (2.0 * c - b)
+        mu1 = scale * 4.0 * (b - c)
+        mu2 = scale * (a - 3.0 * b + 2.0 * c)
+        for w in range(n_w):
+            for i in range(n):
+                phi[w, 0, i] += mu0 * v[w, i]
+                phi[w, 1, i] += mu1 * v[w, i]
+                phi[w, 2, i] += mu2 * v[w, i]
+        # v <- J v; dv <- J dv + dJ v.
+        for w in range(n_w):
+            inflow = 0.0
+            for i in range(n):
+                ki = _chain_rate(n_p, kp, kl, i)
+                jv[w, i] = inflow - ki * v[w, i]
+                inflow = ki * v[w, i]
+        for w in range(1, n_w):
+            for i in range(n):
+                r_i = -jv[w, i]
+                jv[w, i] = r_i
+            _chain_rate_product(n_p, w, v[0], jv[w])
+            for i in range(n):
+                jv[w, i] = -jv[w, i]
+        v[:n_w] = jv[:n_w]
+        order += 1
+        scale *= h / order
+        size *= bound / order
+
+
+@njit
+def _lifespan_propagator(
+    n_p: int,
+    n_l: int,
+    kp: float,
+    kl: float,
+    h: float,
+    derivs: bool,
+    k: Any,
+    x: Any,
+    eh: Any,
+    e: Any,
+    phi: Any,
+    rho: Any,
+    rho_half: Any,
+) -> None:
+    """Everything one exponential step of length ``h`` needs.
+
+    With ``derivs`` also their d/dkp and d/dkl (leading index 1 and 2 of each output).
+    ``e`` = exp(J h); ``phi[., r]`` the response to production that is the quadratic
+    Lagrange basis on the step's start (r = 0), midpoint, end, exactly integrated:
+    ``int_0^h E(t) e0 w(h - t) dt = sum_q J^-(q+1) (E e0 w^(q)(0) - e0 w^(q)(h))``
+    (integration by parts), by three forward substitutions; ``rho``, ``rho_half`` the
+    platelet sums' rows of exp(J h), exp(J h/2). ``eh`` is scratch like ``e``.
+    """
+    n = n_p + n_l
+    n_w = 3 if derivs else 1
+    _chain_exp(n_p, n_l, kp, kl, h, derivs, k, x, e)
+    _chain_exp(n_p, n_l, kp, kl, 0.5 * h, derivs, k, x, eh)
+    for w in range(n_w):
+        for j in range(n):
+            total, half = 0.0, 0.0
+            for i in range(n_p, n):
+                total += e[w, i, j]
+                half += eh[w, i, j]
+            rho[w, j] = total
+            rho_half[w, j] = half
+    if max(kp, kl) * h <= PHI_SERIES_MAX:
+        _production_series(n_p, kp, kl, h, n_w, phi)
+        return
+    # Basis r: (w, w', w'') at s = 0, then at s = h.
+    c1, c2 = 1.0 / h, 1.0 / (h * h)
+    basis = (
+        (1.0, -3.0 * c1, 4.0 * c2, 0.0, c1, 4.0 * c2),
+        (0.0, 4.0 * c1, -8.0 * c2, 0.0, -4.0 * c1, -8.0 * c2),
+        (0.0, -c1, 4.0 * c2, 1.0, 3.0 * c1, 4.0 * c2),
+    )
+    v = np.empty((3, n))
+    r = np.empty(n)
+    dv = np.empty(n)
+    for ib in range(3):
+        wb = basis[ib]
+        for q in range(2, -1, -1):
+            for i in range(n):
+                r[i] = e[0, i, 0] * wb[q] + (v[q + 1, i] if q < 2 else 0.0)
+            r[0] -= wb[3 + q]
+            _chain_solve(n_p, kp, kl, r, v[q])
+        phi[0, ib, :] = v[0]
+        for w in range(1, n_w):
+            # d(J^-1 r) = J^-1 (dr - dJ J^-1 r), level by level.
+            dv[:] = 0.0
+            for q in range(2, -1, -1):
+                for i in range(n):
+                    r[i] = e[w, i, 0] * wb[q] + dv[i]
+                _chain_rate_product(n_p, w, v[q], r)
+                _chain_solve(n_p, kp, kl, r, dv)
+            phi[w, ib, :] = dv
+
+
+@njit
+def _step_lengths(h: Any) -> Any:
+    """Each step's propagator slot ``[S, K]`` (-1 for padding), and each slot's length.
+
+    Steps whose lengths agree to :data:`SAME_STEP_RTOL` share a slot (the first's length).
+    """
+    n_subj, n_steps = h.shape
+    slot = np.full((n_subj, n_steps), -1, dtype=np.int64)
+    length = np.zeros((n_subj, n_steps))
+    count = np.zeros(n_subj, dtype=np.int64)
+    for s in range(n_subj):
+        for k in range(n_steps):
+            hk = h[s, k]
+            if hk == 0.0:
+                continue
+            for c in range(count[s]):
+                if abs(hk - length[s, c]) <= SAME_STEP_RTOL * length[s, c]:
+                    slot[s, k] = c
+                    break
+            if slot[s, k] < 0:
+                slot[s, k] = count[s]
+                length[s, count[s]] = hk
+                count[s] += 1
+    return slot, length, count
+
+
+@inline
+def _expo_production(p: Any, plt: float, m: float, with_log: bool) -> Any:
+    """Production ``kin·m·(plt0/P)^gamma``, the feedback factor, ``log(plt0/P)``, floored.
+
+    Without feedback the log is needed only for the gradient in ``gamma`` (``with_log``).
+    """
+    plt0, gamma = p[0], p[3]
+    kin = plt0 / p[2]
+    if gamma == 0.0 and not with_log:
+        return kin * m, 1.0, 0.0, False
+    floored = plt < 1e-9 * plt0
+    log_ratio = np.log(plt0 / max(plt, 1e-9 * plt0))
+    fb = np.exp(gamma * log_ratio)
+    return kin * m * fb, fb, log_ratio, floored
+
+
+@inline
+def _expo_platelets(n_p: int, y: Any, rho: Any, rho_half: Any) -> Any:
+    """Platelet sums at a step's start, midpoint and end under free propagation of ``y``."""
+    pa, pb, pc = 0.0, 0.0, 0.0
+    for j in range(y.shape[0]):
+        if j >= n_p:
+            pa += y[j]
+        pb += rho_half[j] * y[j]
+        pc += rho[j] * y[j]
+    return pa, pb, pc
+
+
+@njit
+def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: int) -> Any:
+    """:func:`rk4_forward` for the lifespan chain by exponential steps (module docstring)."""
+    n_p, n_l = cfg[0], cfg[1]
+    n = n_p + n_l
+    n_subj, n_steps = h.shape
+    out = np.empty((n_subj, n_steps + 1, n_states))
+    stages = np.empty((n_subj, n_steps, 3, n_states))  # not used by this method's adjoint
+    slot, length, count = _step_lengths(h)
+    n_cache = max(1, count.max()) if n_subj > 0 else 1
+    e = np.empty((n_cache, 1, n, n))
+    phi = np.empty((n_cache, 1, 3, n))
+    rho = np.empty((n_cache, 1, n))
+    rho_half = np.empty((n_cache, 1, n))
+    eh = np.empty((1, n, n))
+    k = np.empty((n + 2, n + 2))
+    x = np.empty((n + 2, n + 2))
+    for s in range(n_subj):
+        p = params[s]
+        kp, kl = n_p / p[1], n_l / p[2]
+        for c in range(count[s]):
+            _lifespan_propagator(
+                n_p, n_l, kp, kl, length[s, c], False, k, x, eh, e[c], phi[c], rho[c], rho_half[c]
+            )
+        y = out[s, 0]
+        _lifespan_init(cfg, p, y)
+        for kk in range(n_steps):
+            y_next = out[s, kk + 1]
+            c = slot[s, kk]
+            if c < 0:
+                y_next[:] = y
+                y = y_next
+                continue
+            ec, pc_ = e[c, 0], phi[c, 0]
+            plts = _expo_platelets(n_p, y, rho[c, 0], rho_half[c, 0])
+            u0 = _expo_production(p, plts[0], drive[s, 2 * kk], False)[0]
+            u1 = _expo_production(p, plts[1], drive[s, 2 * kk + 1], False)[0]
+            u2 = _expo_production(p, plts[2], drive[s, 2 * kk + 2], False)[0]
+            for i in range(n):
+                acc = pc_[0, i] * u0 + pc_[1, i] * u1 + pc_[2, i] * u2
+                for j in range(i + 1):
+                    acc += ec[i, j] * y[j]
+                y_next[i] = acc
+            y = y_next
+    return out, stages
+
+
+@njit
+def lifespan_expo_adjoint(
+    cfg: Any, params: Any, drive: Any, h: Any, states: Any, g_states: Any
+) -> Any:
+    """:func:`rk4_adjoint` for :func:`lifespan_expo_forward`: its exact discrete adjoint."""
+    n_p, n_l = cfg[0], cfg[1]
+    n = n_p + n_l
+    n_subj, n_steps = h.shape
+    g_params = np.zeros(params.shape)
+    g_drive = np.zeros(drive.shape)
+    slot, length, count = _step_lengths(h)
+    n_cache = max(1, count.max()) if n_subj > 0 else 1
+    e = np.empty((n_cache, 3, n, n))
+    phi = np.empty((n_cache, 3, 3, n))
+    rho = np.empty((n_cache, 3, n))
+    rho_half = np.empty((n_cache, 3, n))
+    eh = np.empty((3, n, n))
+    k = np.empty((n + 2, n + 2))
+    x = np.empty((n + 2, n + 2))
+    lam = np.empty(n)
+    lam_prev = np.empty(n)
+    g_plt = np.empty(3)  # dL/d(platelet sum) at the step's start, midpoint, end
+    for s in range(n_subj):
+        p = params[s]
+        gp = g_params[s]
+        plt0, tp, tplt, gamma = p[0], p[1], p[2], p[3]
+        kin = plt0 / tplt
+        kp, kl = n_p / tp, n_l / tplt
+        for c in range(count[s]):
+            _lifespan_propagator(
+                n_p, n_l, kp, kl, length[s, c], True, k, x, eh, e[c], phi[c], rho[c], rho_half[c]
+            )
+        for i in range(n):
+            lam[i] = g_states[s, n_steps, i]
+        for kk in range(n_steps - 1, -1, -1):
+            c = slot[s, kk]
+            if c >= 0:
+                y = states[s, kk]
+                ec, phic, rhoc, rhohc = e[c], phi[c], rho[c], rho_half[c]
+                plts = _expo_platelets(n_p, y, rhoc[0], rhohc[0])
+                g_kp, g_kl = 0.0, 0.0
+                for r in range(3):
+                    m = drive[s, 2 * kk + r]
+                    u, fb, log_ratio, floored = _expo_production(p, plts[r], m, True)
+                    w0, w1, w2 = 0.0, 0.0, 0.0
+                    for i in range(n):
+                        w0 += phic[0, r, i] * lam[i]
+                        w1 += phic[1, r, i] * lam[i]
+                        w2 += phic[2, r, i] * lam[i]
+                    g_drive[s, 2 * kk + r] += w0 * kin * fb
+                    g_log = w0 * u  # dL/d(log u)
+                    gp[0] += g_log / plt0
+                    gp[2] -= g_log / tplt
+                    gp[3] += g_log * log_ratio
+                    if gamma != 0.0 and not floored:
+                        gp[0] += g_log * gamma / plt0
+                        g_plt[r] = -g_log * gamma / plts[r]
+                    else:
+                        g_plt[r] = 0.0
+                    g_kp += u * w1
+                    g_kl += u * w2
+                # lam <- E^T lam + the platelet sums' rows; rate derivatives of E y and rows.
+                for j in range(n):
+                    acc = g_plt[1] * rhohc[0, j] + g_plt[2] * rhoc[0, j]
+                    if j >= n_p:
+                        acc += g_plt[0]
+                    for i in range(j, n):
+                        acc += ec[0, i, j] * lam[i]
+                        g_kp += lam[i] * ec[1, i, j] * y[j]
+                        g_kl += lam[i] * ec[2, i, j] * y[j]
+                    g_kp += (g_plt[1] * rhohc[1, j] + g_plt[2] * rhoc[1, j]) * y[j]
+                    g_kl += (g_plt[1] * rhohc[2, j] + g_plt[2] * rhoc[2, j]) * y[j]
+                    lam_prev[j] = acc
+                gp[1] -= g_kp * kp / tp
+                gp[2] -= g_kl * kl / tplt
+                lam[:] = lam_prev
+            for i in range(n):
+                lam[i] += g_states[s, kk, i]
+        _lifespan_init_vjp(cfg, p, lam, gp)
+    return g_params, g_drive
+
+
 @njit
 def rk4_forward(
     kernel_id: int,
@@ -1437,6 +1899,8 @@ def rk4_forward(
         ``[S, K, 3, n_states]`` inputs of RK4 stages 2-4 of every step, kept for
         :func:`rk4_adjoint` so the reverse sweep does not recompute them.
     """
+    if kernel_id == LIFESPAN:
+        return lifespan_expo_forward(cfg, params, drive, h, n_states)
     n_subj, n_steps = h.shape
     out = np.empty((n_subj, n_steps + 1, n_states))
     stages = np.zeros((n_subj, n_steps, 3, n_states))
@@ -1505,6 +1969,8 @@ def rk4_adjoint(
     tuple of numpy.ndarray
         Cotangents of ``params`` ``[S, P]`` and of ``drive`` ``[S, 2K + 1]``.
     """
+    if kernel_id == LIFESPAN:
+        return lifespan_expo_adjoint(cfg, params, drive, h, states, g_states)
     n_subj, n_steps = h.shape
     n_states = states.shape[2]
     g_params = np.zeros(params.shape)
