@@ -432,7 +432,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm and draw")
     p.add_argument("--draws", type=_at_least(1), default=100, help="posterior draws")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
-    p.add_argument("--scheduler", help="Dask scheduler address (default: run locally)")
+    p.add_argument(
+        "--scheduler",
+        help="run the draws on Dask: 'local' (a LocalCluster, one worker per core) or a "
+        "scheduler address (default: in this process)",
+    )
     p.add_argument(
         "--equivalence",
         action="append",
