@@ -5,11 +5,8 @@ absorption closed form (:func:`tpopk.pk.divided.decay`). Written with PyTensor's
 elementary ops it needs ``abs``, ``min``, two double-``where`` branches and their
 gradients: about 60 scalar nodes for the value and 150 for its gradient per use, six uses
 for a dual-absorption two-compartment model, which numba then compiles one function per
-node (minutes for a study model). As one scalar op it is one node, a small branching
-function in numba and C with four outputs: the value and its three partial derivatives,
-computed together from shared exponentials (four transcendental calls where separate
-value and derivative ops made eleven). Its pullback reads those outputs, so a log density
-+ gradient evaluates each use once.
+node (minutes for a study model). As one scalar op it is one node, and its gradient three
+(one per partial derivative), each a small branching function in numba and C.
 
 With ``m = min(a, b)``, ``M = max(a, b)``, ``y = |a - b| t``:
 
@@ -31,8 +28,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from numba.extending import register_jitable
-from pytensor.gradient import DisconnectedType, grad_not_implemented
+from pytensor.gradient import grad_not_implemented
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.scalar import register_scalar_funcify, scalar_op_cache_key
 from pytensor.scalar.basic import ScalarOp, upgrade_to_float
@@ -66,120 +62,145 @@ def _horner(coefficients: tuple[float, ...], y: str) -> str:
     return expression
 
 
-def _kj(a_first: bool, y: float) -> float:
-    """``k(y)`` if ``a_first`` (the differentiated node is the smaller) else ``j(y)``."""
+def _difference(a: float, b: float, t: float) -> float:
+    m, y = min(a, b), abs(a - b) * t
+    g = 1.0 - y / 2.0 * (1.0 - y / 3.0 * (1.0 - y / 4.0)) if y < _G_SERIES else -math.expm1(-y) / y
+    return -t * math.exp(-m * t) * g
+
+
+def _slope(a: float, b: float, t: float) -> float:
+    m, y = min(a, b), abs(a - b) * t
     if y < _KJ_SERIES:
-        coefficients = _K if a_first else _J
+        coefficients = _K if a <= b else _J
         factor = 0.0
         for n in range(_KJ_TERMS - 1, -1, -1):
             factor = factor * y + coefficients[n]
-        return factor
-    if a_first:
-        return (y + math.expm1(-y)) / (y * y)
-    return (-math.expm1(-y) - y * math.exp(-y)) / (y * y)
+    elif a <= b:
+        factor = (y + math.expm1(-y)) / (y * y)
+    else:
+        factor = (-math.expm1(-y) - y * math.exp(-y)) / (y * y)
+    return t * t * math.exp(-m * t) * factor
 
 
-# callable from the numba-compiled _decay as well as from Python
-register_jitable(_kj)
-
-
-def _decay(a: float, b: float, t: float) -> tuple[float, float, float, float]:
-    """``exp[a, b](t)`` and its derivatives in ``a``, ``b``, ``t`` (module docstring)."""
+def _rate(a: float, b: float, t: float) -> float:
     m, y = min(a, b), abs(a - b) * t
     g = 1.0 - y / 2.0 * (1.0 - y / 3.0 * (1.0 - y / 4.0)) if y < _G_SERIES else -math.expm1(-y) / y
-    decayed = math.exp(-m * t)
-    value = -t * decayed * g
-    square = t * t * decayed
-    d_a = square * _kj(a <= b, y)
-    d_b = square * _kj(b <= a, y)
-    d_t = -(math.exp(-max(a, b) * t) + m * value)
-    return value, d_a, d_b, d_t
+    return -(math.exp(-max(a, b) * t) - m * t * math.exp(-m * t) * g)
 
 
-_SUPPORT_C = """
-#ifndef TPOPK_DECAY_DIFFERENCE
-#define TPOPK_DECAY_DIFFERENCE
-static double tpopk_kj(int a_first, double y) {
-    if (y < @KJ_SERIES@) return a_first ? @K@ : @J@;
-    if (a_first) return (y + expm1(-y)) / (y * y);
-    return (-expm1(-y) - y * exp(-y)) / (y * y);
-}
-static void tpopk_decay(double a, double b, double t, double *out) {
-    double m = fmin(a, b), y = fabs(a - b) * t, g, decayed, square;
-    g = y < @G_SERIES@ ? 1.0 - y / 2.0 * (1.0 - y / 3.0 * (1.0 - y / 4.0)) : -expm1(-y) / y;
-    decayed = exp(-m * t);
-    out[0] = -t * decayed * g;
-    square = t * t * decayed;
-    out[1] = square * tpopk_kj(a <= b, y);
-    out[2] = square * tpopk_kj(b <= a, y);
-    out[3] = -(exp(-fmax(a, b) * t) + m * out[0]);
-}
-#endif
-"""
-for _name, _text in {
-    "@KJ_SERIES@": repr(_KJ_SERIES),
-    "@G_SERIES@": repr(_G_SERIES),
-    "@K@": _horner(_K, "y"),
-    "@J@": _horner(_J, "y"),
-}.items():
-    _SUPPORT_C = _SUPPORT_C.replace(_name, _text)
-
-
-def _four_floats(*types: Any) -> tuple[Any, ...]:
-    """Output types of :class:`DecayDifference`: four of the inputs' float type."""
-    return tuple(upgrade_to_float(*types)) * 4
-
-
-class DecayDifference(ScalarOp):  # type: ignore[misc]
-    """``exp[a, b](t)`` and its partial derivatives in ``a``, ``b``, ``t`` (module docstring).
-
-    Differentiable once: the pullback returns the last three outputs.
-    """
+class _DecayScalar(ScalarOp):  # type: ignore[misc]
+    """Base: three float inputs ``(a, b, t)``, one float output."""
 
     nin = 3
-    nout = 4
+    nout = 1
 
-    def impl(self, a: float, b: float, t: float) -> tuple[float, ...]:
-        return _decay(float(a), float(b), float(t))
+    def c_code_cache_version(self) -> tuple[int, ...]:
+        return (1, int(_VERSION, 16))
+
+
+class DecayDifference(_DecayScalar):
+    """``exp[a, b](t)`` (see the module docstring)."""
+
+    def impl(self, a: float, b: float, t: float) -> float:
+        return _difference(float(a), float(b), float(t))
 
     def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
-        if any(not isinstance(g.type, DisconnectedType) for g in grads[1:]):
-            return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
-        return [grads[0] * partial for partial in outputs[1:]]
-
-    def c_support_code(self, **kwargs: Any) -> str:
-        return _SUPPORT_C
+        a, b, t = inputs
+        (gz,) = grads
+        return [
+            gz * decay_slope_s(a, b, t),
+            gz * decay_slope_s(b, a, t),
+            gz * decay_rate_s(a, b, t),
+        ]
 
     def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
         a, b, t = inp
-        stores = "\n".join(f"{z} = out_[{i}];" for i, z in enumerate(out))
+        (z,) = out
         return f"""
         {{
-            double out_[4];
-            tpopk_decay({a}, {b}, {t}, out_);
-            {stores}
+            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t};
+            double g_ = y_ < {_G_SERIES!r}
+                ? 1.0 - y_ / 2.0 * (1.0 - y_ / 3.0 * (1.0 - y_ / 4.0))
+                : -expm1(-y_) / y_;
+            {z} = -{t} * exp(-m_ * {t}) * g_;
         }}
         """
 
-    def c_code_cache_version(self) -> tuple[int, ...]:
-        return (2, int(_VERSION, 16))
+
+class DecaySlope(_DecayScalar):
+    """``d/da exp[a, b](t)`` (see the module docstring); not differentiable further here."""
+
+    def impl(self, a: float, b: float, t: float) -> float:
+        return _slope(float(a), float(b), float(t))
+
+    def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
+        return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
+
+    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
+        a, b, t = inp
+        (z,) = out
+        return f"""
+        {{
+            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t}, f_;
+            if (y_ < {_KJ_SERIES!r}) {{
+                f_ = {a} <= {b} ? {_horner(_K, "y_")} : {_horner(_J, "y_")};
+            }} else if ({a} <= {b}) {{
+                f_ = (y_ + expm1(-y_)) / (y_ * y_);
+            }} else {{
+                f_ = (-expm1(-y_) - y_ * exp(-y_)) / (y_ * y_);
+            }}
+            {z} = {t} * {t} * exp(-m_ * {t}) * f_;
+        }}
+        """
 
 
-decay_difference_s = DecayDifference(_four_floats, name="decay_difference")
-_decay_elemwise = Elemwise(decay_difference_s)
+class DecayRate(_DecayScalar):
+    """``d/dt exp[a, b](t)`` (see the module docstring); not differentiable further here."""
+
+    def impl(self, a: float, b: float, t: float) -> float:
+        return _rate(float(a), float(b), float(t))
+
+    def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
+        return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
+
+    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
+        a, b, t = inp
+        (z,) = out
+        return f"""
+        {{
+            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t};
+            double g_ = y_ < {_G_SERIES!r}
+                ? 1.0 - y_ / 2.0 * (1.0 - y_ / 3.0 * (1.0 - y_ / 4.0))
+                : -expm1(-y_) / y_;
+            {z} = -(exp(-fmax({a}, {b}) * {t}) - m_ * {t} * exp(-m_ * {t}) * g_);
+        }}
+        """
 
 
-def decay_difference(a: Any, b: Any, t: Any) -> Any:
-    """``exp[a, b](t)`` elementwise on tensors, differentiable once (what NUTS needs)."""
-    return _decay_elemwise(a, b, t)[0]
+decay_difference_s = DecayDifference(upgrade_to_float, name="decay_difference")
+decay_slope_s = DecaySlope(upgrade_to_float, name="decay_slope")
+decay_rate_s = DecayRate(upgrade_to_float, name="decay_rate")
+decay_difference = Elemwise(decay_difference_s)
+"""``exp[a, b](t)`` elementwise on tensors, differentiable once (what NUTS needs)."""
+
+# Under PyTensor's numba backend (nutpie): one small compiled function per op.
+_difference_jit = numba_basic.numba_njit(_difference)
+_slope_jit = numba_basic.numba_njit(_slope)
+_rate_jit = numba_basic.numba_njit(_rate)
 
 
-# Under PyTensor's numba backend (nutpie): one small compiled function.
-_decay_jit = numba_basic.numba_njit(_decay)
+def _numba_difference(op: DecayDifference, node: Any, **kwargs: Any) -> tuple[Any, str]:
+    return _difference_jit, scalar_op_cache_key(op, cache_version=_VERSION)
 
 
-def _numba_decay(op: DecayDifference, node: Any, **kwargs: Any) -> tuple[Any, str]:
-    return _decay_jit, scalar_op_cache_key(op, cache_version=_VERSION)
+def _numba_slope(op: DecaySlope, node: Any, **kwargs: Any) -> tuple[Any, str]:
+    return _slope_jit, scalar_op_cache_key(op, cache_version=_VERSION)
 
 
-register_scalar_funcify(DecayDifference)(_numba_decay)
+def _numba_rate(op: DecayRate, node: Any, **kwargs: Any) -> tuple[Any, str]:
+    return _rate_jit, scalar_op_cache_key(op, cache_version=_VERSION)
+
+
+register_scalar_funcify(DecayDifference)(_numba_difference)
+register_scalar_funcify(DecaySlope)(_numba_slope)
+register_scalar_funcify(DecayRate)(_numba_rate)
