@@ -1,22 +1,25 @@
-"""Erlang-weight scalar ops: the NumPy sums' values (both checked by quadrature), exact
-derivatives, one node each."""
+"""Transit absorption: the NumPy sums (checked by quadrature), the scalar op (Python, C,
+numba) against them, its partial derivatives against finite differences, one node."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import Mode
+from pytensor.gradient import NullTypeGradError
 from pytensor.graph.traversal import applys_between, graph_inputs
 from scipy.integrate import quad
 
 from tpopk.pk import PK_MODELS, concentration
-from tpopk.pk.transit import _weight_at_end, _weight_at_start
-from tpopk.pk.transit_op import erlang_weight
+from tpopk.pk.transit import _erlang_decay_difference, _weight_at_end, _weight_at_start
+from tpopk.pk.transit_op import transit_mode
 
 # Around the series/closed-form switch at y = p, at 0 and far out.
-POWERS = (1, 2, 3, 10, 11)
+POWERS = (1, 2, 3, 10, 11, 60)
 
 
 def _grid(p: int) -> np.ndarray:
@@ -49,34 +52,91 @@ LINKERS = {
     "numba": Mode(linker="numba", optimizer="fast_run"),
 }
 
+# (order, ktr, ka, lambda): transit faster than both nodes (avatrombopag), slower than
+# both (W_end sums), between them, ka = ktr, nearly coincident nodes, a long chain.
+RATES = (
+    (10, 7.5, 0.58, 0.038),
+    (10, 7.5, 7.5, 0.038),
+    (3, 0.5, 2.0, 0.1),
+    (3, 0.5, 0.1, 2.0),
+    (1, 1.0, 1.0 + 1e-9, 0.2),
+    (4, 3.0, 0.7, 0.7 + 1e-8),
+    (2, 0.3, 0.7, 0.7),
+    (60, 45.0, 0.58, 0.038),
+    (60, 0.5, 0.58, 0.038),
+)
+# from 0 through the series/closed-form switches (y = m + 2) to seven weeks
+TIMES = (0.0, 1e-9, 1e-4, 0.3, 1.0, 1.33, 2.0, 5.0, 24.0, 100.0, 1176.0)
+
+
+def _numpy_mode(order: int, ktr: float, a: float, b: float, s: np.ndarray) -> np.ndarray:
+    full = np.broadcast_arrays(ktr, a, b, s)
+    return np.asarray(_erlang_decay_difference(np, order, full[0], full[1], full[2], s))
+
+
+def _op_function(order: int, linker: str) -> Any:
+    inputs = [pt.dvector(n) for n in ("ktr", "ka", "lam", "s")]
+    return pytensor.function(inputs, transit_mode(order)(*inputs), mode=LINKERS[linker])
+
 
 @pytest.mark.parametrize("linker", LINKERS)
-@pytest.mark.parametrize("end", [False, True], ids=["start", "end"])
-def test_op_equals_the_numpy_sums(linker: str, end: bool) -> None:
-    y = pt.dvector("y")
-    for p in POWERS:
-        f = pytensor.function([y], erlang_weight(end, p)(y), mode=LINKERS[linker])
-        grid = _grid(p)
-        np.testing.assert_allclose(f(grid), _numpy(end, p, grid), rtol=1e-13, atol=0.0)
+def test_op_equals_the_numpy_sums(linker: str) -> None:
+    for order, ktr, a, b in RATES:
+        s = np.array(TIMES)
+        value = _op_function(order, linker)(*np.broadcast_arrays(ktr, a, b, s))[0]
+        reference = _numpy_mode(order, ktr, a, b, s)
+        assert value[0] == 0.0
+        # numba's fastmath flags cost a few ulps in exp/log; values below 1e-12 of the
+        # profile's peak (1e-229 for 60 compartments 0.1 ms after the dose) only absolutely
+        atol = 1e-12 * np.abs(reference).max()
+        np.testing.assert_allclose(value, reference, rtol=1e-10, atol=atol)
 
 
-@pytest.mark.parametrize("end", [False, True], ids=["start", "end"])
-def test_op_derivatives_equal_finite_differences(end: bool) -> None:
-    y = pt.dvector("y")
-    w = erlang_weight(end, 10)(y)
-    first = pytensor.grad(w.sum(), y)
-    second = pytensor.grad(first.sum(), y)
-    f = pytensor.function([y], [first, second], mode=LINKERS["python"])
-    # away from the switch at y = p, where central differences straddle two formulas
-    grid = np.array([0.05, 0.7, 4.0, 9.5, 10.5, 16.0, 40.0])
-    w_at = lambda x: _numpy(end, 10, x)  # noqa: E731
-    h = 1e-5 * np.maximum(1.0, grid)
-    d1 = (w_at(grid + h) - w_at(grid - h)) / (2 * h)
-    h = 1e-4 * np.maximum(1.0, grid)  # larger step: a second difference loses eps / h^2
-    d2 = (w_at(grid + h) - 2 * w_at(grid) + w_at(grid - h)) / h**2
-    got1, got2 = f(grid)
-    np.testing.assert_allclose(got1, d1, rtol=1e-7)
-    np.testing.assert_allclose(got2, d2, rtol=1e-5)
+def _central_difference(order: int, point: list[np.ndarray], i: int, h: np.ndarray) -> np.ndarray:
+    up = [x + h if j == i else x for j, x in enumerate(point)]
+    down = [x - h if j == i else x for j, x in enumerate(point)]
+    value = _erlang_decay_difference
+    return np.asarray((value(np, order, *up) - value(np, order, *down)) / (2 * h))
+
+
+@pytest.mark.parametrize("linker", ["python", "numba"])
+def test_op_partials_equal_finite_differences(linker: str) -> None:
+    for order, ktr, a, b in RATES:
+        s = np.array(TIMES[3:])  # central differences need s > step
+        point = list(np.broadcast_arrays(ktr, a, b, s))
+        partials = _op_function(order, linker)(*point)[1:]
+        for i, got in enumerate(partials):
+            # Richardson-extrapolated central differences: smaller steps drown in rounding
+            # for the 60-compartment chain, and in the difference quotient's cancellation
+            # when they move the nodes 1e-4 apart
+            h = (1e-4 if abs(a - b) > 1e-3 else 2e-3) * point[i]
+            coarse = _central_difference(order, point, i, h)
+            fine = _central_difference(order, point, i, h / 2)
+            want = (4 * fine - coarse) / 3
+            scale = np.abs(want).max()  # absolute floor for values that are ~1e-300
+            message = f"order {order}, rates {ktr, a, b}, input {i}"
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8 * scale, err_msg=message)
+
+
+def test_op_gradient_is_its_partials() -> None:
+    # pytensor.grad goes through the op's pullback (and Elemwise broadcasting)
+    ktr, a, b, s = pt.dscalar("ktr"), pt.dscalar("ka"), pt.dscalar("lam"), pt.dvector("s")
+    value, *partials = transit_mode(10)(ktr, a, b, s)
+    grads = pytensor.grad(value.sum(), [ktr, a, b, s])
+    f = pytensor.function([ktr, a, b, s], [*grads, *partials], mode=LINKERS["numba"])
+    times = np.array(TIMES)
+    *got, p_ktr, p_a, p_b, p_s = f(7.5, 0.58, 0.038, times)
+    np.testing.assert_allclose(got[0], p_ktr.sum(), rtol=1e-14)
+    np.testing.assert_allclose(got[1], p_a.sum(), rtol=1e-14)
+    np.testing.assert_allclose(got[2], p_b.sum(), rtol=1e-14)
+    np.testing.assert_array_equal(got[3], p_s)
+
+
+def test_op_is_differentiable_once() -> None:
+    ktr, a, b, s = (pt.dscalar(n) for n in ("ktr", "ka", "lam", "s"))
+    first = pytensor.grad(transit_mode(10)(ktr, a, b, s)[0], ktr)
+    with pytest.raises(NullTypeGradError):
+        pytensor.grad(first, a)
 
 
 def _transit_graph_size(n_transit: int) -> int:

@@ -17,9 +17,9 @@ sums for large ``y`` (each branch where it has no cancellation). ``G[ka, lambda]
 difference quotient, or ``G'`` at the midpoint when the nodes nearly coincide.
 
 ``n_transit`` is a structural integer, fixed when the model is built: the number of
-series terms depends on it. Under PyTensor each weight is one scalar op
-(:mod:`tpopk.pk.transit_op`); under NumPy the same sums run vectorised here. Bolus doses
-only (superposition, lag and F apply).
+series terms depends on it. Under PyTensor ``G[ka, lambda]`` with its gradient is one
+scalar op per mode (:mod:`tpopk.pk.transit_op`); under NumPy the sums run vectorised
+here. Bolus doses only (superposition, lag and F apply).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tpopk.errors import TpopkError
 from tpopk.pk.disposition import Mode
 from tpopk.pk.dosing import DoseSchedule, input_elapsed
 from tpopk.pk.namespace import Array, is_numpy
-from tpopk.pk.transit_op import end_terms, erlang_weight, start_terms
+from tpopk.pk.transit_op import end_terms, start_terms, transit_mode
 
 __all__ = ["central_amount_transit", "transit_count"]
 
@@ -85,7 +85,10 @@ def central_amount_transit(
     elapsed, acting = input_elapsed(xp, schedule, params["tlag"])
     total = 0.0
     for mode in modes:
-        difference = _erlang_decay_difference(xp, order, ktr, ka, mode.eigenvalue, elapsed)
+        if is_numpy(xp):
+            difference = _erlang_decay_difference(xp, order, ktr, ka, mode.eigenvalue, elapsed)
+        else:  # one node with its gradient (tpopk.pk.transit_op)
+            difference = transit_mode(order)(ktr, ka, mode.eigenvalue, elapsed)[0]
         total = total - ka * mode.coefficient * difference
     return xp.where(acting, total, 0.0)
 
@@ -129,8 +132,6 @@ def _erlang_decay(xp: ModuleType, order: int, power: int, ktr: Array, mu: Array,
 
 def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
     """Return ``int_0^1 v^(p-1) exp(-y v) dv = gamma(p, y) / y^p`` for ``y >= 0``."""
-    if not is_numpy(xp):
-        return erlang_weight(end=False, power=p)(y)  # one graph node (tpopk.pk.transit_op)
     small = y <= p
     y_small = xp.where(small, y, 0.0)
     y_big = xp.where(small, p + 1.0, y)
@@ -149,8 +150,6 @@ def _weight_at_start(xp: ModuleType, p: int, y: Array) -> Array:
 
 def _weight_at_end(xp: ModuleType, p: int, y: Array) -> Array:
     """Return ``int_0^1 v^(p-1) exp(-y (1 - v)) dv`` for ``y >= 0``."""
-    if not is_numpy(xp):
-        return erlang_weight(end=True, power=p)(y)
     small = y <= p
     y_small = xp.where(small, y, 0.0)
     y_big = xp.where(small, p + 1.0, y)

@@ -1,23 +1,30 @@
-"""The Erlang weights of transit absorption as PyTensor scalar ops, with exact derivatives.
+"""Transit absorption per disposition mode as one PyTensor scalar op, with its gradient.
 
-:mod:`tpopk.pk.transit` needs, for an integer power ``p`` and ``y >= 0``,
+:mod:`tpopk.pk.transit` needs, per mode of eigenvalue ``lambda``, the divided difference
+``G[ka, lambda](s)`` of
 
-* ``W_start(p, y) = int_0^1 v^(p-1) exp(-y v) dv`` and
-* ``W_end(p, y) = int_0^1 v^(p-1) exp(-y (1 - v)) dv``,
+``G(mu) = (ktr s)^m / (m-1)! int_0^1 v^(m-1) exp(-s (ktr v + mu (1 - v))) dv``
 
-each a power series for ``y <= p`` and a finite incomplete-gamma sum above (the formulas
-and their error analysis are in :mod:`tpopk.pk.transit`). Written with elementary ops,
-avatrombopag's 10-compartment chain (39-57 series terms per weight) put 4839 nodes into
-the log density of a study model (876-1338 for each other agonist), and PyTensor's graph
-rewriting of the five-agonist study model did not finish in 40 minutes. As ops they are
-one node per weight, and their derivatives are the same ops one power up:
+(the Erlang input convolved with ``exp(-mu s)``; formulas and error analysis in
+:mod:`tpopk.pk.transit`). With ``F_p(mu)`` the same expression with ``v^(p-1)`` in the
+integrand, every derivative is a combination of ``F_m``, ``F_(m+1)``, ``F_(m+2)`` at the
+two nodes (or their midpoint when they nearly coincide):
 
-* ``d/dy W_start(p, y) = -W_start(p + 1, y)``;
-* ``d/dy W_end(p, y) = W_end(p + 1, y) - W_end(p, y)``.
+* ``dG/dmu = -s (F_m - F_(m+1))``, ``d2G/dmu2 = s^2 (F_m - 2 F_(m+1) + F_(m+2))``;
+* ``dG/dktr = (m / ktr) F_m - s F_(m+1)``;
+* ``dG/ds = E(s) - mu G``, so ``d/ds G[a, b] = -(a G[a, b] + G(b))``.
+
+The three ``F_p`` at one node share their exponentials: ``y = |ktr - mu| s`` selects a
+positive series (``y <= m + 2``; the two lower powers follow by the stable downward
+recurrence ``W(p) = (exp(-y) + y W(p+1)) / p``) or the finite incomplete-gamma sums
+(Poisson terms by recurrence from one exponential). The op has five outputs: the value
+and its four partial derivatives, computed together in one pass; its pullback reads
+them, so NUTS's log density + gradient evaluates each (dose lag, mode) once. Each branch
+is a real ``if``: nothing is evaluated on the side not taken.
 
 The NumPy path of :mod:`tpopk.pk.transit` keeps its vectorised form of the same sums
 (as :mod:`tpopk.pk.divided` does beside :mod:`tpopk.pk.decay_op`); tests check it against
-quadrature and the ops (Python, numba and C) against it.
+quadrature and the op (Python, numba and C) and its derivatives against it.
 """
 
 from __future__ import annotations
@@ -29,15 +36,22 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from numba.extending import register_jitable
+from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.scalar import register_scalar_funcify, scalar_op_cache_key
 from pytensor.scalar.basic import ScalarOp, upgrade_to_float
 from pytensor.tensor.elemwise import Elemwise
 
-__all__ = ["erlang_weight", "series_length"]
+__all__ = ["end_terms", "series_length", "start_terms", "transit_mode"]
 
 # Compiled code is cached on disk under keys salted with this file's source.
 _VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15]
+# Nodes closer than this (relative, in units of 1/s) use derivatives at the midpoint
+# (as tpopk.pk.transit._CLOSE_NODES).
+_CLOSE_NODES = 1e-5
+# Series stop when a term falls below this fraction of the sum.
+_TINY = 1e-17
 
 
 def series_length(ratio: Callable[[int], float]) -> int:
@@ -59,127 +73,275 @@ def end_terms(p: int) -> int:
     return series_length(lambda k: p / k)
 
 
-def _start(p: int, terms: int, y: float) -> float:
-    if y <= p:
-        series = 0.0
-        for k in range(terms, -1, -1):
-            series = (1.0 + y * series) / (p + k)
-        return math.exp(-y) * series
-    log_y, upper = math.log(y), 0.0
-    for j in range(p):
-        upper += math.exp(j * log_y - y - math.lgamma(j + 1.0))
-    return math.exp(math.lgamma(p) - p * log_y) * (1.0 - upper)
+def _alternating(p: int, y: float, e: float) -> float:
+    """``W_end(p, y)`` for ``y > p`` by its finite sum, given ``e = exp(-y)``."""
+    # sum_(j<p) (-1)^j (p-1)!/(p-1-j)! / y^(j+1) + (-1)^p (p-1)! e^-y / y^p: alternating,
+    # terms shrinking by (p-1-j)/y < 1, so the sum keeps >= 1/p of its first term
+    term = 1.0 / y
+    total = term
+    for j in range(1, p):
+        term *= -(p - j) / y
+        total += term
+    return total - term * e
 
 
-def _end(p: int, terms: int, y: float) -> float:
-    if y <= p:
-        series = 0.0
-        for k in range(terms, -1, -1):
-            series = 1.0 / (p + k) + series * y / (k + 1)
-        return math.exp(-y) * series
-    log_y = math.log(y)
-    closed = (1.0 if p % 2 == 0 else -1.0) * math.exp(math.lgamma(p) - y - p * log_y)
-    for j in range(p):
-        falling = math.exp(math.lgamma(p) - math.lgamma(p - j))
-        closed += (1.0 if j % 2 == 0 else -1.0) * falling * math.exp(-(j + 1) * log_y)
-    return closed
+def _powers(
+    m: int, lg_m: float, lg_m2: float, ktr: float, mu: float, s: float
+) -> tuple[float, float, float]:
+    """``F_m, F_(m+1), F_(m+2)`` at ``mu`` (module docstring) for ``s > 0``.
+
+    ``lg_m = lgamma(m)``, ``lg_m2 = lgamma(m + 2)``.
+    """
+    log_kts = math.log(ktr * s)
+    if ktr >= mu:
+        # F_p = (ktr s)^m / (m-1)! exp(-mu s) W_start(p, y), W_start = int v^(p-1) e^(-y v)
+        y = (ktr - mu) * s
+        if y <= m + 2.0:
+            # W_start(m+2) = exp(-y) sum_k y^k / ((m+2) ... (m+2+k)): positive terms
+            top = m + 2.0
+            term = 1.0 / top
+            total = term
+            k = 0.0
+            while term > _TINY * total:
+                k += 1.0
+                term *= y / (top + k)
+                total += term
+            e = math.exp(-y)
+            w2 = e * total
+            w1 = (e + y * w2) / (m + 1.0)
+            w0 = (e + y * w1) / m
+            scale = math.exp(m * log_kts - lg_m - mu * s)
+            return scale * w0, scale * w1, scale * w2
+        # W_start(p, y) = (p-1)! / y^p (1 - Q(p, y)), Q(p, y) = sum_(j<p) e^-y y^j / j!
+        # <= 1/2 here (y > p); Poisson terms downward from j = m + 1, one exponential
+        log_y = math.log(y)
+        poisson = math.exp((m + 1.0) * log_y - y - lg_m2)
+        above_m1 = poisson  # the j = m + 1 term
+        poisson *= (m + 1.0) / y
+        above_m = poisson  # j = m
+        below = 0.0
+        for j in range(m - 1, -1, -1):
+            poisson *= (j + 1.0) / y
+            below += poisson
+        base = math.exp(m * (log_kts - log_y) - mu * s)  # F_m / (1 - Q(m, y))
+        f0 = base * (1.0 - below)
+        f1 = base * m / y * (1.0 - below - above_m)
+        f2 = base * m * (m + 1.0) / (y * y) * (1.0 - below - above_m - above_m1)
+        return f0, f1, f2
+    # mu > ktr: F_p = (ktr s)^m / (m-1)! exp(-ktr s) W_end(p, y), W_end = int v^(p-1) e^(-y(1-v))
+    y = (mu - ktr) * s
+    scale = math.exp(m * log_kts - lg_m - ktr * s)
+    if y <= m + 2.0:
+        # W_end(p, y) = exp(-y) sum_k y^k / (k! (p + k)): positive terms
+        term = 1.0
+        w0, w1, w2 = 1.0 / m, 1.0 / (m + 1.0), 1.0 / (m + 2.0)
+        k = 0.0
+        while True:
+            k += 1.0
+            term *= y / k
+            piece = term / (m + k)
+            w0 += piece
+            w1 += term / (m + 1.0 + k)
+            w2 += term / (m + 2.0 + k)
+            if k > y and piece <= _TINY * w0:
+                break
+        e = math.exp(-y)
+        return scale * e * w0, scale * e * w1, scale * e * w2
+    e = math.exp(-y)
+    return (
+        scale * _alternating(m, y, e),
+        scale * _alternating(m + 1, y, e),
+        scale * _alternating(m + 2, y, e),
+    )
 
 
-_START_C = """
-{{
-    double y_ = {y}, r_;
-    if (y_ <= {p}.0) {{
-        double s_ = 0.0;
-        for (int k_ = {terms}; k_ >= 0; --k_) s_ = (1.0 + y_ * s_) / ({p}.0 + k_);
-        r_ = exp(-y_) * s_;
-    }} else {{
-        double l_ = log(y_), u_ = 0.0;
-        for (int j_ = 0; j_ < {p}; ++j_) u_ += exp(j_ * l_ - y_ - lgamma(j_ + 1.0));
-        r_ = exp(lgamma({p}.0) - {p}.0 * l_) * (1.0 - u_);
-    }}
-    {z} = r_;
-}}
-"""
-
-_END_C = """
-{{
-    double y_ = {y}, r_;
-    if (y_ <= {p}.0) {{
-        double s_ = 0.0;
-        for (int k_ = {terms}; k_ >= 0; --k_) s_ = 1.0 / ({p}.0 + k_) + s_ * y_ / (k_ + 1.0);
-        r_ = exp(-y_) * s_;
-    }} else {{
-        double l_ = log(y_);
-        r_ = {sign} * exp(lgamma({p}.0) - y_ - {p}.0 * l_);
-        for (int j_ = 0; j_ < {p}; ++j_) {{
-            double f_ = exp(lgamma({p}.0) - lgamma({p}.0 - j_));
-            r_ += (j_ % 2 == 0 ? 1.0 : -1.0) * f_ * exp(-(j_ + 1.0) * l_);
-        }}
-    }}
-    {z} = r_;
-}}
-"""
+# callable from the numba-compiled _transit_mode as well as from Python
+register_jitable(_alternating)
+register_jitable(_powers)
 
 
-class ErlangWeight(ScalarOp):  # type: ignore[misc]
-    """``W_end(power, y)`` if ``end`` else ``W_start(power, y)`` (module docstring)."""
+def _transit_mode(
+    m: int, lg_m: float, lg_m2: float, ktr: float, a: float, b: float, s: float
+) -> tuple[float, float, float, float, float]:
+    """``G[a, b](s)`` and its derivatives in ``ktr``, ``a``, ``b``, ``s`` (``m`` = order)."""
+    if s <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    if abs(a - b) * s <= _CLOSE_NODES * max(1.0, max(a, b) * s):
+        # G[a, b] = G'(mid) and G[a, a, b] = G[a, b, b] = G''(mid) / 2, to O(gap^2)
+        mid = (a + b) / 2.0
+        f0, f1, f2 = _powers(m, lg_m, lg_m2, ktr, mid, s)
+        value = -s * (f0 - f1)
+        curvature = s * s * (f0 - 2.0 * f1 + f2) / 2.0
+        d_ktr = -s * (m / ktr) * (f0 - f1) + s * s * (f1 - f2)
+        return value, d_ktr, curvature, curvature, -(mid * value + f0)
+    fa0, fa1, _ = _powers(m, lg_m, lg_m2, ktr, a, s)
+    fb0, fb1, _ = _powers(m, lg_m, lg_m2, ktr, b, s)
+    gap = a - b
+    value = (fa0 - fb0) / gap
+    d_a = (-s * (fa0 - fa1) - value) / gap
+    d_b = (value + s * (fb0 - fb1)) / gap
+    d_ktr = (m / ktr) * value - s * (fa1 - fb1) / gap
+    return value, d_ktr, d_a, d_b, -(a * value + fb0)
 
-    nin = 1
-    nout = 1
 
-    def __init__(self, end: bool, power: int) -> None:
-        if power < 1:
-            raise ValueError(f"power must be a positive integer, got {power}")
-        kind = "end" if end else "start"
-        super().__init__(upgrade_to_float, name=f"erlang_weight_{kind}_{power}")
-        self.end, self.power = end, power
-        self.terms = end_terms(power) if end else start_terms(power)
+# The same two functions in C (one copy per compiled module, shared by every order).
+_SUPPORT_C = """
+#ifndef TPOPK_TRANSIT_MODE
+#define TPOPK_TRANSIT_MODE
+static double tpopk_alternating(int p, double y, double e) {
+    double term = 1.0 / y, total = term;
+    for (int j = 1; j < p; ++j) { term *= -(double)(p - j) / y; total += term; }
+    return total - term * e;
+}
+static void tpopk_powers(int m, double lg_m, double lg_m2, double ktr, double mu, double s,
+                         double *f) {
+    double log_kts = log(ktr * s), y, e, scale;
+    if (ktr >= mu) {
+        y = (ktr - mu) * s;
+        if (y <= m + 2.0) {
+            double top = m + 2.0, term = 1.0 / top, total = term, k = 0.0, w1, w2;
+            while (term > @TINY@ * total) { k += 1.0; term *= y / (top + k); total += term; }
+            e = exp(-y);
+            w2 = e * total;
+            w1 = (e + y * w2) / (m + 1.0);
+            scale = exp(m * log_kts - lg_m - mu * s);
+            f[0] = scale * (e + y * w1) / m; f[1] = scale * w1; f[2] = scale * w2;
+            return;
+        }
+        double log_y = log(y), poisson = exp((m + 1.0) * log_y - y - lg_m2);
+        double above_m1 = poisson, above_m, below = 0.0, base;
+        poisson *= (m + 1.0) / y;
+        above_m = poisson;
+        for (int j = m - 1; j >= 0; --j) { poisson *= (j + 1.0) / y; below += poisson; }
+        base = exp(m * (log_kts - log_y) - mu * s);
+        f[0] = base * (1.0 - below);
+        f[1] = base * m / y * (1.0 - below - above_m);
+        f[2] = base * m * (m + 1.0) / (y * y) * (1.0 - below - above_m - above_m1);
+        return;
+    }
+    y = (mu - ktr) * s;
+    scale = exp(m * log_kts - lg_m - ktr * s);
+    e = exp(-y);
+    if (y <= m + 2.0) {
+        double term = 1.0, w0 = 1.0 / m, w1 = 1.0 / (m + 1.0), w2 = 1.0 / (m + 2.0), k = 0.0;
+        while (1) {
+            double piece;
+            k += 1.0;
+            term *= y / k;
+            piece = term / (m + k);
+            w0 += piece; w1 += term / (m + 1.0 + k); w2 += term / (m + 2.0 + k);
+            if (k > y && piece <= @TINY@ * w0) break;
+        }
+        f[0] = scale * e * w0; f[1] = scale * e * w1; f[2] = scale * e * w2;
+        return;
+    }
+    f[0] = scale * tpopk_alternating(m, y, e);
+    f[1] = scale * tpopk_alternating(m + 1, y, e);
+    f[2] = scale * tpopk_alternating(m + 2, y, e);
+}
+static void tpopk_transit_mode(int m, double lg_m, double lg_m2, double ktr, double a,
+                               double b, double s, double *out) {
+    double fa[3], fb[3], gap, value;
+    if (s <= 0.0) { out[0] = out[1] = out[2] = out[3] = out[4] = 0.0; return; }
+    if (fabs(a - b) * s <= @CLOSE@ * fmax(1.0, fmax(a, b) * s)) {
+        double mid = (a + b) / 2.0, curvature;
+        tpopk_powers(m, lg_m, lg_m2, ktr, mid, s, fa);
+        value = -s * (fa[0] - fa[1]);
+        curvature = s * s * (fa[0] - 2.0 * fa[1] + fa[2]) / 2.0;
+        out[0] = value;
+        out[1] = -s * (m / ktr) * (fa[0] - fa[1]) + s * s * (fa[1] - fa[2]);
+        out[2] = curvature; out[3] = curvature;
+        out[4] = -(mid * value + fa[0]);
+        return;
+    }
+    tpopk_powers(m, lg_m, lg_m2, ktr, a, s, fa);
+    tpopk_powers(m, lg_m, lg_m2, ktr, b, s, fb);
+    gap = a - b;
+    value = (fa[0] - fb[0]) / gap;
+    out[0] = value;
+    out[1] = (m / ktr) * value - s * (fa[1] - fb[1]) / gap;
+    out[2] = (-s * (fa[0] - fa[1]) - value) / gap;
+    out[3] = (value + s * (fb[0] - fb[1])) / gap;
+    out[4] = -(a * value + fb[0]);
+}
+#endif
+""".replace("@TINY@", repr(_TINY)).replace("@CLOSE@", repr(_CLOSE_NODES))
+
+
+def _five_floats(*types: Any) -> tuple[Any, ...]:
+    """Output types of :class:`TransitMode`: five of the inputs' float type."""
+    return tuple(upgrade_to_float(*types)) * 5
+
+
+class TransitMode(ScalarOp):  # type: ignore[misc]
+    """``G[ka, lambda](s)`` of a chain of order ``m`` and its partial derivatives.
+
+    Inputs ``(ktr, ka, lambda, s)``; outputs the value, then its derivatives in each
+    input (module docstring). Differentiable once: the pullback returns the outputs.
+    """
+
+    nin = 4
+    nout = 5
+
+    def __init__(self, order: int) -> None:
+        if order < 1:
+            raise ValueError(f"order must be a positive integer, got {order}")
+        super().__init__(_five_floats, name=f"transit_mode_{order}")
+        self.order = order
+        self.lg_m, self.lg_m2 = math.lgamma(order), math.lgamma(order + 2.0)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ErlangWeight) and (self.end, self.power) == (
-            other.end,
-            other.power,
-        )
+        return isinstance(other, TransitMode) and self.order == other.order
 
     def __hash__(self) -> int:
-        return hash((type(self), self.end, self.power))
+        return hash((type(self), self.order))
 
-    def impl(self, y: float) -> float:
-        return (_end if self.end else _start)(self.power, self.terms, float(y))
+    def impl(self, ktr: float, a: float, b: float, s: float) -> tuple[float, ...]:
+        m, lg_m, lg_m2 = self.order, self.lg_m, self.lg_m2
+        return _transit_mode(m, lg_m, lg_m2, float(ktr), float(a), float(b), float(s))
 
     def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
-        (y,), (w,), (gz,) = inputs, outputs, grads
-        up = ErlangWeight(self.end, self.power + 1)(y)
-        return [gz * (up - w if self.end else -up)]
+        if any(not isinstance(g.type, DisconnectedType) for g in grads[1:]):
+            return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
+        gz = grads[0]
+        return [gz * partial for partial in outputs[1:]]
+
+    def c_support_code(self, **kwargs: Any) -> str:
+        return _SUPPORT_C
 
     def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
-        template = _END_C if self.end else _START_C
-        sign = "1.0" if self.power % 2 == 0 else "-1.0"
-        return template.format(y=inp[0], z=out[0], p=self.power, terms=self.terms, sign=sign)
+        ktr, a, b, s = inp
+        stores = "\n".join(f"{z} = out_[{i}];" for i, z in enumerate(out))
+        return f"""
+        {{
+            double out_[5];
+            tpopk_transit_mode({self.order}, {self.lg_m!r}, {self.lg_m2!r},
+                               {ktr}, {a}, {b}, {s}, out_);
+            {stores}
+        }}
+        """
 
     def c_code_cache_version(self) -> tuple[int, ...]:
         return (1, int(_VERSION, 16))
 
 
 @cache
-def erlang_weight(end: bool, power: int) -> Elemwise:
-    """Elementwise ``W_end(power, .)`` or ``W_start(power, .)`` on tensors."""
-    return Elemwise(ErlangWeight(end, power))
+def transit_mode(order: int) -> Elemwise:
+    """Elementwise :class:`TransitMode` of ``order`` on tensors ``(ktr, ka, lambda, s)``."""
+    return Elemwise(TransitMode(order))
 
 
-_start_jit = numba_basic.numba_njit(_start)
-_end_jit = numba_basic.numba_njit(_end)
+_transit_mode_jit = numba_basic.numba_njit(_transit_mode)
 
 
-def _numba_erlang_weight(op: ErlangWeight, node: Any, **kwargs: Any) -> tuple[Any, str]:
-    p, terms = op.power, op.terms  # compile-time constants of the closure
-    scalar = _end_jit if op.end else _start_jit
+def _numba_transit_mode(op: TransitMode, node: Any, **kwargs: Any) -> tuple[Any, str]:
+    m, lg_m, lg_m2 = op.order, op.lg_m, op.lg_m2  # compile-time constants of the closure
 
-    def weight(y: float) -> Any:
-        return scalar(p, terms, y)
+    def mode(ktr: float, a: float, b: float, s: float) -> Any:
+        return _transit_mode_jit(m, lg_m, lg_m2, ktr, a, b, s)
 
-    key = scalar_op_cache_key(op, cache_version=_VERSION, end=op.end, power=p)
-    return numba_basic.numba_njit(weight), key
+    key = scalar_op_cache_key(op, cache_version=_VERSION, order=m)
+    return numba_basic.numba_njit(mode), key
 
 
-register_scalar_funcify(ErlangWeight)(_numba_erlang_weight)
+register_scalar_funcify(TransitMode)(_numba_transit_mode)
