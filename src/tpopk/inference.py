@@ -92,8 +92,8 @@ class Fit:
 
     @cached_property
     def model(self) -> pm.Model:
-        """The PyMC model, rebuilt from the card and the data."""
-        return build_model(self.cards, self.events)
+        """The PyMC model, rebuilt from the card and the data (as :func:`fit` built it)."""
+        return build_model(self.cards, self.events, reparameterise=True)
 
     @property
     def card(self) -> ModelCard:
@@ -265,6 +265,12 @@ class Fit:
                 f"'{path}': posterior variables {sorted(missing)} do not exist in the model "
                 "rebuilt from its card"
             )
+        if absent := {v.name for v in fit.model.free_RVs} - set(map(str, fit.posterior.data_vars)):
+            raise FitFileError(
+                f"'{path}': the model rebuilt from its card samples {sorted(absent)}, which "
+                "the posterior lacks (written by a tpopk that sampled other coordinates; "
+                "refit it)"
+            )
         return fit
 
 
@@ -314,7 +320,7 @@ def fit(
     given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
     loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
-    model = build_model(loaded, events)
+    model = build_model(loaded, events, reparameterise=True)
     with model:
         if sampler == "nutpie":
             tree = sample_nutpie(

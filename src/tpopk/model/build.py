@@ -126,7 +126,9 @@ def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
     return dvids
 
 
-def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> pm.Model:
+def build_model(
+    cards: ModelCard | Sequence[ModelCard], events: EventTable, *, reparameterise: bool = False
+) -> pm.Model:
     """Build the PyMC model of ``cards`` for the data in ``events``.
 
     Parameters
@@ -136,6 +138,11 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
         (:func:`tpopk.model.load_card`).
     events
         Event table (:func:`tpopk.data.read_events`).
+    reparameterise
+        Sample the typical values the data inform instead of the card's reference and
+        effects (:mod:`tpopk.model.parameters`): the same posterior without the ridges
+        that only the priors bound. Fits use it; with ``False`` the free variables are
+        the card's population parameters, which simulations set.
 
     Raises
     ------
@@ -166,6 +173,7 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                 d.card.iiv_block,
                 suffix=d.suffix,
                 subject_dim=d.subject_dim,
+                reparameterise=reparameterise,
             )
             for d in study.drugs
         }
@@ -179,6 +187,7 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                     covariates,
                     study.system.iiv_block,
                     agonist_index=_agonist_index(study, len(arrays.subject_ids)),
+                    reparameterise=reparameterise,
                 )
             )
         grid = _response_grid(study, arrays, positions)
