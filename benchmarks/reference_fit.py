@@ -102,7 +102,7 @@ def main() -> None:
     print(f"simulated: {study.events.describe().splitlines()[0]} ({simulated:.0f} s)")
 
     start = time.perf_counter()
-    model = build_model(cards, study.events, reparameterise=True)  # as tpopk.fit
+    model = build_model(cards, study.events)
     built = time.perf_counter() - start
     start = time.perf_counter()
     compiled = compile_nutpie(model)

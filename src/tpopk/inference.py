@@ -92,8 +92,8 @@ class Fit:
 
     @cached_property
     def model(self) -> pm.Model:
-        """The PyMC model, rebuilt from the card and the data (as :func:`fit` built it)."""
-        return build_model(self.cards, self.events, reparameterise=True)
+        """The PyMC model, rebuilt from the card and the data."""
+        return build_model(self.cards, self.events)
 
     @property
     def card(self) -> ModelCard:
@@ -320,7 +320,7 @@ def fit(
     given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
     loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
-    model = build_model(loaded, events, reparameterise=True)
+    model = build_model(loaded, events)
     with model:
         if sampler == "nutpie":
             tree = sample_nutpie(

@@ -140,9 +140,10 @@ def build_model(
         Event table (:func:`tpopk.data.read_events`).
     reparameterise
         Sample the typical values the data inform instead of the card's reference and
-        effects (:mod:`tpopk.model.parameters`): the same posterior without the ridges
-        that only the priors bound. Fits use it; with ``False`` the free variables are
-        the card's population parameters, which simulations set.
+        effects (:mod:`tpopk.model.parameters`): the same posterior in other sampling
+        coordinates. Off by default (:func:`tpopk.fit` too): on the demo study it did not
+        lower the steps per draw (benchmarks/README.md, "Study posterior geometry").
+        With ``False`` the free variables are the card's population parameters.
 
     Raises
     ------
