@@ -383,6 +383,13 @@ class Fit:
                 f"'{path}': posterior variables {sorted(missing)} do not exist in the model "
                 "rebuilt from its card"
             )
+        sampled = {v.name for v in fit.model.free_RVs}
+        if unsampled := sampled - set(map(str, fit.posterior.data_vars)):
+            raise FitFileError(
+                f"'{path}': the model rebuilt from its card samples {sorted(unsampled)}, which "
+                "the posterior lacks (written by a tpopk that sampled other coordinates; "
+                "refit it)"
+            )
         return fit
 
 

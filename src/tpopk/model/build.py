@@ -148,7 +148,9 @@ def _check_concentration_cmt(drug: Drug, arrays: SubjectArrays) -> None:
         )
 
 
-def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> pm.Model:
+def build_model(
+    cards: ModelCard | Sequence[ModelCard], events: EventTable, *, reparameterise: bool = False
+) -> pm.Model:
     """Build the PyMC model of ``cards`` for the data in ``events``.
 
     Parameters
@@ -158,6 +160,12 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
         (:func:`tpopk.model.load_card`).
     events
         Event table (:func:`tpopk.data.read_events`).
+    reparameterise
+        Sample the typical values the data inform instead of the card's reference and
+        effects (:mod:`tpopk.model.parameters`): the same posterior in other sampling
+        coordinates. Off by default (:func:`tpopk.fit` too): on the demo study it did not
+        lower the steps per draw (benchmarks/README.md, "Study posterior geometry").
+        With ``False`` the free variables are the card's population parameters.
 
     Raises
     ------
@@ -188,6 +196,7 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                 d.card.iiv_block,
                 suffix=d.suffix,
                 subject_dim=d.subject_dim,
+                reparameterise=reparameterise,
             )
             for d in study.drugs
         }
@@ -201,6 +210,7 @@ def build_model(cards: ModelCard | Sequence[ModelCard], events: EventTable) -> p
                     covariates,
                     study.system.iiv_block,
                     agonist_index=_agonist_index(study, len(arrays.subject_ids)),
+                    reparameterise=reparameterise,
                 )
             )
         grid = _response_grid(study, arrays, positions)

@@ -10,17 +10,39 @@ instead (no ``z_P``): the better geometry when every subject's data pin its own 
 Covariate coefficients are named ``beta_P_<COVARIATE>``. A parameter whose IIV differs
 between levels of a categorical covariate (``iiv_by``) has ``omega_P_<LEVEL>`` for those
 levels, ``omega_P`` for the rest, and each subject's SD in ``iiv_P``.
+
+**Sampling coordinates.** With ``reparameterise=True`` (not yet used by fits) two Gaussian
+parts of the prior are sampled in the order the data inform them; the joint prior, and
+so the posterior, is the same, and ``pop_P``, ``beta_P_<COVARIATE>``, ``pop_P_agonist``
+and ``z_P_agonist`` keep their names as deterministics:
+
+- a categorical covariate whose reference level no subject has (an ITP-only study under
+  a healthy-volunteer reference): the data inform the typical value of each level they
+  hold, ``log pop_P + beta[level]``, not its two terms, which the priors alone separate
+  (a ridge). The sampler draws those typical values, ``log_pop_P_<COVARIATE>`` (dim
+  ``<covariate>_in_data``; jointly normal, their prior marginal), then the reference
+  from its exact conditional normal given them, ``z_pop_P`` (standard normal); the
+  coefficients of levels the data lack are ``z_beta_P_<COVARIATE>`` (standard normal).
+- a partially pooled typical value: the data inform each agonist's, not the pooled
+  one. The sampler draws ``log_pop_P_agonist`` (multivariate normal given ``tau_P``),
+  then the pooled value from its conditional given them, ``z_pop_P``.
+
+Both need a ``LogNormal`` typical-value prior (and ``Normal`` coefficients); other
+priors keep the card's form. Simulations use the card's form (``reparameterise=False``),
+whose free variables are the population parameters themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from numpy.typing import NDArray
+from pymc_extras.prior import Prior
 from pytensor.tensor import TensorVariable
 
 from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ParameterSpec
@@ -122,6 +144,7 @@ def individual_parameters(
     suffix: str = "",
     subject_dim: str = "subject",
     agonist_index: NDArray[np.int64] | None = None,
+    reparameterise: bool = False,
 ) -> dict[str, TensorVariable]:
     """Create the population, IIV and individual variables of every card parameter.
 
@@ -145,6 +168,9 @@ def individual_parameters(
         Agonist (position in the ``agonist`` coordinate) of each subject; needed for
         partially pooled parameters, whose typical value varies between agonists:
         ``pop_<P>_agonist = pop_<P> * exp(tau_<P> * z)``.
+    reparameterise
+        Sample typical values in the coordinates the data inform (module docstring):
+        the same model, a posterior without the ridges that only priors bound.
 
     Returns
     -------
@@ -164,20 +190,30 @@ def individual_parameters(
             values[name] = pt.as_tensor(_covariate_values(name, spec.from_covariate, covariates))
             continue
         assert spec.prior is not None  # guaranteed by ParameterSpec validation
-        pop = spec.prior.create_variable(f"pop_{label}")
-        if spec.pooling == "partial":
+        effects = list(spec.covariates)
+        if spec.pooling == "partial" and agonist_index is None:
+            raise CardError(f"parameters.{name}: partial pooling needs a study of agonists")
+        by_level = _effect_to_rotate(spec, covariates) if reparameterise else None
+        if by_level is not None:
+            log_value = _typical_values_by_level(label, spec, by_level, covariates)
+            effects.remove(by_level)
+        elif spec.pooling == "partial":
             assert spec.tau is not None
-            if agonist_index is None:
-                raise CardError(f"parameters.{name}: partial pooling needs a study of agonists")
+            assert agonist_index is not None
             tau = spec.tau.create_variable(f"tau_{label}")
-            z_agonist = pm.Normal(f"z_{label}_agonist", 0.0, 1.0, dims="agonist")
-            per_agonist = pm.Deterministic(
-                f"pop_{label}_agonist", pop * pt.exp(tau * z_agonist), dims="agonist"
-            )
+            if reparameterise and _lognormal(spec.prior) is not None:
+                per_agonist = _typical_values_by_agonist(label, spec.prior, tau)
+            else:
+                pop = spec.prior.create_variable(f"pop_{label}")
+                z_agonist = pm.Normal(f"z_{label}_agonist", 0.0, 1.0, dims="agonist")
+                per_agonist = pm.Deterministic(
+                    f"pop_{label}_agonist", pop * pt.exp(tau * z_agonist), dims="agonist"
+                )
             log_value = pt.log(per_agonist)[agonist_index]
         else:
+            pop = spec.prior.create_variable(f"pop_{label}")
             log_value = pt.log(pop) * pt.ones(n_subjects)
-        for effect in spec.covariates:
+        for effect in effects:
             log_value = log_value + covariate_log_effect(label, effect, covariates)
         if spec.iiv is not None:
             omega = spec.iiv.create_variable(f"omega_{label}")
@@ -192,6 +228,136 @@ def individual_parameters(
             log_value = log_value + eta[name]
         values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
     return values
+
+
+def _lognormal(prior: Prior) -> tuple[float, float] | None:
+    """``(mu, sigma)`` of a LogNormal prior with fixed parameters, else None."""
+    return _normal_parameters(prior, "LogNormal")
+
+
+def _normal_parameters(prior: Prior, distribution: str) -> tuple[Any, Any] | None:
+    if prior.distribution != distribution or set(prior.parameters) != {"mu", "sigma"}:
+        return None
+    values = [prior.parameters[k] for k in ("mu", "sigma")]
+    if any(isinstance(v, Prior) for v in values):
+        return None  # hierarchical parameters: no closed-form rotation
+    return values[0], values[1]
+
+
+def _effect_to_rotate(spec: ParameterSpec, covariates: pd.DataFrame) -> CovariateEffect | None:
+    """Return the categorical effect whose reference level the data lack, if rotatable.
+
+    Rotated: a shared parameter with a LogNormal typical value and a categorical effect
+    with Normal coefficients, at least one of whose levels, and not the reference, some
+    subject has. With the reference in the data the card's form is already the one the
+    data inform.
+    """
+    assert spec.prior is not None
+    if spec.pooling != "shared" or _lognormal(spec.prior) is None:
+        return None
+    for effect in spec.covariates:
+        if (
+            effect.effect != "categorical"
+            or isinstance(effect.coefficient, float | int)
+            or _normal_parameters(effect.coefficient, "Normal") is None
+            or effect.covariate not in covariates.columns
+        ):
+            continue
+        present = set(covariates[effect.covariate].astype(str))
+        if str(effect.reference) not in present and present & set(effect.levels):
+            return effect
+    return None
+
+
+def _conditional_reference(
+    mu0: float, sd0: float, typical: TensorVariable, mu: TensorVariable, sd: TensorVariable
+) -> tuple[TensorVariable, TensorVariable]:
+    """Mean and SD of ``m`` given ``typical = m + e``.
+
+    ``m ~ Normal(mu0, sd0)``, ``e_k ~ Normal(mu_k, sd_k)`` independent: the precision-
+    weighted combination of the prior and each ``typical_k - mu_k``.
+    """
+    precision = 1.0 / sd0**2 + pt.sum(1.0 / sd**2)
+    mean = (mu0 / sd0**2 + pt.sum((typical - mu) / sd**2)) / precision
+    return mean, 1.0 / pt.sqrt(precision)
+
+
+def _marginal_typical(
+    name: str, mu0: float, sd0: float, mu: TensorVariable, sd: TensorVariable, dims: str
+) -> TensorVariable:
+    """``typical_k = m + e_k`` with ``m`` integrated out: normal, covariance sd0^2 + diag(sd^2)."""
+    k = mu.shape[0]
+    cov = sd0**2 * pt.ones((k, k)) + pt.diag(sd**2)
+    return pm.MvNormal(name, mu=mu0 + mu, cov=cov, dims=dims)
+
+
+def _typical_values_by_level(
+    label: str, spec: ParameterSpec, effect: CovariateEffect, covariates: pd.DataFrame
+) -> TensorVariable:
+    """Each subject's log typical value, sampled per level of ``effect`` in the data.
+
+    Exactly the card's prior of ``pop_<P>`` and ``beta_<P>_<COVARIATE>`` (module
+    docstring); both are kept as deterministics.
+    """
+    assert spec.prior is not None
+    assert not isinstance(effect.coefficient, float | int)
+    mu0, sd0 = cast(tuple[float, float], _lognormal(spec.prior))
+    mu_beta, sd_beta = cast(tuple[Any, Any], _normal_parameters(effect.coefficient, "Normal"))
+    levels = list(effect.levels)
+    mu_beta = np.broadcast_to(np.asarray(mu_beta, dtype=float), len(levels))
+    sd_beta = np.broadcast_to(np.asarray(sd_beta, dtype=float), len(levels))
+    values = covariate_levels(covariates, effect.covariate, f"parameters.{label}:")
+    if unknown := set(values) - set(levels):
+        raise CardError(
+            f"parameters.{label}: covariate '{effect.covariate}' has levels "
+            f"{sorted(unknown)} that are neither the reference nor in 'levels'"
+        )
+    present = [i for i, level in enumerate(levels) if level in set(values)]
+    absent = [i for i in range(len(levels)) if i not in present]
+    model = pm.modelcontext(None)
+    prefix = effect.covariate.lower()
+    dims = {"level": range(len(levels)), "in_data": present, "not_in_data": absent}
+    for dim, where in dims.items():
+        if where and f"{prefix}_{dim}" not in model.coords:
+            model.add_coord(f"{prefix}_{dim}", [levels[i] for i in where])
+    typical = _marginal_typical(
+        f"log_pop_{label}_{effect.covariate}",
+        mu0,
+        sd0,
+        pt.as_tensor(mu_beta[present]),
+        pt.as_tensor(sd_beta[present]),
+        f"{prefix}_in_data",
+    )
+    mean, sd = _conditional_reference(
+        mu0, sd0, typical, pt.as_tensor(mu_beta[present]), pt.as_tensor(sd_beta[present])
+    )
+    log_pop = mean + sd * pm.Normal(f"z_pop_{label}", 0.0, 1.0)
+    pm.Deterministic(f"pop_{label}", pt.exp(log_pop))
+    beta = pt.zeros(len(levels))
+    beta = pt.set_subtensor(beta[present], typical - log_pop)
+    if absent:
+        z = pm.Normal(f"z_beta_{label}_{effect.covariate}", 0.0, 1.0, dims=f"{prefix}_not_in_data")
+        beta = pt.set_subtensor(beta[absent], mu_beta[absent] + sd_beta[absent] * z)
+    beta = pm.Deterministic(f"beta_{label}_{effect.covariate}", beta, dims=f"{prefix}_level")
+    indicator = np.stack([values == level for level in levels], axis=1).astype(float)
+    return log_pop + pt.dot(pt.as_tensor(indicator), beta)
+
+
+def _typical_values_by_agonist(label: str, prior: Prior, tau: TensorVariable) -> TensorVariable:
+    """Each agonist's typical value, then the pooled one given them (module docstring).
+
+    Exactly the card's prior ``pop_<P>_agonist = pop_<P> * exp(tau_<P> * z)``; ``pop_<P>``,
+    ``pop_<P>_agonist`` and ``z_<P>_agonist`` are kept as deterministics.
+    """
+    mu0, sd0 = cast(tuple[float, float], _lognormal(prior))
+    k = len(pm.modelcontext(None).coords["agonist"])
+    mu, sd = pt.zeros(k), tau * pt.ones(k)
+    typical = _marginal_typical(f"log_pop_{label}_agonist", mu0, sd0, mu, sd, "agonist")
+    mean, sd_pop = _conditional_reference(mu0, sd0, typical, mu, sd)
+    log_pop = mean + sd_pop * pm.Normal(f"z_pop_{label}", 0.0, 1.0)
+    pm.Deterministic(f"pop_{label}", pt.exp(log_pop))
+    pm.Deterministic(f"z_{label}_agonist", (typical - log_pop) / tau, dims="agonist")
+    return pm.Deterministic(f"pop_{label}_agonist", pt.exp(typical), dims="agonist")
 
 
 def _level_omega(
