@@ -61,11 +61,26 @@ def propagator(kp, kl, h):
     phi = np.empty((3, 3, N))
     rho = np.empty((3, N))
     rho_half = np.empty((3, N))
+    sigma = np.empty((3, 2))
     scratch = np.empty((N + 2, N + 2))
     kernels._lifespan_propagator(
-        N_P, N_L, kp, kl, h, True, scratch, scratch.copy(), eh, e, phi, rho, rho_half
+        N_P,
+        N_L,
+        kp,
+        kl,
+        h,
+        True,
+        scratch,
+        scratch.copy(),
+        eh,
+        e,
+        phi,
+        rho,
+        rho_half,
+        np.empty((3, 3, N)),
+        sigma,
     )
-    return e, phi, rho, rho_half
+    return e, phi, rho, rho_half, sigma
 
 
 def expm_and_derivatives(kp, kl, h):
@@ -80,7 +95,7 @@ def expm_and_derivatives(kp, kl, h):
 
 @pytest.mark.parametrize(("kp", "kl", "h"), RATES)
 def test_chain_exponential_and_rate_derivatives_match_expm(kp, kl, h):
-    e, _, rho, rho_half = propagator(kp, kl, h)
+    e, _, rho, rho_half, _ = propagator(kp, kl, h)
     ref = expm_and_derivatives(kp, kl, h)
     # The reference loses digits where the rates nearly coincide (a nearly defective J).
     for got, want in zip(e, ref, strict=True):
@@ -103,7 +118,7 @@ BASIS = [
 @pytest.mark.parametrize(("kp", "kl", "h"), [RATES[i] for i in (0, 2, 4, 7, 8, 9)])
 def test_production_responses_match_quadrature(kp, kl, h):
     """phi_r = int_0^h exp(J (h - s)) e0 w_r(s/h) ds, w_r the quadratic Lagrange basis."""
-    _, phi, _, _ = propagator(kp, kl, h)
+    _, phi, _, _, sigma = propagator(kp, kl, h)
 
     def integrand(s):
         columns = np.stack([m[:, 0] for m in expm_and_derivatives(kp, kl, h - s)])
@@ -113,3 +128,12 @@ def test_production_responses_match_quadrature(kp, kl, h):
     for which in range(3):
         scale = np.abs(want[which]).max() + (h if which == 0 else h * h) * 1e-3
         np.testing.assert_allclose(phi[which], want[which], rtol=0, atol=1e-9 * scale)
+
+    # The feedback's predictor: platelets added by unit constant production over h/2, h.
+    def platelets_of_unit_production(t):
+        return np.array([m[N_P:, 0].sum() for m in expm_and_derivatives(kp, kl, t)])
+
+    for col, end in enumerate((0.5 * h, h)):
+        want_sigma = quad_vec(platelets_of_unit_production, 0.0, end, epsabs=1e-15, epsrel=1e-11)[0]
+        scale = np.abs(want_sigma).max() + h * h * 1e-3
+        np.testing.assert_allclose(sigma[:, col], want_sigma, rtol=0, atol=1e-9 * scale)

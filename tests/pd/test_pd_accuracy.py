@@ -230,6 +230,14 @@ def test_lifespan_steady_state_without_feedback_holds_to_rounding():
     np.testing.assert_allclose(observe(model, states, grid), 250.0, rtol=1e-13)
 
 
+def test_lifespan_steady_state_without_feedback_holds_to_rounding():
+    model = PD_MODELS["lifespan"]
+    grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
+    params = [(250.0, 142.0, 253.0, 0.0)]
+    states = simulate(model, params, np.ones((1, grid.stage_times.shape[1])), grid)
+    np.testing.assert_allclose(observe(model, states, grid), 250.0, rtol=1e-13)
+
+
 def test_subjects_are_independent_of_batch_padding():
     """A subject solved alone equals the same subject inside a padded batch."""
     rng = np.random.default_rng(1)

@@ -48,8 +48,9 @@ substeps", "SDIRK2 beyond 8 RK4 substeps".
 within each block, a hypoexponential cross block by positive series and recurrences:
 exact at any ``k·h``, no stiffness limit) and ``u_r`` the production at the step's
 start, midpoint and end, integrated exactly as the quadratic through them. The feedback
-takes the platelet sum from the free propagation of the step's start (``E(s) y``):
-production within a step reaches platelets only after the precursors' delay. Propagators
+at the midpoint and end takes the platelet sum from the step's start propagated with its
+production held constant (``E(s) y + Phi_const(s) u_0``): exact at steady state, and it
+counts the platelets that production within a short step already reaches. Propagators
 and their rate derivatives are built once per distinct step length and subject; the
 adjoint is the exact transpose of this map, and the stage tape is not used.
 """
@@ -1401,9 +1402,9 @@ def _sdirk_tape_vjp(
 # kl), u the production. One step of length h is y' = E y + sum_r Phi_r u_r with
 # E = exp(J h) in closed form (below) and u_r the production at the step's start,
 # midpoint and end, where the drive is given; Phi_r integrates the quadratic through them
-# exactly. The feedback (plt0/P)^gamma takes P from the free propagation of the step's
-# start, E(s) y: production within a step reaches platelets only after the precursors'
-# delay. No stiffness limit: E is exact at any k·h.
+# exactly. The feedback (plt0/P)^gamma at the midpoint and end takes P from the step's
+# start propagated with the start's production held constant, E(s) y + Phi_const(s) u_0:
+# an explicit predictor, exact at steady state. No stiffness limit: E is exact at any k·h.
 
 #: Above this ``D = |kp - kl|·h`` the cross block's integrals are taken by the forward
 #: recurrence (each term subtracts at most ``(n + 1)/D`` of the larger one), below it by
@@ -1622,15 +1623,18 @@ def _lifespan_propagator(
     phi: Any,
     rho: Any,
     rho_half: Any,
+    phi_half: Any,
+    sigma: Any,
 ) -> None:
     """Everything one exponential step of length ``h`` needs.
 
     With ``derivs`` also their d/dkp and d/dkl (leading index 1 and 2 of each output).
     ``e`` = exp(J h); ``phi[., r]`` the response to production that is the quadratic
-    Lagrange basis on the step's start (r = 0), midpoint, end, exactly integrated:
-    ``int_0^h E(t) e0 w(h - t) dt = sum_q J^-(q+1) (E e0 w^(q)(0) - e0 w^(q)(h))``
-    (integration by parts), by three forward substitutions; ``rho``, ``rho_half`` the
-    platelet sums' rows of exp(J h), exp(J h/2). ``eh`` is scratch like ``e``.
+    Lagrange basis on the step's start (r = 0), midpoint, end, exactly integrated
+    (:func:`_production_response`); ``rho``, ``rho_half`` the platelet sums' rows of
+    exp(J h), exp(J h/2); ``sigma[., 0]``, ``sigma[., 1]`` the platelets that a unit
+    constant production adds over h/2 and h (the basis responses summed, at h/2 and h).
+    ``eh`` and ``phi_half`` are scratch like ``e`` and ``phi``.
     """
     n = n_p + n_l
     n_w = 3 if derivs else 1
@@ -1644,6 +1648,29 @@ def _lifespan_propagator(
                 half += eh[w, i, j]
             rho[w, j] = total
             rho_half[w, j] = half
+    _production_response(n_p, kp, kl, h, n_w, e, phi)
+    _production_response(n_p, kp, kl, 0.5 * h, n_w, eh, phi_half)
+    for w in range(n_w):
+        half, total = 0.0, 0.0
+        for r in range(3):
+            for i in range(n_p, n):
+                half += phi_half[w, r, i]
+                total += phi[w, r, i]
+        sigma[w, 0] = half
+        sigma[w, 1] = total
+
+
+@njit
+def _production_response(
+    n_p: int, kp: float, kl: float, h: float, n_w: int, e: Any, phi: Any
+) -> None:
+    """:func:`_lifespan_propagator`'s ``phi`` over a step ``h`` whose exp(J h) is ``e``.
+
+    ``int_0^h E(t) e0 w(h - t) dt = sum_q J^-(q+1) (E e0 w^(q)(0) - e0 w^(q)(h))``
+    (integration by parts), by three forward substitutions; the Taylor series
+    (:func:`_production_series`) where every ``k·h`` is small.
+    """
+    n = phi.shape[2]
     if max(kp, kl) * h <= PHI_SERIES_MAX:
         _production_series(n_p, kp, kl, h, n_w, phi)
         return
@@ -1744,7 +1771,9 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
     phi = np.empty((n_cache, 1, 3, n))
     rho = np.empty((n_cache, 1, n))
     rho_half = np.empty((n_cache, 1, n))
+    sigma = np.empty((n_cache, 1, 2))
     eh = np.empty((1, n, n))
+    phi_half = np.empty((1, 3, n))
     k = np.empty((n + 2, n + 2))
     x = np.empty((n + 2, n + 2))
     for s in range(n_subj):
@@ -1752,7 +1781,21 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
         kp, kl = n_p / p[1], n_l / p[2]
         for c in range(count[s]):
             _lifespan_propagator(
-                n_p, n_l, kp, kl, length[s, c], False, k, x, eh, e[c], phi[c], rho[c], rho_half[c]
+                n_p,
+                n_l,
+                kp,
+                kl,
+                length[s, c],
+                False,
+                k,
+                x,
+                eh,
+                e[c],
+                phi[c],
+                rho[c],
+                rho_half[c],
+                phi_half,
+                sigma[c],
             )
         y = out[s, 0]
         _lifespan_init(cfg, p, y)
@@ -1764,10 +1807,12 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
                 y = y_next
                 continue
             ec, pc_ = e[c, 0], phi[c, 0]
-            plts = _expo_platelets(n_p, y, rho[c, 0], rho_half[c, 0])
-            u0 = _expo_production(p, plts[0], drive[s, 2 * kk], False)[0]
-            u1 = _expo_production(p, plts[1], drive[s, 2 * kk + 1], False)[0]
-            u2 = _expo_production(p, plts[2], drive[s, 2 * kk + 2], False)[0]
+            pa, pb, pc = _expo_platelets(n_p, y, rho[c, 0], rho_half[c, 0])
+            u0 = _expo_production(p, pa, drive[s, 2 * kk], False)[0]
+            pb += sigma[c, 0, 0] * u0
+            pc += sigma[c, 0, 1] * u0
+            u1 = _expo_production(p, pb, drive[s, 2 * kk + 1], False)[0]
+            u2 = _expo_production(p, pc, drive[s, 2 * kk + 2], False)[0]
             for i in range(n):
                 acc = pc_[0, i] * u0 + pc_[1, i] * u1 + pc_[2, i] * u2
                 for j in range(i + 1):
@@ -1793,7 +1838,9 @@ def lifespan_expo_adjoint(
     phi = np.empty((n_cache, 3, 3, n))
     rho = np.empty((n_cache, 3, n))
     rho_half = np.empty((n_cache, 3, n))
+    sigma = np.empty((n_cache, 3, 2))
     eh = np.empty((3, n, n))
+    phi_half = np.empty((3, 3, n))
     k = np.empty((n + 2, n + 2))
     x = np.empty((n + 2, n + 2))
     lam = np.empty(n)
@@ -1807,7 +1854,21 @@ def lifespan_expo_adjoint(
         kp, kl = n_p / tp, n_l / tplt
         for c in range(count[s]):
             _lifespan_propagator(
-                n_p, n_l, kp, kl, length[s, c], True, k, x, eh, e[c], phi[c], rho[c], rho_half[c]
+                n_p,
+                n_l,
+                kp,
+                kl,
+                length[s, c],
+                True,
+                k,
+                x,
+                eh,
+                e[c],
+                phi[c],
+                rho[c],
+                rho_half[c],
+                phi_half,
+                sigma[c],
             )
         for i in range(n):
             lam[i] = g_states[s, n_steps, i]
@@ -1815,10 +1876,13 @@ def lifespan_expo_adjoint(
             c = slot[s, kk]
             if c >= 0:
                 y = states[s, kk]
-                ec, phic, rhoc, rhohc = e[c], phi[c], rho[c], rho_half[c]
-                plts = _expo_platelets(n_p, y, rhoc[0], rhohc[0])
+                ec, phic, rhoc, rhohc, sig = e[c], phi[c], rho[c], rho_half[c], sigma[c]
+                pa, pb, pc = _expo_platelets(n_p, y, rhoc[0], rhohc[0])
+                u0 = _expo_production(p, pa, drive[s, 2 * kk], False)[0]
+                plts = (pa, pb + sig[0, 0] * u0, pc + sig[0, 1] * u0)
                 g_kp, g_kl = 0.0, 0.0
-                for r in range(3):
+                # End and midpoint first: their platelet sums depend on the start's u.
+                for r in range(2, -1, -1):
                     m = drive[s, 2 * kk + r]
                     u, fb, log_ratio, floored = _expo_production(p, plts[r], m, True)
                     w0, w1, w2 = 0.0, 0.0, 0.0
@@ -1826,6 +1890,10 @@ def lifespan_expo_adjoint(
                         w0 += phic[0, r, i] * lam[i]
                         w1 += phic[1, r, i] * lam[i]
                         w2 += phic[2, r, i] * lam[i]
+                    if r == 0:
+                        w0 += g_plt[1] * sig[0, 0] + g_plt[2] * sig[0, 1]
+                        w1 += g_plt[1] * sig[1, 0] + g_plt[2] * sig[1, 1]
+                        w2 += g_plt[1] * sig[2, 0] + g_plt[2] * sig[2, 1]
                     g_drive[s, 2 * kk + r] += w0 * kin * fb
                     g_log = w0 * u  # dL/d(log u)
                     gp[0] += g_log / plt0
