@@ -212,22 +212,11 @@ def test_steady_state_is_kept_without_drug(name):
     grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
     doses = grid.dose_amounts([[]], []) if model.dose_state >= 0 else None
     states = simulate(model, [params], np.ones((1, grid.stage_times.shape[1])), grid, doses)
-    # The lifespan chain's exponential steps take the feedback's platelet count from the
-    # free propagation of the step's start, leaving out the platelets the step's own
-    # production adds (an Erlang tail, ~1e-11 of the count here): a bounded drift, not
-    # rounding. Without feedback the steady state holds to rounding (test below).
-    rtol = 1e-10 if name == "lifespan" else 1e-13
-    np.testing.assert_allclose(states[0], np.broadcast_to(states[0, 0], states[0].shape), rtol=rtol)
+    np.testing.assert_allclose(
+        states[0], np.broadcast_to(states[0, 0], states[0].shape), rtol=1e-13
+    )
     baseline = dict(zip(model.parameter_names, params, strict=True)).get("circ0", params[0])
-    np.testing.assert_allclose(observe(model, states, grid), baseline, rtol=rtol)
-
-
-def test_lifespan_steady_state_without_feedback_holds_to_rounding():
-    model = PD_MODELS["lifespan"]
-    grid = SolverGrid.build([0, 0], [100.0, 2000.0], 1)
-    params = [(250.0, 142.0, 253.0, 0.0)]
-    states = simulate(model, params, np.ones((1, grid.stage_times.shape[1])), grid)
-    np.testing.assert_allclose(observe(model, states, grid), 250.0, rtol=1e-13)
+    np.testing.assert_allclose(observe(model, states, grid), baseline, rtol=1e-13)
 
 
 def test_lifespan_steady_state_without_feedback_holds_to_rounding():
