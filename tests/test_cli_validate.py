@@ -103,3 +103,38 @@ def test_one_systematic_error_in_a_large_file_is_grouped_and_capped(
     assert lines[2].strip().startswith("row 3, column DV: found '-5'")
     assert "... and 4995 more" in lines[7]
     assert any("row 10002, column AMT" in line for line in lines[8:])
+
+
+RXODE2_INFUSION = (
+    "ID,TIME,EVID,AMT,RATE,DV,CMT\n"
+    "1,0,10101,50,50,.,1\n1,1,0,0,0,5,2\n1,2,10101,-50,-50,.,1\n1,3,0,0,0,4,2\n"
+)
+
+
+def test_rxode2_infusion_start_and_stop_read_as_one_nonmem_infusion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tpopk.data import read_events
+
+    path = tmp_path / "rx.csv"
+    path.write_text(RXODE2_INFUSION)
+    (tmp_path / "rx.units.toml").write_text(UNITS)
+    frame = read_events(path, require_units=True).frame
+    start, stop = frame[frame["TIME"] == 0].iloc[0], frame[frame["TIME"] == 2].iloc[0]
+    # 50 per hour from 0 to 2 h: NONMEM's EVID 1 with RATE 50 and AMT 100 into CMT 1
+    assert (start["EVID"], start["AMT"], start["RATE"], start["CMT"]) == (1, 100.0, 50.0, 1)
+    assert (stop["EVID"], stop["AMT"], stop["RATE"]) == (2, 0.0, 0.0)
+    assert main(["validate", str(path)]) == 0
+    assert "1 subjects, 1 doses" in capsys.readouterr().out
+
+
+def test_rxode2_infusion_without_its_stop_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rx.csv"
+    path.write_text("ID,TIME,EVID,AMT,RATE,DV,CMT\n1,0,10101,50,50,.,1\n1,1,0,0,0,5,2\n")
+    (tmp_path / "rx.units.toml").write_text(UNITS)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2, column EVID: found '10101'" in err
+    assert "a start (+RATE) and then a stop (-RATE) for the same ID" in err

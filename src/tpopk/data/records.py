@@ -127,14 +127,48 @@ def _rxode2_boluses(number: dict[str, FloatArray]) -> None:
     rxode2 writes a bolus into compartment ``c`` as EVID ``100 c + 1`` (101 into the
     depot of theophylline's published file): NONMEM's EVID 1 with CMT ``c``. Where the
     CMT column names another compartment the code is left for validation to report.
-    Infusion codes (``10000 + 100 c + 1``) pair a start with a stop record and are not
-    rewritten here (:func:`tpopk.datasets.infusions_from_start_stop` does that).
+    Infusion codes (``10000 + 100 c + 1``) are :func:`_rxode2_infusions`'.
     """
     evid, cmt = number["EVID"], number["CMT"]
     target = (evid - 1) / 100
     bolus = (evid > 100) & (evid < 10000) & (evid % 100 == 1) & (np.isnan(cmt) | (cmt == target))
     evid[bolus] = float(Evid.DOSE)
     cmt[bolus] = target[bolus]
+
+
+def _rxode2_infusions(number: dict[str, FloatArray]) -> None:
+    """Read rxode2's classic infusion codes as NONMEM infusions, in place.
+
+    rxode2 writes an infusion into compartment ``c`` as EVID ``10000 + 100 c + 1`` twice:
+    at its start with the rate in ``AMT`` and ``RATE``, and at its end with both negated.
+    The start becomes NONMEM's EVID 1 into CMT ``c`` with that ``RATE`` and ``AMT = RATE x
+    duration``; the end an EVID 2 record (neither dose nor observation), so every row keeps
+    its line number. A start without its end (same ID and code, the rate negated), or a
+    CMT column naming another compartment, is left for validation to report.
+    """
+    evid, cmt, rate = number["EVID"], number["CMT"], number["RATE"]
+    ids, time, amount = number.get("ID"), number.get("TIME"), number.get("AMT")
+    if ids is None or time is None or amount is None:
+        return
+    coded = (evid > 10000) & (evid < 20000) & (evid % 100 == 1)
+    running: dict[tuple[float, float], int] = {}  # (ID, code) -> row of its open start
+    for row in map(int, np.flatnonzero(coded)):
+        key = (float(ids[row]), float(evid[row]))
+        if rate[row] > 0 and key not in running:
+            running[key] = row
+            continue
+        start = running.pop(key, None)
+        target = (evid[row] % 10000 - 1) / 100
+        if (
+            start is None
+            or rate[row] != -rate[start]
+            or not (np.isnan(cmt[start]) or cmt[start] == target)
+        ):
+            continue
+        amount[start] = rate[start] * (time[row] - time[start])
+        evid[start], cmt[start] = float(Evid.DOSE), target
+        evid[row], amount[row], rate[row] = float(Evid.OTHER), 0.0, 0.0
+        cmt[row] = target
 
 
 def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRecords:
@@ -169,6 +203,7 @@ def type_records(raw: RawRecords, extra_agonists: Iterable[str] = ()) -> TypedRe
     if not cmt_given:
         number["CMT"] = np.full(n, np.nan)
     _rxode2_boluses(number)
+    _rxode2_infusions(number)
     evid = number["EVID"]
     dose = np.isin(evid, [int(e) for e in DOSE_EVIDS])
     derived_mdv = np.where(evid == Evid.OBSERVATION, 0.0, 1.0)

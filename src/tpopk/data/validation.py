@@ -133,8 +133,8 @@ def evid_and_mdv(r: TypedRecords, units: Units) -> Iterator[Violation]:
         "unknown-evid",
         "EVID",
         "EVID 0 (obs), 1 (dose), 2 (other), 3 (reset), 4 (reset and dose); rxode2 "
-        "bolus codes 100 c + 1 need CMT c or no CMT; rxode2 infusion codes such as 10101 "
-        "must be rewritten as NONMEM EVID",
+        "bolus codes 100 c + 1 need CMT c or no CMT; rxode2 infusion codes 10000 + 100 c + 1 "
+        "need a start (+RATE) and then a stop (-RATE) for the same ID, and CMT c or no CMT",
     )
     if "MDV" in r.present:
         yield from _at(r, ~np.isin(mdv, [0, 1]) & ~np.isnan(mdv), "mdv-value", "MDV", "MDV 0 or 1")
