@@ -3,6 +3,7 @@ numba) against them, its partial derivatives against finite differences, one nod
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -157,3 +158,13 @@ def test_graph_does_not_grow_with_the_transit_chain() -> None:
     # Before the ops, the series unrolled into the graph: a 10-compartment chain
     # (avatrombopag) took ~4500 scalar nodes where other agonists took ~900.
     assert _transit_graph_size(9) <= _transit_graph_size(1) + 10
+
+
+def test_graph_rewrites_take_the_five_output_op_without_failing(caplog):
+    # PyTensor's Elemwise assumption rules answer one state per node; on the five-output
+    # op they raised and the rewriter logged a traceback at every compile of a model
+    x = pt.dvector("x")
+    value = transit_mode(3)(x, 0.5 + 0 * x, 0.1 + 0 * x, 2.0 + 0 * x)[0]
+    with caplog.at_level(logging.ERROR, logger="pytensor"):
+        pytensor.function([x], pt.log(value * x * 2.0).sum(), mode="FAST_RUN")
+    assert not [r for r in caplog.records if "Rewrite failure" in r.getMessage()]

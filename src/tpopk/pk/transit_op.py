@@ -36,7 +36,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytensor.assumptions  # noqa: F401  (registers the Elemwise rules shadowed below)
 from numba.extending import register_jitable
+from pytensor.assumptions.core import ASSUMPTION_INFER_REGISTRY, FactState, register_assumption
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.scalar import register_scalar_funcify, scalar_op_cache_key
@@ -325,10 +327,30 @@ class TransitMode(ScalarOp):  # type: ignore[misc]
         return (1, int(_VERSION, 16))
 
 
+class MultiOutputElemwise(Elemwise):  # type: ignore[misc]
+    """Elemwise of a scalar op with several outputs (a value and its partials).
+
+    PyTensor's assumption rules for Elemwise (unit magnitude, triangular, ...) answer one
+    state per node; a five-output node makes them raise, which the graph rewriter logs as
+    a traceback at every compile. This class answers "unknown" for each output instead.
+    """
+
+
+def _unknown_per_output(
+    key: Any, op: Any, feature: Any, fgraph: Any, node: Any, input_states: Any
+) -> list[Any]:
+    return [FactState.UNKNOWN] * len(node.outputs)
+
+
+for _key, _op_type in list(ASSUMPTION_INFER_REGISTRY):
+    if _op_type is Elemwise:
+        register_assumption(_key, MultiOutputElemwise)(_unknown_per_output)
+
+
 @cache
 def transit_mode(order: int) -> Elemwise:
     """Elementwise :class:`TransitMode` of ``order`` on tensors ``(ktr, ka, lambda, s)``."""
-    return Elemwise(TransitMode(order))
+    return MultiOutputElemwise(TransitMode(order))
 
 
 _transit_mode_jit = numba_basic.numba_njit(_transit_mode)
