@@ -470,8 +470,10 @@ def study_events(agonists: tuple[str, ...], dose_unit: str) -> pd.DataFrame:
                 {**base, "TIME": k * interval, "EVID": 1, "AMT": dose, "DV": np.nan, "DVID": ""}
                 for k in range(n_doses)
             ]
+            # doses into the depot (CMT 1), concentrations in the central compartment,
+            # CMT 2 in every agonist card's PK model (a conc in CMT 1 is refused)
             rows += [
-                {**base, "TIME": t, "EVID": 0, "AMT": 0.0, "DV": dv, "DVID": "conc"}
+                {**base, "TIME": t, "EVID": 0, "AMT": 0.0, "DV": dv, "DVID": "conc", "CMT": 2}
                 for t, dv in ((4.0, 50.0), (30.0, 40.0))
             ]
             rows += [
