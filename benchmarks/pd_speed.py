@@ -139,7 +139,7 @@ def ode_platelets(pop, ind):
 def pk_in_graph(pop, n, grid):
     """Concentrations at the stage times from ``tpopk.pk`` with ka, CL, V estimated.
 
-    What a study model (``tpopk.model.predict.drive_at``) does: the closed form summed
+    What a study model (``tpopk.model.structural.drive_at``) does: the closed form summed
     over all doses at every RK4 stage time, ``[S, 2K + 1, doses]``. The PK parameters get
     tight priors at each subject's value; only the cost of this path is of interest.
     """

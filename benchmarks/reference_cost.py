@@ -8,7 +8,7 @@ alone and for all five together, two models of the same simulated data:
   platelet solver's stage times, the platelet ODE and its adjoint);
 - **PK only**: the platelet rows dropped, so no solver grid and no ODE.
 
-Each is compiled as ``tpopk.fit`` compiles it (:func:`tpopk.nutpie_model.compile_nutpie`)
+Each is compiled as ``tpopk.fit`` compiles it (:func:`tpopk.inference.nutpie_bridge.compile_nutpie`)
 and its log density + gradient, the very function nutpie calls, is timed on one thread at
 the support point and at the first four chains' starting points (``--calls`` calls each).
 
@@ -55,8 +55,8 @@ def main() -> None:
     from benchmarks.reference_fit import reference_study
     from tpopk.data import read_events
     from tpopk.demo import study_arms
+    from tpopk.inference.nutpie_bridge import compile_nutpie, support_vector
     from tpopk.model import build_model
-    from tpopk.nutpie_model import compile_nutpie, support_vector
     from tpopk.simulate.synthetic import AGONISTS
 
     chosen = args.agonist or list(AGONISTS)

@@ -91,8 +91,8 @@ def main() -> None:
     import nutpie
 
     from tpopk.inference import Fit
+    from tpopk.inference.nutpie_bridge import compile_nutpie
     from tpopk.model import build_model
-    from tpopk.nutpie_model import compile_nutpie
     from tpopk.simulate.synthetic import AGONISTS
 
     agonists = args.agonist or list(AGONISTS)

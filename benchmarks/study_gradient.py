@@ -2,7 +2,7 @@
 
 The study model's drive needs each agonist's concentration at every RK4 stage time. The
 general closed form sums every dose at every stage (``S x 2K x D``); doses on a lattice
-(daily, weekly) let ``tpopk.model.predict`` evaluate one unit dose at the distinct lags and
+(daily, weekly) let ``tpopk.model.structural`` evaluate one unit dose at the distinct lags and
 convolve it with the amounts. Both paths are built and timed in one process, on the same
 model and point, and must agree.
 

@@ -15,7 +15,7 @@
 
 Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
 step: a few minutes to compile with a cold cache (seconds warm: the numba code is cached,
-see :mod:`tpopk.nutpie_model`) and ~5 min to sample on 2 cores (README, "make demo").
+see :mod:`tpopk.inference.nutpie_bridge`) and ~5 min to sample on 2 cores (README, "make demo").
 """
 
 from __future__ import annotations

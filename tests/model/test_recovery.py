@@ -51,8 +51,8 @@ import pymc as pm
 import pytest
 
 from tpopk.data import read_events
+from tpopk.inference.nutpie_bridge import sample_nutpie
 from tpopk.model import ModelCard, build_model, load_card
-from tpopk.nutpie_model import sample_nutpie
 from tpopk.simulate.synthetic import UNITS, design_itp_study, prior_quantile, simulate_study
 
 MODELS = Path(__file__).parents[2] / "models"

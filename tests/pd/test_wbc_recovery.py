@@ -16,7 +16,7 @@ import pytensor.tensor as pt
 import pytest
 
 from tpopk.datasets import load_wbc_sim
-from tpopk.nutpie_model import compile_nutpie
+from tpopk.inference.nutpie_bridge import compile_nutpie
 from tpopk.pd import PD_MODELS, SolverGrid, drug_effect, observe, solve
 from tpopk.pk import PK_MODELS, concentration
 

@@ -2,6 +2,6 @@
 
 from tpopk.model.build import build_model
 from tpopk.model.card import CardError, ModelCard, load_card
-from tpopk.model.predict import concentration_factor
+from tpopk.model.structural import concentration_factor
 
 __all__ = ["CardError", "ModelCard", "build_model", "concentration_factor", "load_card"]

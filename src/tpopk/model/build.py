@@ -34,7 +34,7 @@ from tpopk.data import EventTable, SubjectArrays
 from tpopk.model.card import CardError, ModelCard, ResidualSpec
 from tpopk.model.likelihood import likelihood, residual_sd
 from tpopk.model.parameters import covariate_levels, individual_parameters
-from tpopk.model.predict import (
+from tpopk.model.structural import (
     Dosing,
     Drug,
     concentrations_at,

@@ -33,7 +33,8 @@ from numpy.typing import NDArray
 
 from tpopk.data import EventTable, read_events
 from tpopk.data.files import write_records
-from tpopk.inference import Fit, _is_subject_level
+from tpopk.inference import Fit
+from tpopk.inference.fitting import _is_subject_level
 from tpopk.model import ModelCard, build_model, load_card
 
 FloatArray = NDArray[np.float64]

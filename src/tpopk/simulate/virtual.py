@@ -4,7 +4,7 @@ Individual parameters come from the same PyMC graph the fit uses
 (:func:`tpopk.model.parameters.individual_parameters`): population values from the prior
 or from posterior draws, new inter-individual deviates for every virtual patient, and
 the patients' covariates. Their platelet counts come from
-:func:`tpopk.model.predict.response_at` with NumPy, so titration can re-simulate the
+:func:`tpopk.model.structural.response_at` with NumPy, so titration can re-simulate the
 whole dosing history at every visit without compiling anything.
 """
 
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from tpopk.model.card import CardError, ModelCard
 from tpopk.model.parameters import individual_parameters
-from tpopk.model.predict import Dosing, Drug, response_at
+from tpopk.model.structural import Dosing, Drug, response_at
 from tpopk.simulate.design import TrialDesign
 from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
 

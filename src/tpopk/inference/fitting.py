@@ -42,8 +42,8 @@ import tpopk
 from tpopk.data import EventTable, read_events
 from tpopk.diagnostics.convergence import element_labels, population_variables
 from tpopk.errors import TpopkError
+from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
 from tpopk.model import ModelCard, build_model, load_card
-from tpopk.nutpie_model import sample_nutpie, unconstrained_starts
 from tpopk.progress import step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
@@ -426,7 +426,7 @@ def fit(
         Random seed; the same seed on the same machine gives the same draws.
     sampler
         ``"nutpie"`` (default; the model compiled through numba, cached on disk: see
-        :mod:`tpopk.nutpie_model`) or ``"pymc"``.
+        :mod:`tpopk.inference.nutpie_bridge`) or ``"pymc"``.
     target_accept
         NUTS target acceptance rate; raise it if divergences appear.
     max_treedepth

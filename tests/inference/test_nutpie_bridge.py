@@ -1,4 +1,4 @@
-"""nutpie on PyTensor's cached numba functions (:mod:`tpopk.nutpie_model`).
+"""nutpie on PyTensor's cached numba functions (:mod:`tpopk.inference.nutpie_bridge`).
 
 The reference is nutpie's own compile of the same model (``pm.sample(nuts_sampler=
 "nutpie")``): same log density and gradient, and with the same seed the same draws.
@@ -14,7 +14,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_funcify, numba_njit
 
-from tpopk.nutpie_model import (
+from tpopk.inference.nutpie_bridge import (
     RejectedPointError,
     _plausible_start,
     compile_nutpie,

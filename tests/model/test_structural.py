@@ -9,7 +9,7 @@ import pytest
 from tpopk.datasets import load_theophylline, load_wbc_sim
 from tpopk.model import CardError, build_model, concentration_factor, load_card
 from tpopk.model.build import arrange_study
-from tpopk.model.predict import concentration_at, response_at
+from tpopk.model.structural import concentration_at, response_at
 
 MODELS = Path(__file__).parents[2] / "models"
 
@@ -99,7 +99,7 @@ def test_numpy_concentration_equals_the_model_graph() -> None:
 def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, interval: float):
     """The shortcut for lattice doses equals the full superposition, in NumPy (trial
     simulation) and in the PyMC graph (fits), gradient included."""
-    from tpopk.model.predict import Dosing, Drug
+    from tpopk.model.structural import Dosing, Drug
     from tpopk.pk import PK_MODELS, concentration
 
     drug_card = load_card(MODELS / f"{card}.toml")
@@ -169,7 +169,7 @@ def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, inte
 def test_observations_and_stage_times_share_one_lattice_evaluation() -> None:
     """PK observations ([N] rows and times) and solver stage times ([S, G]) asked for
     together give what each gives alone through the general closed form."""
-    from tpopk.model.predict import Dosing, Drug, concentrations_at
+    from tpopk.model.structural import Dosing, Drug, concentrations_at
     from tpopk.pk import PK_MODELS, concentration
 
     drug_card = load_card(MODELS / "eltrombopag.toml")

@@ -41,12 +41,14 @@ class _NogilNumbaLinker(NumbaLinker):  # type: ignore[misc]  # pytensor is untyp
         if cache_key is None:
             return numba_njit(fn.py_func, final_function=True, nogil=True)  # type: ignore[no-any-return]
         # A new entry point with its own key: numba's cache does not key on nogil, so
-        # reusing PyTensor's key could load a GIL-holding build of the same graph.
+        # reusing PyTensor's key could load a GIL-holding build of the same graph. The entry
+        # runs in this module's globals, which numba's cache records by module name: the
+        # name is in the key so that moving this module cannot load a stale entry.
         entry = compile_numba_function_src(
             src="def nogil_entry(*args): return inner(*args)",
             function_name="nogil_entry",
             global_env=globals() | {"inner": fn},
-            cache_key=f"{cache_key}_tpopk_nogil",
+            cache_key=f"{cache_key}_{__name__}_nogil",
         )
         return numba_njit(entry, final_function=True, cache=True, nogil=True)  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ from tpopk.errors import TpopkError
 from tpopk.inference import Fit, FitFileError
 from tpopk.model import load_card
 
-GENERIC = Path(__file__).parents[1] / "models" / "generic"
+GENERIC = Path(__file__).parents[2] / "models" / "generic"
 
 pytestmark = pytest.mark.xdist_group("fits")
 
@@ -178,7 +178,7 @@ def test_max_treedepth_bounds_the_trajectories() -> None:
     from tpopk.inference import fit
 
     shallow = fit(
-        Path(__file__).parents[1] / "models" / "generic" / "oral_1cmt.toml",
+        Path(__file__).parents[2] / "models" / "generic" / "oral_1cmt.toml",
         load_theophylline(),
         draws=30,
         tune=30,
