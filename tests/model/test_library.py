@@ -2,7 +2,7 @@
 
 Every card loads; every source cites the literature folder; every prior a card says is
 centred on a published number is centred on the number in
-``shared/literature/tpo_ra_parameters.csv`` (recomputed here from the CSV row, including
+``models/literature/tpo_ra_parameters.csv`` (recomputed here from the CSV row, including
 the derived ones); the whole study builds into a PyMC model with a finite log-density.
 """
 
@@ -23,13 +23,9 @@ from tpopk.model import ModelCard, build_model, load_card
 
 ROOT = Path(__file__).parents[2]
 MODELS = ROOT / "models"
-LITERATURE = ROOT.parent / "shared" / "literature"
+LITERATURE = MODELS / "literature"
+REFERENCES = MODELS / "REFERENCES.md"
 AGONISTS = ("hetrombopag", "eltrombopag", "avatrombopag", "lusutrombopag", "romiplostim")
-
-pytestmark = pytest.mark.skipif(
-    not (LITERATURE / "tpo_ra_parameters.csv").is_file(),
-    reason="the shared literature folder is not beside this checkout",
-)
 
 
 def card(name: str) -> ModelCard:
@@ -72,7 +68,7 @@ def note(agonist: str, quantity: str, pattern: str, **which: str) -> float:
 
 def itp_degradation_ratio() -> float:
     """ITP platelet degradation over healthy, Petrov 2024 mechanism 1 (literature s.0 only)."""
-    text = (LITERATURE / "tpo_ra_literature.md").read_text(encoding="utf-8")
+    text = REFERENCES.read_text(encoding="utf-8")
     match = re.search(r"kdeg × (\d+) \(non-splenectomised, mechanism 1\)", text)
     assert match is not None
     return float(match.group(1))
@@ -408,6 +404,49 @@ def test_every_source_cites_the_literature(name: str) -> None:
     for p, spec in model_card.parameters.items():
         if spec.prior is not None and p not in claimed:
             assert re.search(r"not found|by definition|centred on 1", spec.source), (name, p)
+
+
+def _citable_files() -> list[Path]:
+    return sorted(MODELS.glob("*.toml")) + sorted((MODELS / "trials").glob("*.toml"))
+
+
+def test_every_cited_section_is_in_the_bibliography() -> None:
+    sections = set(re.findall(r"^## (\d+)\. ", REFERENCES.read_text(encoding="utf-8"), re.M))
+    cited = {
+        (path.name, number)
+        for path in _citable_files()
+        for number in re.findall(r"lit s\.(\d+)", path.read_text(encoding="utf-8"))
+    }
+    assert cited, "no card cites a section: the pattern no longer matches the cards"
+    missing = sorted((name, n) for name, n in cited if n not in sections)
+    assert not missing, f"cited sections missing from models/REFERENCES.md: {missing}"
+
+
+def test_every_cited_csv_row_is_in_the_literature_table() -> None:
+    """Each "csv: agonist, quantity" citation names a row of the vendored table."""
+    table = _rows()
+    quantities = {a: set(group["quantity"]) for a, group in table.groupby("agonist")}
+    unresolved = []
+    n_cited = 0
+    for path in _citable_files():
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"csv: ([A-Za-z]+), ", text):
+            agonist, rest = match.group(1), text[match.end() : match.end() + 120]
+            if agonist == "agonist" or rest.startswith("<quantity>"):  # the format, not a row
+                continue
+            n_cited += 1
+            if not any(rest.startswith(q) for q in quantities.get(agonist, ())):
+                unresolved.append(f"{path.name}: {agonist}, {rest[:40]!r}")
+    assert n_cited > 20, n_cited
+    assert not unresolved, "citations with no CSV row:\n" + "\n".join(unresolved)
+
+
+def test_vendored_table_matches_the_shared_literature_folder() -> None:
+    """Where the shared literature folder sits beside the checkout, the copy has not drifted."""
+    shared = ROOT.parent / "shared" / "literature" / "tpo_ra_parameters.csv"
+    if not shared.is_file():
+        pytest.skip(f"no shared literature folder at {shared.parent} to compare with")
+    assert (LITERATURE / "tpo_ra_parameters.csv").read_bytes() == shared.read_bytes()
 
 
 @pytest.mark.parametrize(("name", "claim", "value"), CLAIMS, ids=[f"{n}:{c}" for n, c, _ in CLAIMS])

@@ -4,7 +4,7 @@ The library cards (``models/thrombopoiesis.toml`` plus one card per agonist) car
 literature priors; these tests simulate trial designs from those priors in closed loop
 (:func:`tpopk.simulate.virtual.simulate_trial`, :func:`tpopk.simulate.comparison.prior_compare`)
 and compare the prior predictive distribution of a summary with what the trials reported
-(``shared/literature/tpo_ra_literature.md``). Each prior draw is one virtual trial: new
+(``models/REFERENCES.md``). Each prior draw is one virtual trial: new
 population values from the priors, new patients, measurement error. Seeded, so
 deterministic.
 
