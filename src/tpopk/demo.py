@@ -14,8 +14,8 @@
 6. write the study's report (``study_report.html``).
 
 Sizes are in :data:`FULL` and :data:`QUICK` (``--quick``). The full study fit is the slow
-step: a few minutes to compile with a cold cache (seconds warm: the numba code is cached,
-see :mod:`tpopk.inference.nutpie_bridge`) and ~5 min to sample on 2 cores (README, "make demo").
+step (minutes to compile on a cold cache, seconds warm; its timings are in the README,
+"make demo").
 """
 
 from __future__ import annotations

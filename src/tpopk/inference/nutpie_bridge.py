@@ -1,10 +1,9 @@
 """nutpie on PyTensor's numba functions: compiled once per machine, run without the GIL.
 
 ``nutpie.compile_pymc_model`` wraps the model's numba code in ``numba.cfunc``s that numba
-cannot cache ("uses dynamic globals"), so every fit pays that compile again: 27 of the
-64 s it takes for the bundled two-agonist study with warm caches (benchmarks/README.md,
-"Study model compile time"). PyTensor's own numba backend caches whole compiled graphs on
-disk. :func:`compile_nutpie` builds nutpie's model from those functions through
+cannot cache ("uses dynamic globals"), so every fit would pay that compile again
+(benchmarks/README.md, "Study model compile time"). PyTensor's own numba backend caches
+whole compiled graphs on disk. :func:`compile_nutpie` builds nutpie's model from those functions through
 ``nutpie.from_pyfunc``; nutpie then calls them from its chain threads, so the top-level
 function is compiled with ``nogil=True`` (under its own cache key) to let the chains run
 in parallel.

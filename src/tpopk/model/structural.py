@@ -256,9 +256,9 @@ def _lattice_superposition(
     then convolved with the dose amounts along the lattice. Linear PK makes this exact
     (to rounding); infusions and steady-state doses take the general path. In a fit (``xp``
     PyTensor) this is what makes PK/PD affordable: the general path evaluates every dose at
-    every solver stage, ``S x 2K x D`` closed forms, 20x the cost of the platelet ODE with
-    42 daily doses (``benchmarks/pd_speed.py``); here the index bookkeeping is data and only
-    the ``[U, L]`` unit responses and their convolution are in the graph.
+    every solver stage, ``S x 2K x D`` closed forms (benchmarks/README.md, "PD solver");
+    here the index bookkeeping is data and only the ``[U, L]`` unit responses and their
+    convolution are in the graph.
     """
     dose_time, amount = dosing.time[subjects], dosing.amount[subjects]
     given = dosing.mask[subjects] & (amount != 0)
