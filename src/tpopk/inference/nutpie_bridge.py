@@ -3,10 +3,10 @@
 ``nutpie.compile_pymc_model`` wraps the model's numba code in ``numba.cfunc``s that numba
 cannot cache ("uses dynamic globals"), so every fit would pay that compile again
 (benchmarks/README.md, "Study model compile time"). PyTensor's own numba backend caches
-whole compiled graphs on disk. :func:`compile_nutpie` builds nutpie's model from those functions through
-``nutpie.from_pyfunc``; nutpie then calls them from its chain threads, so the top-level
-function is compiled with ``nogil=True`` (under its own cache key) to let the chains run
-in parallel.
+whole compiled graphs on disk. :func:`compile_nutpie` builds nutpie's model from those
+functions through ``nutpie.from_pyfunc``; nutpie then calls them from its chain threads,
+so the top-level function is compiled with ``nogil=True`` (under its own cache key) to let
+the chains run in parallel.
 
 The graphs are the ones nutpie itself builds for its JAX path (``_make_functions``), so
 the log density, its gradient and the stored variables are nutpie's, numerically.
