@@ -18,8 +18,8 @@ from tpopk.datasets import (
     load_theophylline,
     load_wbc_sim,
 )
-from tpopk.model import build_model
-from tpopk.simulate.synthetic import AGONISTS, design_itp_study, library_cards, population_variables
+from tpopk.model import build_model, population_variables
+from tpopk.simulate.synthetic import AGONISTS, design_itp_study, library_cards
 
 MODELS = Path(__file__).parents[2] / "models"
 

@@ -10,14 +10,13 @@ import pytest
 from scipy.stats import norm
 
 from tpopk.data import read_events
-from tpopk.model import build_model, load_card
+from tpopk.model import build_model, load_card, population_variables
 from tpopk.simulate.synthetic import (
     AGONISTS,
     PLATELET_DAYS,
     UNITS,
     design_itp_study,
     known_fit,
-    population_variables,
     prior_quantile,
     simulate_study,
 )

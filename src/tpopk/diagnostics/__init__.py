@@ -17,7 +17,6 @@ from tpopk.diagnostics.convergence import (
     convergence,
     convergence_warnings,
     plot_convergence,
-    population_variables,
 )
 from tpopk.diagnostics.cross_validation import (
     compare,
@@ -74,7 +73,6 @@ __all__ = [
     "plot_npde",
     "plot_sbc",
     "plot_vpc",
-    "population_variables",
     "prediction_discrepancies",
     "sbc_ranks",
     "sbc_uniformity",

@@ -15,16 +15,7 @@ import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
 
-#: Prefixes of the population-level posterior variables checked by default: typical
-#: values, IIV SDs, covariate coefficients, residual SDs and the between-agonist SDs of
-#: partially pooled parameters.
-POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_", "tau_")
-
-
-def population_variables(tree: xr.DataTree) -> list[str]:
-    """Posterior variables that describe the population: typical values, IIV, covariates, errors."""
-    names = [str(name) for name in tree["posterior"].data_vars]
-    return [name for name in names if name.startswith(POPULATION_PREFIXES)]
+from tpopk.model.levels import population_variables
 
 
 def element_labels(data: xr.Dataset) -> list[str]:
@@ -53,8 +44,8 @@ def convergence(
     tree
         Fit DataTree with ``posterior`` and ``sample_stats`` groups.
     var_names
-        Posterior variables to check; default the population-level ones (``pop_``,
-        ``omega_``, ``beta_``, ``sigma_``, ``tau_``). Vector variables give one row per element.
+        Posterior variables to check; default the population-level ones
+        (:func:`tpopk.model.population_variables`). Vector variables give one row per element.
     coords
         Selection applied first, e.g. ``{"subject": [1, 2]}`` with ``var_names=["cl"]``.
 

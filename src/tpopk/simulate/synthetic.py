@@ -34,8 +34,8 @@ from numpy.typing import NDArray
 from tpopk.data import EventTable, read_events
 from tpopk.data.files import write_records
 from tpopk.inference import Fit
-from tpopk.inference.fitting import _is_subject_level
-from tpopk.model import ModelCard, build_model, load_card
+from tpopk.model import ModelCard, build_model, load_card, population_variables
+from tpopk.model.levels import is_population_level
 
 FloatArray = NDArray[np.float64]
 
@@ -158,11 +158,6 @@ def design_itp_study(
     return frame[columns + [c for c in frame.columns if c not in columns]].reset_index(drop=True)
 
 
-def population_variables(model: pm.Model) -> list[str]:
-    """Free variables of ``model`` that are not per subject (what a known truth fixes)."""
-    return [rv.name for rv in model.free_RVs if not _is_subject_level(model, rv.name)]
-
-
 def prior_quantile(model: pm.Model, q: float = 0.5) -> dict[str, FloatArray]:
     """Return the ``q`` quantile of each population variable's prior (``q=0.5``: median).
 
@@ -187,7 +182,7 @@ def known_fit(cards: Sequence[ModelCard], events: EventTable, values: Mapping[st
     """Make a :class:`Fit` whose posterior is one draw holding ``values``.
 
     ``values`` must give every population variable of the model
-    (:func:`population_variables`) in natural units.
+    (:func:`tpopk.model.population_variables`) in natural units.
     """
     model = build_model(cards, events)
     names = population_variables(model)
@@ -289,7 +284,8 @@ def simulate_study(
     individual = [
         v.name
         for v in model.deterministics
-        if _is_subject_level(model, v.name) and not v.name.startswith(("eta_", "ipred_"))
+        if not is_population_level(model.named_vars_to_dims.get(v.name, ()))
+        and not v.name.startswith(("eta_", "ipred_"))
     ]
     simulated = pm.sample_posterior_predictive(
         fitted.tree,
