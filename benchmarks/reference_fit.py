@@ -93,9 +93,9 @@ def main() -> None:
     from tpopk.inference import Fit
     from tpopk.inference.nutpie_bridge import compile_nutpie
     from tpopk.model import build_model, population_variables
-    from tpopk.simulate.synthetic import AGONISTS
+    from tpopk.simulate.synthetic import ITP_STUDY_ARMS
 
-    agonists = args.agonist or list(AGONISTS)
+    agonists = args.agonist or list(ITP_STUDY_ARMS)
     start = time.perf_counter()
     cards, study = reference_study(agonists, args.subjects, args.seed)
     simulated = time.perf_counter() - start
