@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from tpopk import datasets
 from tpopk.data import EventTable, read_events
+from tpopk.files import atomic_write
 from tpopk.model import load_card
 
 if TYPE_CHECKING:
@@ -60,9 +61,7 @@ def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[s
     from tpopk.cli import comparison_json, format_value
 
     table = comparison_json(comparison)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(table, indent=2))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(table, indent=2))
     level = round(100 * table["ci_prob"])
     print(f"{table['trial']}: {label} median [{level}% interval]")
     for endpoint, data in table["endpoints"].items():

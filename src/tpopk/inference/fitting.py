@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import tpopk
 from tpopk.data import EventTable, read_events
 from tpopk.diagnostics.convergence import element_labels
 from tpopk.errors import TpopkError
+from tpopk.files import atomic_path
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
 from tpopk.model import ModelCard, build_model, load_card, population_variables
 from tpopk.progress import step
@@ -319,21 +318,11 @@ class Fit:
             "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
             "tpopk_hash": _content_hash(self.cards, self.events, tree),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            staged = tmp / path.name
+        with atomic_path(path) as staged:
             if path.suffix == ".nc":
                 tree.to_netcdf(staged, engine="h5netcdf")
-                staged.replace(path)
             else:
                 tree.to_zarr(staged)
-                backup = tmp / "previous"
-                if path.exists():
-                    path.rename(backup)
-                staged.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
