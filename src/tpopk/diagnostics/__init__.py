@@ -19,13 +19,13 @@ from tpopk.diagnostics.convergence import (
     plot_convergence,
 )
 from tpopk.diagnostics.cross_validation import (
-    compare,
     loo,
+    loo_compare,
     loo_pit,
     loo_summary,
     loo_warnings,
-    plot_compare,
     plot_khat,
+    plot_loo_compare,
     plot_loo_pit,
 )
 from tpopk.diagnostics.goodness_of_fit import (
@@ -47,7 +47,6 @@ from tpopk.diagnostics.vpc import plot_vpc, vpc
 
 __all__ = [
     "DiagnosticsError",
-    "compare",
     "convergence",
     "convergence_warnings",
     "epsilon_shrinkage",
@@ -56,6 +55,7 @@ __all__ = [
     "individual_fits",
     "individual_weighted_residuals",
     "loo",
+    "loo_compare",
     "loo_pit",
     "loo_summary",
     "loo_warnings",
@@ -63,12 +63,12 @@ __all__ = [
     "npde_tests",
     "observation_types",
     "observations",
-    "plot_compare",
     "plot_convergence",
     "plot_eta_shrinkage",
     "plot_goodness_of_fit",
     "plot_individual_fits",
     "plot_khat",
+    "plot_loo_compare",
     "plot_loo_pit",
     "plot_npde",
     "plot_sbc",
