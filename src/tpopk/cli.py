@@ -82,6 +82,7 @@ def _draws_origin(fit: Fit) -> str:
 def summary_json(fit: Fit) -> dict[str, Any]:
     """Return the stable JSON form of ``tpopk summary --json`` (schema in the README)."""
     table = fit.summary(ci_prob=0.9)
+    lower, upper = (column for column in table.columns if str(column).startswith("eti"))
     return {
         "schema": "tpopk.summary/1",
         "tpopk_version": __version__,
@@ -96,13 +97,15 @@ def summary_json(fit: Fit) -> dict[str, Any]:
             name: {
                 "mean": row["mean"],
                 "sd": row["sd"],
-                "q5": row["q0.05"],
-                "q50": row["q0.5"],
-                "q95": row["q0.95"],
+                "q5": row[lower],
+                "q50": row["median"],
+                "q95": row[upper],
                 # null for approximate draws, where chain diagnostics do not apply
                 "ess_bulk": row.get("ess_bulk"),
                 "ess_tail": row.get("ess_tail"),
                 "r_hat": row.get("r_hat"),
+                "mcse_mean": row.get("mcse_mean"),
+                "mcse_sd": row.get("mcse_sd"),
             }
             for name, row in table.iterrows()
         },

@@ -16,6 +16,7 @@ ArviZ's keywords (``var_names``, ``ci_prob``, ``group``).
 from tpopk.diagnostics.convergence import (
     convergence,
     convergence_warnings,
+    parameter_summary,
     plot_convergence,
 )
 from tpopk.diagnostics.cross_validation import (
@@ -63,6 +64,7 @@ __all__ = [
     "npde_tests",
     "observation_types",
     "observations",
+    "parameter_summary",
     "plot_convergence",
     "plot_eta_shrinkage",
     "plot_goodness_of_fit",

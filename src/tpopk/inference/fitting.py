@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -37,7 +36,7 @@ from pytensor.graph.replace import graph_replace
 
 import tpopk
 from tpopk.data import EventTable, read_events
-from tpopk.diagnostics.convergence import element_labels
+from tpopk.diagnostics.convergence import parameter_summary
 from tpopk.errors import TpopkError
 from tpopk.files import atomic_path
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
@@ -225,39 +224,15 @@ class Fit:
         return int(self.tree["sample_stats"]["diverging"].sum())
 
     def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
-        """Mean, SD, 5/50/95% quantiles, ESS (bulk, tail) and R-hat per population parameter.
+        """ArviZ's summary of the population parameters, with the posterior median.
 
-        One row per element, named by its coordinates (``beta_cl_DISEASE[ITP]``,
-        ``pop_tp_agonist[romiplostim]``) as in :func:`tpopk.diagnostics.convergence`.
-        An approximate fit has no ESS and R-hat columns: they measure how well Markov
-        chains mixed, and its draws are no Markov chains.
+        :func:`tpopk.diagnostics.parameter_summary`: ``mean``, ``sd``, the equal-tailed
+        interval and ``median``, then ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean``,
+        ``mcse_sd``; one row per element, named by its coordinates
+        (``beta_cl_DISEASE[ITP]``). An approximate fit has no diagnostic columns: they
+        measure how well Markov chains mixed, and its draws are no Markov chains.
         """
-        posterior = self.posterior[population_variables(self.tree)]
-        lower, upper = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-        sample = ("chain", "draw")
-        columns = {
-            "mean": posterior.mean(sample),
-            "sd": posterior.std(sample),
-            f"q{lower:.3g}": posterior.quantile(lower, dim=sample),
-            "q0.5": posterior.quantile(0.5, dim=sample),
-            f"q{upper:.3g}": posterior.quantile(upper, dim=sample),
-        }
-        if not self.approximate:
-            columns |= {
-                "ess_bulk": az.ess(posterior, method="bulk"),
-                "ess_tail": az.ess(posterior, method="tail"),
-                "r_hat": az.rhat(posterior),
-            }
-        index = pd.Index(element_labels(posterior.isel(chain=0, draw=0)), name="parameter")
-        return pd.DataFrame(
-            {
-                column: np.concatenate(
-                    [np.ravel(result[name].values) for name in posterior.data_vars]
-                )
-                for column, result in columns.items()
-            },
-            index=index,
-        )
+        return parameter_summary(self.tree, ci_prob=ci_prob, diagnostics=not self.approximate)
 
     def population_prediction(self, dvid: str, draws: int = 200) -> xr.DataArray:
         """PRED: the prediction for a typical subject (every eta = 0), per observation.
