@@ -67,12 +67,12 @@ def parameter_summary(
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
     options: dict[str, Any] = {"var_names": names, "ci_prob": ci_prob, "round_to": "none"}
-    table = az.summary(tree, kind="all" if diagnostics else "stats", ci_kind="eti", **options)
+    kind = "all" if diagnostics else "stats"
+    table: pd.DataFrame = az.summary(tree, kind=kind, ci_kind="eti", **options)
     median = az.summary(tree, kind="stats_median", **options)["median"]
     table.insert(3, "median", median)  # between the interval bounds: lower, median, upper
     table.index.name = "parameter"
-    result: pd.DataFrame = table
-    return result
+    return table
 
 
 def convergence(
