@@ -74,8 +74,8 @@ def main() -> None:
         )
         wall = time.perf_counter() - start
         table = result.summary(ci_prob=0.9)
-        medians[name] = table["q0.5"]
-        widths[name] = table["q0.95"] - table["q0.05"]
+        medians[name] = table["median"]
+        widths[name] = table["eti90_ub"] - table["eti90_lb"]
         stats = result.tree["sample_stats"].attrs if not result.approximate else {}
         costs[name] = {
             "wall_s": round(wall, 1),

@@ -57,9 +57,9 @@ def main() -> None:
     from tpopk.demo import study_arms
     from tpopk.inference.nutpie_bridge import compile_nutpie, support_vector
     from tpopk.model import build_model
-    from tpopk.simulate.synthetic import AGONISTS
+    from tpopk.simulate.synthetic import ITP_STUDY_ARMS
 
-    chosen = args.agonist or list(AGONISTS)
+    chosen = args.agonist or list(ITP_STUDY_ARMS)
     # one simulated study: each agonist's row holds the same subjects as the joint row
     cards, study = reference_study(chosen, args.subjects, args.seed)
     system, drugs = cards[0], dict(zip(chosen, cards[1:], strict=True))

@@ -92,10 +92,10 @@ def main() -> None:
 
     from tpopk.inference import Fit
     from tpopk.inference.nutpie_bridge import compile_nutpie
-    from tpopk.model import build_model
-    from tpopk.simulate.synthetic import AGONISTS
+    from tpopk.model import build_model, population_variables
+    from tpopk.simulate.synthetic import ITP_STUDY_ARMS
 
-    agonists = args.agonist or list(AGONISTS)
+    agonists = args.agonist or list(ITP_STUDY_ARMS)
     start = time.perf_counter()
     cards, study = reference_study(agonists, args.subjects, args.seed)
     simulated = time.perf_counter() - start
@@ -145,7 +145,7 @@ def main() -> None:
         print(f"ABORTED after {sampling_s / 60:.1f} min of sampling (limit {args.max_minutes} min)")
         return
     fit = Fit(tree=trace, cards=tuple(cards), events=study.events)
-    posterior = fit.posterior[fit.population_parameters()]
+    posterior = fit.posterior[population_variables(fit.tree)]
     ess = az.ess(posterior, method="bulk").to_array()
     rhat = az.rhat(posterior).to_array()
     divergences = int(trace["sample_stats"]["diverging"].sum())

@@ -22,7 +22,7 @@ from tpopk import datasets
 from tpopk.demo import FULL, MODELS, STUDY_AGONISTS, study_arms
 from tpopk.diagnostics.convergence import convergence
 from tpopk.inference import fit
-from tpopk.model import load_card
+from tpopk.model import load_card, population_variables
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
         f"{int((r_hat > 1.01).sum())} of {len(r_hat)}"
     )
     print(f"min ESS_bulk: {ess.min():.0f} ({ess.idxmin()})")
-    names = result.population_parameters()
+    names = population_variables(result.tree)
     posterior = result.posterior
     for a, b in (("pop_plt0", "beta_plt0_DISEASE"), ("pop_tp", "pop_tp_agonist")):
         if a in names and b in posterior:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -23,8 +22,6 @@ from tpopk import __version__
 from tpopk.errors import TpopkError
 
 if TYPE_CHECKING:
-    import xarray as xr
-
     from tpopk.inference import Fit
 
 # tpopk.inference's METHODS and INITS, repeated so that `tpopk --help` does not import PyMC
@@ -85,6 +82,7 @@ def _draws_origin(fit: Fit) -> str:
 def summary_json(fit: Fit) -> dict[str, Any]:
     """Return the stable JSON form of ``tpopk summary --json`` (schema in the README)."""
     table = fit.summary(ci_prob=0.9)
+    lower, upper = (column for column in table.columns if str(column).startswith("eti"))
     return {
         "schema": "tpopk.summary/1",
         "tpopk_version": __version__,
@@ -99,13 +97,15 @@ def summary_json(fit: Fit) -> dict[str, Any]:
             name: {
                 "mean": row["mean"],
                 "sd": row["sd"],
-                "q5": row["q0.05"],
-                "q50": row["q0.5"],
-                "q95": row["q0.95"],
+                "q5": row[lower],
+                "q50": row["median"],
+                "q95": row[upper],
                 # null for approximate draws, where chain diagnostics do not apply
                 "ess_bulk": row.get("ess_bulk"),
                 "ess_tail": row.get("ess_tail"),
                 "r_hat": row.get("r_hat"),
+                "mcse_mean": row.get("mcse_mean"),
+                "mcse_sd": row.get("mcse_sd"),
             }
             for name, row in table.iterrows()
         },
@@ -163,75 +163,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finite(value: float) -> float | None:
-    """Return the number for JSON, or ``None`` (null) if it is infinite or undefined."""
-    return value if math.isfinite(value) else None
-
-
-def _equivalence_json(result: xr.DataTree, name: str) -> list[dict[str, Any]]:
-    """Dose-equivalence entries of one endpoint (empty without ``/equivalence``)."""
-    if "equivalence" not in result.children:
-        return []
-    table = result.children["equivalence"].to_dataset(inherit=False)
-    dose, fraction = table[f"dose_{name}"], table[f"fraction_{name}"]
-    return [
-        {
-            "reference": str(table["reference"][i].item()),
-            "arm": str(table["arm"][i].item()),
-            "dose_unit": str(table["dose_unit"][i].item()),
-            "dose": {
-                stat: _finite(float(dose.isel(pair=i).sel(stat=stat)))
-                for stat in ("median", "lower", "upper")
-            },
-            "draws": {
-                str(outcome): float(fraction.isel(pair=i).sel(outcome=outcome))
-                for outcome in table["outcome"].to_numpy()
-            },
-        }
-        for i in range(table.sizes["pair"])
-    ]
-
-
-def comparison_json(result: xr.DataTree) -> dict[str, Any]:
-    """Return the stable JSON form of ``tpopk compare --json`` (schema in the README)."""
-    summary = result["summary"].to_dataset()
-    contrasts = result["contrasts"].to_dataset()
-    endpoints = {}
-    for name in summary.data_vars:
-        arms = {
-            str(arm): {
-                stat: _finite(float(summary[name].sel(arm=arm, stat=stat)))
-                for stat in ("median", "lower", "upper")
-            }
-            for arm in summary["arm"].to_numpy()
-        }
-        pairs = [
-            {
-                "arm": str(contrasts["arm"][i].item()),
-                "versus": str(contrasts["versus"][i].item()),
-                "difference": {
-                    stat: _finite(
-                        float(contrasts[f"difference_{name}"].isel(pair=i).sel(stat=stat))
-                    )
-                    for stat in ("median", "lower", "upper")
-                },
-                "p_better": _finite(float(contrasts[f"p_better_{name}"].isel(pair=i))),
-            }
-            for i in range(contrasts.sizes["pair"])
-        ]
-        endpoints[str(name)] = {
-            "arms": arms,
-            "contrasts": pairs,
-            "equivalence": _equivalence_json(result, str(name)),
-        }
-    return {
-        "schema": "tpopk.compare/1",
-        "tpopk_version": __version__,
-        **{k: result.attrs[k] for k in ("trial", "ci_prob", "n_patients", "draws")},
-        "endpoints": endpoints,
-    }
-
-
 def _equivalence_pair(text: str) -> tuple[str, str]:
     """Parse ``REFERENCE:ARM`` (``--equivalence``)."""
     reference, colon, arm = text.partition(":")
@@ -240,14 +171,10 @@ def _equivalence_pair(text: str) -> tuple[str, str]:
     return reference, arm
 
 
-def format_value(value: float | None) -> str:
-    """Format a JSON number for people: 3 significant digits, ``n/a`` for null."""
-    return "n/a" if value is None else f"{value:.3g}"
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
     from tpopk.inference import Fit
     from tpopk.simulate.comparison import compare
+    from tpopk.simulate.comparison_json import Comparison
 
     pairs = [_equivalence_pair(text) for text in args.equivalence or ()]
     result = compare(
@@ -260,25 +187,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         progressbar=not args.json,
         equivalence=pairs,
     )
-    report = comparison_json(result)
+    report = Comparison.from_tree(result)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(report.to_json())
         return 0
-    level = round(100 * report["ci_prob"])
-    for name, endpoint in report["endpoints"].items():
+    level = round(100 * report.ci_prob)
+    for name, endpoint in report.endpoints.items():
         print(f"{name} (median, {level}% interval)")
-        for arm, s in endpoint["arms"].items():
+        for arm, interval in endpoint.arms.items():
+            print(f"  {arm:<24} {interval.text()}")
+        for e in endpoint.equivalence:
+            n = e.draws
             print(
-                f"  {arm:<24} {format_value(s['median']):>8}  "
-                f"[{format_value(s['lower'])}, {format_value(s['upper'])}]"
-            )
-        for e in endpoint["equivalence"]:
-            d, n = e["dose"], e["draws"]
-            print(
-                f"  dose of {e['arm']} matching {e['reference']}: {format_value(d['median'])} "
-                f"[{format_value(d['lower'])}, {format_value(d['upper'])}] {e['dose_unit']} "
-                f"(draws below / above the grid / undefined: {n['below_grid']:.0%} / "
-                f"{n['above_grid']:.0%} / {n['undefined']:.0%})"
+                f"  dose of {e.arm} matching {e.reference}: {e.dose.text()} {e.dose_unit} "
+                f"(draws below / above the grid / undefined: {n.below_grid:.0%} / "
+                f"{n.above_grid:.0%} / {n.undefined:.0%})"
             )
     return 0
 

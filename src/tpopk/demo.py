@@ -20,16 +20,17 @@ step (minutes to compile on a cold cache, seconds warm; its timings are in the R
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from tpopk import datasets
 from tpopk.data import EventTable, read_events
+from tpopk.files import atomic_write
 from tpopk.model import load_card
+from tpopk.simulate.comparison_json import Comparison, format_value
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -55,33 +56,23 @@ def study_arms(study: EventTable, agonists: tuple[str, ...]) -> EventTable:
     return read_events(frame[frame["AGONIST"].isin(agonists)], units=study.units.as_dict())
 
 
-def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> dict[str, Any]:
+def _write_comparison(comparison: xr.DataTree, path: Path, label: str) -> Comparison:
     """Write ``tpopk compare --json``'s table atomically and print it."""
-    from tpopk.cli import comparison_json, format_value
-
-    table = comparison_json(comparison)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(table, indent=2))
-    tmp.replace(path)
-    level = round(100 * table["ci_prob"])
-    print(f"{table['trial']}: {label} median [{level}% interval]")
-    for endpoint, data in table["endpoints"].items():
-        print(endpoint)
-        for arm, s in data["arms"].items():
-            print(
-                f"  {arm:<14} {format_value(s['median']):>7}  "
-                f"[{format_value(s['lower'])}, {format_value(s['upper'])}]"
-            )
+    table = Comparison.from_tree(comparison)
+    atomic_write(path, table.to_json())
+    print(f"{table.trial}: {label} median [{round(100 * table.ci_prob)}% interval]")
+    for name, endpoint in table.endpoints.items():
+        print(name)
+        for arm, interval in endpoint.arms.items():
+            print(f"  {arm:<14} {interval.text()}")
         shown: set[frozenset[str]] = set()
-        for pair in data["contrasts"]:
-            if (key := frozenset((pair["arm"], pair["versus"]))) in shown:
+        for pair in endpoint.contrasts:
+            if (key := frozenset((pair.arm, pair.versus))) in shown:
                 continue  # A - B only; B - A is its mirror
             shown.add(key)
-            d = pair["difference"]
             print(
-                f"  {pair['arm']} - {pair['versus']}: {format_value(d['median'])} "
-                f"[{format_value(d['lower'])}, {format_value(d['upper'])}], "
-                f"P(better) {format_value(pair['p_better'])}"
+                f"  {pair.arm} - {pair.versus}: {pair.difference.text()}, "
+                f"P(better) {format_value(pair.p_better)}"
             )
     return table
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tpopk.data import EventDataError, EventTable
+from tpopk.data import AGONISTS, EventDataError, EventTable
 from tpopk.datasets import (
     CATALOGUE,
     infusions_from_start_stop,
@@ -18,8 +18,8 @@ from tpopk.datasets import (
     load_theophylline,
     load_wbc_sim,
 )
-from tpopk.model import build_model
-from tpopk.simulate.synthetic import AGONISTS, design_itp_study, library_cards, population_variables
+from tpopk.model import build_model, population_variables
+from tpopk.simulate.synthetic import ITP_STUDY_ARMS, design_itp_study, library_cards
 
 MODELS = Path(__file__).parents[2] / "models"
 
@@ -109,7 +109,7 @@ def test_itp_study_is_the_stated_design_for_all_five_agonists() -> None:
     )
     assert (events.observations["DV"] > 0).all()
     # everything but DV is what the documented design function writes with its seed
-    design = design_itp_study(AGONISTS, 6, seed=20261201)
+    design = design_itp_study(ITP_STUDY_ARMS, 6, seed=20261201)
     raw = bundled("itp_study.csv").fillna({"DVID": ""})
     pd.testing.assert_frame_equal(
         raw.drop(columns="DV"), design.drop(columns="DV"), check_dtype=False
@@ -119,8 +119,8 @@ def test_itp_study_is_the_stated_design_for_all_five_agonists() -> None:
 def test_itp_study_values_name_every_population_variable_of_the_library_model() -> None:
     record = itp_study_values()
     assert record["synthetic"] is True
-    assert record["cards"] == ["thrombopoiesis", *AGONISTS]
-    model = build_model(library_cards(AGONISTS, MODELS), load_itp_study())
+    assert record["cards"] == ["thrombopoiesis", *ITP_STUDY_ARMS]
+    model = build_model(library_cards(ITP_STUDY_ARMS, MODELS), load_itp_study())
     assert sorted(record["population"]) == sorted(population_variables(model))
     # prior medians: LogNormal typical values at exp(mu) of their card prior
     assert record["population"]["pop_plt0"] == pytest.approx(np.exp(5.46806))

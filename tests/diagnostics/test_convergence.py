@@ -55,6 +55,8 @@ def test_table_has_one_row_per_population_parameter_element():
     # 2000 independent draws: ESS near 2000
     assert ((table["ess_bulk"] > 1500) & (table["ess_bulk"] < 2600)).all()
     np.testing.assert_array_equal(table["divergences"], [0, 0, 0, 0])
+    # MCSE of the mean of iid standard normals: near 1 / sqrt(2000)
+    np.testing.assert_allclose(table["mcse_mean"], 1 / np.sqrt(CHAINS * DRAWS), rtol=0.25)
     assert convergence_warnings(table) == []
 
 

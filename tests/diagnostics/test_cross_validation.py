@@ -6,13 +6,13 @@ import xarray as xr
 from scipy import special, stats
 
 from tpopk.diagnostics import (
-    compare,
     loo,
+    loo_compare,
     loo_pit,
     loo_summary,
     loo_warnings,
-    plot_compare,
     plot_khat,
+    plot_loo_compare,
     plot_loo_pit,
 )
 
@@ -143,7 +143,7 @@ def test_loo_pit_is_uniform_for_the_right_model_and_not_for_a_biased_one(synthet
 
 @pytest.fixture(scope="module")
 def comparison(synthetic, biased):
-    return compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
+    return loo_compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
 
 
 def test_compare_prefers_the_right_model(comparison):
@@ -156,4 +156,4 @@ def test_plots(synthetic, results, comparison):
     tree = synthetic.fit.tree
     assert len(plot_khat(results[None]).viz["figure"].item().axes) == 1
     assert len(plot_loo_pit(tree).viz["figure"].item().axes) == 2  # one per DVID
-    assert len(plot_compare(comparison).viz["figure"].item().axes) == 1
+    assert len(plot_loo_compare(comparison).viz["figure"].item().axes) == 1

@@ -30,7 +30,7 @@ NLMIXR2_OMEGA = {
 }
 
 
-def test_summary_names_elements_by_coordinate_and_keeps_population_rows() -> None:
+def test_summary_is_arviz_summary_of_the_population_rows() -> None:
     rng = np.random.default_rng(3)
     draws = {"chain": 2, "draw": 300}
     posterior = xr.Dataset(
@@ -52,18 +52,26 @@ def test_summary_names_elements_by_coordinate_and_keeps_population_rows() -> Non
     events = datasets.load_theophylline()
     fit = Fit(tree=tree, cards=(load_card(GENERIC / "oral_1cmt.toml"),), events=events)
     table = fit.summary(ci_prob=0.9)
-    assert list(table.index) == [
+    assert list(table.index) == [  # every element without a subject dimension
         "pop_tp_agonist[romiplostim]",
         "pop_tp_agonist[lusutrombopag]",
         "tau_tp",
         "beta_cl_DISEASE[ITP]",
         "beta_cl_DISEASE[CLD]",
+        "z_tp_agonist[romiplostim]",
+        "z_tp_agonist[lusutrombopag]",
+    ]
+    assert list(table.columns) == [
+        *("mean", "sd", "eti90_lb", "median", "eti90_ub"),
+        *("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd"),
     ]
     chosen = posterior["beta_cl_DISEASE"].sel(disease_level="CLD")
     row = table.loc["beta_cl_DISEASE[CLD]"]
     assert row["mean"] == pytest.approx(float(chosen.mean()))
-    assert row["q0.95"] == pytest.approx(float(chosen.quantile(0.95)))
+    assert row["median"] == pytest.approx(float(chosen.median()))
+    assert row["eti90_ub"] == pytest.approx(float(chosen.quantile(0.95)))
     assert row["r_hat"] == pytest.approx(float(az.rhat(chosen)))
+    assert row["mcse_mean"] == pytest.approx(float(az.mcse(chosen, method="mean")))
 
 
 @pytest.mark.slow
@@ -138,7 +146,10 @@ def test_summary_cli_json(
     assert report["divergences"] == 0
     cl = report["parameters"]["pop_cl"]
     assert cl["q5"] < cl["q50"] < cl["q95"]
-    assert set(cl) == {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"}
+    assert set(cl) == {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"} | {
+        "mcse_mean",
+        "mcse_sd",
+    }
     assert main(["summary", str(path)]) == 0
     assert "pop_cl" in capsys.readouterr().out
 
@@ -249,7 +260,7 @@ def test_approximate_fit_file_is_labelled_and_reloads(approximate_fit: Fit, tmp_
     assert "sample_stats" not in loaded.tree.children
     assert loaded.divergences is None
     assert {"log_likelihood", "posterior_predictive", "predictions"} <= set(loaded.tree.children)
-    assert list(loaded.summary().columns) == ["mean", "sd", "q0.05", "q0.5", "q0.95"]
+    assert list(loaded.summary().columns) == ["mean", "sd", "eti90_lb", "median", "eti90_ub"]
 
 
 @pytest.mark.slow

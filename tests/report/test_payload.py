@@ -37,9 +37,9 @@ def test_parameter_table_matches_fit_summary(theophylline_fit, theophylline_payl
             expected["r_hat"],
         )
         assert (row.lower, row.median, row.upper) == (
-            expected["q0.05"],
-            expected["q0.5"],
-            expected["q0.95"],
+            expected["eti90_lb"],
+            expected["median"],
+            expected["eti90_ub"],
         )
         assert (row.ess_bulk, row.ess_tail) == (expected["ess_bulk"], expected["ess_tail"])
     # and against the draws themselves, not only through Fit.summary

@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from tpopk.data import read_events
-from tpopk.model import build_model, load_card
+from tpopk.data import AGONISTS, read_events
+from tpopk.model import build_model, load_card, population_variables
 from tpopk.simulate.synthetic import (
-    AGONISTS,
+    ITP_STUDY_ARMS,
     PLATELET_DAYS,
     UNITS,
     design_itp_study,
     known_fit,
-    population_variables,
     prior_quantile,
     simulate_study,
 )
@@ -106,7 +105,7 @@ def test_simulated_concentrations_follow_the_closed_form_at_the_known_values() -
 
 
 def test_itp_design_doses_every_agonist_by_its_regimen() -> None:
-    frame = design_itp_study(AGONISTS, 4, seed=3)
+    frame = design_itp_study(ITP_STUDY_ARMS, 4, seed=3)
     events = read_events(frame, units=UNITS)
     assert len(events.subjects) == 20
     covariates = events.covariates

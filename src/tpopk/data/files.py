@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from tpopk.data.violations import Violation
+from tpopk.files import atomic_write
 
 #: Text NONMEM users and spreadsheets write for a missing value.
 MISSING_TOKENS = frozenset({"", ".", "NA", "NaN", "nan", "NAN"})
@@ -214,18 +213,6 @@ def read_sidecar_units(path: Path) -> tuple[dict[str, str] | None, list[Violatio
     return units, violations
 
 
-def _replace_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_records(frame: pd.DataFrame, path: Path, units: Mapping[str, str] | None) -> None:
     """Write records as CSV (missing values as ``.``) and, if given, the units sidecar.
 
@@ -240,10 +227,10 @@ def write_records(frame: pd.DataFrame, path: Path, units: Mapping[str, str] | No
     units
         ``{key: unit}`` to write to ``<stem>.units.toml``; ``None`` writes no sidecar.
     """
-    _replace_atomically(path, frame.to_csv(index=False, na_rep=".", lineterminator="\n"))
+    atomic_write(path, frame.to_csv(index=False, na_rep=".", lineterminator="\n"))
     if units is not None:
         lines = [f"{key} = {_toml_string(unit)}" for key, unit in units.items()]
-        _replace_atomically(sidecar_path(path), "\n".join(lines) + "\n")
+        atomic_write(sidecar_path(path), "\n".join(lines) + "\n")
 
 
 def _toml_string(value: str) -> str:

@@ -16,17 +16,17 @@ ArviZ's keywords (``var_names``, ``ci_prob``, ``group``).
 from tpopk.diagnostics.convergence import (
     convergence,
     convergence_warnings,
+    parameter_summary,
     plot_convergence,
-    population_variables,
 )
 from tpopk.diagnostics.cross_validation import (
-    compare,
     loo,
+    loo_compare,
     loo_pit,
     loo_summary,
     loo_warnings,
-    plot_compare,
     plot_khat,
+    plot_loo_compare,
     plot_loo_pit,
 )
 from tpopk.diagnostics.goodness_of_fit import (
@@ -48,7 +48,6 @@ from tpopk.diagnostics.vpc import plot_vpc, vpc
 
 __all__ = [
     "DiagnosticsError",
-    "compare",
     "convergence",
     "convergence_warnings",
     "epsilon_shrinkage",
@@ -57,6 +56,7 @@ __all__ = [
     "individual_fits",
     "individual_weighted_residuals",
     "loo",
+    "loo_compare",
     "loo_pit",
     "loo_summary",
     "loo_warnings",
@@ -64,17 +64,17 @@ __all__ = [
     "npde_tests",
     "observation_types",
     "observations",
-    "plot_compare",
+    "parameter_summary",
     "plot_convergence",
     "plot_eta_shrinkage",
     "plot_goodness_of_fit",
     "plot_individual_fits",
     "plot_khat",
+    "plot_loo_compare",
     "plot_loo_pit",
     "plot_npde",
     "plot_sbc",
     "plot_vpc",
-    "population_variables",
     "prediction_discrepancies",
     "sbc_ranks",
     "sbc_uniformity",

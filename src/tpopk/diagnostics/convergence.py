@@ -1,8 +1,9 @@
-"""Convergence of the sampler: R-hat, effective sample sizes, divergences and E-BFMI.
+"""Convergence of the sampler: R-hat, effective sample sizes, MCSE, divergences and E-BFMI.
 
-The numbers come from ArviZ (rank-normalised split R-hat and bulk/tail ESS of Vehtari
-et al. 2021; E-BFMI of Betancourt 2016); this module lays them out as one table per fit
-and turns the usual thresholds into plain-language warnings.
+The numbers come from ArviZ's summary (rank-normalised split R-hat and bulk/tail ESS of
+Vehtari et al. 2021; E-BFMI of Betancourt 2016); this module selects the population
+parameters, lays the numbers out as one table per fit and turns the usual thresholds
+into plain-language warnings.
 """
 
 from __future__ import annotations
@@ -12,33 +13,66 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import xarray as xr
 from arviz_plots import PlotCollection
 
-#: Prefixes of the population-level posterior variables checked by default: typical
-#: values, IIV SDs, covariate coefficients, residual SDs and the between-agonist SDs of
-#: partially pooled parameters.
-POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_", "tau_")
+from tpopk.model.levels import population_variables
 
-
-def population_variables(tree: xr.DataTree) -> list[str]:
-    """Posterior variables that describe the population: typical values, IIV, covariates, errors."""
-    names = [str(name) for name in tree["posterior"].data_vars]
-    return [name for name in names if name.startswith(POPULATION_PREFIXES)]
+#: The per-parameter columns of :func:`convergence`, as ArviZ's summary names them.
+DIAGNOSTICS = ("r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mcse_sd")
 
 
 def element_labels(data: xr.Dataset) -> list[str]:
-    """``name`` or ``name[coord,...]`` for every scalar element of each variable, in order.
+    """``name`` or ``name[coord, ...]`` for every scalar element of each variable, in order.
 
     Elements are named by their coordinate values (``pop_tp_agonist[romiplostim]``), not
-    positions, and come in C order, that of ``np.ravel`` of each variable.
+    positions, as ArviZ's summary labels them, and come in C order (``np.ravel``'s).
     """
     labels = []
     for name, array in data.data_vars.items():
         for index in np.ndindex(array.shape):
             coords = [str(array[dim].values[i]) for dim, i in zip(array.dims, index, strict=True)]
-            labels.append(str(name) + (f"[{','.join(coords)}]" if coords else ""))
+            labels.append(str(name) + (f"[{', '.join(coords)}]" if coords else ""))
     return labels
+
+
+def parameter_summary(
+    tree: xr.DataTree,
+    var_names: Sequence[str] | None = None,
+    *,
+    ci_prob: float = 0.9,
+    diagnostics: bool = True,
+) -> pd.DataFrame:
+    """ArviZ's summary (``az.summary``, unrounded) of the population parameters, with the median.
+
+    Parameters
+    ----------
+    tree
+        Fit DataTree with a ``posterior`` group.
+    var_names
+        Posterior variables; default the population-level ones
+        (:func:`tpopk.model.population_variables`).
+    ci_prob
+        Probability of the equal-tailed credible interval.
+    diagnostics
+        Add ArviZ's chain diagnostics (``False`` for draws that are not Markov chains).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per element, labelled as ArviZ does (``beta_cl_DISEASE[ITP]``); columns
+        ``mean``, ``sd``, ``eti<ci>_lb``, ``median``, ``eti<ci>_ub`` and with
+        ``diagnostics`` ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean``, ``mcse_sd``.
+    """
+    names = list(var_names) if var_names is not None else population_variables(tree)
+    options: dict[str, Any] = {"var_names": names, "ci_prob": ci_prob, "round_to": "none"}
+    kind = "all" if diagnostics else "stats"
+    table: pd.DataFrame = az.summary(tree, kind=kind, ci_kind="eti", **options)
+    median = az.summary(tree, kind="stats_median", **options)["median"]
+    table.insert(3, "median", median)  # between the interval bounds: lower, median, upper
+    table.index.name = "parameter"
+    return table
 
 
 def convergence(
@@ -53,28 +87,23 @@ def convergence(
     tree
         Fit DataTree with ``posterior`` and ``sample_stats`` groups.
     var_names
-        Posterior variables to check; default the population-level ones (``pop_``,
-        ``omega_``, ``beta_``, ``sigma_``, ``tau_``). Vector variables give one row per element.
+        Posterior variables to check; default the population-level ones
+        (:func:`tpopk.model.population_variables`). Vector variables give one row per element.
     coords
         Selection applied first, e.g. ``{"subject": [1, 2]}`` with ``var_names=["cl"]``.
 
     Returns
     -------
     xarray.Dataset
-        ``r_hat``, ``ess_bulk``, ``ess_tail`` on dim ``parameter`` (labels like
-        ``beta_cl_DISEASE[itp]``); ``divergences`` (count after warm-up), ``draws`` and
-        ``bfmi`` (E-BFMI) on dim ``chain``.
+        ``r_hat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean``, ``mcse_sd`` (ArviZ's summary)
+        on dim ``parameter`` (labels like ``beta_cl_DISEASE[itp]``); ``divergences``
+        (count after warm-up), ``draws`` and ``bfmi`` (E-BFMI) on dim ``chain``.
     """
     names = list(var_names) if var_names is not None else population_variables(tree)
-    posterior = tree["posterior"].to_dataset()[names].sel(coords or {})
-    table = {
-        column: np.concatenate([np.ravel(result[name].values) for name in names])
-        for column, result in (
-            ("r_hat", az.rhat(posterior)),
-            ("ess_bulk", az.ess(posterior, method="bulk")),
-            ("ess_tail", az.ess(posterior, method="tail")),
-        )
-    }
+    table = az.summary(tree, var_names=names, coords=coords, kind="diagnostics", round_to="none")[
+        list(DIAGNOSTICS)
+    ]
+    posterior = tree["posterior"].to_dataset()
     stats = tree["sample_stats"].to_dataset()
     chain = posterior["chain"].values
     divergences = (
@@ -89,12 +118,12 @@ def convergence(
     )
     return xr.Dataset(
         {
-            **{column: ("parameter", values) for column, values in table.items()},
+            **{column: ("parameter", table[column].to_numpy()) for column in DIAGNOSTICS},
             "divergences": ("chain", np.asarray(divergences, dtype=np.int64)),
             "draws": ("chain", np.full(len(chain), posterior.sizes["draw"])),
             "bfmi": ("chain", bfmi),
         },
-        coords={"parameter": element_labels(posterior.isel(chain=0, draw=0)), "chain": chain},
+        coords={"parameter": table.index.to_numpy(dtype=str), "chain": chain},
     )
 
 

@@ -188,8 +188,8 @@ def loo_pit(tree: xr.DataTree, dvid: str | None = None) -> xr.Dataset:
     return result
 
 
-def compare(trees: Mapping[str, xr.DataTree], dvid: str | None = None) -> pd.DataFrame:
-    """Rank fits of the same data by ELPD-LOO (stacking weights).
+def loo_compare(trees: Mapping[str, xr.DataTree], dvid: str | None = None) -> pd.DataFrame:
+    """Rank fits of the same data by ELPD-LOO (stacking weights); trial arms: :func:`tpopk.compare`.
 
     Parameters
     ----------
@@ -219,6 +219,6 @@ def plot_loo_pit(tree: xr.DataTree, dvid: str | None = None) -> PlotCollection:
     return az.plot_loo_pit(tree, var_names=[f"y_{d}" for d in dvids], backend="matplotlib")
 
 
-def plot_compare(comparison: pd.DataFrame) -> PlotCollection:
+def plot_loo_compare(comparison: pd.DataFrame) -> PlotCollection:
     """ELPD of each model with its standard error and the difference to the best one."""
     return az.plot_compare(comparison, backend="matplotlib")

@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -40,10 +36,11 @@ from pytensor.graph.replace import graph_replace
 
 import tpopk
 from tpopk.data import EventTable, read_events
-from tpopk.diagnostics.convergence import element_labels, population_variables
+from tpopk.diagnostics.convergence import parameter_summary
 from tpopk.errors import TpopkError
+from tpopk.files import atomic_path
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
-from tpopk.model import ModelCard, build_model, load_card
+from tpopk.model import ModelCard, build_model, load_card, population_variables
 from tpopk.progress import step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
@@ -176,10 +173,18 @@ class Fit:
     cards: tuple[ModelCard, ...]
     events: EventTable
 
-    @cached_property
+    #: The PyMC model, once built (by :func:`fit`, or on first use of :attr:`model`).
+    _model: pm.Model | None = field(default=None, kw_only=True, repr=False, compare=False)
+
+    @property
     def model(self) -> pm.Model:
-        """The PyMC model, rebuilt from the card and the data."""
-        return build_model(self.cards, self.events)
+        """The PyMC model, rebuilt from the card and the data on first use."""
+        model = self._model
+        if model is None:
+            model = build_model(self.cards, self.events)
+            # a cache, not state: set past the frozen __setattr__, as dataclass __init__ does
+            object.__setattr__(self, "_model", model)
+        return model
 
     @property
     def card(self) -> ModelCard:
@@ -218,48 +223,16 @@ class Fit:
             return None
         return int(self.tree["sample_stats"]["diverging"].sum())
 
-    def population_parameters(self) -> list[str]:
-        """Names of the population-level variables.
-
-        Typical values, IIV, covariates, residuals and between-agonist SDs
-        (:data:`tpopk.diagnostics.convergence.POPULATION_PREFIXES`).
-        """
-        return population_variables(self.tree)
-
     def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
-        """Mean, SD, 5/50/95% quantiles, ESS (bulk, tail) and R-hat per population parameter.
+        """ArviZ's summary of the population parameters, with the posterior median.
 
-        One row per element, named by its coordinates (``beta_cl_DISEASE[ITP]``,
-        ``pop_tp_agonist[romiplostim]``) as in :func:`tpopk.diagnostics.convergence`.
-        An approximate fit has no ESS and R-hat columns: they measure how well Markov
-        chains mixed, and its draws are no Markov chains.
+        :func:`tpopk.diagnostics.parameter_summary`: ``mean``, ``sd``, the equal-tailed
+        interval and ``median``, then ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean``,
+        ``mcse_sd``; one row per element, named by its coordinates
+        (``beta_cl_DISEASE[ITP]``). An approximate fit has no diagnostic columns: they
+        measure how well Markov chains mixed, and its draws are no Markov chains.
         """
-        posterior = self.posterior[self.population_parameters()]
-        lower, upper = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-        sample = ("chain", "draw")
-        columns = {
-            "mean": posterior.mean(sample),
-            "sd": posterior.std(sample),
-            f"q{lower:.3g}": posterior.quantile(lower, dim=sample),
-            "q0.5": posterior.quantile(0.5, dim=sample),
-            f"q{upper:.3g}": posterior.quantile(upper, dim=sample),
-        }
-        if not self.approximate:
-            columns |= {
-                "ess_bulk": az.ess(posterior, method="bulk"),
-                "ess_tail": az.ess(posterior, method="tail"),
-                "r_hat": az.rhat(posterior),
-            }
-        index = pd.Index(element_labels(posterior.isel(chain=0, draw=0)), name="parameter")
-        return pd.DataFrame(
-            {
-                column: np.concatenate(
-                    [np.ravel(result[name].values) for name in posterior.data_vars]
-                )
-                for column, result in columns.items()
-            },
-            index=index,
-        )
+        return parameter_summary(self.tree, ci_prob=ci_prob, diagnostics=not self.approximate)
 
     def population_prediction(self, dvid: str, draws: int = 200) -> xr.DataArray:
         """PRED: the prediction for a typical subject (every eta = 0), per observation.
@@ -272,8 +245,8 @@ class Fit:
         name = f"ipred_{dvid}"
         if name not in model.named_vars:
             raise TpopkError(f"the model has no '{dvid}' observations")
-        subject_level = [rv for rv in model.free_RVs if _is_subject_level(model, rv.name)]
-        population = [rv for rv in model.free_RVs if rv not in subject_level]
+        population = [model[name] for name in population_variables(model)]
+        subject_level = [rv for rv in model.free_RVs if rv not in population]
         inputs = [rv.type(name=rv.name) for rv in population]
         replacements = dict(zip(population, inputs, strict=True))
         replacements |= {
@@ -320,21 +293,11 @@ class Fit:
             "tpopk_cards": json.dumps([c.to_toml_dict() for c in self.cards]),
             "tpopk_hash": _content_hash(self.cards, self.events, tree),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            staged = tmp / path.name
+        with atomic_path(path) as staged:
             if path.suffix == ".nc":
                 tree.to_netcdf(staged, engine="h5netcdf")
-                staged.replace(path)
             else:
                 tree.to_zarr(staged)
-                backup = tmp / "previous"
-                if path.exists():
-                    path.rename(backup)
-                staged.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
@@ -511,9 +474,7 @@ def fit(
     settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
     record = run_record(loaded, events, seed=seed, sampler=sampler, **settings)
     tree.attrs["tpopk_run"] = json.dumps(record)
-    result = Fit(tree=tree, cards=loaded, events=events)
-    result.__dict__["model"] = model  # reuse the compiled-once model instead of rebuilding
-    return result
+    return Fit(tree=tree, cards=loaded, events=events, _model=model)
 
 
 #: The groups of pymc-extras' output that tpopk keeps: the draws, the data, and each
@@ -551,21 +512,13 @@ def _approximate(
     return xr.DataTree.from_dict({"posterior": posterior[ordered], **groups})
 
 
-def _is_subject_level(model: pm.Model, name: str) -> bool:
-    return any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(name, ()))
-
-
 def _simulate_new_subjects(tree: xr.DataTree, model: pm.Model, seed: int) -> None:
     """Add ``predictions``: observations of new subjects (fresh etas) at the data's design.
 
     This is what a classical VPC and NPDE compare the data with; ``posterior_predictive``
     instead reuses each subject's own etas.
     """
-    keep = [
-        rv.name
-        for rv in model.free_RVs
-        if not _is_subject_level(model, rv.name) and rv.name in tree["posterior"]
-    ]
+    keep = [name for name in population_variables(model) if name in tree["posterior"]]
     population = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()[keep]})
     observed = [rv.name for rv in model.observed_RVs]
     new = pm.sample_posterior_predictive(

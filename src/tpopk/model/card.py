@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -44,6 +43,7 @@ from pymc_extras.prior import Prior, UnsupportedDistributionError
 
 from tpopk.errors import TpopkError
 from tpopk.tomlfile import load_document
+from tpopk.typed import FrozenModel
 
 CardKind = Literal["pk", "pkpd", "system", "agonist"]
 
@@ -181,14 +181,12 @@ PriorField = Annotated[
 ]
 
 
-class _Frozen(BaseModel):
+class _CardModel(FrozenModel):
     # allow_inf_nan=False: a fixed value, reference or coefficient of nan is refused
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False
-    )
+    model_config = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
-class CovariateEffect(_Frozen):
+class CovariateEffect(_CardModel):
     """Effect of one subject covariate on a parameter's individual value.
 
     ``power``: ``(x / reference) ** coefficient`` (allometric weight);
@@ -218,7 +216,7 @@ class CovariateEffect(_Frozen):
         return self
 
 
-class LevelSD(_Frozen):
+class LevelSD(_CardModel):
     """An SD that differs between levels of a categorical covariate.
 
     Subjects at one of ``levels`` get that level's prior; the others get the default SD
@@ -242,7 +240,7 @@ class LevelSD(_Frozen):
         return self
 
 
-class ParameterSpec(_Frozen):
+class ParameterSpec(_CardModel):
     """One structural parameter: estimated, fixed, or read per subject from the data.
 
     Exactly one of ``prior`` (estimated), ``value`` (fixed) or ``from_covariate`` (a data
@@ -332,7 +330,7 @@ class ParameterSpec(_Frozen):
             )
 
 
-class ResidualSpec(_Frozen):
+class ResidualSpec(_CardModel):
     """Residual error model for one observation type (DVID).
 
     ``sigma_by`` gives subjects at some levels of a categorical covariate their own
@@ -393,7 +391,7 @@ class ResidualSpec(_Frozen):
         return named
 
 
-class Structure(_Frozen):
+class Structure(_CardModel):
     """Which structural models the card selects.
 
     ``pk`` names a :data:`tpopk.pk.PK_MODELS` entry, ``pd`` a :data:`tpopk.pd.PD_MODELS`
@@ -410,7 +408,7 @@ class Structure(_Frozen):
     response: str = "plt"
 
 
-class Units(_Frozen):
+class CardUnits(_CardModel):
     """Units the card's parameters are expressed in."""
 
     time: Literal["h"] = "h"
@@ -418,7 +416,7 @@ class Units(_Frozen):
     concentration: str = "mg/L"
 
 
-class IIVBlock(_Frozen):
+class IIVBlock(_CardModel):
     """Correlated IIV (``$OMEGA BLOCK``): LKJ prior on the correlation, ``sd`` on each omega."""
 
     parameters: tuple[str, ...] = Field(min_length=2)
@@ -432,7 +430,7 @@ class IIVBlock(_Frozen):
         return self
 
 
-class ModelCard(_Frozen):
+class ModelCard(_CardModel):
     """A validated model card.
 
     Build one with :func:`load_card`; ``to_toml_dict`` gives the table it came from
@@ -443,7 +441,7 @@ class ModelCard(_Frozen):
     description: str = ""
     agonist: str | None = None
     structure: Structure
-    units: Units = Units()
+    units: CardUnits = CardUnits()
     parameters: dict[str, ParameterSpec]
     residual: dict[str, ResidualSpec] = Field(min_length=1)
     iiv_block: IIVBlock | None = None

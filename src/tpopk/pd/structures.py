@@ -30,7 +30,7 @@ from tpopk.pd.kernels import (
     PDMDD_LIFESPAN,
     TMDD_FRIBERG,
 )
-from tpopk.pk.models import ParameterSpec  # one parameter declaration for PK and PD
+from tpopk.pk.models import StructuralParameter  # one parameter declaration for PK and PD
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class PDModel:
 
     name: str
     kernel_id: int
-    parameters: tuple[ParameterSpec, ...]
+    parameters: tuple[StructuralParameter, ...]
     config: tuple[int, ...]
     drive: str
     observed: tuple[int, ...]
@@ -124,10 +124,10 @@ def friberg(n_transit: int = 3) -> PDModel:
         name="friberg" if n_transit == 3 else f"friberg_{n_transit}",
         kernel_id=FRIBERG,
         parameters=(
-            ParameterSpec("circ0", "10^9/L", "baseline circulating count (steady state)"),
-            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
-            ParameterSpec("gamma", "1", "feedback exponent on (circ0/circ)"),
-            ParameterSpec(
+            StructuralParameter("circ0", "10^9/L", "baseline circulating count (steady state)"),
+            StructuralParameter("mtt", "h", "mean transit time, precursors to circulation"),
+            StructuralParameter("gamma", "1", "feedback exponent on (circ0/circ)"),
+            StructuralParameter(
                 "kel_ratio",
                 "1",
                 "loss rate of circulating cells relative to ktr (ITP > 1)",
@@ -169,8 +169,8 @@ def indirect_response(kind: int) -> PDModel:
         name=f"idr{kind}",
         kernel_id=INDIRECT_PRODUCTION if on_production else INDIRECT_LOSS,
         parameters=(
-            ParameterSpec("r0", "response unit", "baseline response (steady state)"),
-            ParameterSpec("kout", "1/h", "first-order loss rate constant of the response"),
+            StructuralParameter("r0", "response unit", "baseline response (steady state)"),
+            StructuralParameter("kout", "1/h", "first-order loss rate constant of the response"),
         ),
         config=(),
         drive=rate,
@@ -211,10 +211,10 @@ def lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
         name="lifespan",
         kernel_id=LIFESPAN,
         parameters=(
-            ParameterSpec("plt0", "10^9/L", "baseline platelet count (steady state)"),
-            ParameterSpec("tp", "h", "precursor lifespan (maturation time)"),
-            ParameterSpec("tplt", "h", "platelet lifespan in circulation"),
-            ParameterSpec(
+            StructuralParameter("plt0", "10^9/L", "baseline platelet count (steady state)"),
+            StructuralParameter("tp", "h", "precursor lifespan (maturation time)"),
+            StructuralParameter("tplt", "h", "platelet lifespan in circulation"),
+            StructuralParameter(
                 "gamma", "1", "feedback exponent on (plt0/platelets), 0 = none", default=0.0
             ),
         ),
@@ -275,16 +275,18 @@ def endogenous_tpo(n_transit: int = 3) -> PDModel:
         name="endogenous_tpo" if n_transit == 3 else f"endogenous_tpo_{n_transit}",
         kernel_id=ENDOGENOUS_TPO,
         parameters=(
-            ParameterSpec("circ0", "10^9/L", "baseline circulating platelet count"),
-            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
-            ParameterSpec("tplt", "h", "mean platelet lifespan in circulation"),
-            ParameterSpec("tpo0", "pM", "baseline plasma TPO"),
-            ParameterSpec("ec50_tpo", "pM", "TPO concentration giving half receptor occupancy"),
-            ParameterSpec("ktpo", "1/h", "baseline TPO elimination rate constant"),
-            ParameterSpec(
+            StructuralParameter("circ0", "10^9/L", "baseline circulating platelet count"),
+            StructuralParameter("mtt", "h", "mean transit time, precursors to circulation"),
+            StructuralParameter("tplt", "h", "mean platelet lifespan in circulation"),
+            StructuralParameter("tpo0", "pM", "baseline plasma TPO"),
+            StructuralParameter(
+                "ec50_tpo", "pM", "TPO concentration giving half receptor occupancy"
+            ),
+            StructuralParameter("ktpo", "1/h", "baseline TPO elimination rate constant"),
+            StructuralParameter(
                 "frac_receptor", "1", "share of baseline TPO clearance by platelet/MK mass"
             ),
-            ParameterSpec(
+            StructuralParameter(
                 "pool_fraction", "1", "share of platelets pooled in the spleen", default=0.0
             ),
         ),
@@ -299,14 +301,14 @@ def endogenous_tpo(n_transit: int = 3) -> PDModel:
 #: Parameters of SC absorption, quasi-equilibrium binding to a platelet-borne target and
 #: the free drug's stimulation, in kernel order (:func:`tmdd_friberg`, :func:`pdmdd_lifespan`).
 _TARGET_BINDING = (
-    ParameterSpec("ka", "1/h", "first-order absorption rate constant"),
-    ParameterSpec("v", "L", "apparent (central) volume of distribution, V/F"),
-    ParameterSpec("kel", "1/h", "linear elimination rate constant of free drug"),
-    ParameterSpec("kint", "1/h", "internalisation rate constant of bound drug"),
-    ParameterSpec("kd", "amount/L", "quasi-equilibrium dissociation constant"),
-    ParameterSpec("rdens", "amount/L per count", "target capacity per platelet count"),
-    ParameterSpec("emax", "1", "maximal stimulation of precursor production"),
-    ParameterSpec("ec50", "amount/L", "free concentration at half-maximal stimulation"),
+    StructuralParameter("ka", "1/h", "first-order absorption rate constant"),
+    StructuralParameter("v", "L", "apparent (central) volume of distribution, V/F"),
+    StructuralParameter("kel", "1/h", "linear elimination rate constant of free drug"),
+    StructuralParameter("kint", "1/h", "internalisation rate constant of bound drug"),
+    StructuralParameter("kd", "amount/L", "quasi-equilibrium dissociation constant"),
+    StructuralParameter("rdens", "amount/L per count", "target capacity per platelet count"),
+    StructuralParameter("emax", "1", "maximal stimulation of precursor production"),
+    StructuralParameter("ec50", "amount/L", "free concentration at half-maximal stimulation"),
 )
 
 
@@ -352,9 +354,9 @@ def tmdd_friberg(n_transit: int = 4) -> PDModel:
         kernel_id=TMDD_FRIBERG,
         parameters=(
             *_TARGET_BINDING,
-            ParameterSpec("circ0", "10^9/L", "baseline circulating platelet count"),
-            ParameterSpec("mtt", "h", "mean transit time, precursors to circulation"),
-            ParameterSpec("gamma", "1", "feedback exponent on (circ0/circ)"),
+            StructuralParameter("circ0", "10^9/L", "baseline circulating platelet count"),
+            StructuralParameter("mtt", "h", "mean transit time, precursors to circulation"),
+            StructuralParameter("gamma", "1", "feedback exponent on (circ0/circ)"),
         ),
         config=(n_transit,),
         drive="production",
@@ -414,8 +416,8 @@ def pdmdd_lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
         parameters=(
             *chain.parameters,
             *_TARGET_BINDING,
-            ParameterSpec("kcp", "1/h", "central to peripheral rate constant", default=0.0),
-            ParameterSpec("kpc", "1/h", "peripheral to central rate constant", default=0.0),
+            StructuralParameter("kcp", "1/h", "central to peripheral rate constant", default=0.0),
+            StructuralParameter("kpc", "1/h", "peripheral to central rate constant", default=0.0),
         ),
         config=chain.config,
         drive="production",

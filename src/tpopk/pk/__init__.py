@@ -9,6 +9,6 @@
 """
 
 from tpopk.pk.exposure import concentration
-from tpopk.pk.models import PK_MODELS, Absorption, ParameterSpec, PKModel
+from tpopk.pk.models import PK_MODELS, Absorption, PKModel, StructuralParameter
 
-__all__ = ["PK_MODELS", "Absorption", "PKModel", "ParameterSpec", "concentration"]
+__all__ = ["PK_MODELS", "Absorption", "PKModel", "StructuralParameter", "concentration"]

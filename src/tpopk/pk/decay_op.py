@@ -6,7 +6,8 @@ elementary ops it needs ``abs``, ``min``, two double-``where`` branches and thei
 gradients: about 60 scalar nodes for the value and 150 for its gradient per use, six uses
 for a dual-absorption two-compartment model, which numba then compiles one function per
 node (minutes for a study model). As one scalar op it is one node, and its gradient three
-(one per partial derivative), each a small branching function in numba and C.
+(one per partial derivative), each a small branching function compiled by numba (PyTensor's
+default linker and the sampler's; the op has no C implementation).
 
 With ``m = min(a, b)``, ``M = max(a, b)``, ``y = |a - b| t``:
 
@@ -40,8 +41,8 @@ __all__ = ["decay_difference"]
 _G_SERIES = 1e-3
 _KJ_SERIES = 0.1
 _KJ_TERMS = 12  # truncation error < 0.1^12 / 14! ~ 1e-23 relative
-# Compiled code (C modules, numba functions) is cached on disk under keys salted with this
-# file's source, so an edited formula is never served from an old cache.
+# Compiled numba functions are cached on disk under keys salted with this file's source,
+# so an edited formula is never served from an old cache.
 _VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:15]
 
 
@@ -52,14 +53,6 @@ def _coefficients(weight: int) -> tuple[float, ...]:
 
 _K = _coefficients(0)
 _J = _coefficients(1)
-
-
-def _horner(coefficients: tuple[float, ...], y: str) -> str:
-    """C expression of the polynomial with ``coefficients`` (lowest first) at ``y``."""
-    expression = repr(coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        expression = f"({expression} * {y} + {c!r})"
-    return expression
 
 
 def _difference(a: float, b: float, t: float) -> float:
@@ -94,9 +87,6 @@ class _DecayScalar(ScalarOp):  # type: ignore[misc]
     nin = 3
     nout = 1
 
-    def c_code_cache_version(self) -> tuple[int, ...]:
-        return (1, int(_VERSION, 16))
-
 
 class DecayDifference(_DecayScalar):
     """``exp[a, b](t)`` (see the module docstring)."""
@@ -113,19 +103,6 @@ class DecayDifference(_DecayScalar):
             gz * decay_rate_s(a, b, t),
         ]
 
-    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
-        a, b, t = inp
-        (z,) = out
-        return f"""
-        {{
-            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t};
-            double g_ = y_ < {_G_SERIES!r}
-                ? 1.0 - y_ / 2.0 * (1.0 - y_ / 3.0 * (1.0 - y_ / 4.0))
-                : -expm1(-y_) / y_;
-            {z} = -{t} * exp(-m_ * {t}) * g_;
-        }}
-        """
-
 
 class DecaySlope(_DecayScalar):
     """``d/da exp[a, b](t)`` (see the module docstring); not differentiable further here."""
@@ -136,23 +113,6 @@ class DecaySlope(_DecayScalar):
     def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
         return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
 
-    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
-        a, b, t = inp
-        (z,) = out
-        return f"""
-        {{
-            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t}, f_;
-            if (y_ < {_KJ_SERIES!r}) {{
-                f_ = {a} <= {b} ? {_horner(_K, "y_")} : {_horner(_J, "y_")};
-            }} else if ({a} <= {b}) {{
-                f_ = (y_ + expm1(-y_)) / (y_ * y_);
-            }} else {{
-                f_ = (-expm1(-y_) - y_ * exp(-y_)) / (y_ * y_);
-            }}
-            {z} = {t} * {t} * exp(-m_ * {t}) * f_;
-        }}
-        """
-
 
 class DecayRate(_DecayScalar):
     """``d/dt exp[a, b](t)`` (see the module docstring); not differentiable further here."""
@@ -162,19 +122,6 @@ class DecayRate(_DecayScalar):
 
     def pullback(self, inputs: Any, outputs: Any, grads: Any) -> list[Any]:
         return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
-
-    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
-        a, b, t = inp
-        (z,) = out
-        return f"""
-        {{
-            double m_ = fmin({a}, {b}), y_ = fabs({a} - {b}) * {t};
-            double g_ = y_ < {_G_SERIES!r}
-                ? 1.0 - y_ / 2.0 * (1.0 - y_ / 3.0 * (1.0 - y_ / 4.0))
-                : -expm1(-y_) / y_;
-            {z} = -(exp(-fmax({a}, {b}) * {t}) - m_ * {t} * exp(-m_ * {t}) * g_);
-        }}
-        """
 
 
 decay_difference_s = DecayDifference(upgrade_to_float, name="decay_difference")

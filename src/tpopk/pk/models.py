@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PK_MODELS", "Absorption", "PKModel", "ParameterSpec"]
+__all__ = ["PK_MODELS", "Absorption", "PKModel", "StructuralParameter"]
 
 Absorption = Literal["iv", "first_order", "dual", "transit"]
 """How a dose reaches the central compartment."""
 
 
 @dataclass(frozen=True)
-class ParameterSpec:
+class StructuralParameter:
     """One structural PK parameter.
 
     Attributes
@@ -45,7 +45,7 @@ class PKModel:
         Disposition compartments (1-3), elimination from the central one.
     absorption : {"iv", "first_order", "dual", "transit"}
         Route of the dose to the central compartment.
-    parameters : tuple of ParameterSpec
+    parameters : tuple of StructuralParameter
         Parameters in a stable order.
     dose_cmt : int
         NONMEM ``CMT`` that receives doses: 1 (depot) for extravascular models,
@@ -57,7 +57,7 @@ class PKModel:
     name: str
     n_compartments: int
     absorption: Absorption
-    parameters: tuple[ParameterSpec, ...]
+    parameters: tuple[StructuralParameter, ...]
     dose_cmt: int
     obs_cmt: int
 
@@ -68,29 +68,31 @@ class PKModel:
 
 
 _DISPOSITION = (
-    ParameterSpec("cl", "L/h", "clearance from the central compartment (apparent, CL/F, if oral)"),
-    ParameterSpec("v", "L", "central volume of distribution"),
-    ParameterSpec("q", "L/h", "intercompartmental clearance, central-first peripheral"),
-    ParameterSpec("v2", "L", "volume of the first peripheral compartment"),
-    ParameterSpec("q3", "L/h", "intercompartmental clearance, central-second peripheral"),
-    ParameterSpec("v3", "L", "volume of the second peripheral compartment"),
+    StructuralParameter(
+        "cl", "L/h", "clearance from the central compartment (apparent, CL/F, if oral)"
+    ),
+    StructuralParameter("v", "L", "central volume of distribution"),
+    StructuralParameter("q", "L/h", "intercompartmental clearance, central-first peripheral"),
+    StructuralParameter("v2", "L", "volume of the first peripheral compartment"),
+    StructuralParameter("q3", "L/h", "intercompartmental clearance, central-second peripheral"),
+    StructuralParameter("v3", "L", "volume of the second peripheral compartment"),
 )
 _BIOAVAILABILITY = (
-    ParameterSpec("f", "-", "bioavailable fraction of each dose", default=1.0),
-    ParameterSpec("tlag", "h", "absorption lag time (ALAG)", default=0.0),
+    StructuralParameter("f", "-", "bioavailable fraction of each dose", default=1.0),
+    StructuralParameter("tlag", "h", "absorption lag time (ALAG)", default=0.0),
 )
-_ABSORPTION: dict[Absorption, tuple[ParameterSpec, ...]] = {
+_ABSORPTION: dict[Absorption, tuple[StructuralParameter, ...]] = {
     "iv": (),
-    "first_order": (ParameterSpec("ka", "1/h", "first-order absorption rate constant"),),
+    "first_order": (StructuralParameter("ka", "1/h", "first-order absorption rate constant"),),
     "dual": (
-        ParameterSpec("ka1", "1/h", "absorption rate constant from the lag until mtime"),
-        ParameterSpec("ka2", "1/h", "absorption rate constant after mtime"),
-        ParameterSpec("mtime", "h", "time after the dose at which ka1 switches to ka2"),
+        StructuralParameter("ka1", "1/h", "absorption rate constant from the lag until mtime"),
+        StructuralParameter("ka2", "1/h", "absorption rate constant after mtime"),
+        StructuralParameter("mtime", "h", "time after the dose at which ka1 switches to ka2"),
     ),
     "transit": (
-        ParameterSpec("ka", "1/h", "rate constant from the absorption compartment"),
-        ParameterSpec("mtt", "h", "mean transit time, ktr = (n_transit + 1) / mtt"),
-        ParameterSpec("n_transit", "-", "number of transit compartments (an integer, fixed)"),
+        StructuralParameter("ka", "1/h", "rate constant from the absorption compartment"),
+        StructuralParameter("mtt", "h", "mean transit time, ktr = (n_transit + 1) / mtt"),
+        StructuralParameter("n_transit", "-", "number of transit compartments (an integer, fixed)"),
     ),
 }
 _PREFIX: dict[Absorption, str] = {

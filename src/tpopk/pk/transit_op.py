@@ -24,7 +24,8 @@ is a real ``if``: nothing is evaluated on the side not taken.
 
 The NumPy path of :mod:`tpopk.pk.transit` keeps its vectorised form of the same sums
 (as :mod:`tpopk.pk.divided` does beside :mod:`tpopk.pk.decay_op`); tests check it against
-quadrature and the op (Python, numba and C) and its derivatives against it.
+quadrature and the op (Python and numba) and its derivatives against it. The op has no C
+implementation: PyTensor's default linker is numba, and the sampler runs the numba one.
 """
 
 from __future__ import annotations
@@ -186,90 +187,6 @@ def _transit_mode(
     return value, d_ktr, d_a, d_b, -(a * value + fb0)
 
 
-# The same two functions in C (one copy per compiled module, shared by every order).
-_SUPPORT_C = """
-#ifndef TPOPK_TRANSIT_MODE
-#define TPOPK_TRANSIT_MODE
-static double tpopk_alternating(int p, double y, double e) {
-    double term = 1.0 / y, total = term;
-    for (int j = 1; j < p; ++j) { term *= -(double)(p - j) / y; total += term; }
-    return total - term * e;
-}
-static void tpopk_powers(int m, double lg_m, double lg_m2, double ktr, double mu, double s,
-                         double *f) {
-    double log_kts = log(ktr * s), y, e, scale;
-    if (ktr >= mu) {
-        y = (ktr - mu) * s;
-        if (y <= m + 2.0) {
-            double top = m + 2.0, term = 1.0 / top, total = term, k = 0.0, w1, w2;
-            while (term > @TINY@ * total) { k += 1.0; term *= y / (top + k); total += term; }
-            e = exp(-y);
-            w2 = e * total;
-            w1 = (e + y * w2) / (m + 1.0);
-            scale = exp(m * log_kts - lg_m - mu * s);
-            f[0] = scale * (e + y * w1) / m; f[1] = scale * w1; f[2] = scale * w2;
-            return;
-        }
-        double log_y = log(y), poisson = exp((m + 1.0) * log_y - y - lg_m2);
-        double above_m1 = poisson, above_m, below = 0.0, base;
-        poisson *= (m + 1.0) / y;
-        above_m = poisson;
-        for (int j = m - 1; j >= 0; --j) { poisson *= (j + 1.0) / y; below += poisson; }
-        base = exp(m * (log_kts - log_y) - mu * s);
-        f[0] = base * (1.0 - below);
-        f[1] = base * m / y * (1.0 - below - above_m);
-        f[2] = base * m * (m + 1.0) / (y * y) * (1.0 - below - above_m - above_m1);
-        return;
-    }
-    y = (mu - ktr) * s;
-    scale = exp(m * log_kts - lg_m - ktr * s);
-    e = exp(-y);
-    if (y <= m + 2.0) {
-        double term = 1.0, w0 = 1.0 / m, w1 = 1.0 / (m + 1.0), w2 = 1.0 / (m + 2.0), k = 0.0;
-        while (1) {
-            double piece;
-            k += 1.0;
-            term *= y / k;
-            piece = term / (m + k);
-            w0 += piece; w1 += term / (m + 1.0 + k); w2 += term / (m + 2.0 + k);
-            if (k > y && piece <= @TINY@ * w0) break;
-        }
-        f[0] = scale * e * w0; f[1] = scale * e * w1; f[2] = scale * e * w2;
-        return;
-    }
-    f[0] = scale * tpopk_alternating(m, y, e);
-    f[1] = scale * tpopk_alternating(m + 1, y, e);
-    f[2] = scale * tpopk_alternating(m + 2, y, e);
-}
-static void tpopk_transit_mode(int m, double lg_m, double lg_m2, double ktr, double a,
-                               double b, double s, double *out) {
-    double fa[3], fb[3], gap, value;
-    if (s <= 0.0) { out[0] = out[1] = out[2] = out[3] = out[4] = 0.0; return; }
-    if (fabs(a - b) * s <= @CLOSE@ * fmax(1.0, fmax(a, b) * s)) {
-        double mid = (a + b) / 2.0, curvature;
-        tpopk_powers(m, lg_m, lg_m2, ktr, mid, s, fa);
-        value = -s * (fa[0] - fa[1]);
-        curvature = s * s * (fa[0] - 2.0 * fa[1] + fa[2]) / 2.0;
-        out[0] = value;
-        out[1] = -s * (m / ktr) * (fa[0] - fa[1]) + s * s * (fa[1] - fa[2]);
-        out[2] = curvature; out[3] = curvature;
-        out[4] = -(mid * value + fa[0]);
-        return;
-    }
-    tpopk_powers(m, lg_m, lg_m2, ktr, a, s, fa);
-    tpopk_powers(m, lg_m, lg_m2, ktr, b, s, fb);
-    gap = a - b;
-    value = (fa[0] - fb[0]) / gap;
-    out[0] = value;
-    out[1] = (m / ktr) * value - s * (fa[1] - fb[1]) / gap;
-    out[2] = (-s * (fa[0] - fa[1]) - value) / gap;
-    out[3] = (value + s * (fb[0] - fb[1])) / gap;
-    out[4] = -(a * value + fb[0]);
-}
-#endif
-""".replace("@TINY@", repr(_TINY)).replace("@CLOSE@", repr(_CLOSE_NODES))
-
-
 def _five_floats(*types: Any) -> tuple[Any, ...]:
     """Output types of :class:`TransitMode`: five of the inputs' float type."""
     return tuple(upgrade_to_float(*types)) * 5
@@ -307,24 +224,6 @@ class TransitMode(ScalarOp):  # type: ignore[misc]
             return [grad_not_implemented(self, i, x) for i, x in enumerate(inputs)]
         gz = grads[0]
         return [gz * partial for partial in outputs[1:]]
-
-    def c_support_code(self, **kwargs: Any) -> str:
-        return _SUPPORT_C
-
-    def c_code(self, node: Any, name: str, inp: Any, out: Any, sub: Any) -> str:
-        ktr, a, b, s = inp
-        stores = "\n".join(f"{z} = out_[{i}];" for i, z in enumerate(out))
-        return f"""
-        {{
-            double out_[5];
-            tpopk_transit_mode({self.order}, {self.lg_m!r}, {self.lg_m2!r},
-                               {ktr}, {a}, {b}, {s}, out_);
-            {stores}
-        }}
-        """
-
-    def c_code_cache_version(self) -> tuple[int, ...]:
-        return (1, int(_VERSION, 16))
 
 
 class MultiOutputElemwise(Elemwise):  # type: ignore[misc]

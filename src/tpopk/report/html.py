@@ -9,14 +9,13 @@ destination folder and moved into place, so a failure leaves an earlier report i
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from html import escape
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from tpopk.files import atomic_write
 from tpopk.report.comparison import Cell
 from tpopk.report.payload import Figure, FigureSection, ReportPayload
 
@@ -324,19 +323,4 @@ def write_html(payload: ReportPayload, path: str | Path) -> Path:
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    staged = Path(name)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for chunk in html_chunks(payload):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        staged.chmod(0o644)  # mkstemp makes it private; a report is meant to be shared
-        staged.replace(path)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, html_chunks(payload))

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 from pymc_extras.prior import Prior
 
 import tpopk
@@ -32,6 +32,7 @@ from tpopk.model.card import LevelSD, ModelCard
 from tpopk.progress import step
 from tpopk.report.comparison import Table, comparison_tables
 from tpopk.simulate import TrialDesign
+from tpopk.typed import FrozenModel
 
 if TYPE_CHECKING:
     from tpopk.inference import Fit
@@ -48,11 +49,7 @@ PRED_DRAWS = 100
 FigureSection = Literal["convergence", "shrinkage", "vpc", "gof", "individual"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class DataSummary(_Frozen):
+class DataSummary(FrozenModel):
     """What was fitted: counts, time span and units of the event records."""
 
     subjects: int
@@ -68,7 +65,7 @@ class DataSummary(_Frozen):
     covariates: tuple[str, ...]
 
 
-class PriorRow(_Frozen):
+class PriorRow(FrozenModel):
     """One card parameter: how it is estimated, its priors and where they came from."""
 
     parameter: str
@@ -81,7 +78,7 @@ class PriorRow(_Frozen):
     source: str
 
 
-class ResidualRow(_Frozen):
+class ResidualRow(FrozenModel):
     """The residual-error model of one observation type."""
 
     dvid: str
@@ -90,7 +87,7 @@ class ResidualRow(_Frozen):
     source: str
 
 
-class CardSummary(_Frozen):
+class CardSummary(FrozenModel):
     """One model card as the report lists it."""
 
     name: str
@@ -102,7 +99,7 @@ class CardSummary(_Frozen):
     iiv_block: str
 
 
-class ChainRow(_Frozen):
+class ChainRow(FrozenModel):
     """Sampler health of one chain."""
 
     chain: int
@@ -111,14 +108,14 @@ class ChainRow(_Frozen):
     bfmi: float
 
 
-class Convergence(_Frozen):
+class Convergence(FrozenModel):
     """Per-chain sampler statistics and the plain-language warnings of the whole fit."""
 
     chains: tuple[ChainRow, ...]
     warnings: tuple[str, ...]
 
 
-class ParameterRow(_Frozen):
+class ParameterRow(FrozenModel):
     """Posterior summary of one population parameter (one row of :meth:`Fit.summary`)."""
 
     parameter: str
@@ -132,14 +129,14 @@ class ParameterRow(_Frozen):
     r_hat: float | None
 
 
-class ParameterTable(_Frozen):
+class ParameterTable(FrozenModel):
     """The population parameters with equal-tailed ``ci_prob`` intervals."""
 
     ci_prob: float
     rows: tuple[ParameterRow, ...]
 
 
-class ShrinkageRow(_Frozen):
+class ShrinkageRow(FrozenModel):
     """η-shrinkage of one parameter with IIV (fraction, 0 none to 1 total)."""
 
     parameter: str
@@ -147,14 +144,14 @@ class ShrinkageRow(_Frozen):
     shrinkage: float
 
 
-class Shrinkage(_Frozen):
+class Shrinkage(FrozenModel):
     """η-shrinkage per parameter and ε-shrinkage per observation type."""
 
     eta: tuple[ShrinkageRow, ...]
     epsilon: dict[str, float]
 
 
-class LooRow(_Frozen):
+class LooRow(FrozenModel):
     """PSIS-LOO of one observation type (or ``all``)."""
 
     dvid: str
@@ -166,7 +163,7 @@ class LooRow(_Frozen):
     n_bad_k: int
 
 
-class Figure(_Frozen):
+class Figure(FrozenModel):
     """A figure as a PNG image, with the section it belongs to."""
 
     section: FigureSection
@@ -175,7 +172,7 @@ class Figure(_Frozen):
     png_base64: str
 
 
-class TrialSummary(_Frozen):
+class TrialSummary(FrozenModel):
     """The trial design that the comparison simulates."""
 
     name: str
@@ -185,7 +182,7 @@ class TrialSummary(_Frozen):
     sources: tuple[str, ...]
 
 
-class ReportPayload(_Frozen):
+class ReportPayload(FrozenModel):
     """Everything a fit report shows, computed once."""
 
     title: str
@@ -203,7 +200,7 @@ class ReportPayload(_Frozen):
     figures: tuple[Figure, ...]
     trial: TrialSummary | None = None
     comparison: tuple[Table, ...] = ()
-    comparison_settings: dict[str, str] = {}
+    comparison_settings: dict[str, str] = Field(default_factory=dict)
     inference_method: str = "nuts"
     approximate: bool = False
 

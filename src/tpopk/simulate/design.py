@@ -57,9 +57,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     model_validator,
 )
@@ -69,17 +67,14 @@ from tpopk.errors import TpopkError
 from tpopk.simulate.duration import HOURS_PER, Hours
 from tpopk.simulate.endpoints import Endpoint, FoldChangeAt, ResponderAt
 from tpopk.tomlfile import load_document
+from tpopk.typed import FrozenModel
 
 
 class TrialDesignError(TpopkError):
     """A trial design that cannot be read or does not describe a runnable trial."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LogNormal(_Frozen):
+class LogNormal(FrozenModel):
     """A log-normal distribution, optionally truncated to ``[lower, upper)``.
 
     Parameters
@@ -107,7 +102,7 @@ class LogNormal(_Frozen):
         return self
 
 
-class Population(_Frozen):
+class Population(FrozenModel):
     """Who is enrolled.
 
     Parameters
@@ -134,7 +129,7 @@ class Population(_Frozen):
     splenectomy_fraction: float = Field(ge=0, le=1)
 
 
-class Visits(_Frozen):
+class Visits(FrozenModel):
     """Platelet-count visits: listed ``times`` and/or every ``every`` from 0 to ``until``.
 
     All numbers are in ``unit`` (``"h"``, ``"day"`` or ``"week"``). Visit 0 must be at
@@ -168,7 +163,7 @@ class Visits(_Frozen):
         return np.unique(np.round(listed * HOURS_PER[self.unit], 9))
 
 
-class Rule(_Frozen):
+class Rule(FrozenModel):
     """One titration rule: conditions at a visit → an action.
 
     Parameters
@@ -256,7 +251,7 @@ def _pattern(value: object) -> object:
 DoseLevel = Annotated[tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_pattern)]
 
 
-class Titration(_Frozen):
+class Titration(FrozenModel):
     """Dose levels and the rules that move between them.
 
     Parameters
@@ -301,7 +296,7 @@ class Titration(_Frozen):
         return np.array([np.asarray(lv)[index % len(lv)] for lv in self.levels], dtype=float)
 
 
-class StartRule(_Frozen):
+class StartRule(FrozenModel):
     """Starting level for patients matching every given condition.
 
     Parameters
@@ -326,7 +321,7 @@ class StartRule(_Frozen):
         return all(c is None for c in conditions)
 
 
-class Arm(_Frozen):
+class Arm(FrozenModel):
     """One arm: an agonist given by a titration from a starting level for ``duration``.
 
     Parameters
@@ -368,7 +363,7 @@ class Arm(_Frozen):
         return self
 
 
-class Rescue(_Frozen):
+class Rescue(FrozenModel):
     """Rescue therapy given when a count within ``window`` is below ``platelets_below``.
 
     The rescue is recorded (``rescued`` from that visit on) but its effect on counts
@@ -380,7 +375,7 @@ class Rescue(_Frozen):
     description: str = ""
 
 
-class TrialDesign(_Frozen):
+class TrialDesign(FrozenModel):
     """A virtual clinical trial: population, visits, arms with titration, rescue, endpoints."""
 
     name: str = Field(min_length=1)

@@ -28,16 +28,13 @@ from typing import Annotated, Literal
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from tpopk.simulate.duration import Hours
+from tpopk.typed import FrozenModel
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Response(_Frozen):
+class Response(FrozenModel):
     """What counts as a platelet response at one visit.
 
     Parameters
@@ -214,7 +211,7 @@ def fold_change_at(trial: xr.Dataset, at: float) -> xr.DataArray:
 Window = tuple[Hours, Hours]
 
 
-class _Endpoint(_Frozen):
+class _Endpoint(FrozenModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
     window: Window | None = None

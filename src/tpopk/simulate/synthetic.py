@@ -8,7 +8,8 @@ inter-individual deviates) and their observations by PyMC's posterior predictive
 ``tpopk simulate --fit`` does for trials. What is simulated is therefore exactly the
 likelihood the data will be fitted with.
 
->>> study = simulate_study(cards, design_itp_study(AGONISTS, 8, seed=1), seed=2)  # doctest: +SKIP
+>>> design = design_itp_study(ITP_STUDY_ARMS, 8, seed=1)  # doctest: +SKIP
+>>> study = simulate_study(cards, design, seed=2)  # doctest: +SKIP
 >>> study.events, study.values, study.individual  # doctest: +SKIP
 
 Regenerate the bundled study (``tpopk.datasets.load_itp_study``)::
@@ -31,16 +32,23 @@ import pymc as pm
 import xarray as xr
 from numpy.typing import NDArray
 
-from tpopk.data import EventTable, read_events
+from tpopk.data import AGONISTS, EventTable, read_events
 from tpopk.data.files import write_records
 from tpopk.inference import Fit
-from tpopk.inference.fitting import _is_subject_level
-from tpopk.model import ModelCard, build_model, load_card
+from tpopk.model import ModelCard, build_model, load_card, population_variables
+from tpopk.model.levels import is_population_level
 
 FloatArray = NDArray[np.float64]
 
-#: The five agonists of the model library (``models/<agonist>.toml``).
-AGONISTS: Final = ("hetrombopag", "eltrombopag", "avatrombopag", "lusutrombopag", "romiplostim")
+#: The agonist arms of the bundled ITP study in the order it was generated (subject IDs run
+#: arm by arm), so that :func:`design_itp_study` with its recorded seed rebuilds its design.
+ITP_STUDY_ARMS: Final = (
+    "hetrombopag",
+    "eltrombopag",
+    "avatrombopag",
+    "lusutrombopag",
+    "romiplostim",
+)
 
 #: Label-based regimens of the synthetic ITP study, fixed (no titration): dose per
 #: administration in mg (romiplostim µg/kg, converted to mg by each subject's weight),
@@ -158,11 +166,6 @@ def design_itp_study(
     return frame[columns + [c for c in frame.columns if c not in columns]].reset_index(drop=True)
 
 
-def population_variables(model: pm.Model) -> list[str]:
-    """Free variables of ``model`` that are not per subject (what a known truth fixes)."""
-    return [rv.name for rv in model.free_RVs if not _is_subject_level(model, rv.name)]
-
-
 def prior_quantile(model: pm.Model, q: float = 0.5) -> dict[str, FloatArray]:
     """Return the ``q`` quantile of each population variable's prior (``q=0.5``: median).
 
@@ -187,7 +190,7 @@ def known_fit(cards: Sequence[ModelCard], events: EventTable, values: Mapping[st
     """Make a :class:`Fit` whose posterior is one draw holding ``values``.
 
     ``values`` must give every population variable of the model
-    (:func:`population_variables`) in natural units.
+    (:func:`tpopk.model.population_variables`) in natural units.
     """
     model = build_model(cards, events)
     names = population_variables(model)
@@ -289,7 +292,8 @@ def simulate_study(
     individual = [
         v.name
         for v in model.deterministics
-        if _is_subject_level(model, v.name) and not v.name.startswith(("eta_", "ipred_"))
+        if not is_population_level(model.named_vars_to_dims.get(v.name, ()))
+        and not v.name.startswith(("eta_", "ipred_"))
     ]
     simulated = pm.sample_posterior_predictive(
         fitted.tree,
@@ -372,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=8, help="subjects per agonist")
     parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args(argv)
-    agonists = args.agonist or list(AGONISTS)
+    agonists = args.agonist or list(ITP_STUDY_ARMS)
     design = design_itp_study(agonists, args.n, seed=args.seed)
     study = simulate_study(library_cards(agonists, args.models), design, seed=args.seed + 1)
     command = "python -m tpopk.simulate.synthetic " + " ".join(

@@ -21,6 +21,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from tpopk.model.card import CardError, ModelCard
+from tpopk.model.levels import population_variables
 from tpopk.model.parameters import individual_parameters
 from tpopk.model.structural import Dosing, Drug, response_at
 from tpopk.simulate.design import TrialDesign
@@ -163,15 +164,6 @@ def _individual_model(
     return model, values
 
 
-def _population_names(model: pm.Model) -> list[str]:
-    """Free variables of ``model`` that are not per subject: what a trial draw shares."""
-    return [
-        v.name
-        for v in model.free_RVs
-        if not any(str(d).startswith("subject") for d in model.named_vars_to_dims.get(v.name, ()))
-    ]
-
-
 def prior_population(
     cards: Sequence[ModelCard],
     covariates: Mapping[str, pd.DataFrame],
@@ -195,7 +187,7 @@ def prior_population(
         agonist = Agonist.from_cards(cards, name)
         system = agonist.system
         model, _ = _individual_model(agonist, patients, agonists)
-        wanted = [n for n in _population_names(model) if n not in parts]
+        wanted = [n for n in population_variables(model) if n not in parts]
         if wanted:
             sampled = pm.sample_prior_predictive(
                 draws=draws,
@@ -217,7 +209,7 @@ def _population_draws(posterior: xr.Dataset, model: pm.Model, draws: int) -> xr.
 
     Subject-level variables are left out, so PyMC draws new deviates for new patients.
     """
-    needed = _population_names(model)
+    needed = population_variables(model)
     if missing := [n for n in needed if n not in posterior.data_vars]:
         raise CardError(f"the posterior lacks population variables {missing} of these cards")
     flat = posterior[needed].stack(sample=("chain", "draw"))
