@@ -1,4 +1,5 @@
-# Two commands do everything on a fresh machine: `make test` and `make demo`.
+# On a fresh machine: `make demo` runs the main job, `make test` is the fast check (lint,
+# types, the tests not marked slow), `make test-all` is everything CI runs.
 PYTHON ?= python3.12
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,19 +11,19 @@ export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: test demo lint typecheck install clean bench browser kernels
+.PHONY: test test-all docs demo lint typecheck install clean bench browser kernels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -49,8 +50,18 @@ kernels: $(STAMP)
 	@echo "compiling the PD kernels (minutes on a cold numba cache, seconds after)"
 	$(BIN)/python -c 'from tpopk.pd.solve import precompile; precompile()'
 
-test: lint typecheck browser kernels
+# The fast loop: the docstrings' examples and every test not marked slow (over ~20 s).
+test: lint typecheck kernels
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+
+# Everything, as CI runs it: the slow fits, the notebooks, the report in a headless browser,
+# the README's examples and the API reference.
+test-all: lint typecheck browser kernels docs
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The API reference from the docstrings; any Sphinx warning is an error.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 demo: kernels
 	$(BIN)/tpopk demo --out out/demo
@@ -62,4 +73,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pd_speed
 
 clean:
-	rm -rf $(VENV) .cache out
+	rm -rf $(VENV) .cache out docs/_build docs/_generated

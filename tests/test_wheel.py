@@ -72,6 +72,7 @@ def test_wheel_ships_the_model_library_and_the_data_with_their_units(wheel: Path
         assert f"tpopk/datasets/{csv.stem}.units.toml" in names, csv.name
 
 
+@pytest.mark.slow  # a virtual environment and an install: ~80 s
 def test_installed_wheel_finds_its_data_outside_the_checkout(
     installed: Path, tmp_path: Path
 ) -> None:

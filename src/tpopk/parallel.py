@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from tpopk.errors import TpopkError
 
+__all__ = ["LOCAL_CLUSTER", "run_tasks"]
+
 #: ``scheduler`` value that starts a local Dask cluster for the duration of the call.
 LOCAL_CLUSTER = "local"
 

@@ -84,6 +84,7 @@ def test_only_the_levels_and_agonists_the_data_inform_are_rotated() -> None:
     assert {"pop_plt0", "beta_plt0_DISEASE", "pop_tp", "z_tp_agonist"} <= card_form
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "disease", [ITP_ONLY, ["ITP", "CLD"] * (N_SUBJECTS // 2)], ids=["ITP", "ITP+CLD"]
 )

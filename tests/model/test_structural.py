@@ -94,7 +94,13 @@ def test_numpy_concentration_equals_the_model_graph() -> None:
 
 
 @pytest.mark.parametrize(
-    ("card", "interval"), [("eltrombopag", 24.0), ("hetrombopag", 24.0), ("romiplostim", 168.0)]
+    ("card", "interval"),
+    [
+        # two-compartment dual absorption: ~40 s, the others a few seconds
+        pytest.param("eltrombopag", 24.0, marks=pytest.mark.slow),
+        ("hetrombopag", 24.0),
+        ("romiplostim", 168.0),
+    ],
 )
 def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, interval: float):
     """The shortcut for lattice doses equals the full superposition, in NumPy (trial

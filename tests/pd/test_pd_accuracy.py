@@ -149,11 +149,21 @@ def test_lifespan_matches_solve_ivp(schedule, gamma):
 # 7.1e-4 weekly and 1.6e-4 daily at 3 h, against 1.2e-5 and 6.0e-5 without. 0.02 h (k·h
 # 6000; errors 1.2e-5 weekly, 6.3e-5 daily, session 10) takes the same SDIRK2 path as 0.3 h
 # and is left out: its explicit DOP853 reference took 826 s + 200 s of a CI run.
+# The weekly 0.3 h references take ~100 s each (slow); the daily ones keep 0.3 h in make test.
 @pytest.mark.parametrize(
-    ("tplt", "gamma"),
-    [(t, 0.0) for t in (25.0, 3.0, 0.3)] + [(25.0, 0.621), (3.0, 0.621), (0.3, 0.621)],
+    ("schedule", "tplt", "gamma"),
+    [
+        pytest.param(
+            schedule,
+            tplt,
+            gamma,
+            marks=[pytest.mark.slow] if (schedule, tplt) == ("weekly", 0.3) else [],
+        )
+        for schedule in ("daily", "weekly")
+        for tplt, gamma in [(t, 0.0) for t in (25.0, 3.0, 0.3)]
+        + [(25.0, 0.621), (3.0, 0.621), (0.3, 0.621)]
+    ],
 )
-@pytest.mark.parametrize("schedule", ["daily", "weekly"])
 def test_short_platelet_lifespan_is_stable_and_matches_solve_ivp(schedule, tplt, gamma):
     """ITP lifespans on the default grid: plain RK4 would be unstable, substeps are not."""
     # ITP: platelet lifespan ~1/10 of healthy (25 h), and far below it (3 h, and the 0.3 h

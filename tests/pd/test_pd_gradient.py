@@ -144,6 +144,7 @@ def test_adjoint_matches_finite_differences(name, grid):
     assert np.all(g_drive[1, 2 * padded + 1] == 0.0)
 
 
+@pytest.mark.slow  # jits the wrappers with the kernels inlined, uncached: minutes
 def test_numba_backend_wrappers_call_the_kernels_with_their_one_signature(grid):
     # Each distinct argument typing is another cold compile of minutes: the numba-backend
     # wrappers once passed Literal ints and read-only constants, one compile per PD model.

@@ -144,6 +144,7 @@ def test_short_itp_platelet_lifespans_stay_stable() -> None:
     np.testing.assert_allclose(dosed[:, -1] / 13.0, 1 + 0.07 * 5e3 / (7.66 * 24), rtol=0.02)
 
 
+@pytest.mark.slow
 def test_arms_are_different_patients_in_one_world() -> None:
     """Parallel arms: independent patients (deviates, errors), shared population values.
 
