@@ -418,6 +418,8 @@ def test_fit_file_keeps_the_observation_coordinates_and_hashes_them(
     assert observed["TIME_plt"].attrs == {"column": "TIME", "units": "h"}
     assert loaded.posterior["pred_plt"].dims == ("chain", "draw", "obs_plt")
     assert "TIME_plt" in loaded.posterior.coords
+    as_zarr = Fit.load(loaded.save(tmp_path / "prior.zarr"))
+    xr.testing.assert_identical(as_zarr.tree["observed_data"], loaded.tree["observed_data"])
     tree = xr.open_datatree(saved_prior_fit, engine="h5netcdf").load()
     edited = tree["observed_data"].to_dataset()
     edited = edited.assign_coords(TIME_plt=edited["TIME_plt"] + 1.0)
