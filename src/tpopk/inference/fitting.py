@@ -566,7 +566,9 @@ def compute_pred(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:
         for rv in subject_level
     }
     typical = graph_replace([model[f"ipred_{d}"] for d in dvids], replacements, strict=False)
-    evaluate = pytensor.function(inputs, typical, mode="FAST_COMPILE", on_unused_input="ignore")
+    # numba, as the sampler: one evaluation per draw, ~20x faster than FAST_COMPILE's
+    # Python ops on the study model (benchmarks/README.md, "PRED at fit time")
+    evaluate = pytensor.function(inputs, typical, mode="NUMBA", on_unused_input="ignore")
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
     pred = {d: np.empty((*shape, len(model.coords[f"obs_{d}"]))) for d in dvids}
     draws = [posterior[rv.name].to_numpy() for rv in population]
