@@ -21,9 +21,8 @@ import xarray as xr
 from tpopk.data import EventTable
 from tpopk.errors import TpopkError
 
-#: Event-table columns of every observation, and the names :func:`observations` gives them.
-_STANDARD = {"ID": "subject", "TIME": "time", "DVID": "dvid", "record": "record"}
-_CENSORING = {"BLQ": "blq", "LLOQ": "lloq"}
+#: The coordinates of :func:`observation_coords` that are not covariates.
+_RECORD_COLUMNS = ("ID", "TIME", "DVID", "record", "BLQ", "LLOQ")
 
 
 class DiagnosticsError(TpopkError):
@@ -161,11 +160,12 @@ def observations(tree: xr.DataTree, dvid: str) -> xr.Dataset:
             "time_units": described["TIME"].attrs.get("units", ""),
         },
     )
-    for column, name in _CENSORING.items():
+    for column in ("BLQ", "LLOQ"):
         if column in described:
+            name = column.lower()
             data[name] = (dim, described[column].values.astype(data[name].dtype))
     for column, coord in described.items():
-        if column not in _STANDARD and column not in _CENSORING:
+        if column not in _RECORD_COLUMNS:
             data[column] = (dim, coord.values)
     return data
 

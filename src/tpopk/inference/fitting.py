@@ -179,7 +179,9 @@ class Fit:
     ----------
     tree
         ArviZ DataTree (``posterior``, ``sample_stats``, ``log_likelihood``,
-        ``posterior_predictive``, ``observed_data``, ``constant_data``).
+        ``posterior_predictive``, ``observed_data``, ``constant_data``), its
+        observations described by coordinates and PRED in the posterior (module
+        docstring); what :mod:`tpopk.diagnostics` reads.
     cards
         The model card(s) that were fitted: one ``pk``/``pkpd`` card, or a system card
         and agonist cards.
