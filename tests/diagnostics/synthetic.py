@@ -7,7 +7,8 @@ the posterior predictive draws come from the same model, so a correct diagnostic
 no misfit. ``bias`` multiplies the observed concentrations after simulation (a
 deliberately mis-specified fit), ``lloq`` censors concentrations below it (M3-style:
 observed value set to the LLOQ, replicates at BLQ rows clipped at it, as PyMC's
-``Censored`` does).
+``Censored`` does). The tree is described as :func:`tpopk.inference.fit` describes a
+fit (:func:`tpopk.diagnostics.describe_observations`, ``pred_<dvid>`` in the posterior).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import xarray as xr
 from scipy import stats
 
 from tpopk.data import EventTable, read_events
-from tpopk.model import ModelCard
+from tpopk.diagnostics import describe_observations
 
 TIMES = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0])  # h
 PLT_TIMES = np.array([48.0, 96.0])  # h
@@ -37,18 +38,10 @@ def one_compartment_oral(dose, ka, cl, v, time):
     return dose * ka / (v * (ka - k)) * (np.exp(-k * time) - np.exp(-ka * time))
 
 
-@dataclass(frozen=True)
-class SyntheticFit:
-    """The attributes of a fit that the diagnostics read."""
-
-    tree: xr.DataTree
-    events: EventTable
-    cards: tuple[ModelCard, ...] = ()
-
-
 @dataclass
 class Synthetic:
-    fit: SyntheticFit
+    tree: xr.DataTree
+    events: EventTable
     eta_true: dict[str, np.ndarray]
     pred: dict[str, np.ndarray]  # population prediction (eta = 0, true typical values)
 
@@ -137,6 +130,11 @@ def make_synthetic(
     )
     loglik_plt = stats.lognorm.logpdf(y_plt, sigma_log[..., None], scale=ipred_plt)
 
+    zero = {p: np.zeros(n_subjects) for p in TRUE}
+    pred = {
+        "conc": conc(zero, conc_time, conc_subject),
+        "plt": platelets(zero["cl"], plt_subject),
+    }
     sample = ("chain", "draw")
     coords = {
         "chain": np.arange(CHAINS),
@@ -156,6 +154,11 @@ def make_synthetic(
     posterior["sigma_log_plt"] = (sample, sigma_log)
     posterior["ipred_conc"] = ((*sample, "obs_conc"), ipred_conc)
     posterior["ipred_plt"] = ((*sample, "obs_plt"), ipred_plt)
+    for dvid, values in pred.items():  # PRED at the true typical values in every draw
+        posterior[f"pred_{dvid}"] = (
+            (*sample, f"obs_{dvid}"),
+            np.broadcast_to(values, (*shape, values.size)),
+        )
     observed = {"y_conc": ("obs_conc", y_conc_observed), "y_plt": ("obs_plt", y_plt)}
     replicates = {
         "y_conc": ((*sample, "obs_conc"), rep_conc),
@@ -180,19 +183,12 @@ def make_synthetic(
             ),
         }
     )
-    zero = {p: np.zeros(n_subjects) for p in TRUE}
-    pred = {
-        "conc": conc(zero, conc_time, conc_subject),
-        "plt": platelets(zero["cl"], plt_subject),
-    }
-    return Synthetic(SyntheticFit(tree, events), eta, pred)
+    return Synthetic(describe_observations(tree, events), events, eta, pred)
 
 
-def replaced(
-    fit: SyntheticFit, group: str, drop: tuple[str, ...] = (), **variables
-) -> SyntheticFit:
-    """A copy of ``fit`` with variables of one group dropped, replaced or added."""
-    tree = fit.tree.copy()
+def replaced(tree: xr.DataTree, group: str, drop: tuple[str, ...] = (), **variables) -> xr.DataTree:
+    """A copy of ``tree`` with variables of one group dropped, replaced or added."""
+    tree = tree.copy()
     data = tree[group].to_dataset().drop_vars(list(drop)).assign(**variables)
     tree[group] = xr.DataTree(data)
-    return SyntheticFit(tree, fit.events)
+    return tree

@@ -27,13 +27,13 @@ def importance_sampling_elpd(log_lik):
 
 def test_per_type_loo_is_arviz_loo_of_that_variable(synthetic, results):
     ours = results["conc"]
-    reference = az.loo(synthetic.fit.tree, var_name="y_conc", pointwise=True)
+    reference = az.loo(synthetic.tree, var_name="y_conc", pointwise=True)
     assert ours.elpd == pytest.approx(reference.elpd, rel=1e-12)
     np.testing.assert_allclose(ours.pareto_k, reference.pareto_k)
 
 
 def test_loo_agrees_with_plain_importance_sampling(synthetic, results):
-    log_lik = synthetic.fit.tree.log_likelihood.y_plt.values
+    log_lik = synthetic.tree.log_likelihood.y_plt.values
     result = results["plt"]
     # the posterior barely moves per point here, so smoothing changes little
     assert result.elpd == pytest.approx(importance_sampling_elpd(log_lik).sum(), rel=1e-3)
@@ -41,12 +41,12 @@ def test_loo_agrees_with_plain_importance_sampling(synthetic, results):
 
 @pytest.fixture(scope="module")
 def results(synthetic):
-    tree = synthetic.fit.tree
+    tree = synthetic.tree
     return {dvid: loo(tree, dvid) for dvid in ("conc", "plt", None)}
 
 
 def test_combined_loo_pools_all_observations(synthetic, results):
-    tree = synthetic.fit.tree
+    tree = synthetic.tree
     combined = results[None]
     parts = {dvid: results[dvid] for dvid in ("conc", "plt")}
     assert combined.n_data_points == 440
@@ -60,7 +60,7 @@ def test_combined_loo_pools_all_observations(synthetic, results):
 
 
 def test_summary_table(synthetic):
-    table = loo_summary(synthetic.fit.tree)
+    table = loo_summary(synthetic.tree)
     assert list(table.index) == ["conc", "plt", "all"]
     assert list(table["n"]) == [360, 80, 440]
     assert table.loc["all", "elpd"] == pytest.approx(table.loc[["conc", "plt"], "elpd"].sum())
@@ -78,7 +78,7 @@ def test_loo_warnings_name_each_type_with_high_pareto_k():
 
 def test_constant_log_likelihood_of_deep_blq_points(censored):
     # log P(y <= LLOQ) is 0 in every draw for a point far below its LLOQ: ArviZ alone fails
-    tree = censored.fit.tree
+    tree = censored.tree
     log_lik = tree.log_likelihood.y_conc.values.reshape(500, -1)
     constant = np.ptp(log_lik, axis=0) == 0
     assert constant.any()
@@ -134,16 +134,16 @@ def test_flat_ratio_tails_get_plain_importance_weights():
 
 
 def test_loo_pit_is_uniform_for_the_right_model_and_not_for_a_biased_one(synthetic, biased):
-    pit = loo_pit(synthetic.fit.tree)
+    pit = loo_pit(synthetic.tree)
     for name in ("y_conc", "y_plt"):
         assert stats.kstest(pit[name].values, "uniform").pvalue > 0.01
-    biased_pit = loo_pit(biased.fit.tree, "conc")["y_conc"].values
+    biased_pit = loo_pit(biased.tree, "conc")["y_conc"].values
     assert np.mean(biased_pit > 0.9) > 0.8  # observations sit above their predictions
 
 
 @pytest.fixture(scope="module")
 def comparison(synthetic, biased):
-    return loo_compare({"right": synthetic.fit.tree, "biased": biased.fit.tree}, dvid="conc")
+    return loo_compare({"right": synthetic.tree, "biased": biased.tree}, dvid="conc")
 
 
 def test_compare_prefers_the_right_model(comparison):
@@ -153,7 +153,7 @@ def test_compare_prefers_the_right_model(comparison):
 
 
 def test_plots(synthetic, results, comparison):
-    tree = synthetic.fit.tree
+    tree = synthetic.tree
     assert len(plot_khat(results[None]).viz["figure"].item().axes) == 1
     assert len(plot_loo_pit(tree).viz["figure"].item().axes) == 2  # one per DVID
     assert len(plot_loo_compare(comparison).viz["figure"].item().axes) == 1

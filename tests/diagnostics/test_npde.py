@@ -29,7 +29,7 @@ def test_discrepancies_outside_all_replicates_are_clipped():
 
 
 def test_npde_of_the_right_model_is_standard_normal(synthetic):
-    result = npde(synthetic.fit, "conc")
+    result = npde(synthetic.tree, "conc")
     assert result.attrs["n_replicates"] == 500
     assert abs(result.attrs["mean"]) < 0.15
     assert 0.8 < result.attrs["variance"] < 1.2
@@ -38,19 +38,19 @@ def test_npde_of_the_right_model_is_standard_normal(synthetic):
 
 
 def test_npde_flags_a_biased_model(biased):
-    result = npde(biased.fit, "conc")
+    result = npde(biased.tree, "conc")
     assert result.attrs["mean"] > 1.5
     assert result.attrs["p_global"] < 1e-6
 
 
 def test_blq_observations_are_left_out(censored):
-    result = npde(censored.fit, "conc")
-    blq = censored.fit.tree.observed_data.y_conc.values == 0.3
+    result = npde(censored.tree, "conc")
+    blq = censored.tree.observed_data.y_conc.values == 0.3
     np.testing.assert_array_equal(np.isnan(result["npde"].values), blq)
 
 
 def test_plot_npde(synthetic):
-    pc = plot_npde(npde(synthetic.fit, "plt", num_draws=200))
+    pc = plot_npde(npde(synthetic.tree, "plt", num_draws=200))
     figure = pc.viz["figure"].item()
     assert [axes.get_title() for axes in figure.axes] == [
         "QQ plot against N(0, 1)",

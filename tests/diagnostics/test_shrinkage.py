@@ -27,36 +27,36 @@ def test_eta_shrinkage_of_a_posterior_built_to_shrink_by_40_percent(synthetic):
     noise = rng.standard_normal((2, 250, n))
     noise -= noise.mean(axis=(0, 1), keepdims=True)
     fit = replaced(
-        synthetic.fit,
+        synthetic.tree,
         "posterior",
         eta_cl=((*SAMPLE, "subject"), means + 0.2 * noise),
         omega_cl=(SAMPLE, np.full((2, 250), omega)),
     )
-    result = eta_shrinkage(fit.tree)
+    result = eta_shrinkage(fit)
     assert list(result["parameter"].values) == ["ka", "cl", "v"]
     assert float(result["shrinkage"].sel(parameter="cl")) == pytest.approx(0.4, abs=1e-12)
     np.testing.assert_allclose(result["eta_mean"].sel(parameter="cl"), means)
     # the fabricated fit's other parameters: eta means near the truth, so little shrinkage
     truth = synthetic.eta_true["ka"]
-    expected = 1 - np.std(truth, ddof=1) / float(synthetic.fit.tree.posterior.omega_ka.mean())
+    expected = 1 - np.std(truth, ddof=1) / float(synthetic.tree.posterior.omega_ka.mean())
     assert float(result["shrinkage"].sel(parameter="ka")) == pytest.approx(expected, abs=0.02)
 
 
 def test_eta_shrinkage_accepts_parameter_or_eta_names(synthetic):
-    by_name = eta_shrinkage(synthetic.fit.tree, var_names=["cl", "eta_v"])
+    by_name = eta_shrinkage(synthetic.tree, var_names=["cl", "eta_v"])
     assert list(by_name["parameter"].values) == ["cl", "v"]
     with pytest.raises(DiagnosticsError, match=r"no IIV .* for \['tlag'\]"):
-        eta_shrinkage(synthetic.fit.tree, var_names=["tlag"])
+        eta_shrinkage(synthetic.tree, var_names=["tlag"])
 
 
 def test_epsilon_shrinkage_of_residuals_built_to_shrink_by_30_percent(synthetic):
     rng = np.random.default_rng(4)
-    dv = synthetic.fit.tree.observed_data.y_conc.values
+    dv = synthetic.tree.observed_data.y_conc.values
     residual = 0.7 * standardised(rng.standard_normal(dv.size))
     # proportional error: IWRES = (DV - IPRED) / (sigma * IPRED) = residual exactly
     ipred = dv / (1 + SIGMA_PROP * residual)
     fit = replaced(
-        synthetic.fit,
+        synthetic.tree,
         "posterior",
         ipred_conc=xr.DataArray(
             np.broadcast_to(ipred, (2, 250, dv.size)), dims=(*SAMPLE, "obs_conc")
@@ -65,11 +65,11 @@ def test_epsilon_shrinkage_of_residuals_built_to_shrink_by_30_percent(synthetic)
     )
     result = epsilon_shrinkage(fit, ["conc"])
     assert float(result.sel(dvid="conc")) == pytest.approx(0.3, abs=1e-12)
-    assert list(epsilon_shrinkage(synthetic.fit)["dvid"].values) == ["conc", "plt"]
+    assert list(epsilon_shrinkage(synthetic.tree)["dvid"].values) == ["conc", "plt"]
 
 
 def test_plot_eta_shrinkage(synthetic):
-    result = eta_shrinkage(synthetic.fit.tree)
+    result = eta_shrinkage(synthetic.tree)
     figure = plot_eta_shrinkage(result).viz["figure"].item()
     titles = [axes.get_title() for axes in figure.axes]
     shrinkage = result["shrinkage"].values

@@ -12,7 +12,7 @@ CONC_STRATA = ["conc, AGONIST=avatrombopag", "conc, AGONIST=eltrombopag"]
 
 
 def test_strata_are_observation_type_by_agonist(synthetic):
-    check = vpc(synthetic.fit)
+    check = vpc(synthetic.tree)
     assert list(check["stratum"].values) == [
         *CONC_STRATA,
         "plt, AGONIST=avatrombopag",
@@ -25,8 +25,8 @@ def test_strata_are_observation_type_by_agonist(synthetic):
 
 
 def test_one_bin_against_a_direct_computation(synthetic):
-    check = vpc(synthetic.fit, ["conc"], bins=[0.0, 1.5, 5.0, 30.0], stratify_by=[])
-    tree = synthetic.fit.tree
+    check = vpc(synthetic.tree, ["conc"], bins=[0.0, 1.5, 5.0, 30.0], stratify_by=[])
+    tree = synthetic.tree
     early = np.isin(np.arange(360) % 9, [0, 1])  # the 0.5 h and 1 h samples
     observed = tree.observed_data.y_conc.values[early]
     np.testing.assert_allclose(
@@ -48,14 +48,14 @@ def test_one_bin_against_a_direct_computation(synthetic):
 
 
 def test_the_right_model_covers_the_observed_percentiles(synthetic):
-    check = vpc(synthetic.fit, ci_prob=0.9)
+    check = vpc(synthetic.tree, ci_prob=0.9)
     defined = np.isfinite(check["observed"])
     # pointwise 90% intervals: about 10% of cells outside by chance (here 6 of 60)
     assert float(check["outside"].sum() / defined.sum()) <= 0.15
 
 
 def test_a_biased_model_is_flagged(biased):
-    check = vpc(biased.fit, ["conc"])
+    check = vpc(biased.tree, ["conc"])
     median = check.sel(percentile=0.5)
     # observations are 1.5 times what the model predicts: above the interval in every bin
     assert bool((median["observed"] > median["simulated_upper"]).all())
@@ -65,9 +65,9 @@ def test_a_biased_model_is_flagged(biased):
 def test_prediction_correction_scales_by_pred_over_its_bin_median(synthetic):
     pred = synthetic.pred["conc"]
     # observations exactly twice PRED: corrected, every value in a bin is 2 * median(PRED)
-    fit = replaced(synthetic.fit, "observed_data", y_conc=("obs_conc", 2 * pred))
+    fit = replaced(synthetic.tree, "observed_data", y_conc=("obs_conc", 2 * pred))
     bins = [0.0, 1.5, 5.0, 30.0]
-    check = vpc(fit, ["conc"], bins=bins, stratify_by=[], pred={"conc": pred})
+    check = vpc(fit, ["conc"], bins=bins, stratify_by=[], prediction_corrected=True)
     time = np.tile([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0], 40)
     for b, (low, high) in enumerate(itertools.pairwise(bins)):
         members = (time >= low) & (time <= high) if b == 2 else (time >= low) & (time < high)
@@ -77,8 +77,8 @@ def test_prediction_correction_scales_by_pred_over_its_bin_median(synthetic):
 
 
 def test_prediction_correction_removes_dose_spread(synthetic):
-    plain = vpc(synthetic.fit, ["conc"])
-    corrected = vpc(synthetic.fit, ["conc"], pred=synthetic.pred)
+    plain = vpc(synthetic.tree, ["conc"])
+    corrected = vpc(synthetic.tree, ["conc"], prediction_corrected=True)
     # doses of 50, 100 and 200 mg widen the plain 5-95% range; correction takes them out
     width = plain["observed"].sel(percentile=0.95) - plain["observed"].sel(percentile=0.05)
     pc_width = corrected["observed"].sel(percentile=0.95) - corrected["observed"].sel(
@@ -90,15 +90,15 @@ def test_prediction_correction_removes_dose_spread(synthetic):
 
 
 def test_prediction_correction_needs_pred_of_every_type(synthetic):
-    with pytest.raises(DiagnosticsError, match="needs PRED for 'plt'"):
-        vpc(synthetic.fit, pred={"conc": synthetic.pred["conc"]})
-    with pytest.raises(DiagnosticsError, match="has 3 values but there are 360"):
-        vpc(synthetic.fit, ["conc"], pred={"conc": [1.0, 2.0, 3.0]})
+    without = replaced(synthetic.tree, "posterior", drop=("pred_plt",))
+    with pytest.raises(DiagnosticsError, match=r"needs PRED \(pred_plt in the posterior\)"):
+        vpc(without, prediction_corrected=True)
+    assert vpc(without, ["conc"], prediction_corrected=True).attrs["prediction_corrected"] == 1
 
 
 def test_blq_fraction_and_censored_percentiles(censored):
-    check = vpc(censored.fit, ["conc"], bins=[0.0, 10.0, 30.0], stratify_by=[])
-    tree = censored.fit.tree
+    check = vpc(censored.tree, ["conc"], bins=[0.0, 10.0, 30.0], stratify_by=[])
+    tree = censored.tree
     late = np.arange(360) % 9 >= 7  # 12 h and 24 h
     blq = tree.observed_data.y_conc.values == 0.3
     assert check["blq_observed"].values[0, 1] == pytest.approx(blq[late].mean())
@@ -117,7 +117,7 @@ def test_blq_fraction_and_censored_percentiles(censored):
 
 
 def test_quantile_bins_hold_equal_counts(synthetic):
-    check = vpc(synthetic.fit, ["conc"], bins=3, stratify_by=[])
+    check = vpc(synthetic.tree, ["conc"], bins=3, stratify_by=[])
     # 9 nominal times: the terciles (interpolated) split them 3/3/3
     np.testing.assert_array_equal(check["n_obs"].values[0], [120, 120, 120])
     np.testing.assert_allclose(check["bin_start"].values[0], [0.5, 8 / 3, 20 / 3])
@@ -125,7 +125,7 @@ def test_quantile_bins_hold_equal_counts(synthetic):
 
 
 def test_plot_without_blq_has_one_row(synthetic):
-    pc = plot_vpc(vpc(synthetic.fit))
+    pc = plot_vpc(vpc(synthetic.tree))
     figure = pc.viz["figure"].item()
     assert len(figure.axes) == 4
     axes = figure.axes[0]
@@ -140,7 +140,7 @@ def test_plot_without_blq_has_one_row(synthetic):
 
 
 def test_plot_with_blq_adds_a_row(censored):
-    check = vpc(censored.fit, ["conc"], pred=censored.pred)
+    check = vpc(censored.tree, ["conc"], prediction_corrected=True)
     pc = plot_vpc(check, log_y=True)
     figure = pc.viz["figure"].item()
     assert len(figure.axes) == 4  # two strata x (percentiles, fraction BLQ)

@@ -100,6 +100,17 @@ def test_fit_tree_has_arviz_groups(theophylline_fit: Fit) -> None:
     assert posterior["cl"].dims == ("chain", "draw", "subject")
     assert posterior["ipred_conc"].sizes["obs_conc"] == 132
     assert theophylline_fit.tree["log_likelihood"]["y_conc"].sizes["obs_conc"] == 132
+    # every group's observations carry their subject, time and covariates
+    frame = theophylline_fit.events.frame
+    for group in ("posterior", "log_likelihood", "posterior_predictive", "predictions"):
+        y = theophylline_fit.tree[group].to_dataset()
+        rows = frame.iloc[y["record_conc"].values]
+        np.testing.assert_array_equal(y["TIME_conc"], rows["TIME"])
+        np.testing.assert_array_equal(y["ID_conc"], rows["ID"])
+        np.testing.assert_array_equal(y["WT_conc"], rows["WT"])
+    observed = theophylline_fit.tree["observed_data"]
+    np.testing.assert_array_equal(observed["y_conc"], rows["DV"])
+    assert observed["TIME_conc"].attrs["units"] == "h"
 
 
 @pytest.mark.slow
@@ -156,19 +167,19 @@ def test_summary_cli_json(
 
 @pytest.mark.slow
 def test_population_prediction_is_the_typical_subject(theophylline_fit: Fit) -> None:
-    pred = theophylline_fit.population_prediction("conc", draws=20)
-    assert pred.dims == ("obs_conc",)
-    # Independent reference: the 1-cmt oral closed form at each of the same 20 draws'
-    # typical values (no eta), each subject's own dose, median over draws.
-    flat = theophylline_fit.posterior.stack(sample=("chain", "draw"))
-    chosen = np.linspace(0, flat.sizes["sample"] - 1, 20).round().astype(int)
-    ka, cl, v = (flat[f"pop_{p}"].to_numpy()[chosen, None] for p in ("ka", "cl", "v"))
+    pred = theophylline_fit.posterior["pred_conc"]
+    assert pred.dims == ("chain", "draw", "obs_conc")
+    # Independent reference: the 1-cmt oral closed form at each draw's typical values
+    # (no eta), each subject's own dose.
+    ka, cl, v = (
+        theophylline_fit.posterior[f"pop_{p}"].to_numpy()[..., None] for p in ["ka", "cl", "v"]
+    )
     arrays = theophylline_fit.events.subject_arrays()
-    t = arrays.obs_time[None, :]
-    dose = arrays.dose_amt[arrays.obs_subject, 0][None, :]
+    t = arrays.obs_time
+    dose = arrays.dose_amt[arrays.obs_subject, 0]
     k = cl / v
     closed = dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
-    np.testing.assert_allclose(pred.to_numpy(), np.median(closed, axis=0), rtol=1e-9)
+    np.testing.assert_allclose(pred.to_numpy(), closed, rtol=1e-9)
 
 
 @pytest.mark.slow
@@ -296,15 +307,33 @@ def test_nuts_fit_is_not_labelled_approximate(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def saved_prior_fit(prior_fit: Fit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The prior-draws fit with a run record, saved."""
-    from tpopk.inference import run_record
+    """The prior-draws fit with a run record, observed data and PRED, saved."""
+    return described_prior_fit(prior_fit).save(tmp_path_factory.mktemp("fits") / "prior.nc")
+
+
+def described_prior_fit(prior_fit: Fit) -> Fit:
+    """The prior-draws fit as :func:`fit` writes one: run record, described observations, PRED."""
+    from tpopk.diagnostics import describe_observations
+    from tpopk.inference import compute_pred, run_record
 
     tree = prior_fit.tree.copy()
     tree.attrs["tpopk_run"] = json.dumps(
         run_record(prior_fit.cards, prior_fit.events, seed=3, sampler="prior", draws=40)
     )
-    path = tmp_path_factory.mktemp("fits") / "prior.nc"
-    return Fit(tree=tree, cards=prior_fit.cards, events=prior_fit.events).save(path)
+    model, arrays = prior_fit.model, prior_fit.events.subject_arrays()
+    tree["observed_data"] = xr.DataTree(
+        xr.Dataset(
+            {
+                f"y_{dvid}": (f"obs_{dvid}", arrays.obs_dv[np.asarray(model.coords[f"obs_{dvid}"])])
+                for dvid in ("conc", "plt")
+            },
+            coords={f"obs_{d}": np.asarray(model.coords[f"obs_{d}"]) for d in ("conc", "plt")},
+        )
+    )
+    posterior = tree["posterior"].to_dataset()
+    tree["posterior"] = xr.DataTree(posterior.assign(compute_pred(model, posterior)))
+    tree = describe_observations(tree, prior_fit.events)
+    return Fit(tree=tree, cards=prior_fit.cards, events=prior_fit.events)
 
 
 def test_edited_draws_are_refused_on_load(saved_prior_fit: Path, tmp_path: Path) -> None:
@@ -314,7 +343,9 @@ def test_edited_draws_are_refused_on_load(saved_prior_fit: Path, tmp_path: Path)
     posterior["pop_cl"][0, 0] = posterior["pop_cl"][0, 0] * 1.01
     tree["posterior"] = xr.DataTree(posterior)
     tree.to_netcdf(tmp_path / "edited.nc", engine="h5netcdf")
-    with pytest.raises(FitFileError, match="posterior or sample stats do not match the hash"):
+    with pytest.raises(
+        FitFileError, match="posterior, sample stats or observed data do not match the hash"
+    ):
         Fit.load(tmp_path / "edited.nc")
 
 
@@ -342,3 +373,78 @@ def test_run_record_is_in_the_fit_file_and_summary_json(
     assert len(run["data_sha256"]) == 64
     assert main(["summary", str(saved_prior_fit), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run"] == run
+
+
+def test_pred_is_the_typical_subject_at_every_draw(prior_fit: Fit) -> None:
+    """PRED of a PK/PD card against closed-form PK and a scipy solve of the turnover ODE."""
+    from scipy.integrate import solve_ivp
+
+    from tpopk.inference import compute_pred
+
+    # typical values near the card's prior medians: the prior's tails reach turnover
+    # rates the solver is not built for, and PRED only evaluates the model's prediction
+    medians = {"ka": 1.0, "cl": 5.0, "v": 50.0, "r0": 100.0, "kout": 0.02, "emax": 1.0}
+    medians["ec50"] = 0.05
+    rng = np.random.default_rng(5)
+    posterior = prior_fit.posterior.assign(
+        {
+            f"pop_{p}": (("chain", "draw"), m * np.exp(0.3 * rng.standard_normal((1, 40))))
+            for p, m in medians.items()
+        }
+    )
+    pred = compute_pred(prior_fit.model, posterior)
+    typical = {p: posterior[f"pop_{p}"].to_numpy().ravel() for p in medians}
+    dose = 5.0  # mg at time 0, both subjects; conc at 2 h and the response at 48 h
+
+    def conc(i: int, t: float) -> float:
+        ka, k, v = typical["ka"][i], typical["cl"][i] / typical["v"][i], typical["v"][i]
+        return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
+
+    def response(i: int) -> float:
+        kout, r0, emax, ec50 = (typical[p][i] for p in ("kout", "r0", "emax", "ec50"))
+
+        def rhs(t: float, r: np.ndarray) -> np.ndarray:
+            c = conc(i, t)
+            return kout * r0 * (1 + emax * c / (ec50 + c)) - kout * r
+
+        solution = solve_ivp(rhs, (0, 48), [r0], method="LSODA", rtol=1e-10, atol=1e-10)
+        return float(solution.y[0, -1])
+
+    draws = posterior.sizes["draw"]
+    np.testing.assert_allclose(
+        pred["pred_conc"].values[0], [[conc(i, 2.0)] * 2 for i in range(draws)], rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        pred["pred_plt"].values[0], [[response(i)] * 2 for i in range(draws)], rtol=1e-4
+    )
+
+
+def test_fit_file_keeps_the_observation_coordinates_and_hashes_them(
+    saved_prior_fit: Path, tmp_path: Path
+) -> None:
+    loaded = Fit.load(saved_prior_fit)
+    observed = loaded.tree["observed_data"].to_dataset()
+    np.testing.assert_array_equal(observed["TIME_plt"], [48.0, 48.0])
+    np.testing.assert_array_equal(observed["ID_conc"], [1, 2])
+    assert observed["TIME_plt"].attrs == {"column": "TIME", "units": "h"}
+    assert loaded.posterior["pred_plt"].dims == ("chain", "draw", "obs_plt")
+    assert "TIME_plt" in loaded.posterior.coords
+    as_zarr = Fit.load(loaded.save(tmp_path / "prior.zarr"))
+    xr.testing.assert_identical(as_zarr.tree["observed_data"], loaded.tree["observed_data"])
+    tree = xr.open_datatree(saved_prior_fit, engine="h5netcdf").load()
+    edited = tree["observed_data"].to_dataset()
+    edited = edited.assign_coords(TIME_plt=edited["TIME_plt"] + 1.0)
+    tree["observed_data"] = xr.DataTree(edited)
+    tree.to_netcdf(tmp_path / "edited.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match="do not match the hash"):
+        Fit.load(tmp_path / "edited.nc")
+
+
+def test_a_fit_file_of_an_older_format_is_refused_with_a_hint(
+    saved_prior_fit: Path, tmp_path: Path
+) -> None:
+    tree = xr.open_datatree(saved_prior_fit, engine="h5netcdf").load()
+    tree.attrs["tpopk_fit_format"] = 2
+    tree.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match=r"has fit format 2 .* reads format 3: refit"):
+        Fit.load(tmp_path / "old.nc")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import tomllib
+from dataclasses import replace
 
 import arviz as az
 import matplotlib.pyplot as plt
@@ -130,11 +131,13 @@ def test_figures_are_pngs_and_closed(theophylline_fit, theophylline_payload) -> 
     assert "first 12 subjects" in individual.caption
 
 
-def test_pcvpc_drawn_where_pred_is_positive(theophylline_fit, monkeypatch) -> None:
-    positions = theophylline_fit.tree["observed_data"]["obs_conc"].values
-    positive = xr.DataArray(np.full(len(positions), 2.0), dims="obs_conc")
-    monkeypatch.setattr(type(theophylline_fit), "population_prediction", lambda *a, **k: positive)
-    figures = observation_figures(theophylline_fit, "conc", progress=False)
+def test_pcvpc_drawn_where_pred_is_positive(theophylline_fit) -> None:
+    tree = theophylline_fit.tree.copy()
+    posterior = tree["posterior"].to_dataset()
+    tree["posterior"] = xr.DataTree(
+        posterior.assign(pred_conc=xr.full_like(posterior.pred_conc, 2))
+    )
+    figures = observation_figures(replace(theophylline_fit, tree=tree), "conc", progress=False)
     titles = [f.title for f in figures if f.section == "vpc"]
     assert titles == ["VPC: conc", "prediction-corrected VPC: conc"]
     assert plt.get_fignums() == []

@@ -3,13 +3,15 @@
 Every computation returns numbers (an xarray Dataset, a DataFrame or ArviZ's ELPD
 object) and has a matching ``plot_*`` function that draws those numbers and returns an
 :class:`arviz_plots.PlotCollection` (matplotlib backend; the figure is
-``pc.viz["figure"].item()``). Functions take the fit (or its DataTree) first, then
-ArviZ's keywords (``var_names``, ``ci_prob``, ``group``).
+``pc.viz["figure"].item()``). Functions take the fit's DataTree first, then ArviZ's
+keywords (``var_names``, ``ci_prob``, ``group``); the observations are described by
+coordinates in the tree (:func:`describe_observations`) and PRED/IPRED are posterior
+variables, so a fit file alone is all they need.
 
 >>> from tpopk import diagnostics  # doctest: +SKIP
 >>> table = diagnostics.convergence(fit.tree)  # doctest: +SKIP
 >>> for line in diagnostics.convergence_warnings(table): print(line)  # doctest: +SKIP
->>> check = diagnostics.vpc(fit, pred={"conc": pred})  # doctest: +SKIP
+>>> check = diagnostics.vpc(fit.tree, prediction_corrected=True)  # doctest: +SKIP
 >>> diagnostics.plot_vpc(check).savefig("pcvpc.png")  # doctest: +SKIP
 """
 
@@ -38,8 +40,11 @@ from tpopk.diagnostics.individual import individual_fits, plot_individual_fits
 from tpopk.diagnostics.npde import npde, npde_tests, plot_npde, prediction_discrepancies
 from tpopk.diagnostics.observations import (
     DiagnosticsError,
+    describe_observations,
+    observation_coords,
     observation_types,
     observations,
+    population_prediction,
     simulated_draws,
 )
 from tpopk.diagnostics.sbc import plot_sbc, sbc_ranks, sbc_uniformity, simulate_sbc
@@ -50,6 +55,7 @@ __all__ = [
     "DiagnosticsError",
     "convergence",
     "convergence_warnings",
+    "describe_observations",
     "epsilon_shrinkage",
     "eta_shrinkage",
     "goodness_of_fit",
@@ -62,6 +68,7 @@ __all__ = [
     "loo_warnings",
     "npde",
     "npde_tests",
+    "observation_coords",
     "observation_types",
     "observations",
     "parameter_summary",
@@ -75,6 +82,7 @@ __all__ = [
     "plot_npde",
     "plot_sbc",
     "plot_vpc",
+    "population_prediction",
     "prediction_discrepancies",
     "sbc_ranks",
     "sbc_uniformity",

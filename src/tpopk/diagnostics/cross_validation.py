@@ -32,7 +32,8 @@ def _combined_log_likelihood(tree: xr.DataTree) -> xr.DataTree:
     """Pool every ``y_<dvid>`` log-likelihood into one ``y`` on dim ``observation``."""
     parts = []
     for dvid in observation_types(tree):
-        part = tree["log_likelihood"][f"y_{dvid}"].rename({f"obs_{dvid}": "observation"})
+        part = tree["log_likelihood"][f"y_{dvid}"].reset_coords(drop=True)  # ID_<dvid>, ...
+        part = part.rename({f"obs_{dvid}": "observation"})
         parts.append(part.assign_coords(dvid=("observation", [dvid] * part.sizes["observation"])))
     combined = xr.concat(parts, dim="observation").sortby("observation").rename("y")
     return xr.DataTree.from_dict(

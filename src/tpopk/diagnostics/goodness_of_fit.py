@@ -1,7 +1,8 @@
 """Goodness of fit: observations against population and individual predictions, and IWRES.
 
 IPRED is the posterior median of ``ipred_<dvid>`` (the individual prediction with each
-subject's own η). PRED (η = 0) is supplied by the caller. IWRES is the observation's
+subject's own η), PRED that of ``pred_<dvid>`` (η = 0), both stored by
+:func:`tpopk.inference.fit`. IWRES is the observation's
 residual scaled by the residual-error SD at IPRED, the plug-in version of NONMEM's
 IWRES with posterior medians for IPRED and the sigmas; the error model is read from
 which ``sigma_<kind>_<dvid>`` variables the posterior holds:
@@ -17,7 +18,6 @@ plots leave them out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,8 @@ from arviz_plots import PlotCollection
 
 from tpopk.diagnostics.observations import (
     DiagnosticsError,
-    FitLike,
-    aligned_prediction,
     observations,
+    population_prediction,
 )
 
 
@@ -37,7 +36,7 @@ def _median(tree: xr.DataTree, name: str) -> xr.DataArray:
     return tree["posterior"].to_dataset()[name].median(("chain", "draw"))
 
 
-def individual_weighted_residuals(fit: FitLike, dvid: str) -> xr.Dataset:
+def individual_weighted_residuals(tree: xr.DataTree, dvid: str) -> xr.Dataset:
     """IPRED (posterior median) and IWRES of each observation of one type.
 
     Returns
@@ -46,10 +45,10 @@ def individual_weighted_residuals(fit: FitLike, dvid: str) -> xr.Dataset:
         :func:`~tpopk.diagnostics.observations.observations` plus ``ipred`` and ``iwres``
         on dim ``obs_<dvid>``.
     """
-    data = observations(fit, dvid)
-    ipred = _median(fit.tree, f"ipred_{dvid}").values
+    data = observations(tree, dvid)
+    ipred = _median(tree, f"ipred_{dvid}").values
     dv = data["dv"].values
-    sds = _residual_sds(fit, data, dvid)
+    sds = _residual_sds(tree, data, dvid)
     if not sds:
         raise DiagnosticsError(f"no residual-error SD (sigma_*_{dvid}) in the posterior")
     zeros = np.zeros(dv.shape)
@@ -67,15 +66,16 @@ def individual_weighted_residuals(fit: FitLike, dvid: str) -> xr.Dataset:
     return data
 
 
-def _residual_sds(fit: FitLike, data: xr.Dataset, dvid: str) -> dict[str, npt.NDArray[Any]]:
+def _residual_sds(tree: xr.DataTree, data: xr.Dataset, dvid: str) -> dict[str, npt.NDArray[Any]]:
     """Posterior-median residual SD per observation, by error kind present.
 
     A cross-agonist fit gives each agonist its own concentration error,
     ``sigma_<kind>_<dvid>_<agonist>``, which applies to that agonist's subjects' rows.
     A residual with ``sigma_by`` gives the subjects at each listed level of its covariate
-    that level's sigma (:meth:`tpopk.model.card.ResidualSpec.sigmas` names them).
+    that level's sigma: a posterior variable whose attrs ``sigma_by`` and ``level`` name
+    the covariate and the level (:func:`tpopk.inference.fit` writes them).
     """
-    posterior = fit.tree["posterior"]
+    posterior = tree["posterior"]
     n = data.sizes[f"obs_{dvid}"]
     agonist = (
         np.char.lower(data["AGONIST"].values.astype(str)) if "AGONIST" in data else np.full(n, "")
@@ -86,17 +86,16 @@ def _residual_sds(fit: FitLike, data: xr.Dataset, dvid: str) -> dict[str, npt.ND
     for name in np.unique(agonist):
         if name and any(f"sigma_{kind}_{dvid}_{name}" in posterior for kind in _KINDS):
             fit_name[agonist == name] = f"{dvid}_{name}"
-    level_sigmas = _level_sigmas(fit, data, dvid, set(fit_name))
+    level_sigmas = _level_sigmas(posterior.to_dataset(), data, set(fit_name))
     sds = {}
     for kind in _KINDS:
         values = np.full(n, np.nan)
         for name in np.unique(fit_name):
             rows = fit_name == name
             if f"sigma_{kind}_{name}" in posterior:
-                values[rows] = float(_median(fit.tree, f"sigma_{kind}_{name}"))
-            for variable, at_level in level_sigmas:
-                if variable.startswith(f"sigma_{kind}_{name}_"):
-                    values[rows & at_level] = float(_median(fit.tree, variable))
+                values[rows] = float(_median(tree, f"sigma_{kind}_{name}"))
+            for level, at_level in level_sigmas.get(f"sigma_{kind}_{name}", []):
+                values[rows & at_level] = float(_median(tree, f"sigma_{kind}_{name}_{level}"))
         if np.isfinite(values).any():
             sds[kind] = values
     return sds
@@ -106,53 +105,51 @@ _KINDS = ("add", "prop", "log")
 
 
 def _level_sigmas(
-    fit: FitLike, data: xr.Dataset, dvid: str, names: set[str]
-) -> list[tuple[str, npt.NDArray[np.bool_]]]:
-    """``(variable, rows at its level)`` of every ``sigma_by`` level sigma in the posterior."""
-    posterior = fit.tree["posterior"]
-    found = []
-    for card in fit.cards:
-        spec = card.residual.get(dvid)
-        if spec is None or spec.sigma_by is None:
+    posterior: xr.Dataset, data: xr.Dataset, names: set[str]
+) -> dict[str, list[tuple[str, npt.NDArray[np.bool_]]]]:
+    """``{sigma: [(level, rows at that level)]}`` of the ``sigma_by`` sigmas in the posterior.
+
+    ``sigma`` is the one-sigma name (``sigma_log_plt``); its level sigmas are
+    ``<sigma>_<level>`` with attrs ``sigma_by`` (the covariate) and ``level``.
+    """
+    found: dict[str, list[tuple[str, npt.NDArray[np.bool_]]]] = {}
+    for variable in map(str, posterior.data_vars):
+        attrs = posterior[variable].attrs
+        if "sigma_by" not in attrs:
             continue
-        column = spec.sigma_by.covariate
-        for name in sorted(names):
-            for level, (variable, _) in spec.sigmas(name).items():
-                if level is None or variable not in posterior:
-                    continue
-                if column not in data:
-                    raise DiagnosticsError(
-                        f"'{variable}' applies to subjects with {column} = {level}, but the "
-                        f"fitted data have no {column} column"
-                    )
-                found.append((variable, data[column].values.astype(str) == level))
+        column, level = str(attrs["sigma_by"]), str(attrs["level"])
+        sigma = variable.removesuffix(f"_{level}")
+        if not any(sigma == f"sigma_{kind}_{name}" for kind in _KINDS for name in names):
+            continue
+        if column not in data:
+            raise DiagnosticsError(
+                f"'{variable}' applies to subjects with {column} = {level}, but the "
+                f"observations have no {column} covariate"
+            )
+        found.setdefault(sigma, []).append((level, data[column].values.astype(str) == level))
     return found
 
 
-def goodness_of_fit(
-    fit: FitLike, dvid: str, pred: Mapping[str, npt.ArrayLike] | None = None
-) -> xr.Dataset:
+def goodness_of_fit(tree: xr.DataTree, dvid: str) -> xr.Dataset:
     """Observations with PRED, IPRED and IWRES, for the classic four GOF panels.
 
     Parameters
     ----------
-    fit
-        The fit.
+    tree
+        Fit DataTree.
     dvid
         Observation type.
-    pred
-        Population predictions (η = 0) per observation type, aligned with
-        ``obs_<dvid>``; without them the DV-vs-PRED panel is left out.
 
     Returns
     -------
     xarray.Dataset
         On dim ``obs_<dvid>``: ``dv``, ``time``, ``subject``, ``blq``, ``lloq``,
-        covariates, ``ipred``, ``iwres`` and, when given, ``pred``. Attrs ``dvid``,
+        covariates, ``ipred``, ``iwres`` and, where the posterior holds ``pred_<dvid>``,
+        ``pred`` (without it the DV-vs-PRED panel is left out). Attrs ``dvid``,
         ``units``, ``time_units``.
     """
-    data = individual_weighted_residuals(fit, dvid)
-    prediction = aligned_prediction(pred, dvid, data.sizes[f"obs_{dvid}"])
+    data = individual_weighted_residuals(tree, dvid)
+    prediction = population_prediction(tree, dvid)
     if prediction is not None:
         data["pred"] = (f"obs_{dvid}", prediction)
     data.attrs["dvid"] = dvid

@@ -13,11 +13,11 @@ import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
 
-from tpopk.diagnostics.observations import DiagnosticsError, FitLike, observations
+from tpopk.diagnostics.observations import DiagnosticsError, observations
 
 
 def individual_fits(
-    fit: FitLike,
+    tree: xr.DataTree,
     dvid: str,
     *,
     ci_prob: float = 0.9,
@@ -27,8 +27,8 @@ def individual_fits(
 
     Parameters
     ----------
-    fit
-        The fit.
+    tree
+        Fit DataTree.
     dvid
         Observation type.
     ci_prob
@@ -43,8 +43,8 @@ def individual_fits(
         padding is ``nan``): ``time``, ``dv``, ``blq``, ``ipred_median``, ``ipred_lower``,
         ``ipred_upper``. Attrs ``dvid``, ``ci_prob``, ``units``, ``time_units``.
     """
-    data = observations(fit, dvid)
-    ipred = fit.tree["posterior"][f"ipred_{dvid}"]
+    data = observations(tree, dvid)
+    ipred = tree["posterior"][f"ipred_{dvid}"]
     tails = [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2]
     band = ipred.quantile(tails, dim=("chain", "draw")).values  # (3, obs)
     subject = data["subject"].values

@@ -29,7 +29,7 @@ import xarray as xr
 from arviz_plots import PlotCollection
 from scipy import stats
 
-from tpopk.diagnostics.observations import DiagnosticsError, FitLike, observations, simulated_draws
+from tpopk.diagnostics.observations import DiagnosticsError, observations, simulated_draws
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,7 +70,7 @@ def prediction_discrepancies(
 
 
 def npde(
-    fit: FitLike,
+    tree: xr.DataTree,
     dvid: str,
     *,
     group: str = "posterior_predictive",
@@ -81,8 +81,8 @@ def npde(
 
     Parameters
     ----------
-    fit
-        The fit.
+    tree
+        Fit DataTree.
     dvid
         Observation type.
     group
@@ -101,8 +101,8 @@ def npde(
         ``p_normal`` (Shapiro-Wilk) and ``p_global`` (smallest of the three times 3,
         Bonferroni, as in the npde package).
     """
-    data = observations(fit, dvid)
-    replicates = simulated_draws(fit.tree, dvid, group, num_draws, seed)
+    data = observations(tree, dvid)
+    replicates = simulated_draws(tree, dvid, group, num_draws, seed)
     dv, blq, subject = data["dv"].values, data["blq"].values, data["subject"].values
     pde = np.full(len(dv), np.nan)
     plain = np.full(len(dv), np.nan)

@@ -26,7 +26,7 @@ from arviz_plots import PlotCollection
 from scipy import stats
 
 from tpopk.diagnostics.goodness_of_fit import individual_weighted_residuals
-from tpopk.diagnostics.observations import DiagnosticsError, FitLike, observation_types
+from tpopk.diagnostics.observations import DiagnosticsError, observation_types
 
 
 def eta_shrinkage(tree: xr.DataTree, var_names: Sequence[str] | None = None) -> xr.Dataset:
@@ -93,7 +93,7 @@ def _on_subject(eta: xr.DataArray) -> xr.DataArray:
     return eta.rename({dim: "subject"}) if dim != "subject" else eta
 
 
-def epsilon_shrinkage(fit: FitLike, dvids: Sequence[str] | None = None) -> xr.DataArray:
+def epsilon_shrinkage(tree: xr.DataTree, dvids: Sequence[str] | None = None) -> xr.DataArray:
     """ε-shrinkage ``1 - SD(IWRES)`` per observation type (BLQ observations left out).
 
     Returns
@@ -101,10 +101,10 @@ def epsilon_shrinkage(fit: FitLike, dvids: Sequence[str] | None = None) -> xr.Da
     xarray.DataArray
         Dim ``dvid``.
     """
-    dvids = list(dvids) if dvids is not None else observation_types(fit.tree)
+    dvids = list(dvids) if dvids is not None else observation_types(tree)
     values = []
     for dvid in dvids:
-        iwres = individual_weighted_residuals(fit, dvid)["iwres"].values
+        iwres = individual_weighted_residuals(tree, dvid)["iwres"].values
         values.append(1 - float(np.nanstd(iwres, ddof=1)))
     return xr.DataArray(values, dims="dvid", coords={"dvid": dvids}, name="epsilon_shrinkage")
 

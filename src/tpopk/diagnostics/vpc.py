@@ -7,7 +7,8 @@ dataset, of the same percentiles computed from the simulated values in that bin.
 
 Prediction-corrected VPC (Bergstrand, Hooker, Wallin & Karlsson, AAPS J 13:143, 2011):
 each observed and simulated value is multiplied by ``PRED_bin / PRED_ij``, with
-``PRED_ij`` the population prediction (η = 0) of that observation and ``PRED_bin`` the
+``PRED_ij`` the population prediction (η = 0) of that observation (the posterior median
+of ``pred_<dvid>``, which :func:`tpopk.inference.fit` stores) and ``PRED_bin`` the
 median PRED of its bin (their eq. 1 with lower bound 0). This removes the variability
 that comes from differing doses, covariates and times within a bin.
 
@@ -21,7 +22,7 @@ observed against its simulated interval, and drawn as a second row of panels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,9 @@ from arviz_plots import PlotCollection
 
 from tpopk.diagnostics.observations import (
     DiagnosticsError,
-    FitLike,
-    aligned_prediction,
     observation_types,
     observations,
+    population_prediction,
     simulated_draws,
 )
 
@@ -89,14 +89,14 @@ def _strata(data: xr.Dataset, dvid: str, stratify_by: Sequence[str]) -> list[tup
 
 
 def vpc(
-    fit: FitLike,
+    tree: xr.DataTree,
     dvids: Sequence[str] | None = None,
     *,
     bins: int | Sequence[float] = 8,
     percentiles: Sequence[float] = (0.05, 0.5, 0.95),
     ci_prob: float = 0.9,
     stratify_by: Sequence[str] | None = None,
-    pred: Mapping[str, npt.ArrayLike] | None = None,
+    prediction_corrected: bool = False,
     group: str = "posterior_predictive",
     num_draws: int | None = 1000,
     seed: int = 0,
@@ -105,8 +105,8 @@ def vpc(
 
     Parameters
     ----------
-    fit
-        The fit.
+    tree
+        Fit DataTree.
     dvids
         Observation types to check (default: all); each is its own stratum.
     bins
@@ -120,10 +120,10 @@ def vpc(
     stratify_by
         Subject covariates to stratify by; default ``["AGONIST"]`` when the data have an
         agonist column, else none.
-    pred
-        Population predictions (η = 0) per observation type, aligned with ``obs_<dvid>``.
-        Given, the VPC is prediction-corrected (Bergstrand et al. 2011, see the module
-        docstring): ``pcY_ij = Y_ij · PRED_bin / PRED_ij``.
+    prediction_corrected
+        Correct by the population prediction ``pred_<dvid>`` of the posterior
+        (Bergstrand et al. 2011, see the module docstring):
+        ``pcY_ij = Y_ij · PRED_bin / PRED_ij``.
     group
         Group holding the simulated replicates ``y_<dvid>``. The fitted
         ``posterior_predictive`` group simulates the same subjects with their own
@@ -144,20 +144,25 @@ def vpc(
         one per stratification covariate on ``stratum``. Undefined (BLQ) percentiles
         and empty bins are ``nan``.
     """
-    dvids = list(dvids) if dvids is not None else observation_types(fit.tree)
-    if stratify_by is None:
-        stratify_by = ["AGONIST"] if "AGONIST" in fit.events.covariates.columns else []
+    dvids = list(dvids) if dvids is not None else observation_types(tree)
     probs = np.asarray(percentiles, dtype=float)
     tails = np.array([(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
     n_bins = bins if isinstance(bins, int) else len(bins) - 1
     shape = (n_bins, len(probs))
     strata: list[dict[str, Any]] = []
+    units: dict[str, str] = {}
+    time_units = ""
     for dvid in dvids:
-        data = observations(fit, dvid)
-        sims = simulated_draws(fit.tree, dvid, group, num_draws, seed)
-        prediction = aligned_prediction(pred, dvid, data.sizes[f"obs_{dvid}"])
-        if pred is not None and prediction is None:
-            raise DiagnosticsError(f"a prediction-corrected VPC needs PRED for '{dvid}'")
+        data = observations(tree, dvid)
+        units[dvid], time_units = data.attrs["units"], data.attrs["time_units"]
+        if stratify_by is None:
+            stratify_by = ["AGONIST"] if "AGONIST" in data else []
+        sims = simulated_draws(tree, dvid, group, num_draws, seed)
+        prediction = population_prediction(tree, dvid) if prediction_corrected else None
+        if prediction_corrected and prediction is None:
+            raise DiagnosticsError(
+                f"a prediction-corrected VPC needs PRED (pred_{dvid} in the posterior)"
+            )
         lloq = np.nan_to_num(data["lloq"].values, nan=-np.inf)
         observed = np.where(data["blq"].values, -np.inf, data["dv"].values)
         simulated = np.where(sims <= lloq, -np.inf, sims)
@@ -196,17 +201,21 @@ def vpc(
                 row["bin_time"][b] = np.median(time[members])
                 row["bin_start"][b], row["bin_end"][b] = edges[b], edges[b + 1]
             strata.append(row)
-    return _as_dataset(strata, probs, stratify_by, ci_prob, group, pred is not None, fit)
+    attrs = {
+        "ci_prob": ci_prob,
+        "group": group,
+        "prediction_corrected": int(prediction_corrected),
+        "time_units": time_units,
+        **{f"units_{dvid}": unit for dvid, unit in units.items()},
+    }
+    return _as_dataset(strata, probs, list(stratify_by or ()), attrs)
 
 
 def _as_dataset(
     strata: list[dict[str, Any]],
     probs: FloatArray,
     stratify_by: Sequence[str],
-    ci_prob: float,
-    group: str,
-    corrected: bool,
-    fit: FitLike,
+    attrs: dict[str, Any],
 ) -> xr.Dataset:
     def stack(key: str) -> FloatArray:
         return np.stack([row[key] for row in strata])
@@ -240,13 +249,7 @@ def _as_dataset(
             "dvid": ("stratum", [row["dvid"] for row in strata]),
             **{c: ("stratum", [row[c] for row in strata]) for c in stratify_by},
         },
-        attrs={
-            "ci_prob": ci_prob,
-            "group": group,
-            "prediction_corrected": int(corrected),
-            "time_units": fit.events.units["TIME"],
-            **{f"units_{row['dvid']}": fit.events.units[row["dvid"]] for row in strata},
-        },
+        attrs=attrs,
     )
 
 

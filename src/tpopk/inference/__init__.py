@@ -11,8 +11,18 @@ from tpopk.inference.fitting import (
     METHODS,
     Fit,
     FitFileError,
+    compute_pred,
     fit,
     run_record,
 )
 
-__all__ = ["FIT_FORMAT", "INITS", "METHODS", "Fit", "FitFileError", "fit", "run_record"]
+__all__ = [
+    "FIT_FORMAT",
+    "INITS",
+    "METHODS",
+    "Fit",
+    "FitFileError",
+    "compute_pred",
+    "fit",
+    "run_record",
+]

@@ -2,10 +2,14 @@
 
 A fit file is the DataTree itself (netCDF ``.nc`` or ``.zarr``) with the ArviZ groups
 (posterior, sample_stats, log_likelihood, posterior_predictive, observed_data,
-constant_data), an ``events`` group holding the fitted data, and in the root attrs the
-model card (JSON), the tpopk version, the file format, the run record (seed, sampler
-settings, package versions, card and data hashes) and a SHA-256 hash of cards, data,
-run record, posterior and sample stats. :meth:`Fit.load` checks all of these and
+constant_data, predictions), an ``events`` group holding the fitted data, and in the root
+attrs the model card (JSON), the tpopk version, the file format, the run record (seed,
+sampler settings, package versions, card and data hashes) and a SHA-256 hash of cards,
+data, run record, posterior, sample stats and observed data. Every ``obs_<dvid>``
+dimension carries the observations' subject, time, DVID, BLQ/LLOQ and covariates as
+coordinates (:func:`tpopk.diagnostics.describe_observations`), and the posterior holds
+PRED (``pred_<dvid>``, :func:`compute_pred`) beside IPRED (``ipred_<dvid>``), so the
+diagnostics need the tree alone. :meth:`Fit.load` checks all of these and
 rebuilds the PyMC model, so a fit can be extended (more predictions, diagnostics)
 without the original files.
 
@@ -37,6 +41,7 @@ from pytensor.graph.replace import graph_replace
 import tpopk
 from tpopk.data import EventTable, read_events
 from tpopk.diagnostics.convergence import parameter_summary
+from tpopk.diagnostics.observations import describe_observations
 from tpopk.errors import TpopkError
 from tpopk.files import atomic_path
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
@@ -45,7 +50,9 @@ from tpopk.progress import step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
 #: 2: the hash covers the posterior and sample stats; run record.
-FIT_FORMAT = 2
+#: 3: observation coordinates on every ``obs_<dvid>`` dim, ``pred_<dvid>`` in the
+#: posterior, ``sigma_by`` attrs on level sigmas; the hash covers the observed data.
+FIT_FORMAT = 3
 
 
 def _is_approximate(tree: xr.DataTree) -> bool:
@@ -55,6 +62,12 @@ def _is_approximate(tree: xr.DataTree) -> bool:
 def _hashed_groups(tree: xr.DataTree) -> tuple[str, ...]:
     """Return the groups a fit file must hold and its hash covers (approximations: no stats)."""
     return ("posterior",) if _is_approximate(tree) else ("posterior", "sample_stats")
+
+
+def _data_groups(tree: xr.DataTree) -> tuple[str, ...]:
+    """Return the groups the hash covers: the required ones and the observed data."""
+    observed = ("observed_data",) if "observed_data" in tree.children else ()
+    return (*_hashed_groups(tree), *observed)
 
 
 Sampler = Literal["nutpie", "pymc"]
@@ -82,19 +95,21 @@ def _data_hash(events: EventTable) -> str:
 
 
 def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.DataTree) -> str:
-    """SHA-256 of what a fit is: cards, data, run record, posterior and sample stats.
+    """SHA-256 of what a fit is: cards, data, run record, posterior, sample stats, observed data.
 
-    Values are hashed as float64, which survives the netCDF round trip of every numeric
-    and boolean variable, so an edited draw is caught however it was stored.
+    Coordinates are hashed with the variables: the diagnostics read the observations'
+    times, subjects and covariates from them. Values are hashed as float64, which
+    survives the netCDF round trip of every numeric and boolean variable, so an edited
+    draw is caught however it was stored.
     """
     digest = hashlib.sha256()
     digest.update(json.dumps([c.to_toml_dict() for c in cards], sort_keys=True).encode())
     digest.update(_data_hash(events).encode())
     digest.update(str(tree.attrs.get("tpopk_run", "")).encode())
     digest.update(f"{tree.attrs.get('inference_method', 'nuts')}/{_is_approximate(tree)}".encode())
-    for group in _hashed_groups(tree):
+    for group in _data_groups(tree):
         data = tree[group].to_dataset()
-        for name in sorted(map(str, data.data_vars)):
+        for name in sorted(map(str, data.variables)):
             values = data[name].values
             digest.update(f"{group}/{name}{values.shape}".encode())
             if values.dtype.kind in "biuf":
@@ -161,7 +176,9 @@ class Fit:
     ----------
     tree
         ArviZ DataTree (``posterior``, ``sample_stats``, ``log_likelihood``,
-        ``posterior_predictive``, ``observed_data``, ``constant_data``).
+        ``posterior_predictive``, ``observed_data``, ``constant_data``), its
+        observations described by coordinates and PRED in the posterior (module
+        docstring); what :mod:`tpopk.diagnostics` reads.
     cards
         The model card(s) that were fitted: one ``pk``/``pkpd`` card, or a system card
         and agonist cards.
@@ -234,41 +251,6 @@ class Fit:
         """
         return parameter_summary(self.tree, ci_prob=ci_prob, diagnostics=not self.approximate)
 
-    def population_prediction(self, dvid: str, draws: int = 200) -> xr.DataArray:
-        """PRED: the prediction for a typical subject (every eta = 0), per observation.
-
-        Subject-level deviates are set to zero and the prediction is evaluated at up to
-        ``draws`` posterior draws (evenly thinned) of the population parameters; the
-        median over draws is returned, aligned with ``obs_<dvid>``.
-        """
-        model = self.model
-        name = f"ipred_{dvid}"
-        if name not in model.named_vars:
-            raise TpopkError(f"the model has no '{dvid}' observations")
-        population = [model[name] for name in population_variables(model)]
-        subject_level = [rv for rv in model.free_RVs if rv not in population]
-        inputs = [rv.type(name=rv.name) for rv in population]
-        replacements = dict(zip(population, inputs, strict=True))
-        replacements |= {
-            rv: pt.zeros(tuple(len(model.coords[d]) for d in model.named_vars_to_dims[rv.name]))
-            for rv in subject_level
-        }
-        (typical,) = graph_replace([model[name]], replacements, strict=False)
-        evaluate = pytensor.function(inputs, typical, mode="FAST_COMPILE", on_unused_input="ignore")
-        flat = self.posterior[[rv.name for rv in population]].stack(sample=("chain", "draw"))
-        chosen = np.linspace(0, flat.sizes["sample"] - 1, min(draws, flat.sizes["sample"]))
-        values = [
-            evaluate(*(flat[rv.name].isel(sample=int(i)).to_numpy() for rv in population))
-            for i in chosen.round()
-        ]
-        dim = f"obs_{dvid}"
-        return xr.DataArray(
-            np.median(values, axis=0),
-            dims=dim,
-            coords={dim: np.asarray(model.coords[dim])},
-            name=f"pred_{dvid}",
-        )
-
     def log_density(self, point: dict[str, np.ndarray]) -> float:
         """Joint log-density of the rebuilt model at ``point`` (unconstrained value vars)."""
         return float(self.model.compile_logp()(point))
@@ -321,7 +303,8 @@ class Fit:
             raise FitFileError(
                 f"'{path}' has fit format {attrs['tpopk_fit_format']} (tpopk "
                 f"{attrs.get('tpopk_version')}); this tpopk {tpopk.__version__} reads "
-                f"format {FIT_FORMAT}"
+                f"format {FIT_FORMAT}: refit with this tpopk, or read it with the tpopk "
+                "that wrote it"
             )
         groups = _hashed_groups(tree)
         if absent := [g for g in groups if g not in tree.children]:
@@ -333,14 +316,16 @@ class Fit:
         events = _events_from_dataset(tree["events"].to_dataset())
         if _content_hash(cards, events, tree) != attrs["tpopk_hash"]:
             raise FitFileError(
-                f"'{path}': the stored cards, data, run record, posterior or sample stats do "
-                "not match the hash written with them (the file was modified after fitting)"
+                f"'{path}': the stored cards, data, run record, posterior, sample stats or "
+                "observed data do not match the hash written with them (the file was "
+                "modified after fitting)"
             )
         del tree["events"]
         for key in ("tpopk_version", "tpopk_fit_format", "tpopk_cards", "tpopk_hash"):
             tree.attrs.pop(key, None)
         fit = cls(tree=tree, cards=cards, events=events)
         expected = {v.name for v in fit.model.free_RVs} | {v.name for v in fit.model.deterministics}
+        expected |= {f"pred_{v.name.removeprefix('y_')}" for v in fit.model.observed_RVs}
         if missing := set(map(str, fit.posterior.data_vars)) - expected:
             raise FitFileError(
                 f"'{path}': posterior variables {sorted(missing)} do not exist in the model "
@@ -468,6 +453,11 @@ def fit(
             tree, extend_inferencedata=True, random_seed=seed, progressbar=False
         )
         _simulate_new_subjects(tree, model, seed)
+    with step("fit", "population prediction (PRED)", progressbar):
+        posterior = tree["posterior"].to_dataset()
+        posterior = posterior.assign(compute_pred(model, posterior))
+    tree["posterior"] = xr.DataTree(_label_level_sigmas(posterior, loaded))
+    tree = describe_observations(tree, events)
     tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
     settings: dict[str, object] = {"method": method, "init": init}
     settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
@@ -510,6 +500,71 @@ def _approximate(
     posterior = result["posterior"].to_dataset()
     ordered = [v.name for v in (*model.free_RVs, *model.deterministics) if v.name in posterior]
     return xr.DataTree.from_dict({"posterior": posterior[ordered], **groups})
+
+
+def compute_pred(model: pm.Model, posterior: xr.Dataset) -> xr.Dataset:
+    """PRED: each observation's prediction for a typical subject (every η = 0), per draw.
+
+    The subject-level deviates of ``model`` are set to zero and each ``ipred_<dvid>`` is
+    evaluated at every draw of the population variables in ``posterior``: NONMEM's PRED
+    (typical values with the subject's covariates and doses), with the posterior's
+    uncertainty instead of at a point estimate.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``pred_<dvid>`` on ``(chain, draw, obs_<dvid>)`` for each observation type.
+    """
+    dvids = [
+        v.name.removeprefix("ipred_") for v in model.deterministics if v.name.startswith("ipred_")
+    ]
+    population = [model[name] for name in population_variables(model)]
+    subject_level = [rv for rv in model.free_RVs if rv not in population]
+    if missing := [rv.name for rv in population if rv.name not in posterior]:
+        raise TpopkError(f"the posterior lacks the population variables {missing}")
+    inputs = [rv.type(name=rv.name) for rv in population]
+    replacements = dict(zip(population, inputs, strict=True))
+    replacements |= {
+        rv: pt.zeros(tuple(len(model.coords[d]) for d in model.named_vars_to_dims[rv.name]))
+        for rv in subject_level
+    }
+    typical = graph_replace([model[f"ipred_{d}"] for d in dvids], replacements, strict=False)
+    # numba, as the sampler: one evaluation per draw, ~20x faster than FAST_COMPILE's
+    # Python ops on the study model (benchmarks/README.md, "PRED at fit time")
+    evaluate = pytensor.function(inputs, typical, mode="NUMBA", on_unused_input="ignore")
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    pred = {d: np.empty((*shape, len(model.coords[f"obs_{d}"]))) for d in dvids}
+    draws = [posterior[rv.name].to_numpy() for rv in population]
+    for index in np.ndindex(shape):
+        for dvid, value in zip(dvids, evaluate(*(v[index] for v in draws)), strict=True):
+            pred[dvid][index] = value
+    return xr.Dataset(
+        {f"pred_{d}": (("chain", "draw", f"obs_{d}"), pred[d]) for d in dvids},
+        coords={"chain": posterior["chain"], "draw": posterior["draw"]}
+        | {f"obs_{d}": np.asarray(model.coords[f"obs_{d}"]) for d in dvids},
+    )
+
+
+def _label_level_sigmas(posterior: xr.Dataset, cards: tuple[ModelCard, ...]) -> xr.Dataset:
+    """Give each ``sigma_by`` level sigma attrs ``sigma_by`` (covariate) and ``level``.
+
+    IWRES (:mod:`tpopk.diagnostics.goodness_of_fit`) reads from them which observations a
+    level sigma applies to.
+    """
+    agonists = [str(c.agonist).lower() for c in cards if c.kind == "agonist"]
+    labelled = posterior.copy()
+    for card in cards:
+        for dvid, spec in card.residual.items():
+            if spec.sigma_by is None:
+                continue
+            for name in (dvid, *(f"{dvid}_{agonist}" for agonist in agonists)):
+                for level, (variable, _) in spec.sigmas(name).items():
+                    if level is not None and variable in labelled:
+                        labelled[variable].attrs |= {
+                            "sigma_by": spec.sigma_by.covariate,
+                            "level": level,
+                        }
+    return labelled
 
 
 def _simulate_new_subjects(tree: xr.DataTree, model: pm.Model, seed: int) -> None:

@@ -43,8 +43,6 @@ INDIVIDUAL_PANELS = 12
 FIGURE_DPI = 96
 #: Probability of the credible intervals in the parameter table.
 CI_PROB = 0.9
-#: Posterior draws evaluated for PRED (η = 0), the correction of the pcVPC.
-PRED_DRAWS = 100
 
 FigureSection = Literal["convergence", "shrinkage", "vpc", "gof", "individual"]
 
@@ -396,7 +394,7 @@ def summarise_shrinkage(fit: Fit) -> tuple[Shrinkage, xr.Dataset | None]:
         if eta is not None
         else ()
     )
-    epsilon = diagnostics.epsilon_shrinkage(fit)
+    epsilon = diagnostics.epsilon_shrinkage(fit.tree)
     values = {str(d): float(epsilon.sel(dvid=d)) for d in epsilon["dvid"].values}
     return Shrinkage(eta=rows, epsilon=values), eta
 
@@ -445,13 +443,13 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
         if new_subjects
         else "the fitted subjects re-simulated with their own η (narrower than a true VPC)"
     )
-    with _step(f"population prediction (PRED) of {dvid}", progress):
-        pred = {dvid: fit.population_prediction(dvid, draws=PRED_DRAWS).values}
-    # Bergstrand's correction divides by PRED: undefined where PRED is 0 (pre-dose samples)
-    undefined = int(np.sum(~(pred[dvid] > 0)))
+    # PRED as stored at fit time. Bergstrand's correction divides by it: undefined where
+    # PRED is 0 (pre-dose samples) or where the fit holds none
+    pred = diagnostics.population_prediction(fit.tree, dvid)
+    undefined = int(np.sum(~(pred > 0))) if pred is not None else 0
     with _step(f"VPC and pcVPC of {dvid}", progress):
-        for corrected in (False, True) if not undefined else (False,):
-            check = diagnostics.vpc(fit, [dvid], group=group, pred=pred if corrected else None)
+        for corrected in (False, True) if pred is not None and not undefined else (False,):
+            check = diagnostics.vpc(fit.tree, [dvid], group=group, prediction_corrected=corrected)
             kind = "prediction-corrected VPC" if corrected else "VPC"
             caption = (
                 f"Observed 5th, 50th and 95th percentiles per time bin (points) against the "
@@ -469,7 +467,7 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 encode_figure(diagnostics.plot_vpc(check), "vpc", f"{kind}: {dvid}", caption)
             )
     with _step(f"goodness of fit of {dvid}", progress):
-        gof = diagnostics.goodness_of_fit(fit, dvid, pred=pred)
+        gof = diagnostics.goodness_of_fit(fit.tree, dvid)
         figures.append(
             encode_figure(
                 diagnostics.plot_goodness_of_fit(gof),
@@ -480,9 +478,9 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
             )
         )
     with _step(f"individual fits of {dvid}", progress):
-        subjects = diagnostics.observations(fit, dvid)["subject"].values.tolist()
+        subjects = diagnostics.observations(fit.tree, dvid)["subject"].values.tolist()
         chosen = list(dict.fromkeys(subjects))[:INDIVIDUAL_PANELS]
-        panels = diagnostics.individual_fits(fit, dvid, subjects=chosen)
+        panels = diagnostics.individual_fits(fit.tree, dvid, subjects=chosen)
         figures.append(
             encode_figure(
                 diagnostics.plot_individual_fits(panels),
