@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # tpopk.inference's METHODS and INITS, repeated so that `tpopk --help` does not import PyMC
 FIT_METHODS = ("nuts", "pathfinder", "laplace")
 FIT_INITS = ("support", "pathfinder")
+FIT_MASS_MATRICES = ("diag", "draw_diag", "low_rank")
 
 # Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage),
 # 130 interrupted (Ctrl-C), 141 output pipe closed (as for a process killed by SIGPIPE).
@@ -66,6 +67,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         progressbar=not args.quiet,
         method=args.method,
         init=args.init,
+        target_accept=args.target_accept,
+        max_treedepth=args.max_treedepth,
+        mass_matrix=args.mass_matrix,
     )
     path = result.save(args.out)
     print(f"wrote {path} ({_draws_origin(result)})")
@@ -338,6 +342,17 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    """Argparse type: a number strictly between 0 and 1, else a usage error saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Help that shows each option's default, where it has one worth showing."""
 
@@ -408,6 +423,27 @@ def _parser() -> argparse.ArgumentParser:
         default="support",
         help="where NUTS chains start: support (PyMC's jittered support point) or "
         "pathfinder (a Pathfinder draw per chain; runs Pathfinder first)",
+    )
+    p.add_argument(
+        "--target-accept",
+        type=_fraction,
+        default=0.9,
+        help="NUTS target acceptance rate, in (0, 1); raise it (0.95, 0.99) if there are "
+        "divergences: smaller steps, more of them",
+    )
+    p.add_argument(
+        "--max-treedepth",
+        type=_at_least(1),
+        default=10,
+        help="largest NUTS tree depth: at most 2^depth leapfrog steps per draw",
+    )
+    p.add_argument(
+        "--mass-matrix",
+        choices=FIT_MASS_MATRICES,
+        default="diag",
+        help="nutpie's mass-matrix adaptation: diag (from draws and gradients), draw_diag "
+        "(from draws only, as Stan and PyMC) or low_rank (diagonal plus a low-rank part "
+        "for correlated parameters; experimental in nutpie); --sampler pymc takes diag only",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=_cmd_fit)

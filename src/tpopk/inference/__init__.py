@@ -8,6 +8,7 @@ cached numba functions.
 from tpopk.inference.fitting import (
     FIT_FORMAT,
     INITS,
+    MASS_MATRICES,
     METHODS,
     Fit,
     FitFileError,
@@ -15,4 +16,13 @@ from tpopk.inference.fitting import (
     run_record,
 )
 
-__all__ = ["FIT_FORMAT", "INITS", "METHODS", "Fit", "FitFileError", "fit", "run_record"]
+__all__ = [
+    "FIT_FORMAT",
+    "INITS",
+    "MASS_MATRICES",
+    "METHODS",
+    "Fit",
+    "FitFileError",
+    "fit",
+    "run_record",
+]
