@@ -167,6 +167,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tpopk.data import read_events
+    from tpopk.inference import Fit
+    from tpopk.simulate.predict import predict, write_predictions
+
+    _check_out(args.out, (".csv",))
+    if args.fit is not None and args.model:
+        raise TpopkError("--fit brings its cards: give --fit or --model, not both")
+    table = predict(
+        read_events(args.data, require_units=True),
+        args.model or (),
+        params=args.params,
+        fit=None if args.fit is None else Fit.load(args.fit),
+        grid_step=args.grid,
+        grid_points=args.grid_points,
+        draws=args.draws,
+    )
+    path = write_predictions(table, args.out)
+    predicted = int(table["PRED"].notnull().sum())
+    print(f"wrote {path}: {predicted} predictions from {table.attrs['source']}")
+    return 0
+
+
 def _finite(value: float) -> float | None:
     """Return the number for JSON, or ``None`` (null) if it is infinite or undefined."""
     return value if math.isfinite(value) else None
@@ -342,6 +365,17 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive(text: str) -> float:
+    """Argparse type: a positive finite number, else a usage error saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     """Argparse type: a number strictly between 0 and 1, else a usage error saying so."""
     try:
@@ -461,6 +495,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
     p.add_argument("--out", required=True, help="event dataset to write (CSV)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "predict",
+        help="PRED and IPRED for every observation record (and a dense grid), from a fit, "
+        "a file of typical values or the cards' own",
+    )
+    p.add_argument("data", help="event dataset (CSV with its units sidecar)")
+    p.add_argument("--model", action="append", help="model card(s); or --fit")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--params",
+        help='typical values (TOML: cl = { value = 2.5, unit = "L/h" }); '
+        "default: the cards' own (each prior's median)",
+    )
+    source.add_argument(
+        "--fit",
+        help="fit file: its posterior's median prediction and 5%%/95%% quantiles; IPRED "
+        "from each fitted subject's deviates (by ID)",
+    )
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--grid", type=_positive, metavar="HOURS", help="also predict every HOURS (EVID 2 rows)"
+    )
+    grid.add_argument(
+        "--grid-points",
+        type=_at_least(2),
+        metavar="N",
+        help="also predict at N evenly spaced times per subject (EVID 2 rows)",
+    )
+    p.add_argument(
+        "--draws", type=_at_least(1), default=200, help="posterior draws used with --fit"
+    )
+    p.add_argument("--out", required=True, help="predictions to write (CSV)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("compare", help="compare the arms of a trial from a fit's posterior")
     p.add_argument("fit", help="fit file (.nc or .zarr)")
