@@ -8,8 +8,9 @@ parameter values, and returns the records with their predictions added:
 - ``IPRED``: the subject's own prediction, with its deviates from a fit (matched by
   ``ID``); without a fit no deviate is known and ``IPRED`` equals ``PRED``.
 
-Parameter values come from a fit (its posterior draws: the median prediction and the
-5% and 95% quantiles over draws, ``PRED_Q5`` ... ``IPRED_Q95``), from a TOML file of
+Parameter values come from a fit (its posterior draws: the median prediction and an
+equal-tailed interval over draws, by default ``PRED_Q5``, ``PRED_Q95``, ``IPRED_Q5`` and
+``IPRED_Q95``), from a TOML file of
 typical values (:func:`read_parameters`), or, with neither, the cards' own typical values
 (each prior's median). Predictions are evaluated with the NumPy form of the fitted model
 (:mod:`tpopk.model.structural`): closed-form PK and the platelet solver, never a second
@@ -38,8 +39,8 @@ from pytensor.graph.replace import graph_replace
 from tpopk.data import EventTable, read_events
 from tpopk.data.files import write_records
 from tpopk.data.units import canonical_unit
+from tpopk.diagnostics.observations import FitLike
 from tpopk.errors import TpopkError
-from tpopk.inference import Fit
 from tpopk.inference.fitting import _is_subject_level
 from tpopk.model import ModelCard, load_card
 from tpopk.model.build import (
@@ -59,8 +60,6 @@ Rows = tuple[NDArray[np.int64], NDArray[np.int64], FloatArray]
 Individual = tuple[dict[str, dict[str, Any]], dict[str, Any]]
 Evaluate = Callable[[Mapping[str, FloatArray], Mapping[str, FloatArray] | None], Individual]
 
-#: Quantiles over posterior draws written beside the median (``PRED_Q5``, ``PRED_Q95``).
-QUANTILES: Final = (0.05, 0.95)
 #: EVID of the rows a dense time grid adds (NONMEM's "other event": no dose, no DV).
 GRID_EVID: Final = 2
 
@@ -94,10 +93,11 @@ def predict(
     cards: ModelCard | str | Path | Sequence[ModelCard | str | Path] = (),
     *,
     params: str | Path | Mapping[str, Any] | None = None,
-    fit: Fit | None = None,
+    fit: FitLike | None = None,
     grid_step: float | None = None,
     grid_points: int | None = None,
     draws: int = 200,
+    ci_prob: float = 0.9,
 ) -> xr.Dataset:
     """Predict every observation record of ``events`` (and a dense grid, if asked).
 
@@ -121,6 +121,9 @@ def predict(
         times. At most one of the two.
     draws
         Posterior draws used (evenly thinned) with ``fit``.
+    ci_prob
+        Probability of the equal-tailed interval over draws with ``fit``: 0.9 writes
+        the 5% and 95% quantiles (``PRED_Q5``, ``PRED_Q95``, ...).
 
     Returns
     -------
@@ -128,8 +131,8 @@ def predict(
         One entry per record on dim ``record`` (the canonical columns of
         :attr:`EventTable.frame`, grid rows sorted in by ``ID`` and ``TIME``), plus
         ``PRED`` and ``IPRED`` in each row's ``DVID`` unit (NaN on other rows) and, with
-        ``fit``, their ``_Q5`` and ``_Q95`` quantiles over draws. Attrs: ``source`` of
-        the parameters, ``draws`` and ``units`` (JSON).
+        ``fit``, their interval's quantiles over draws (``PRED_Q5`` ...). Attrs:
+        ``source`` of the parameters, ``draws``, ``ci_prob`` and ``units`` (JSON).
     """
     if fit is not None and params is not None:
         raise PredictionError("give parameters from a fit or from a file, not both")
@@ -141,6 +144,9 @@ def predict(
         raise PredictionError("give the model cards (or a fit) to predict with")
     if draws < 1:
         raise PredictionError(f"draws must be at least 1, not {draws}")
+    if not 0 < ci_prob < 1:
+        raise PredictionError(f"ci_prob must lie strictly between 0 and 1, not {ci_prob}")
+    quantiles = ((1 - ci_prob) / 2, (1 + ci_prob) / 2)
     events = events if isinstance(events, EventTable) else read_events(events)
     study = arrange_study(loaded, events)
     arrays = events.subject_arrays()
@@ -167,17 +173,18 @@ def predict(
     else:
         missing = ~np.isin(table["ID"].to_numpy(), known)
         for name, stack in (("PRED", np.stack(pred)), ("IPRED", np.stack(ipred))):
-            summary = np.quantile(stack, [0.5, *QUANTILES], axis=0)  # NaN off predicted rows
+            summary = np.quantile(stack, [0.5, *quantiles], axis=0)  # NaN off predicted rows
             if name == "IPRED":
                 summary[:, missing] = np.nan
             table[name] = summary[0]
-            for q, values in zip(QUANTILES, summary[1:], strict=True):
-                table[f"{name}_Q{round(100 * q)}"] = values
+            for q, values in zip(quantiles, summary[1:], strict=True):
+                table[f"{name}_Q{100 * q:.3g}"] = values
     result = xr.Dataset.from_dataframe(table.reset_index(drop=True).rename_axis("record"))
     for column in result.data_vars:
         if result[column].dtype == object:
             result[column] = result[column].astype(str)
-    result.attrs |= {"source": source, "draws": len(population), "units": _json(units)}
+    result.attrs |= {"source": source, "draws": len(population), "ci_prob": ci_prob}
+    result.attrs["units"] = _json(units)
     return result
 
 
@@ -405,7 +412,7 @@ def _parameter_draws(
     model: pm.Model,
     study: Study,
     params: str | Path | Mapping[str, Any] | None,
-    fit: Fit | None,
+    fit: FitLike | None,
     draws: int,
 ) -> tuple[list[dict[str, FloatArray]], list[dict[str, FloatArray]] | None, NDArray[np.int64], str]:
     """Return population values and subject deviates (a fit only) per draw.
@@ -422,7 +429,7 @@ def _parameter_draws(
             )
         source = "parameter values" if isinstance(params, Mapping) else f"parameters {params}"
         return [_typical_values(model, study, params)], None, np.array([], np.int64), source
-    posterior = fit.posterior
+    posterior = fit.tree["posterior"].to_dataset()
     names = _population_names(model)
     if missing := [n for n in names if n not in posterior]:
         raise PredictionError(f"the fit's posterior lacks population variables {missing}")
