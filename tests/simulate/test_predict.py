@@ -283,3 +283,21 @@ def test_cli_needs_cards_or_a_fit(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["predict", str(data), "--out", str(tmp_path / "p.csv")]) == 2
     assert "give the model cards (or a fit)" in capsys.readouterr().err
     assert isinstance(PredictionError("x"), TpopkError)
+
+
+def test_cross_agonist_study_matches_the_fitted_graph() -> None:
+    # system card + agonist cards: suffixed parameters, the agonist coordinate, one solver
+    from tpopk.model import build_model
+    from tpopk.simulate import synthetic
+
+    agonists = ["eltrombopag", "romiplostim"]
+    cards = synthetic.library_cards(agonists, Path(__file__).parents[2] / "models")
+    design = synthetic.design_itp_study(agonists, 1, seed=1)
+    events = read_events(design, units=synthetic.UNITS)
+    table = predict(events, cards)
+    values = synthetic.prior_quantile(build_model(cards, events))
+    typical = synthetic.known_fit(cards, events, values)
+    for dvid in ("conc", "plt"):
+        mine = ((table["EVID"] == 0) & (table["DVID"] == dvid)).values
+        graph = typical.population_prediction(dvid, draws=1).values
+        np.testing.assert_allclose(table["PRED"].values[mine], graph, rtol=1e-9)
