@@ -301,3 +301,12 @@ def test_cross_agonist_study_matches_the_fitted_graph() -> None:
         mine = ((table["EVID"] == 0) & (table["DVID"] == dvid)).values
         graph = typical.population_prediction(dvid, draws=1).values
         np.testing.assert_allclose(table["PRED"].values[mine], graph, rtol=1e-9)
+
+
+def test_observation_records_without_dv_are_predicted_too() -> None:
+    frame = _oral()
+    frame["MDV"] = np.where(frame["EVID"] == 1, 1, 0)
+    frame.loc[2, ["DV", "MDV"]] = [np.nan, 1]  # a sampling time to predict, not observed
+    table = predict(read_events(frame, units=UNITS), GENERIC / "oral_1cmt.toml")
+    assert np.isfinite(table["PRED"].values[1:]).all()
+    assert np.isnan(table["PRED"].values[0])  # the dose record
