@@ -204,6 +204,9 @@ def test_bad_requests_are_refused() -> None:
         predict(events, card, grid_points=1)
     with pytest.raises(PredictionError, match="give the model cards"):
         predict(events)
+    in_days = read_events(_oral(), units=UNITS | {"TIME": "d"})
+    with pytest.raises(PredictionError, match=r"TIME in h .* the data declare 'd'"):
+        predict(in_days, card)
 
 
 def test_iv_dose_into_the_central_compartment_of_an_oral_model_waits_for_issue_27_item_2() -> None:

@@ -148,6 +148,12 @@ def predict(
         raise PredictionError(f"ci_prob must lie strictly between 0 and 1, not {ci_prob}")
     quantiles = ((1 - ci_prob) / 2, (1 + ci_prob) / 2)
     events = events if isinstance(events, EventTable) else read_events(events)
+    if events.units["TIME"] != "h":
+        # the cards' rate constants and the grid step are per hour
+        raise PredictionError(
+            f"predictions need TIME in h (the cards' time unit); the data declare "
+            f"'{events.units['TIME']}'"
+        )
     study = arrange_study(loaded, events)
     arrays = events.subject_arrays()
     for drug in study.drugs:
