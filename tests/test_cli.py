@@ -173,11 +173,54 @@ def test_fit_method_and_init_are_checked_by_argparse(capsys: pytest.CaptureFixtu
 
 
 def test_fit_choices_are_the_methods_of_fit() -> None:
-    from tpopk.cli import FIT_INITS, FIT_METHODS
-    from tpopk.inference import INITS, METHODS
+    from tpopk.cli import FIT_INITS, FIT_MASS_MATRICES, FIT_METHODS
+    from tpopk.inference import INITS, MASS_MATRICES, METHODS
 
     assert FIT_METHODS == METHODS
     assert FIT_INITS == INITS
+    assert FIT_MASS_MATRICES == MASS_MATRICES
+
+
+def test_fit_passes_sampler_options_to_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpopk.inference
+
+    seen: dict[str, object] = {}
+
+    def record(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise tpopk.inference.FitFileError("stop")
+
+    monkeypatch.setattr(tpopk.inference, "fit", record)
+    out = str(tmp_path / "fit.nc")
+    args = ["fit", THEOPHYLLINE, "--model", ORAL, "--out", out]
+    main([*args, "--target-accept", "0.95", "--max-treedepth", "6", "--mass-matrix", "low_rank"])
+    assert (seen["target_accept"], seen["max_treedepth"], seen["mass_matrix"]) == (
+        0.95,
+        6,
+        "low_rank",
+    )
+    main(args)
+    assert (seen["target_accept"], seen["max_treedepth"], seen["mass_matrix"]) == (0.9, 10, "diag")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--target-accept", "1.2"], "expected a number between 0 and 1, got 1.2"),
+        (["--target-accept", "high"], "expected a number, got 'high'"),
+        (["--max-treedepth", "0"], "expected an integer ≥ 1, got 0"),
+        (["--mass-matrix", "dense"], "invalid choice"),
+    ],
+)
+def test_bad_sampler_options_are_usage_errors(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "data.csv", "--model", CARD, "--out", "fit.nc", *option])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 THEOPHYLLINE = str(ROOT / "src" / "tpopk" / "datasets" / "theo_sd.csv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 # tpopk.inference's METHODS and INITS, repeated so that `tpopk --help` does not import PyMC
 FIT_METHODS = ("nuts", "pathfinder", "laplace")
 FIT_INITS = ("support", "pathfinder")
+FIT_MASS_MATRICES = ("diag", "draw_diag", "low_rank")
 
 # Exit codes: 0 success, 1 failure while working, 2 invalid input (data, card, usage),
 # 130 interrupted (Ctrl-C), 141 output pipe closed (as for a process killed by SIGPIPE).
@@ -63,6 +65,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         progressbar=not args.quiet,
         method=args.method,
         init=args.init,
+        target_accept=args.target_accept,
+        max_treedepth=args.max_treedepth,
+        mass_matrix=args.mass_matrix,
     )
     path = result.save(args.out)
     print(f"wrote {path} ({_draws_origin(result)})")
@@ -160,6 +165,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     write_events(events, out)
     kind = "prior" if fitted is None else "posterior"
     print(f"wrote {out} ({kind} predictive, {events.describe().splitlines()[0]})")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tpopk.data import read_events
+    from tpopk.inference import Fit
+    from tpopk.simulate.predict import predict, write_predictions
+
+    _check_out(args.out, (".csv",))
+    if args.fit is not None and args.model:
+        raise TpopkError("--fit brings its cards: give --fit or --model, not both")
+    table = predict(
+        read_events(args.data, require_units=True),
+        args.model or (),
+        params=args.params,
+        fit=None if args.fit is None else Fit.load(args.fit),
+        grid_step=args.grid,
+        grid_points=args.grid_points,
+        draws=args.draws,
+    )
+    path = write_predictions(table, args.out)
+    predicted = int(table["PRED"].notnull().sum())
+    print(f"wrote {path}: {predicted} predictions from {table.attrs['source']}")
     return 0
 
 
@@ -261,6 +289,28 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive(text: str) -> float:
+    """Argparse type: a positive finite number, else a usage error saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """Argparse type: a number strictly between 0 and 1, else a usage error saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Help that shows each option's default, where it has one worth showing."""
 
@@ -332,6 +382,27 @@ def _parser() -> argparse.ArgumentParser:
         help="where NUTS chains start: support (PyMC's jittered support point) or "
         "pathfinder (a Pathfinder draw per chain; runs Pathfinder first)",
     )
+    p.add_argument(
+        "--target-accept",
+        type=_fraction,
+        default=0.9,
+        help="NUTS target acceptance rate, in (0, 1); raise it (0.95, 0.99) if there are "
+        "divergences: smaller steps, more of them",
+    )
+    p.add_argument(
+        "--max-treedepth",
+        type=_at_least(1),
+        default=10,
+        help="largest NUTS tree depth: at most 2^depth leapfrog steps per draw",
+    )
+    p.add_argument(
+        "--mass-matrix",
+        choices=FIT_MASS_MATRICES,
+        default="diag",
+        help="nutpie's mass-matrix adaptation: diag (from draws and gradients), draw_diag "
+        "(from draws only, as Stan and PyMC) or low_rank (diagonal plus a low-rank part "
+        "for correlated parameters; experimental in nutpie); --sampler pymc takes diag only",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=_cmd_fit)
 
@@ -348,6 +419,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
     p.add_argument("--out", required=True, help="event dataset to write (CSV)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "predict",
+        help="PRED and IPRED for every observation record (and a dense grid), from a fit, "
+        "a file of typical values or the cards' own",
+    )
+    p.add_argument("data", help="event dataset (CSV with its units sidecar)")
+    p.add_argument("--model", action="append", help="model card(s); or --fit")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--params",
+        help='typical values (TOML: cl = { value = 2.5, unit = "L/h" }); '
+        "default: the cards' own (each prior's median)",
+    )
+    source.add_argument(
+        "--fit",
+        help="fit file: its posterior's median prediction and 5%%/95%% quantiles; IPRED "
+        "from each fitted subject's deviates (by ID)",
+    )
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--grid", type=_positive, metavar="HOURS", help="also predict every HOURS (EVID 2 rows)"
+    )
+    grid.add_argument(
+        "--grid-points",
+        type=_at_least(2),
+        metavar="N",
+        help="also predict at N evenly spaced times per subject (EVID 2 rows)",
+    )
+    p.add_argument(
+        "--draws", type=_at_least(1), default=200, help="posterior draws used with --fit"
+    )
+    p.add_argument("--out", required=True, help="predictions to write (CSV)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("compare", help="compare the arms of a trial from a fit's posterior")
     p.add_argument("fit", help="fit file (.nc or .zarr)")

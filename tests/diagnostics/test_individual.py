@@ -38,3 +38,51 @@ def test_plot_draws_one_panel_per_subject_with_blq_hollow(censored):
         assert len(axes.lines) == 1
         assert axes.get_yscale() == "log"
     assert blq.any()
+
+
+@pytest.fixture
+def observed_prior_fit(prior_fit):
+    """The prior fit of the generic PK/turnover card, with its observed data."""
+    import xarray as xr
+
+    from tpopk.inference import Fit
+
+    arrays = prior_fit.events.subject_arrays()
+    observed = {}
+    for dvid in ("conc", "plt"):
+        where = np.flatnonzero(arrays.obs_dvid == dvid)
+        dim = f"obs_{dvid}"
+        observed[f"y_{dvid}"] = xr.DataArray(arrays.obs_dv[where], {dim: where}, dim)
+    tree = prior_fit.tree.copy()
+    tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
+    return Fit(tree=tree, cards=prior_fit.cards, events=prior_fit.events)
+
+
+@pytest.mark.xdist_group("fits")
+def test_dense_grid_is_ipred_between_the_observations(observed_prior_fit):
+    from tpopk.simulate.predict import predict
+
+    prior_fit = observed_prior_fit
+    fits = individual_fits(prior_fit, "plt", subjects=[2, 1], grid_points=25, draws=40)
+    assert fits.sizes == {"subject": 2, "point": 1, "grid": 25}
+    np.testing.assert_allclose(fits["grid_time"].sel(subject=2), np.linspace(0.0, 48.0, 25))
+    # the grid's last point is the observation at 48 h: the same draws, the same band
+    # (to the platelet solver's accuracy, 1e-3: the grid's times move its steps, and some
+    # prior draws turn over fast)
+    table = predict(prior_fit.events, fit=prior_fit, draws=40, ci_prob=0.9)
+    at_48 = (table["EVID"] == 0) & (table["DVID"] == "plt") & (table["ID"] == 2)
+    last = fits.sel(subject=2).isel(grid=-1)
+    expected = {"grid_median": "IPRED", "grid_upper": "IPRED_Q95", "grid_lower": "IPRED_Q5"}
+    for name, column in expected.items():
+        np.testing.assert_allclose(last[name], table[column].values[at_48.values], rtol=3e-3)
+    # the grid curve passes through the posterior median of ipred at the observation
+    np.testing.assert_allclose(
+        last["grid_median"], fits["ipred_median"].sel(subject=2).isel(point=0), rtol=2e-3
+    )
+    figure = plot_individual_fits(fits, log_y=True).viz["figure"].item()
+    assert [len(axes.lines[0].get_xdata()) for axes in figure.axes] == [25, 25]
+
+
+def test_dense_grid_needs_the_cards(synthetic):
+    with pytest.raises(DiagnosticsError, match="needs the fit's model cards"):
+        individual_fits(synthetic.fit, "conc", subjects=[1], grid_points=10)

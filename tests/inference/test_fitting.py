@@ -228,6 +228,65 @@ def test_unknown_method_or_init_is_named() -> None:
         fit(card, load_theophylline(), method="laplace", init="pathfinder")
 
 
+def test_sampler_settings_reach_nutpie_and_the_run_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tpopk.inference.fitting as fitting
+    from tpopk.datasets import load_theophylline
+
+    seen: dict[str, object] = {}
+
+    def stop(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("stop before sampling")
+
+    monkeypatch.setattr(fitting, "sample_nutpie", stop)
+    with pytest.raises(RuntimeError, match="stop before sampling"):
+        fitting.fit(
+            GENERIC / "oral_1cmt.toml",
+            load_theophylline(),
+            target_accept=0.97,
+            max_treedepth=7,
+            mass_matrix="low_rank",
+        )
+    assert (seen["target_accept"], seen["maxdepth"], seen["adaptation"]) == (0.97, 7, "low_rank")
+
+
+def test_bad_sampler_settings_are_named() -> None:
+    from tpopk.datasets import load_theophylline
+    from tpopk.inference import fit
+
+    card, data = GENERIC / "oral_1cmt.toml", load_theophylline()
+    with pytest.raises(TpopkError, match="mass_matrix must be one of diag, draw_diag, low_rank"):
+        fit(card, data, mass_matrix="dense")  # type: ignore[arg-type]
+    with pytest.raises(TpopkError, match="needs sampler='nutpie'"):
+        fit(card, data, sampler="pymc", mass_matrix="low_rank")
+    with pytest.raises(TpopkError, match="target_accept must lie strictly between 0 and 1"):
+        fit(card, data, target_accept=1.0)
+    with pytest.raises(TpopkError, match="max_treedepth must be at least 1"):
+        fit(card, data, max_treedepth=0)
+
+
+@pytest.mark.slow
+def test_low_rank_mass_matrix_samples_and_is_recorded() -> None:
+    from tpopk.datasets import load_theophylline
+    from tpopk.inference import fit
+
+    result = fit(
+        GENERIC / "oral_1cmt.toml",
+        load_theophylline(),
+        draws=30,
+        tune=50,
+        chains=1,
+        mass_matrix="low_rank",
+        target_accept=0.95,
+        progressbar=False,
+    )
+    run = result.run
+    assert run is not None
+    settings = (run["mass_matrix"], run["target_accept"], run["max_treedepth"])
+    assert settings == ("low_rank", 0.95, 10)
+    assert result.posterior.sizes["draw"] == 30
+
+
 @pytest.fixture(scope="module", params=["pathfinder", "laplace"])
 def approximate_fit(request: pytest.FixtureRequest) -> Fit:
     from tpopk.inference import fit

@@ -172,6 +172,32 @@ def test_doses_on_a_lattice_superpose_as_the_general_closed_form(card: str, inte
         )
 
 
+def test_doses_after_every_requested_time_add_nothing() -> None:
+    """A lattice of daily doses that goes on past the last time asked for (PK sampled in
+    the first days of a longer course) superposes as the general closed form."""
+    from tpopk.model.structural import Dosing, Drug
+    from tpopk.pk import PK_MODELS, concentration
+
+    card = load_card(MODELS / "generic" / "oral_1cmt.toml")
+    n, slots = 2, 10
+    time = np.broadcast_to(24.0 * np.arange(slots), (n, slots)).copy()
+    amount, zeros = np.full((n, slots), 50.0), np.zeros((n, slots))
+    dosing = Dosing(time, amount, zeros, zeros.astype(np.int64), zeros, zeros, amount > 0)
+    drug = Drug(card, np.arange(n), dosing)
+    params = {"ka": np.array([0.7, 1.4]), "cl": np.array([3.0, 6.0]), "v": np.array([30.0, 50.0])}
+    rows, t = np.array([0, 0, 1, 1]), np.array([1.0, 30.0, 2.0, 50.0])  # days 1-3 only
+    fast = concentration_at(drug, params, rows, t, "mg/L", np)
+    pk = PK_MODELS["oral_1cmt"]
+    full = concentration(
+        pk,
+        {k: v[rows][:, None] for k, v in params.items()},
+        *(x[rows][:, None] for x in (time, amount, zeros, zeros.astype(np.int64), zeros)),
+        t[:, None],
+        xp=np,
+    )
+    np.testing.assert_allclose(fast, full.ravel(), rtol=1e-12)
+
+
 def test_observations_and_stage_times_share_one_lattice_evaluation() -> None:
     """PK observations ([N] rows and times) and solver stage times ([S, G]) asked for
     together give what each gives alone through the general closed form."""

@@ -1,7 +1,9 @@
 """Individual fits: each subject's observations with its individual prediction and band.
 
-The prediction is the posterior of ``ipred_<dvid>``, which the model evaluates at the
-observation times only, so the band joins those times with straight lines.
+At the observations the prediction is the posterior of ``ipred_<dvid>``. Joined by
+straight lines those points misdraw a profile sampled sparsely (a weekly dose sampled
+once a week draws a zigzag), so given ``predictions`` on a dense time grid from the same
+posterior draws (:func:`tpopk.predict` with ``grid_points``) the curve is drawn through them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def individual_fits(
     *,
     ci_prob: float = 0.9,
     subjects: Sequence[int] | None = None,
+    predictions: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """Observations and individual predictions per subject, padded to a common length.
 
@@ -35,13 +38,19 @@ def individual_fits(
         Probability of the equal-tailed credible band of IPRED.
     subjects
         Subject IDs to keep (default all, in data order).
+    predictions
+        A :func:`tpopk.predict` table of these subjects from the same fit, with
+        ``grid_points`` and the same ``ci_prob``: its grid rows (``EVID`` 2) draw the
+        IPRED curve; ``None``: the curve joins the observations.
 
     Returns
     -------
     xarray.Dataset
         Dims ``subject`` (IDs) and ``point`` (the subject's observations in time order;
         padding is ``nan``): ``time``, ``dv``, ``blq``, ``ipred_median``, ``ipred_lower``,
-        ``ipred_upper``. Attrs ``dvid``, ``ci_prob``, ``units``, ``time_units``.
+        ``ipred_upper``; with ``predictions``, on dims ``subject`` and ``grid`` also
+        ``grid_time``, ``grid_median``, ``grid_lower``, ``grid_upper``. Attrs ``dvid``,
+        ``ci_prob``, ``units``, ``time_units``.
     """
     data = observations(tree, dvid)
     ipred = tree["posterior"][f"ipred_{dvid}"]
@@ -62,7 +71,7 @@ def individual_fits(
         return out
 
     dims = ("subject", "point")
-    return xr.Dataset(
+    fits = xr.Dataset(
         {
             "time": (dims, padded(data["time"].values)),
             "dv": (dims, padded(data["dv"].values)),
@@ -74,6 +83,47 @@ def individual_fits(
         coords={"subject": chosen, "point": np.arange(width)},
         attrs={"dvid": dvid, "ci_prob": ci_prob, **data.attrs},
     )
+    if predictions is None:
+        return fits
+    return fits.merge(_grid_predictions(predictions, dvid, chosen, ci_prob))
+
+
+def _grid_predictions(
+    table: xr.Dataset, dvid: str, subjects: list[int], ci_prob: float
+) -> xr.Dataset:
+    """IPRED median and band of ``subjects`` on the table's grid (dims subject, grid)."""
+    # imported here: tpopk.simulate imports the inference package, which imports diagnostics
+    from tpopk.simulate.predict import GRID_EVID
+
+    rows = (table["EVID"] == GRID_EVID) & (table["DVID"] == dvid) & table["ID"].isin(subjects)
+    grid = table.where(rows, drop=True)
+    counts = {who: int((grid["ID"] == who).sum()) for who in subjects}
+    points = set(counts.values())
+    if len(points) != 1 or 0 in points:
+        raise DiagnosticsError(
+            f"the predictions need the same number of '{dvid}' grid times for every subject "
+            f"shown; they have {counts}"
+        )
+    (points_each,) = points
+    order = np.argsort(
+        [subjects.index(int(i)) for i in grid["ID"].values], kind="stable"
+    )  # the panels' order
+    lower, upper = (f"IPRED_Q{100 * q:.3g}" for q in ((1 - ci_prob) / 2, (1 + ci_prob) / 2))
+    shape = (len(subjects), points_each)
+    dims = ("subject", "grid")
+
+    def block(name: str) -> np.ndarray:
+        return np.asarray(grid[name].values[order], dtype=float).reshape(shape)
+
+    return xr.Dataset(
+        {
+            "grid_time": (dims, block("TIME")),
+            "grid_lower": (dims, block(lower)),
+            "grid_median": (dims, block("IPRED")),
+            "grid_upper": (dims, block(upper)),
+        },
+        coords={"subject": subjects, "grid": np.arange(points_each)},
+    )
 
 
 def _draw_subject(
@@ -82,16 +132,23 @@ def _draw_subject(
     *,
     time: xr.DataArray,
     blq: xr.DataArray,
+    curve_time: xr.DataArray,
     lower: xr.DataArray,
     median: xr.DataArray,
     upper: xr.DataArray,
+    log_y: bool,
 ) -> list[Any]:
     """Band and median of IPRED, observed points, BLQ points (at the LLOQ) hollow."""
     t, y, censored = time.values, da.values, blq.values.astype(bool)
+    curves = [np.asarray(c.values, dtype=float) for c in (lower, median, upper)]
+    if log_y:  # a zero (before the first dose) has no place on a log axis
+        curves = [np.where(c > 0, c, np.nan) for c in curves]
     artists: list[Any] = [
-        target.fill_between(t, lower.values, upper.values, alpha=0.3, color="C0", linewidth=0)
+        target.fill_between(
+            curve_time.values, curves[0], curves[2], alpha=0.3, color="C0", linewidth=0
+        )
     ]
-    artists += target.plot(t, median.values, color="C0")
+    artists += target.plot(curve_time.values, curves[1], color="C0")
     artists.append(target.scatter(t[~censored], y[~censored], s=12, color="k", zorder=3))
     if censored.any():
         artists.append(
@@ -109,11 +166,13 @@ def plot_individual_fits(
     Parameters
     ----------
     fits_data
-        Output of :func:`individual_fits` (select subjects there to keep the grid small).
+        Output of :func:`individual_fits` (select subjects there to keep the grid small);
+        its dense grid, when it has one, draws the median and band.
     col_wrap
         Panels per row.
     log_y
-        Logarithmic y axis.
+        Logarithmic y axis (semi-log, as PK profiles are read: log-linear phases are
+        straight).
 
     Returns
     -------
@@ -133,14 +192,17 @@ def plot_individual_fits(
             "sharex": True,
         },
     )
+    curve = "grid" if "grid_time" in fits_data else "ipred"
     pc.map(
         _draw_subject,
         "individual",
         time=fits_data["time"],
         blq=fits_data["blq"],
-        lower=fits_data["ipred_lower"],
-        median=fits_data["ipred_median"],
-        upper=fits_data["ipred_upper"],
+        curve_time=fits_data["grid_time" if curve == "grid" else "time"],
+        lower=fits_data[f"{curve}_lower"],
+        median=fits_data[f"{curve}_median"],
+        upper=fits_data[f"{curve}_upper"],
+        log_y=log_y,
         store_artist=False,
     )
     label = f"{fits_data.attrs['dvid']} ({fits_data.attrs['units']})"

@@ -8,6 +8,7 @@ cached numba functions.
 from tpopk.inference.fitting import (
     FIT_FORMAT,
     INITS,
+    MASS_MATRICES,
     METHODS,
     Fit,
     FitFileError,
@@ -19,6 +20,7 @@ from tpopk.inference.fitting import (
 __all__ = [
     "FIT_FORMAT",
     "INITS",
+    "MASS_MATRICES",
     "METHODS",
     "Fit",
     "FitFileError",

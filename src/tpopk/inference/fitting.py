@@ -74,6 +74,11 @@ Sampler = Literal["nutpie", "pymc"]
 Method = Literal["nuts", "pathfinder", "laplace"]
 #: Inference methods of :func:`fit`; all but NUTS are approximations.
 METHODS: tuple[Method, ...] = ("nuts", "pathfinder", "laplace")
+MassMatrix = Literal["diag", "draw_diag", "low_rank"]
+#: nutpie's mass-matrix adaptations (its ``adaptation``): ``diag`` from draws and gradients
+#: (nutpie's default), ``draw_diag`` from draws only (as Stan and PyMC), ``low_rank``
+#: diagonal plus a low-rank part that follows the strongest posterior correlations.
+MASS_MATRICES: tuple[MassMatrix, ...] = ("diag", "draw_diag", "low_rank")
 Init = Literal["support", "pathfinder"]
 #: Where NUTS chains start: PyMC's jittered support point, or Pathfinder draws.
 INITS: tuple[Init, ...] = ("support", "pathfinder")
@@ -353,6 +358,7 @@ def fit(
     sampler: Sampler = "nutpie",
     target_accept: float = 0.9,
     max_treedepth: int = 10,
+    mass_matrix: MassMatrix = "diag",
     progressbar: bool = True,
     method: Method = "nuts",
     init: Init = "support",
@@ -381,6 +387,12 @@ def fit(
         Largest NUTS tree depth (at most ``2**max_treedepth`` leapfrog steps per draw).
         Lowering it bounds the cost of a smoke run on a hard posterior; draws that hit
         it are flagged in ``sample_stats`` and mean the sampler did not explore freely.
+    mass_matrix
+        How nutpie adapts its mass matrix (:data:`MASS_MATRICES`): ``"diag"`` (from draws
+        and gradients, nutpie's default), ``"draw_diag"`` (from draws only, as Stan and
+        PyMC) or ``"low_rank"`` (diagonal plus a low-rank part for correlated
+        parameters; nutpie calls it experimental). The ``pymc`` sampler takes ``"diag"``
+        only, meaning its own adaptation.
     progressbar
         Show sampling progress, and say on stderr when the model is being compiled.
     method
@@ -388,8 +400,8 @@ def fit(
         ``"pathfinder"`` (multi-path Pathfinder, importance-resampled) or ``"laplace"``
         (Gaussian at the posterior mode, on the unconstrained scale), both from
         pymc-extras. An approximate fit is labelled so in the fit file, the summary and
-        the report. ``tune``, ``sampler``, ``target_accept``, ``max_treedepth`` and
-        ``init`` are NUTS settings.
+        the report. ``tune``, ``sampler``, ``target_accept``, ``max_treedepth``,
+        ``mass_matrix`` and ``init`` are NUTS settings.
     init
         Where NUTS chains start: ``"support"`` (PyMC's support point, jittered) or
         ``"pathfinder"`` (a random Pathfinder draw per chain; Pathfinder runs first).
@@ -404,6 +416,18 @@ def fit(
         raise TpopkError(f"method must be one of {', '.join(METHODS)}, not '{method}'")
     if init not in INITS:
         raise TpopkError(f"init must be one of {', '.join(INITS)}, not '{init}'")
+    if mass_matrix not in MASS_MATRICES:
+        raise TpopkError(
+            f"mass_matrix must be one of {', '.join(MASS_MATRICES)}, not '{mass_matrix}'"
+        )
+    if mass_matrix != "diag" and sampler != "nutpie":
+        raise TpopkError(
+            f"mass_matrix='{mass_matrix}' is a nutpie setting: it needs sampler='nutpie'"
+        )
+    if not 0 < target_accept < 1:
+        raise TpopkError(f"target_accept must lie strictly between 0 and 1, not {target_accept}")
+    if max_treedepth < 1:
+        raise TpopkError(f"max_treedepth must be at least 1, not {max_treedepth}")
     if init == "pathfinder" and (method != "nuts" or sampler != "nutpie"):
         raise TpopkError(
             "init='pathfinder' starts NUTS chains: it needs method='nuts', sampler='nutpie'"
@@ -436,6 +460,7 @@ def fit(
                 progressbar=progressbar,
                 target_accept=target_accept,
                 maxdepth=max_treedepth,
+                adaptation=mass_matrix,
                 starts=starts,
             )
         else:
@@ -462,6 +487,7 @@ def fit(
     settings: dict[str, object] = {"method": method, "init": init}
     settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
     settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
+    settings["mass_matrix"] = mass_matrix
     record = run_record(loaded, events, seed=seed, sampler=sampler, **settings)
     tree.attrs["tpopk_run"] = json.dumps(record)
     return Fit(tree=tree, cards=loaded, events=events, _model=model)

@@ -183,36 +183,10 @@ def build_model(
     dvids = _check_dvids(study, arrays)
     positions = {d: np.flatnonzero(arrays.obs_dvid == d) for d in dvids}
     covariates = events.covariates
-    coords: dict[str, object] = {"subject": np.asarray(arrays.subject_ids)}
+    coords = study_coords(study, arrays.subject_ids)
     coords |= {f"obs_{d}": idx for d, idx in positions.items()}
-    if study.is_pooled:
-        coords["agonist"] = list(study.agonists)
-        coords |= {d.subject_dim: arrays.subject_ids[d.subjects] for d in study.drugs}
     with pm.Model(coords=coords) as model:
-        individual = {
-            d.suffix: individual_parameters(
-                d.card.parameters,
-                covariates.iloc[d.subjects],
-                d.card.iiv_block,
-                suffix=d.suffix,
-                subject_dim=d.subject_dim,
-                reparameterise=reparameterise,
-            )
-            for d in study.drugs
-        }
-        system: dict[str, TensorVariable] = {}
-        if study.system is not None:
-            system = (
-                individual[""]
-                if not study.is_pooled
-                else individual_parameters(
-                    study.system.parameters,
-                    covariates,
-                    study.system.iiv_block,
-                    agonist_index=_agonist_index(study, len(arrays.subject_ids)),
-                    reparameterise=reparameterise,
-                )
-            )
+        individual, system = study_parameters(study, covariates, reparameterise=reparameterise)
         grid = _response_grid(study, arrays, positions)
         concentrations = _drug_concentrations(study, events, individual, positions, grid)
         for dvid in dvids:
@@ -251,6 +225,51 @@ def build_model(
                 dims=f"obs_{dvid}",
             )
     return model
+
+
+def study_coords(study: Study, subject_ids: NDArray[np.int64]) -> dict[str, object]:
+    """Coordinates of the parameters of ``study``: subjects (IDs) and, in a study, agonists."""
+    coords: dict[str, object] = {"subject": np.asarray(subject_ids)}
+    if study.is_pooled:
+        coords["agonist"] = list(study.agonists)
+        coords |= {d.subject_dim: subject_ids[d.subjects] for d in study.drugs}
+    return coords
+
+
+def study_parameters(
+    study: Study, covariates: pd.DataFrame, *, reparameterise: bool = False
+) -> tuple[dict[str, dict[str, TensorVariable]], dict[str, TensorVariable]]:
+    """Create the population and individual variables of every card of ``study``.
+
+    Call inside a model with :func:`study_coords`. Returns each drug's individual values
+    (by ``Drug.suffix``, then parameter name) and the system card's (empty without one;
+    for a ``pkpd`` card, the card's own).
+    """
+    individual = {
+        d.suffix: individual_parameters(
+            d.card.parameters,
+            covariates.iloc[d.subjects],
+            d.card.iiv_block,
+            suffix=d.suffix,
+            subject_dim=d.subject_dim,
+            reparameterise=reparameterise,
+        )
+        for d in study.drugs
+    }
+    system: dict[str, TensorVariable] = {}
+    if study.system is not None:
+        system = (
+            individual[""]
+            if not study.is_pooled
+            else individual_parameters(
+                study.system.parameters,
+                covariates,
+                study.system.iiv_block,
+                agonist_index=_agonist_index(study, len(covariates)),
+                reparameterise=reparameterise,
+            )
+        )
+    return individual, system
 
 
 def _residual_levels(

@@ -304,7 +304,9 @@ def _lattice_superposition(
     unit = concentration(pk_model, individual, *unit_dose, xp=xp)
     # causal convolution with each subject's amounts per lattice slot
     per_slot = np.zeros((n_subjects, n_lags))
-    np.add.at(per_slot, (np.nonzero(given)[0], slot[given]), amount[given])
+    # doses after every requested time (slot beyond the last lag) add nothing
+    inside = given & (slot < n_lags)
+    np.add.at(per_slot, (np.nonzero(inside)[0], slot[inside]), amount[inside])
     per_slot = per_slot[owner]
     if xp is np:
         convolved = np.zeros_like(unit)

@@ -28,10 +28,12 @@ from pymc_extras.prior import Prior
 
 import tpopk
 from tpopk import diagnostics
+from tpopk.data import read_events
 from tpopk.model.card import LevelSD, ModelCard
 from tpopk.progress import step
 from tpopk.report.comparison import Table, comparison_tables
 from tpopk.simulate import TrialDesign
+from tpopk.simulate.predict import predict
 from tpopk.typed import FrozenModel
 
 if TYPE_CHECKING:
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
 
 #: At most this many subjects get an individual-fit panel per observation type.
 INDIVIDUAL_PANELS = 12
+#: Times per subject at which individual fits draw IPRED (a weekly dose's peaks and
+#: troughs over a few months need some hundreds).
+INDIVIDUAL_GRID_POINTS = 300
+#: Posterior draws behind the individual fits' dense-grid median and band.
+INDIVIDUAL_DRAWS = 100
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
 #: Probability of the credible intervals in the parameter table.
@@ -480,15 +487,29 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
     with _step(f"individual fits of {dvid}", progress):
         subjects = diagnostics.observations(fit.tree, dvid)["subject"].values.tolist()
         chosen = list(dict.fromkeys(subjects))[:INDIVIDUAL_PANELS]
-        panels = diagnostics.individual_fits(fit.tree, dvid, subjects=chosen)
+        frame = fit.events.frame
+        shown = read_events(frame[frame["ID"].isin(chosen)], units=fit.events.units.as_dict())
+        dense = predict(
+            shown,
+            fit=fit,
+            grid_points=INDIVIDUAL_GRID_POINTS,
+            draws=INDIVIDUAL_DRAWS,
+            ci_prob=CI_PROB,
+        )
+        panels = diagnostics.individual_fits(
+            fit.tree, dvid, subjects=chosen, ci_prob=CI_PROB, predictions=dense
+        )
+        semi_log = dvid == "conc"  # PK read semi-log: log-linear phases are straight
         figures.append(
             encode_figure(
-                diagnostics.plot_individual_fits(panels),
+                diagnostics.plot_individual_fits(panels, log_y=semi_log),
                 "individual",
                 f"Individual fits: {dvid}",
                 f"The first {len(chosen)} subjects in data order: observations (points; "
                 f"hollow: BLQ at the LLOQ), IPRED posterior median and "
-                f"{100 * panels.attrs['ci_prob']:g}% band.",
+                f"{100 * panels.attrs['ci_prob']:g}% band over {INDIVIDUAL_DRAWS} draws on "
+                f"{INDIVIDUAL_GRID_POINTS} times from each subject's first to last record"
+                + ("; log scale." if semi_log else "."),
             )
         )
     return figures
