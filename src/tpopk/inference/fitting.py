@@ -44,7 +44,7 @@ from tpopk.diagnostics.convergence import element_labels, population_variables
 from tpopk.errors import TpopkError
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
 from tpopk.model import ModelCard, build_model, load_card
-from tpopk.progress import step
+from tpopk.progress import quiet_pymc, step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
 #: 2: the hash covers the posterior and sample stats; run record.
@@ -500,11 +500,12 @@ def fit(
                 nuts={"target_accept": target_accept, "max_treedepth": max_treedepth},
                 progressbar=progressbar,
             )
-        pm.compute_log_likelihood(tree, progressbar=False)
-        pm.sample_posterior_predictive(
-            tree, extend_inferencedata=True, random_seed=seed, progressbar=False
-        )
-        _simulate_new_subjects(tree, model, seed)
+        with step("fit", "log-likelihood and predictive draws", progressbar), quiet_pymc():
+            pm.compute_log_likelihood(tree, progressbar=False)
+            pm.sample_posterior_predictive(
+                tree, extend_inferencedata=True, random_seed=seed, progressbar=False
+            )
+            _simulate_new_subjects(tree, model, seed)
     tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
     settings: dict[str, object] = {"method": method, "init": init}
     settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
