@@ -29,7 +29,13 @@ import xarray as xr
 from arviz_plots import PlotCollection
 from scipy import stats
 
-from tpopk.diagnostics.observations import DiagnosticsError, FitLike, observations, simulated_draws
+from tpopk.diagnostics.observations import (
+    DiagnosticsError,
+    FitLike,
+    aligned_prediction,
+    observations,
+    simulated_draws,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -136,7 +142,9 @@ def npde_tests(values: FloatArray) -> dict[str, float]:
     }
 
 
-def _draw_npde(da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray) -> list[Any]:
+def _draw_npde(
+    da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray, pred: xr.DataArray | None
+) -> list[Any]:
     values = da.values
     keep = np.isfinite(values)
     if panel == "qq":
@@ -153,39 +161,65 @@ def _draw_npde(da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray)
         target.set_xlabel("NPDE")
         target.set_title("distribution")
     else:
-        artists = [target.scatter(time.values[keep], values[keep], s=8, alpha=0.6)]
+        x = time if panel == "time" else pred
+        assert x is not None  # plot_npde draws the PRED panel only when PRED is given
+        artists = [target.scatter(x.values[keep], values[keep], s=8, alpha=0.6)]
         for level in (-1.96, 0.0, 1.96):
             artists.append(target.axhline(level, color="k", linewidth=1, linestyle=":"))
-        target.set_xlabel(f"time ({time.attrs.get('units', 'h')})")
+        name = "time" if panel == "time" else "PRED"
+        target.set_xlabel(f"{name} ({x.attrs['units']})")
         target.set_ylabel("NPDE")
-        target.set_title("NPDE vs time")
+        target.set_title(f"NPDE vs {name}")
     return artists
 
 
-def plot_npde(npde_data: xr.Dataset) -> PlotCollection:
-    """QQ plot, histogram against the N(0, 1) density, and NPDE against time.
+def plot_npde(npde_data: xr.Dataset, pred: npt.ArrayLike | None = None) -> PlotCollection:
+    """QQ plot, histogram against the N(0, 1) density, NPDE against time and PRED.
 
     Parameters
     ----------
     npde_data
         Output of :func:`npde`.
+    pred
+        Population prediction (η = 0) of each observation, aligned with ``obs_<dvid>``;
+        without it the NPDE-vs-PRED panel is left out.
 
     Returns
     -------
     arviz_plots.PlotCollection
-        Three panels, matplotlib backend; figure ``pc.viz["figure"].item()``.
+        Three or four panels, matplotlib backend; figure ``pc.viz["figure"].item()``.
     """
-    panels = ("qq", "histogram", "time")
+    dvid = npde_data.attrs["dvid"]
+    prediction = aligned_prediction(
+        {dvid: pred} if pred is not None else None, dvid, npde_data.sizes[f"obs_{dvid}"]
+    )
+    panels = ("qq", "histogram", "time", *(("pred",) if prediction is not None else ()))
     layout = xr.Dataset(dict.fromkeys(panels, npde_data["npde"]))
     pc = PlotCollection.wrap(
         layout,
         cols=["__variable__"],
-        col_wrap=3,
+        col_wrap=2 if len(panels) == 4 else 3,
         backend="matplotlib",
-        figure_kwargs={"figsize": (12.0, 3.5), "layout": "constrained"},
+        figure_kwargs={
+            "figsize": (9.0, 7.0) if len(panels) == 4 else (12.0, 3.5),
+            "layout": "constrained",
+        },
     )
     time = npde_data["time"].assign_attrs(units=npde_data.attrs["time_units"])
+    pred_data = (
+        xr.DataArray(prediction, dims=f"obs_{dvid}", attrs={"units": npde_data.attrs["units"]})
+        if prediction is not None
+        else None
+    )
     for panel in panels:
-        pc.map(_draw_npde, panel, data=layout[[panel]], panel=panel, time=time, store_artist=False)
+        pc.map(
+            _draw_npde,
+            panel,
+            data=layout[[panel]],
+            panel=panel,
+            time=time,
+            pred=pred_data,
+            store_artist=False,
+        )
     pc.add_title(f"NPDE of {npde_data.attrs['dvid']}")
     return pc
