@@ -91,6 +91,7 @@ def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixt
     report = json.loads(capsys.readouterr().out, parse_constant=strict)
     assert report["schema"] == "tpopk.compare/1"
     week8 = report["endpoints"]["responder_week_8"]
+    assert week8["unit"] == "fraction of patients"
     assert set(week8["arms"]) == {"HETROM-2.5", "HETROM-5", "placebo"}
     assert len(week8["contrasts"]) == 6
     for arm in week8["arms"].values():
@@ -158,8 +159,19 @@ def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
     assert report["approximate"] is True
     assert report["divergences"] is None
     assert report["parameters"]["pop_cl"]["r_hat"] is None
+    units = {name: row["unit"] for name, row in report["parameters"].items()}
+    assert units == {
+        "pop_ka": "1/h",
+        "omega_ka": "SD of log",
+        "pop_cl": "L/h",
+        "omega_cl": "SD of log",
+        "pop_v": "L",
+        "omega_v": "SD of log",
+        "sigma_add_conc": "mg/L",
+    }
     assert main(["summary", str(out)]) == 0
     text = capsys.readouterr().out
+    assert re.search(r"pop_cl +L/h ", text)
     assert "r_hat" not in text
     assert "not MCMC" in text
 
