@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tpopk.report.comparison import Cell
-from tpopk.report.payload import Figure, FigureSection, ReportPayload
+from tpopk.report.payload import Figure, FigureSection, ParameterRow, ReportPayload
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -50,6 +50,7 @@ SECTIONS = (
     ("Cross-validation (PSIS-LOO)", "loo"),
     ("Visual predictive checks", "vpc"),
     ("Goodness of fit", "gof"),
+    ("Prediction discrepancies (NPDE)", "npde"),
     ("Individual fits", "individual"),
     ("Trial comparison", "comparison"),
 )
@@ -202,34 +203,84 @@ def _convergence(payload: ReportPayload) -> str:
     return advice + chains + _figures(payload, "convergence")
 
 
+def _cv_text(row: ParameterRow) -> Cell:
+    """``32 (21-48)``: the %CV of a log-normal SD at its median and interval bounds."""
+    if row.cv_median is None or row.cv_lower is None or row.cv_upper is None:
+        return None
+    return f"{row.cv_median:.3g} ({row.cv_lower:.3g}–{row.cv_upper:.3g})"
+
+
 def _parameters(payload: ReportPayload) -> str:
-    level = 100 * payload.parameters.ci_prob
+    parameters = payload.parameters
+    level = 100 * parameters.ci_prob
     lower, upper = f"{(100 - level) / 2:g}%", f"{(100 + level) / 2:g}%"
+    threshold = f"{100 * parameters.prior_dominated:g}%"
     columns = [
-        ("parameter", "parameter"),
-        ("mean", "mean"),
-        ("sd", "sd"),
-        (lower, "lower"),
-        ("median", "median"),
-        (upper, "upper"),
+        "parameter",
+        "unit",
+        "mean",
+        "sd",
+        lower,
+        "median",
+        upper,
+        f"as %CV: median ({level:g}% interval)",
+        "prior overlap",
     ]
     caption = f"Population parameters: posterior mean, SD and {level:g}% equal-tailed interval"
     if payload.approximate:
         caption += f" ({payload.inference_method} approximation, not MCMC)"
     else:
-        columns += [("ESS bulk", "ess_bulk"), ("ESS tail", "ess_tail"), ("R-hat", "r_hat")]
-    return _records(columns, payload.parameters.rows, caption)
+        columns += ["ESS bulk", "ESS tail", "R-hat"]
+    rows = [
+        (
+            row.parameter,
+            row.unit or "–",
+            row.mean,
+            row.sd,
+            row.lower,
+            row.median,
+            row.upper,
+            _cv_text(row),
+            None
+            if row.prior_overlap is None
+            else f"{100 * row.prior_overlap:.0f}%"
+            + (" mainly prior" if row.prior_overlap > parameters.prior_dominated else ""),
+            *(() if payload.approximate else (row.ess_bulk, row.ess_tail, row.r_hat)),
+        )
+        for row in parameters.rows
+    ]
+    note = (
+        "%CV: the coefficient of variation 100·sqrt(exp(ω²) − 1) that a log-normal SD "
+        "(omega, tau) implies. Prior overlap: the area shared by the prior and posterior "
+        "densities (Garrett & Zeger 2000), 100% when the data say nothing; above "
+        f"{threshold} a parameter is informed mainly by its prior."
+    )
+    flagged = parameters.prior_informed()
+    advice = _warnings(
+        tuple(
+            f"{name}: informed mainly by its prior (prior-posterior overlap above "
+            f"{threshold}); the data add little to what the card assumed."
+            for name in flagged
+        ),
+        f"Every population parameter's prior-posterior overlap is at most {threshold}.",
+    )
+    return table(columns, rows, caption, note) + advice
 
 
 def _shrinkage(payload: ReportPayload) -> str:
     shrinkage = payload.shrinkage
     eta = _records(
-        [("parameter", "parameter"), ("ω (posterior mean)", "omega"), ("η-shrinkage", "shrinkage")],
+        [
+            ("parameter", "parameter"),
+            ("ω (posterior mean, SD of log)", "omega"),
+            ("ω as %CV", "cv_percent"),
+            ("η-shrinkage (fraction)", "shrinkage"),
+        ],
         shrinkage.eta,
         "η-shrinkage (above 0.2-0.3, individual estimates carry the prior, not the data)",
     )
     epsilon = table(
-        ["observation", "ε-shrinkage"],
+        ["observation", "ε-shrinkage (fraction)"],
         list(shrinkage.epsilon.items()),
         "ε-shrinkage (1 − SD of IWRES)",
     )
@@ -240,17 +291,21 @@ def _loo(payload: ReportPayload) -> str:
     table = _records(
         [
             ("observations", "dvid"),
-            ("ELPD-LOO", "elpd"),
+            ("ELPD-LOO (log density)", "elpd"),
             ("SE", "se"),
-            ("p_loo", "p_loo"),
-            ("n", "n"),
+            ("p_loo (effective parameters)", "p_loo"),
+            ("n (observations)", "n"),
             ("Pareto-k threshold", "good_k"),
             ("n above threshold", "n_bad_k"),
         ],
         payload.loo,
         "Expected log predictive density (PSIS-LOO) per observation type and for all",
     )
-    return table + _warnings(payload.loo_warnings, "Every Pareto k is below its threshold.")
+    return (
+        table
+        + _warnings(payload.loo_warnings, "Every Pareto k is below its threshold.")
+        + _figures(payload, "loo")
+    )
 
 
 def _comparison(payload: ReportPayload) -> str:
@@ -268,6 +323,8 @@ def _comparison(payload: ReportPayload) -> str:
     if payload.comparison_settings:
         settings = ", ".join(f"{k} = {v}" for k, v in payload.comparison_settings.items())
         parts.append(f'<p class="meta">Simulation settings: {escape(settings)}</p>\n')
+    if payload.section_figures("comparison"):
+        parts.append(_figures(payload, "comparison"))
     parts += [table(t.columns, t.rows, t.title, t.note) for t in payload.comparison]
     return "".join(parts)
 
@@ -305,6 +362,7 @@ def html_chunks(payload: ReportPayload) -> Iterator[str]:
         "loo": _loo,
         "vpc": lambda p: _figures(p, "vpc"),
         "gof": lambda p: _figures(p, "gof"),
+        "npde": lambda p: _figures(p, "npde"),
         "individual": lambda p: _figures(p, "individual"),
         "comparison": _comparison,
     }
