@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from tpopk.report.payload import FIGURE_DPI
+from tpopk.report.payload import SAVEFIG
 
 #: The axes each text of the last :func:`drawn_text` call belongs to (None: the figure's).
 owners: list[Any] = []
@@ -20,7 +20,7 @@ areas: list[tuple[Any, Bbox]] = []
 TOLERANCE = 1.0
 
 
-def drawn_text(figure: Figure, dpi: float = FIGURE_DPI) -> tuple[list[tuple[str, Bbox]], Bbox]:
+def drawn_text(figure: Figure) -> tuple[list[tuple[str, Bbox]], Bbox]:
     """Every piece of text the saved figure holds, with its box in pixels, and the image's box.
 
     Recorded in the renderer while the figure is saved as the report saves it, so text
@@ -58,7 +58,7 @@ def drawn_text(figure: Figure, dpi: float = FIGURE_DPI) -> tuple[list[tuple[str,
 
     RendererAgg.draw_text = record  # type: ignore[method-assign]
     try:
-        figure.savefig(io.BytesIO(), format="png", dpi=dpi)
+        figure.savefig(io.BytesIO(), **SAVEFIG)
     finally:
         RendererAgg.draw_text = original  # type: ignore[method-assign]
     return found, size[0] if size else Bbox.from_bounds(0, 0, 0, 0)

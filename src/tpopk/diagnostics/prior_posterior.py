@@ -63,7 +63,8 @@ def prior_draws(
             random_seed=seed,
             compile_kwargs={"mode": "FAST_COMPILE"},
         )
-    return sampled["prior"].to_dataset()
+    prior: xr.Dataset = sampled["prior"].to_dataset()
+    return prior
 
 
 def prior_posterior_overlap(prior: xr.Dataset, posterior: xr.Dataset) -> dict[str, float]:

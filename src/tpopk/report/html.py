@@ -26,12 +26,15 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 
 h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
 nav ol { columns: 3; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; max-width: 100%; }
 caption { text-align: left; font-weight: bold; padding: .3em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
 th { background: #eef; }
+/* long unbroken words (URLs in sources, variable names) wrap instead of widening the table */
+th, td { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
+            overflow-wrap: normal; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .9em; color: #444; }

@@ -17,7 +17,7 @@ import base64
 import io
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 INDIVIDUAL_PANELS = 12
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
+#: How figures are saved: the image grows to hold every label (none is cut off).
+SAVEFIG: dict[str, Any] = {"format": "png", "dpi": FIGURE_DPI, "bbox_inches": "tight"}
 #: Probability of the credible intervals in the parameter table.
 CI_PROB = 0.9
 #: Posterior draws evaluated for PRED (η = 0), the correction of the pcVPC.
@@ -486,7 +488,7 @@ def encode_figure(
     figure = plot.viz["figure"].item() if isinstance(plot, PlotCollection) else plot
     try:
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
+        figure.savefig(buffer, **SAVEFIG)
     finally:
         plt.close(figure)
     return Figure(
