@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -137,11 +138,12 @@ def test_compare_equivalence_needs_two_arms(
 
 @pytest.mark.slow
 def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from tpopk.data import write_events
     from tpopk.datasets import load_theophylline
 
+    caplog.set_level(logging.INFO, logger="pymc")  # where PyMC says "Sampling: [...]"
     data = tmp_path / "theo.csv"
     write_events(load_theophylline(), data)
     out = tmp_path / "theo.nc"
@@ -153,6 +155,9 @@ def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
     # the compile is announced on stderr, and its duration when it ends
     assert "tpopk fit: pathfinder approximation (compiles the model first" in captured.err
     assert re.search(r"tpopk fit: pathfinder .* done \(\d+\.\d s\)", captured.err)
+    # the predictive draws are announced; PyMC's own "Sampling: [...]" lines are not shown
+    assert "tpopk fit: log-likelihood and predictive draws done" in captured.err
+    assert not [r for r in caplog.records if r.getMessage().startswith("Sampling:")]
     assert main(["summary", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "pathfinder"
