@@ -30,11 +30,10 @@ table { border-collapse: collapse; margin: .8em 0; font-size: .9em; max-width: 1
 caption { text-align: left; font-weight: bold; padding: .3em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
 th { background: #eef; }
-/* long unbroken words (URLs in sources, variable names) wrap instead of widening the table */
-th, td { overflow-wrap: anywhere; }
+/* a word too long for any column (a URL in a source) may break anywhere */
+td.long { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
-            overflow-wrap: normal; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .9em; color: #444; }
@@ -68,30 +67,38 @@ def _text(value: Cell) -> str:
     return escape(str(value))
 
 
+#: Words longer than this many characters may break anywhere in a table cell.
+LONG_WORD = 30
+
+
+def _cell(value: Cell) -> str:
+    if isinstance(value, int | float):
+        return f'<td class="number">{_text(value)}</td>'
+    if value is not None and any(len(word) > LONG_WORD for word in str(value).split()):
+        return f'<td class="long">{_text(value)}</td>'
+    return f"<td>{_text(value)}</td>"
+
+
 def table(
-    columns: Sequence[str], rows: Sequence[Sequence[Cell]], caption: str = "", note: str = ""
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    caption: str = "",
+    note: str = "",
+    *,
+    scroll: bool = False,
 ) -> str:
-    """Return an HTML table; numeric cells are right-aligned."""
+    """Return an HTML table; numeric cells are right-aligned.
+
+    Tables fit the page; ``scroll`` puts one (a trial comparison, a column per endpoint
+    statistic) in a box that scrolls sideways where it cannot.
+    """
     # variable names are long and unspaced: let them wrap after their underscores
     head = "".join(f'<th scope="col">{escape(c).replace("_", "_<wbr>")}</th>' for c in columns)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="number">{_text(v)}</td>'
-            if isinstance(v, int | float)
-            else f"<td>{_text(v)}</td>"
-            for v in row
-        )
-        + "</tr>\n"
-        for row in rows
-    )
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>\n" for row in rows)
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     after = f'<p class="meta">{escape(note)}</p>' if note else ""
-    # wide comparison tables scroll inside the page instead of widening it
-    return (
-        f'<div class="scroll"><table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}'
-        f"</tbody></table></div>{after}\n"
-    )
+    html = f"<table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+    return (f'<div class="scroll">{html}</div>' if scroll else html) + f"{after}\n"
 
 
 def _records(
@@ -328,7 +335,7 @@ def _comparison(payload: ReportPayload) -> str:
         parts.append(f'<p class="meta">Simulation settings: {escape(settings)}</p>\n')
     if payload.section_figures("comparison"):
         parts.append(_figures(payload, "comparison"))
-    parts += [table(t.columns, t.rows, t.title, t.note) for t in payload.comparison]
+    parts += [table(t.columns, t.rows, t.title, t.note, scroll=True) for t in payload.comparison]
     return "".join(parts)
 
 
