@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def test_compare_json(prior_fit: Fit, tmp_path: Path, capsys: pytest.CaptureFixt
     report = json.loads(capsys.readouterr().out, parse_constant=strict)
     assert report["schema"] == "tpopk.compare/1"
     week8 = report["endpoints"]["responder_week_8"]
+    assert week8["unit"] == "fraction of patients"
     assert set(week8["arms"]) == {"HETROM-2.5", "HETROM-5", "placebo"}
     assert len(week8["contrasts"]) == 6
     for arm in week8["arms"].values():
@@ -136,11 +138,12 @@ def test_compare_equivalence_needs_two_arms(
 
 @pytest.mark.slow
 def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from tpopk.data import write_events
     from tpopk.datasets import load_theophylline
 
+    caplog.set_level(logging.INFO, logger="pymc")  # where PyMC says "Sampling: [...]"
     data = tmp_path / "theo.csv"
     write_events(load_theophylline(), data)
     out = tmp_path / "theo.nc"
@@ -152,14 +155,28 @@ def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
     # the compile is announced on stderr, and its duration when it ends
     assert "tpopk fit: pathfinder approximation (compiles the model first" in captured.err
     assert re.search(r"tpopk fit: pathfinder .* done \(\d+\.\d s\)", captured.err)
+    # the predictive draws are announced; PyMC's own "Sampling: [...]" lines are not shown
+    assert "tpopk fit: log-likelihood and predictive draws done" in captured.err
+    assert not [r for r in caplog.records if r.getMessage().startswith("Sampling:")]
     assert main(["summary", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "pathfinder"
     assert report["approximate"] is True
     assert report["divergences"] is None
     assert report["parameters"]["pop_cl"]["r_hat"] is None
+    units = {name: row["unit"] for name, row in report["parameters"].items()}
+    assert units == {
+        "pop_ka": "1/h",
+        "omega_ka": "SD of log",
+        "pop_cl": "L/h",
+        "omega_cl": "SD of log",
+        "pop_v": "L",
+        "omega_v": "SD of log",
+        "sigma_add_conc": "mg/L",
+    }
     assert main(["summary", str(out)]) == 0
     text = capsys.readouterr().out
+    assert re.search(r"pop_cl +L/h ", text)
     assert "r_hat" not in text
     assert "not MCMC" in text
 

@@ -86,6 +86,8 @@ def _draws_origin(fit: Fit) -> str:
 
 def summary_json(fit: Fit) -> dict[str, Any]:
     """Return the stable JSON form of ``tpopk summary --json`` (schema in the README)."""
+    from tpopk.model.parameters import population_unit
+
     table = fit.summary(ci_prob=0.9)
     lower, upper = (column for column in table.columns if str(column).startswith("eti"))
     return {
@@ -100,6 +102,7 @@ def summary_json(fit: Fit) -> dict[str, Any]:
         "run": fit.run,
         "parameters": {
             name: {
+                "unit": population_unit(str(name), fit.cards, fit.events.units.as_dict()),
                 "mean": row["mean"],
                 "sd": row["sd"],
                 "q5": row[lower],
@@ -124,8 +127,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary_json(result), indent=2))
         return 0
-    with pd.option_context("display.width", 120, "display.max_rows", None):
-        print(result.summary(ci_prob=0.9).round(4).to_string())
+    from tpopk.model.parameters import population_unit
+
+    table = result.summary(ci_prob=0.9).round(4)
+    units = [
+        population_unit(str(n), result.cards, result.events.units.as_dict()) for n in table.index
+    ]
+    table.insert(0, "unit", units)
+    with pd.option_context("display.width", 140, "display.max_rows", None):
+        print(table.to_string())
     print(f"draws: {_draws_origin(result)}")
     return 0
 

@@ -2,14 +2,20 @@
 
 Used where a step can run for minutes without output of its own (compiling a model,
 drawing a report's figures), so that a silent terminal never means a hung one.
+:func:`quiet_pymc` hides PyMC's own per-call chatter ("Sampling: [y_conc]") in those
+steps, which would otherwise bury the lines that say what is happening.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+#: PyMC's forward-sampling logger: it logs "Sampling: [...]" at INFO on every call.
+PYMC_LOGGERS = ("pymc.sampling.forward",)
 
 
 @contextmanager
@@ -22,3 +28,17 @@ def step(command: str, name: str, enabled: bool = True) -> Iterator[None]:
     if enabled:
         elapsed = time.perf_counter() - start
         print(f"tpopk {command}: {name} done ({elapsed:.1f} s)", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def quiet_pymc() -> Iterator[None]:
+    """Drop PyMC's INFO messages of forward sampling inside the block; warnings still show."""
+    loggers = [logging.getLogger(name) for name in PYMC_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -63,7 +63,8 @@ def test_dense_grid_is_ipred_between_the_observations(observed_prior_fit):
     from tpopk.simulate.predict import predict
 
     prior_fit = observed_prior_fit
-    fits = individual_fits(prior_fit, "plt", subjects=[2, 1], grid_points=25, draws=40)
+    dense = predict(prior_fit.events, fit=prior_fit, grid_points=25, draws=40, ci_prob=0.9)
+    fits = individual_fits(prior_fit.tree, "plt", subjects=[2, 1], ci_prob=0.9, predictions=dense)
     assert fits.sizes == {"subject": 2, "point": 1, "grid": 25}
     np.testing.assert_allclose(fits["grid_time"].sel(subject=2), np.linspace(0.0, 48.0, 25))
     # the grid's last point is the observation at 48 h: the same draws, the same band
@@ -83,6 +84,11 @@ def test_dense_grid_is_ipred_between_the_observations(observed_prior_fit):
     assert [len(axes.lines[0].get_xdata()) for axes in figure.axes] == [25, 25]
 
 
-def test_dense_grid_needs_the_cards(synthetic):
-    with pytest.raises(DiagnosticsError, match="needs the fit's model cards"):
-        individual_fits(synthetic.fit, "conc", subjects=[1], grid_points=10)
+def test_dense_grid_needs_the_same_grid_for_every_subject_shown(observed_prior_fit):
+    from tpopk.simulate.predict import predict
+
+    prior_fit = observed_prior_fit
+    dense = predict(prior_fit.events, fit=prior_fit, grid_points=5, draws=4)
+    one_subject = dense.where(dense["ID"] == 1, drop=True)
+    with pytest.raises(DiagnosticsError, match="same number of 'plt' grid times"):
+        individual_fits(prior_fit.tree, "plt", subjects=[1, 2], predictions=one_subject)

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tpopk.diagnostics import npde, plot_npde, prediction_discrepancies
+from tpopk.diagnostics import (
+    DiagnosticsError,
+    npde,
+    plot_npde,
+    population_prediction,
+    prediction_discrepancies,
+)
 
 
 def test_decorrelated_discrepancies_match_the_gaussian_answer():
@@ -59,3 +65,19 @@ def test_plot_npde(synthetic):
     ]
     assert len(figure.axes[0].collections[0].get_offsets()) == 80
     assert figure.get_suptitle() == "NPDE of plt" or pytest.fail("no title")
+
+
+def test_plot_npde_against_pred(synthetic):
+    result = npde(synthetic.tree, "conc", num_draws=200)
+    pred = population_prediction(synthetic.tree, "conc")
+    figure = plot_npde(result, pred=pred).viz["figure"].item()
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles[2:] == ["NPDE vs time", "NPDE vs PRED"]
+    against_pred = figure.axes[3]
+    assert against_pred.get_xlabel() == "PRED (mg/L)"
+    points = against_pred.collections[0].get_offsets()
+    keep = np.isfinite(result["npde"].values)
+    np.testing.assert_allclose(points[:, 0], pred[keep])
+    np.testing.assert_allclose(points[:, 1], result["npde"].values[keep])
+    with pytest.raises(DiagnosticsError, match="has 2 values"):
+        plot_npde(result, pred=[1.0, 2.0])

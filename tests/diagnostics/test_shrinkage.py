@@ -74,7 +74,7 @@ def test_plot_eta_shrinkage(synthetic):
     titles = [axes.get_title() for axes in figure.axes]
     shrinkage = result["shrinkage"].values
     assert titles == [
-        f"η {p}: shrinkage {100 * s:.0f}%"
+        f"η {p}\nshrinkage {100 * s:.0f}%"
         for p, s in zip(["ka", "cl", "v"], shrinkage, strict=True)
     ]
     assert len(figure.axes[0].lines) == 1  # the N(0, omega) density over the histogram

@@ -76,6 +76,30 @@ def test_prediction_correction_scales_by_pred_over_its_bin_median(synthetic):
     assert check.attrs["prediction_corrected"] == 1
 
 
+def test_prediction_correction_leaves_out_pre_dose_observations(synthetic):
+    pred = np.array(synthetic.pred["conc"], dtype=float)
+    time = np.tile([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0], 40)
+    pred[time == 0.5] = 0.0  # as PRED is before the first dose
+
+    def with_pred(values):
+        stored = synthetic.tree["posterior"]["pred_conc"]
+        return ("chain", "draw", "obs_conc"), np.broadcast_to(values, stored.shape).copy()
+
+    fit = replaced(synthetic.tree, "observed_data", y_conc=("obs_conc", 2 * pred))
+    fit = replaced(fit, "posterior", pred_conc=with_pred(pred))
+    bins = [0.0, 1.5, 5.0, 30.0]
+    check = vpc(fit, ["conc"], bins=bins, stratify_by=[], prediction_corrected=True)
+    assert check.attrs["n_left_out"] == 40
+    np.testing.assert_array_equal(check["n_obs"].values[0], [40, 120, 160])
+    # the rest are corrected as before: every value in the first bin is 2 * median(PRED)
+    expected = 2 * np.median(pred[time == 1.0])
+    np.testing.assert_allclose(check["observed"].isel(stratum=0, bin=0).values, expected)
+    assert vpc(fit, ["conc"], bins=bins, stratify_by=[]).attrs["n_left_out"] == 0
+    nowhere = replaced(fit, "posterior", pred_conc=with_pred(np.zeros_like(pred)))
+    with pytest.raises(DiagnosticsError, match="nowhere positive"):
+        vpc(nowhere, ["conc"], bins=bins, prediction_corrected=True)
+
+
 def test_prediction_correction_removes_dose_spread(synthetic):
     plain = vpc(synthetic.tree, ["conc"])
     corrected = vpc(synthetic.tree, ["conc"], prediction_corrected=True)

@@ -17,7 +17,7 @@ from pymc.logprob.transforms import LogTransform
 
 from tpopk.model import load_card
 from tpopk.model.card import ModelCard
-from tpopk.model.parameters import individual_parameters
+from tpopk.model.parameters import LOG_SD, individual_parameters, population_unit
 
 MODELS = Path(__file__).parents[2] / "models"
 AGONISTS = ["romiplostim", "eltrombopag", "avatrombopag"]
@@ -139,3 +139,25 @@ def test_log_density_differs_from_the_card_form_by_the_log_jacobian() -> None:
         log_jacobian = np.log(sd) - len(AGONISTS) * np.log(tau)
         differences.append(rotated_logp(point) - card_logp(card_point) - log_jacobian)
     assert np.ptp(differences) < 1e-8
+
+
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [
+        ("pop_cl", "L/h"),
+        ("pop_tp_agonist[romiplostim]", "h"),
+        ("omega_cl", LOG_SD),
+        ("omega_cl_ITP", LOG_SD),
+        ("tau_tp", LOG_SD),
+        ("beta_cl_WT", "exponent of WT/70"),
+        ("beta_cl_DISEASE[ITP]", "log ratio to DISEASE HV"),
+        ("beta_cl_EAST_ASIAN", "per unit of EAST_ASIAN"),
+        ("sigma_add_conc", "µg/mL"),
+        ("sigma_prop_conc_eltrombopag", "fraction"),
+        ("sigma_log_plt_ITP", LOG_SD),
+        ("unknown_x", ""),
+    ],
+)
+def test_population_unit(name: str, unit: str) -> None:
+    cards = [load_card(MODELS / "eltrombopag.toml"), system_card()]
+    assert population_unit(name, cards, {"conc": "µg/mL", "plt": "10^9/L"}) == unit

@@ -26,6 +26,7 @@ from tpopk.report.payload import (
     ShrinkageRow,
     build_payload,
     encode_figure,
+    log_sd_cv,
 )
 from tpopk.simulate import load_trial
 from tpopk.simulate.comparison import contrasts, summarise
@@ -64,8 +65,16 @@ def comparison_draws() -> xr.Dataset:
     rng = np.random.default_rng(5)
     return xr.Dataset(
         {
-            "responder_week_6": (("arm", "draw"), rng.beta([[6], [8]], 4, size=(2, 300))),
-            "time_to_response": (("arm", "draw"), rng.gamma(4.0, [[3.0], [2.0]], size=(2, 300))),
+            "responder_week_6": (
+                ("arm", "draw"),
+                rng.beta([[6], [8]], 4, size=(2, 300)),
+                {"units": "fraction of patients"},
+            ),
+            "time_to_response": (
+                ("arm", "draw"),
+                rng.gamma(4.0, [[3.0], [2.0]], size=(2, 300)),
+                {"units": "d"},
+            ),
         },
         coords={"arm": ["eltrombopag", "placebo"]},
     )
@@ -151,6 +160,7 @@ def make_payload(**changes) -> ReportPayload:
             rows=(
                 ParameterRow(
                     parameter="pop_cl",
+                    unit="L/h",
                     mean=2.75,
                     sd=0.2,
                     lower=2.4,
@@ -159,6 +169,23 @@ def make_payload(**changes) -> ReportPayload:
                     ess_bulk=812.4,
                     ess_tail=790.0,
                     r_hat=1.0012,
+                    prior_overlap=0.12,
+                ),
+                ParameterRow(
+                    parameter="omega_cl",
+                    unit="SD of log",
+                    mean=0.31,
+                    sd=0.09,
+                    lower=0.196,
+                    median=0.3,
+                    upper=0.463,
+                    ess_bulk=1384.0,
+                    ess_tail=2216.0,
+                    r_hat=1.003,
+                    cv_lower=log_sd_cv(0.196),
+                    cv_median=log_sd_cv(0.3),
+                    cv_upper=log_sd_cv(0.463),
+                    prior_overlap=0.48,
                 ),
             ),
         ),
@@ -169,7 +196,18 @@ def make_payload(**changes) -> ReportPayload:
         "loo_warnings": (f"Pareto k is above 0.7 for 1 of 27 conc observations {HOSTILE}",),
         "figures": tuple(
             png_figure(f"figure {i}", section)
-            for i, section in enumerate(["convergence", "shrinkage", "vpc", "gof", "individual"])
+            for i, section in enumerate(
+                [
+                    "convergence",
+                    "shrinkage",
+                    "loo",
+                    "vpc",
+                    "gof",
+                    "npde",
+                    "individual",
+                    "comparison",
+                ]
+            )
         ),
         "comparison": comparison_tables(comparison_dataset()),
     }

@@ -15,11 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from tpopk.report.comparison import Table
 from tpopk.report.html import write_html
+from tpopk.report.payload import ReportPayload
 
 from .test_html import check_self_contained, parse
 
@@ -37,11 +40,42 @@ FLAGS = [
     "--virtual-time-budget=10000",  # let the load event fire before the DOM is dumped
 ]
 
-# Written into a copy of the report: what the browser made of each image and table.
+#: Width of the browser window the layout is checked at (a laptop screen).
+WIDTH = 1400
+
+# Written into a copy of the report: what the browser made of each image and table, and
+# where its layout fails: content wider than its box (clipped or spilling), elements whose
+# text boxes overlap, a page wider than the window.
 PROBE = """<script>
 window.addEventListener("load", () => {
   const box = (e) => e.getBoundingClientRect();
+  const name = (e) => e.tagName + ": " + e.textContent.trim().slice(0, 60) + (e.alt || "");
+  // a table may be wider than the page only inside a container that scrolls it sideways
+  const scrolled = (e) => e.closest(".scroll") !== null
+                          && getComputedStyle(e.closest(".scroll")).overflowX === "auto";
+  const overflowing = [...document.querySelectorAll(
+      "table, th, td, caption, figure, img, p, li, .scroll")]
+    .filter((e) => e.scrollWidth > e.clientWidth + 1 && !e.matches(".scroll, table")
+                   || box(e).right > box(e.closest("section, body")).right + 1 && !scrolled(e))
+    .map(name);
+  const blocks = [...document.querySelectorAll(
+    "h1, h2, h3, p, li, caption, th, td, img, figcaption, nav")];
+  const overlapping = [];
+  for (let i = 0; i < blocks.length; i++) {
+    for (let j = i + 1; j < blocks.length; j++) {
+      const [a, b] = [blocks[i], blocks[j]];
+      if (a.contains(b) || b.contains(a)) continue;
+      const [p, q] = [box(a), box(b)];
+      const width = Math.min(p.right, q.right) - Math.max(p.left, q.left);
+      const height = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+      if (width > 1 && height > 1) overlapping.push([name(a), name(b)]);
+    }
+  }
   const result = {
+    width: window.innerWidth,
+    page_width: document.documentElement.scrollWidth,
+    overflowing: overflowing,
+    overlapping: overlapping,
     images: [...document.images].map((i) => [i.complete, i.naturalWidth, i.naturalHeight,
                                              box(i).width, box(i).height]),
     tables: [...document.querySelectorAll("table")].map((t) => [t.rows.length,
@@ -84,20 +118,73 @@ def run_chromium(browser: Path, profile: Path, *arguments: str) -> str:
     return result.stdout
 
 
+def rendered_layout(browser: Path, report: Path, tmp_path: Path) -> dict[str, Any]:
+    """Open the report at :data:`WIDTH` px and return what :data:`PROBE` measured."""
+    probed = tmp_path / "probed.html"
+    probed.write_text(
+        report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
+    )
+    window = f"--window-size={WIDTH},2400"
+    dom = run_chromium(browser, tmp_path / "profile", window, "--dump-dom", probed.as_uri())
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.DOTALL)
+    assert found, dom[-2000:]
+    rendered: dict[str, Any] = json.loads(found.group(1))
+    return rendered
+
+
+def check_layout(rendered: dict[str, Any]) -> None:
+    """Nothing clipped, spilling or overlapping, and no sideways scrolling, at WIDTH px."""
+    assert rendered["width"] == WIDTH
+    assert rendered["page_width"] <= WIDTH
+    assert rendered["overflowing"] == []
+    assert rendered["overlapping"] == []
+
+
+def wide_payload(payload: ReportPayload) -> ReportPayload:
+    """The small payload with what used to break the layout: unbreakable words, wide tables."""
+    # underscores give no line break: a token as a file name or variable list can hold
+    url = "doi_10.1000_" + "a_long_unbroken_name_" * 8 + "label.pdf"
+    card = payload.cards[0]
+    row = card.parameters[0].model_copy(update={"source": f"label via {url}", "prior": url})
+    wide = Table(
+        title="contrasts by pair",
+        columns=tuple(f"difference_responder_at_week_{w}_of_treatment median" for w in range(16)),
+        rows=((*(0.123456 * w for w in range(16)),),),
+    )
+    return payload.model_copy(
+        update={
+            "cards": (card.model_copy(update={"parameters": (row,) * 3}),),
+            "comparison": (*payload.comparison, wide),
+        }
+    )
+
+
+def test_wide_tables_fit_the_window(small_payload: ReportPayload, tmp_path: Path) -> None:
+    browser = chromium_or_skip()
+    report = write_html(wide_payload(small_payload), tmp_path / "report.html")
+    check_layout(rendered_layout(browser, report, tmp_path))
+
+
+def test_layout_check_sees_a_clipped_table(small_payload: ReportPayload, tmp_path: Path) -> None:
+    browser = chromium_or_skip()
+    report = write_html(wide_payload(small_payload), tmp_path / "report.html")
+    # the report's style as it was: unbreakable words widen tables past the page, and the
+    # model tables (no scroll container) spill out of their section
+    page = report.read_text(encoding="utf-8").replace("overflow-wrap: anywhere", "")
+    report.write_text(page.replace("max-width: 100%", ""), encoding="utf-8")
+    rendered = rendered_layout(browser, report, tmp_path)
+    overflowing = rendered["overflowing"]
+    assert any(item.startswith("TABLE: Parameters and priors") for item in overflowing), overflowing
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("fits")
 def test_report_renders_in_chromium(theophylline_payload, tmp_path: Path) -> None:
     browser = chromium_or_skip()
     report = write_html(theophylline_payload, tmp_path / "report.html")
     check_self_contained(parse(report), len(theophylline_payload.figures))
-    probed = tmp_path / "probed.html"
-    probed.write_text(
-        report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
-    )
-    dom = run_chromium(browser, tmp_path / "profile", "--dump-dom", probed.as_uri())
-    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.DOTALL)
-    assert found, dom[-2000:]
-    rendered = json.loads(found.group(1))
+    rendered = rendered_layout(browser, report, tmp_path)
+    check_layout(rendered)
 
     expected_sizes = [
         Image.open(io.BytesIO(base64.b64decode(f.png_base64))).size

@@ -18,12 +18,12 @@ def test_compare_tree_gives_summary_and_contrast_tables() -> None:
     summary = tables["summary by arm"]
     assert summary.columns == (
         "arm",
-        "responder_week_6 median",
-        "responder_week_6 lower",
-        "responder_week_6 upper",
-        "time_to_response median",
-        "time_to_response lower",
-        "time_to_response upper",
+        "responder_week_6 (fraction of patients) median",
+        "responder_week_6 (fraction of patients) lower",
+        "responder_week_6 (fraction of patients) upper",
+        "time_to_response (d) median",
+        "time_to_response (d) lower",
+        "time_to_response (d) upper",
     )
     for row in summary.rows:
         for offset, name in ((1, "responder_week_6"), (4, "time_to_response")):
@@ -36,12 +36,12 @@ def test_compare_tree_gives_summary_and_contrast_tables() -> None:
         ("eltrombopag", "placebo"),
         ("placebo", "eltrombopag"),
     ]
-    p_column = pairs.columns.index("p_better_time_to_response")
+    p_column = pairs.columns.index("p_better_time_to_response (probability)")
     for row in pairs.rows:
         a = draws["time_to_response"].sel(arm=row[0]).values
         b = draws["time_to_response"].sel(arm=row[1]).values
         assert row[p_column] == pytest.approx(np.mean(a < b))  # shorter time is better
-        d_column = pairs.columns.index("difference_responder_week_6 median")
+        d_column = pairs.columns.index("difference_responder_week_6 (fraction of patients) median")
         difference = draws["responder_week_6"].sel(arm=row[0]) - draws["responder_week_6"].sel(
             arm=row[1]
         )

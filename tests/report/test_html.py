@@ -115,17 +115,23 @@ def test_tables_show_the_payload_numbers(small_payload, tmp_path: Path) -> None:
     row = small_payload.parameters.rows[0]
     cells = page.cells
     start = cells.index(row.parameter)
-    assert cells[start : start + 9] == [
+    assert cells[start : start + 12] == [
         "pop_cl",
+        "L/h",
         "2.75",
         "0.2",
         "2.4",
         "2.74",
         "3.1",
+        "–",  # no %CV: not a log-normal SD
+        "12%",
         "812.4",
         "790",
         "1.001",
     ]
+    omega = cells.index("omega_cl")
+    assert cells[omega + 1] == "SD of log"
+    assert cells[omega + 7 : omega + 9] == ["30.7 (19.8–48.9)", "48% mainly prior"]
     assert cells[cells.index("sd") + 1 : cells.index("sd") + 4] == ["5%", "median", "95%"]
     for table in small_payload.comparison:
         for column in table.columns:

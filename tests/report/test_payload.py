@@ -12,8 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
+from arviz_plots import PlotCollection
 from PIL import Image
+from scipy import stats
 
+from tpopk.diagnostics import npde
+from tpopk.report import payload as payload_module
 from tpopk.report.comparison import comparison_tables
 from tpopk.report.payload import (
     ReportPayload,
@@ -22,6 +26,7 @@ from tpopk.report.payload import (
 )
 
 from .conftest import MODELS, comparison_tree
+from .layout import clipped_text, overlapping_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fits")]
 
@@ -111,12 +116,10 @@ def _png(figure) -> Image.Image:
 
 
 def test_figures_are_pngs_and_closed(theophylline_fit, theophylline_payload) -> None:
-    counts = {
-        section: len(theophylline_payload.section_figures(section))
-        for section in ("convergence", "shrinkage", "vpc", "gof", "individual")
-    }
-    # theophylline has pre-dose samples (PRED = 0), so the VPC is not prediction-corrected
-    assert counts == {"convergence": 1, "shrinkage": 1, "vpc": 1, "gof": 1, "individual": 1}
+    sections = ("convergence", "shrinkage", "loo", "vpc", "gof", "npde", "individual")
+    counts = {s: len(theophylline_payload.section_figures(s)) for s in (*sections, "comparison")}
+    # VPC and pcVPC; one figure of each other kind, the forest plot of the contrasts
+    assert counts == {s: 2 if s == "vpc" else 1 for s in (*sections, "comparison")}
     for figure in theophylline_payload.figures:
         image = _png(figure)
         assert min(image.size) > 200
@@ -125,8 +128,10 @@ def test_figures_are_pngs_and_closed(theophylline_fit, theophylline_payload) -> 
     frame = theophylline_fit.events.frame
     observed = frame[(frame["EVID"] == 0) & (frame["MDV"] == 0)]
     pre_dose = int((observed["TIME"] == 0).sum())
-    (vpc,) = theophylline_payload.section_figures("vpc")
-    assert f"PRED is 0 at {pre_dose} observation(s)" in vpc.caption
+    # theophylline has pre-dose samples (PRED = 0): the pcVPC leaves them out
+    _, pcvpc = theophylline_payload.section_figures("vpc")
+    assert pcvpc.title == "prediction-corrected VPC: conc"
+    assert f"{pre_dose} observation(s) where PRED is 0 (before the first dose)" in pcvpc.caption
     (individual,) = theophylline_payload.section_figures("individual")
     assert "first 12 subjects" in individual.caption
     assert "on 300 times from each subject's first to last record; log scale." in individual.caption
@@ -178,3 +183,54 @@ def test_card_summary_lists_the_per_level_sds() -> None:
         "sigma_log ~ LogNormal(mu=-2.38808, sigma=0.5); DISEASE "
         "ITP: LogNormal(mu=-0.470004, sigma=0.25), CLD: LogNormal(mu=-0.857588, sigma=0.4)"
     )
+
+
+def test_parameter_units_cv_and_prior_overlap(theophylline_fit, theophylline_payload) -> None:
+    rows = {row.parameter: row for row in theophylline_payload.parameters.rows}
+    units = {name: row.unit for name, row in rows.items()}
+    assert units == {
+        "pop_ka": "1/h",
+        "omega_ka": "SD of log",
+        "pop_cl": "L/h",
+        "omega_cl": "SD of log",
+        "pop_v": "L",
+        "omega_v": "SD of log",
+        "sigma_add_conc": theophylline_fit.events.units["conc"],
+    }
+    omega = theophylline_fit.posterior["omega_cl"].values.ravel()
+    cv = 100 * np.sqrt(np.exp(omega**2) - 1)  # the CV's own draws
+    # equal up to the interpolation between neighbouring draws
+    assert rows["omega_cl"].cv_median == pytest.approx(np.median(cv), rel=1e-6)
+    assert rows["omega_cl"].cv_upper == pytest.approx(np.quantile(cv, 0.95), rel=1e-6)
+    assert rows["pop_cl"].cv_median is None
+    # pop_cl's prior is LogNormal(mu=1.6, sigma=1.2): the overlap against its exact density
+    log_cl = np.log(theophylline_fit.posterior["pop_cl"].values.ravel())
+    grid = np.linspace(log_cl.min() - 1, log_cl.max() + 1, 4000)
+    shared = np.minimum(stats.gaussian_kde(log_cl)(grid), stats.norm.pdf(grid, 1.6, 1.2))
+    assert rows["pop_cl"].prior_overlap == pytest.approx(np.trapezoid(shared, grid), abs=0.03)
+    flagged = theophylline_payload.parameters.prior_informed()
+    assert flagged == tuple(n for n, r in rows.items() if (r.prior_overlap or 0) > 0.35)
+
+
+def test_npde_figure_states_the_tests(theophylline_fit, theophylline_payload) -> None:
+    (figure,) = theophylline_payload.section_figures("npde")
+    result = npde(theophylline_fit, "conc", group="predictions", num_draws=1000)
+    assert f"Mean {result.attrs['mean']:.2f} (t-test p = {result.attrs['p_mean']:.2g})" in (
+        figure.caption
+    )
+    assert figure.title == "NPDE: conc"
+
+
+def test_every_figure_keeps_its_text_apart(theophylline_fit, monkeypatch) -> None:
+    problems = {}
+    encode = payload_module.encode_figure
+
+    def checked(plot, section, title, caption):  # type: ignore[no-untyped-def]
+        figure = plot.viz["figure"].item() if isinstance(plot, PlotCollection) else plot
+        problems[title] = (overlapping_text(figure), clipped_text(figure))
+        return encode(plot, section, title, caption)
+
+    monkeypatch.setattr(payload_module, "encode_figure", checked)
+    payload_module.build_payload(theophylline_fit, comparison=comparison_tree(), progress=False)
+    assert len(problems) == 9  # rank, η, LOO-PIT, VPC, pcVPC, GOF, NPDE, individual, forest
+    assert problems == dict.fromkeys(problems, ([], []))

@@ -57,3 +57,17 @@ def test_a_one_arm_trial_has_no_contrasts() -> None:
     assert result.sizes["pair"] == 0
     assert result["difference_responder"].dims == ("stat", "pair")
     assert result["p_better_responder"].sizes["pair"] == 0
+
+
+def test_contrasts_carry_units() -> None:
+    values = xr.Dataset(
+        {
+            "time_to_response": (("arm", "draw"), [[20.0, 30.0], [25.0, 40.0]], {"units": "d"}),
+            "responder": (("arm", "draw"), [[0.6, 0.7], [0.1, 0.2]]),
+        },
+        coords={"arm": ["drug", "placebo"]},
+    )
+    result = contrasts(values, {"time_to_response": "time_to_response"}, ci_prob=0.9)
+    assert result["difference_time_to_response"].attrs["units"] == "d"
+    assert result["difference_responder"].attrs["units"] == ""
+    assert result["p_better_responder"].attrs["units"] == "probability"

@@ -1,4 +1,4 @@
-"""Fit diagnostics: convergence, PSIS-LOO, VPC/pcVPC, GOF, NPDE, shrinkage, individual fits, SBC.
+"""Fit diagnostics: convergence, PSIS-LOO, VPC/pcVPC, GOF, NPDE, shrinkage, prior overlap, SBC.
 
 Every computation returns numbers (an xarray Dataset, a DataFrame or ArviZ's ELPD
 object) and has a matching ``plot_*`` function that draws those numbers and returns an
@@ -47,6 +47,7 @@ from tpopk.diagnostics.observations import (
     population_prediction,
     simulated_draws,
 )
+from tpopk.diagnostics.prior_posterior import prior_draws, prior_posterior_overlap
 from tpopk.diagnostics.sbc import plot_sbc, sbc_ranks, sbc_uniformity, simulate_sbc
 from tpopk.diagnostics.shrinkage import epsilon_shrinkage, eta_shrinkage, plot_eta_shrinkage
 from tpopk.diagnostics.vpc import plot_vpc, vpc
@@ -84,6 +85,8 @@ __all__ = [
     "plot_vpc",
     "population_prediction",
     "prediction_discrepancies",
+    "prior_draws",
+    "prior_posterior_overlap",
     "sbc_ranks",
     "sbc_uniformity",
     "simulate_sbc",

@@ -230,4 +230,18 @@ def plot_convergence(
     panels = 2 * sum(int(np.prod(v.shape[2:], dtype=int)) for v in selected.data_vars.values())
     limit = max(int(az.rcParams["plot.max_subplots"]), panels)
     with az.rc_context({"plot.max_subplots": limit}):
-        return az.plot_rank_dist(tree, var_names=names, coords=coords, backend="matplotlib")
+        pc = az.plot_rank_dist(
+            tree,
+            var_names=names,
+            coords=coords,
+            backend="matplotlib",
+            # room per row for the test's p-value above the ranks and a long y label
+            figure_kwargs={"figsize": (12.0, 2.2 * len(names)), "layout": "constrained"},
+        )
+    # each row's x labels would sit under the row below (the y labels name the rows):
+    # keep only "Fractional ranks" under the last rank panel
+    for axes in pc.viz["figure"].item().axes:
+        spec = axes.get_subplotspec()
+        if spec is not None and not (spec.is_last_row() and spec.is_last_col()):
+            axes.set_xlabel("")
+    return pc

@@ -136,7 +136,9 @@ def npde_tests(values: FloatArray) -> dict[str, float]:
     }
 
 
-def _draw_npde(da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray) -> list[Any]:
+def _draw_npde(
+    da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray, pred: xr.DataArray | None
+) -> list[Any]:
     values = da.values
     keep = np.isfinite(values)
     if panel == "qq":
@@ -153,39 +155,70 @@ def _draw_npde(da: xr.DataArray, target: Any, *, panel: str, time: xr.DataArray)
         target.set_xlabel("NPDE")
         target.set_title("distribution")
     else:
-        artists = [target.scatter(time.values[keep], values[keep], s=8, alpha=0.6)]
+        x = time if panel == "time" else pred
+        assert x is not None  # plot_npde draws the PRED panel only when PRED is given
+        artists = [target.scatter(x.values[keep], values[keep], s=8, alpha=0.6)]
         for level in (-1.96, 0.0, 1.96):
             artists.append(target.axhline(level, color="k", linewidth=1, linestyle=":"))
-        target.set_xlabel(f"time ({time.attrs.get('units', 'h')})")
+        name = "time" if panel == "time" else "PRED"
+        target.set_xlabel(f"{name} ({x.attrs['units']})")
         target.set_ylabel("NPDE")
-        target.set_title("NPDE vs time")
+        target.set_title(f"NPDE vs {name}")
     return artists
 
 
-def plot_npde(npde_data: xr.Dataset) -> PlotCollection:
-    """QQ plot, histogram against the N(0, 1) density, and NPDE against time.
+def plot_npde(npde_data: xr.Dataset, pred: npt.ArrayLike | None = None) -> PlotCollection:
+    """QQ plot, histogram against the N(0, 1) density, NPDE against time and PRED.
 
     Parameters
     ----------
     npde_data
         Output of :func:`npde`.
+    pred
+        Population prediction (η = 0) of each observation, aligned with ``obs_<dvid>``
+        (:func:`tpopk.diagnostics.population_prediction`); without it the NPDE-vs-PRED
+        panel is left out.
 
     Returns
     -------
     arviz_plots.PlotCollection
-        Three panels, matplotlib backend; figure ``pc.viz["figure"].item()``.
+        Three or four panels, matplotlib backend; figure ``pc.viz["figure"].item()``.
     """
-    panels = ("qq", "histogram", "time")
+    dvid = npde_data.attrs["dvid"]
+    prediction = None if pred is None else np.asarray(pred, dtype=float).ravel()
+    size = npde_data.sizes[f"obs_{dvid}"]
+    if prediction is not None and prediction.size != size:
+        raise DiagnosticsError(
+            f"PRED of '{dvid}' has {prediction.size} values but there are {size} '{dvid}' "
+            "observations (give one value per obs_<dvid> position, in order)"
+        )
+    panels = ("qq", "histogram", "time", *(("pred",) if prediction is not None else ()))
     layout = xr.Dataset(dict.fromkeys(panels, npde_data["npde"]))
     pc = PlotCollection.wrap(
         layout,
         cols=["__variable__"],
-        col_wrap=3,
+        col_wrap=2 if len(panels) == 4 else 3,
         backend="matplotlib",
-        figure_kwargs={"figsize": (12.0, 3.5), "layout": "constrained"},
+        figure_kwargs={
+            "figsize": (9.0, 7.0) if len(panels) == 4 else (12.0, 3.5),
+            "layout": "constrained",
+        },
     )
     time = npde_data["time"].assign_attrs(units=npde_data.attrs["time_units"])
+    pred_data = (
+        xr.DataArray(prediction, dims=f"obs_{dvid}", attrs={"units": npde_data.attrs["units"]})
+        if prediction is not None
+        else None
+    )
     for panel in panels:
-        pc.map(_draw_npde, panel, data=layout[[panel]], panel=panel, time=time, store_artist=False)
+        pc.map(
+            _draw_npde,
+            panel,
+            data=layout[[panel]],
+            panel=panel,
+            time=time,
+            pred=pred_data,
+            store_artist=False,
+        )
     pc.add_title(f"NPDE of {npde_data.attrs['dvid']}")
     return pc

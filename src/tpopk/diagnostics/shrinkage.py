@@ -109,6 +109,10 @@ def epsilon_shrinkage(tree: xr.DataTree, dvids: Sequence[str] | None = None) -> 
     return xr.DataArray(values, dims="dvid", coords={"dvid": dvids}, name="epsilon_shrinkage")
 
 
+#: Panels per row of :func:`plot_eta_shrinkage`.
+COLUMNS = 4
+
+
 def _draw_eta(
     da: xr.DataArray, target: Any, *, omega: xr.DataArray, shrinkage: xr.DataArray
 ) -> list[Any]:
@@ -117,7 +121,10 @@ def _draw_eta(
     sd = float(omega)
     grid = np.linspace(-4 * sd, 4 * sd, 200)
     artists += target.plot(grid, stats.norm.pdf(grid, scale=sd), color="k", linewidth=1)
-    target.set_title(f"η {da['parameter'].item()}: shrinkage {100 * float(shrinkage):.0f}%")
+    # two lines: parameter names of agonist-specific IIV are long
+    target.set_title(
+        f"η {da['parameter'].item()}\nshrinkage {100 * float(shrinkage):.0f}%", fontsize="medium"
+    )
     target.set_xlabel("posterior mean η")
     return artists
 
@@ -135,12 +142,18 @@ def plot_eta_shrinkage(shrinkage_data: xr.Dataset) -> PlotCollection:
     arviz_plots.PlotCollection
         Matplotlib backend; figure ``pc.viz["figure"].item()``.
     """
+    panels = shrinkage_data.sizes["parameter"]
+    columns = min(panels, COLUMNS)
     pc = PlotCollection.wrap(
         shrinkage_data[["eta_mean"]],
         cols=["parameter"],
-        col_wrap=4,
+        col_wrap=COLUMNS,
         backend="matplotlib",
-        figure_kwargs={"layout": "constrained"},
+        # a fixed size per panel, so titles and ticks keep their room however many
+        figure_kwargs={
+            "figsize": (3.2 * columns, 2.8 * -(-panels // COLUMNS)),
+            "layout": "constrained",
+        },
     )
     pc.map(
         _draw_eta,

@@ -10,7 +10,9 @@ each observed and simulated value is multiplied by ``PRED_bin / PRED_ij``, with
 ``PRED_ij`` the population prediction (η = 0) of that observation (the posterior median
 of ``pred_<dvid>``, which :func:`tpopk.inference.fit` stores) and ``PRED_bin`` the
 median PRED of its bin (their eq. 1 with lower bound 0). This removes the variability
-that comes from differing doses, covariates and times within a bin.
+that comes from differing doses, covariates and times within a bin. Where PRED is 0
+(samples before the first dose) the correction is undefined: those observations are
+left out of the prediction-corrected check and counted in its ``n_left_out``.
 
 Values below the LLOQ (Bergstrand & Karlsson, AAPS J 11:371, 2009): an observation
 flagged BLQ, and a simulated value at or below its observation's LLOQ, is known only to
@@ -123,7 +125,8 @@ def vpc(
     prediction_corrected
         Correct by the population prediction ``pred_<dvid>`` of the posterior
         (Bergstrand et al. 2011, see the module docstring):
-        ``pcY_ij = Y_ij · PRED_bin / PRED_ij``.
+        ``pcY_ij = Y_ij · PRED_bin / PRED_ij``; observations whose PRED is not positive
+        (pre-dose) are left out.
     group
         Group holding the simulated replicates ``y_<dvid>``. The fitted
         ``posterior_predictive`` group simulates the same subjects with their own
@@ -142,7 +145,8 @@ def vpc(
         (median time), ``bin_start``, ``bin_end``, ``blq_observed`` and
         ``blq_simulated_lower/median/upper`` (fractions BLQ). Coordinate ``dvid`` and
         one per stratification covariate on ``stratum``. Undefined (BLQ) percentiles
-        and empty bins are ``nan``.
+        and empty bins are ``nan``. Attr ``n_left_out``: observations left out for a
+        PRED that is not positive (0 without correction).
     """
     dvids = list(dvids) if dvids is not None else observation_types(tree)
     probs = np.asarray(percentiles, dtype=float)
@@ -152,6 +156,7 @@ def vpc(
     strata: list[dict[str, Any]] = []
     units: dict[str, str] = {}
     time_units = ""
+    left_out = 0
     for dvid in dvids:
         data = observations(tree, dvid)
         units[dvid], time_units = data.attrs["units"], data.attrs["time_units"]
@@ -167,7 +172,15 @@ def vpc(
         observed = np.where(data["blq"].values, -np.inf, data["dv"].values)
         simulated = np.where(sims <= lloq, -np.inf, sims)
         time = np.asarray(data["time"].values, dtype=float)
+        # the correction divides by PRED: pre-dose observations (PRED 0) cannot take part
+        defined = prediction > 0 if prediction is not None else np.ones(len(time), dtype=bool)
+        left_out += int(np.sum(~defined))
+        if not defined.any():
+            raise DiagnosticsError(f"PRED of '{dvid}' is nowhere positive: nothing to correct")
         for label, mask in _strata(data, dvid, stratify_by):
+            mask = mask & defined
+            if not mask.any():
+                continue
             edges = _bin_edges(time[mask], bins)
             index = np.full(len(time), -1)
             index[mask] = _bin_index(time[mask], edges)
@@ -206,6 +219,7 @@ def vpc(
         "group": group,
         "prediction_corrected": int(prediction_corrected),
         "time_units": time_units,
+        "n_left_out": left_out,
         **{f"units_{dvid}": unit for dvid, unit in units.items()},
     }
     return _as_dataset(strata, probs, list(stratify_by or ()), attrs)

@@ -46,7 +46,7 @@ from tpopk.errors import TpopkError
 from tpopk.files import atomic_path
 from tpopk.inference.nutpie_bridge import sample_nutpie, unconstrained_starts
 from tpopk.model import ModelCard, build_model, load_card, population_variables
-from tpopk.progress import step
+from tpopk.progress import quiet_pymc, step
 
 #: Version of the fit-file layout; bump when a saved file can no longer be read as before.
 #: 2: the hash covers the posterior and sample stats; run record.
@@ -473,11 +473,12 @@ def fit(
                 nuts={"target_accept": target_accept, "max_treedepth": max_treedepth},
                 progressbar=progressbar,
             )
-        pm.compute_log_likelihood(tree, progressbar=False)
-        pm.sample_posterior_predictive(
-            tree, extend_inferencedata=True, random_seed=seed, progressbar=False
-        )
-        _simulate_new_subjects(tree, model, seed)
+        with step("fit", "log-likelihood and predictive draws", progressbar), quiet_pymc():
+            pm.compute_log_likelihood(tree, progressbar=False)
+            pm.sample_posterior_predictive(
+                tree, extend_inferencedata=True, random_seed=seed, progressbar=False
+            )
+            _simulate_new_subjects(tree, model, seed)
     with step("fit", "population prediction (PRED)", progressbar):
         posterior = tree["posterior"].to_dataset()
         posterior = posterior.assign(compute_pred(model, posterior))

@@ -34,7 +34,7 @@ whose free variables are the population parameters themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 from pymc_extras.prior import Prior
 from pytensor.tensor import TensorVariable
 
-from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ParameterSpec
+from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ModelCard, ParameterSpec
 
 
 def fixed(value: float) -> TensorVariable:
@@ -405,3 +405,60 @@ def _correlated_eta(
         pm.Deterministic(f"omega_{name}{suffix}", omegas[i])
         eta[name] = pm.Deterministic(f"eta_{name}{suffix}", correlated[:, i], dims=subject_dim)
     return eta
+
+
+#: Units of the log-scale SDs: IIV (``omega_``), between-agonist (``tau_``), log error.
+LOG_SD = "SD of log"
+
+
+def population_unit(name: str, cards: Sequence[ModelCard], units: Mapping[str, str]) -> str:
+    """Return the unit of a population parameter, from the names above and the cards.
+
+    Parameters
+    ----------
+    name
+        Posterior name, with or without its element (``pop_cl``, ``omega_cl_ITP``,
+        ``beta_cl_WT``, ``sigma_add_conc``, ``pop_tp_agonist[romiplostim]``).
+    cards
+        The fitted cards: they give each parameter's unit and covariate effects.
+    units
+        Units of the observation types (``{"conc": "mg/L"}``), for additive errors.
+
+    Returns
+    -------
+    str
+        ``""`` for a name this scheme does not know.
+    """
+    base = name.split("[")[0]
+    prefix, _, rest = base.partition("_")
+    specs = {p: s for card in reversed(cards) for p, s in card.parameters.items()}
+    # the parameter is the longest card name that starts the rest (cl in cl_WT, cl_ITP)
+    owners = [p for p in specs if rest == p or rest.startswith(f"{p}_")]
+    owner = max(owners, key=len, default=None)
+    if prefix == "pop" and owner is not None:
+        return specs[owner].unit
+    if prefix in ("omega", "tau"):
+        return LOG_SD
+    if prefix == "beta" and owner is not None:
+        covariate = rest.removeprefix(f"{owner}_")
+        effect = next((c for c in specs[owner].covariates if c.covariate == covariate), None)
+        if effect is None:
+            return ""
+        reference = (
+            f"{effect.reference:g}" if isinstance(effect.reference, float) else effect.reference
+        )
+        return {
+            "power": f"exponent of {covariate}/{reference}",
+            "categorical": f"log ratio to {covariate} {effect.reference}",
+        }.get(effect.effect, f"per unit of {covariate}")
+    if prefix == "sigma":
+        kind, _, observed = rest.partition("_")
+        dvid = max(
+            (d for d in units if observed == d or observed.startswith(f"{d}_")),
+            key=len,
+            default=None,
+        )
+        return {"add": units.get(dvid, "") if dvid else "", "prop": "fraction", "log": LOG_SD}.get(
+            kind, ""
+        )
+    return ""

@@ -1,4 +1,4 @@
-"""Trial comparisons as tables, whatever endpoints and contrasts they hold.
+"""Trial comparisons as tables, whatever endpoints and contrasts they hold, and a forest plot.
 
 ``tpopk.compare`` returns a tree of endpoint draws, their summaries per arm and
 pairwise contrasts; other code may hand over any Dataset of endpoints. Both are laid
@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict
 
 #: Rows shown of one comparison table; the rest are counted, not shown.
@@ -133,3 +135,62 @@ def comparison_tables(comparison: xr.DataTree | xr.Dataset) -> tuple[Table, ...]
         if data.data_vars and not (only_draws and len(comparison.children) > 1):
             tables += _dataset_tables(data, node.path.strip("/") or "comparison")
     return tuple(tables)
+
+
+def plot_contrasts(comparison: xr.DataTree) -> Figure | None:
+    """Forest plot of a comparison's contrasts: one panel per endpoint, one row per arm pair.
+
+    Each unordered pair of arms appears once (``A − B`` with ``A`` first in the trial's
+    arm order): its posterior median difference as a point, its credible interval as a
+    line, the line of no difference dashed, and ``P(A better)`` beside the row's label.
+    The axis names the endpoint's unit.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        ``None`` when the tree has no ``contrasts`` group or no pair of arms.
+    """
+    if "contrasts" not in comparison.children:
+        return None
+    contrasts = comparison["contrasts"].to_dataset()
+    arms = [str(a) for a in contrasts["arm"].values]
+    versus = [str(v) for v in contrasts["versus"].values]
+    order = list(dict.fromkeys(arms))
+    pairs = [i for i in range(len(arms)) if order.index(arms[i]) < order.index(versus[i])]
+    names = [str(n).removeprefix("difference_") for n in contrasts.data_vars]
+    endpoints = [n for n in names if f"difference_{n}" in contrasts]
+    if not pairs or not endpoints:
+        return None
+    height = sum(0.35 * len(pairs) + 1.1 for _ in endpoints)
+    figure, axes = plt.subplots(
+        len(endpoints), 1, figsize=(9.0, height), layout="constrained", squeeze=False
+    )
+    for target, name in zip(axes[:, 0], endpoints, strict=True):
+        difference = contrasts[f"difference_{name}"].isel(pair=pairs)
+        median = difference.sel(stat="median").values
+        lower, upper = difference.sel(stat="lower").values, difference.sel(stat="upper").values
+        rows = np.arange(len(pairs))[::-1]  # first pair at the top
+        target.hlines(rows, lower, upper, color="C0", linewidth=2)
+        target.plot(median, rows, "o", color="C0")
+        target.axvline(0.0, color="k", linewidth=1, linestyle="--")
+        p_better = contrasts[f"p_better_{name}"].isel(pair=pairs).values
+        labels = [
+            f"{arms[i]} − {versus[i]}  (P better {p:.2f})"
+            if np.isfinite(p)
+            else f"{arms[i]} − {versus[i]}  (P better n/a)"
+            for i, p in zip(pairs, p_better, strict=True)
+        ]
+        target.set_yticks(rows, labels)
+        target.set_ylim(-0.7, len(pairs) - 0.3)
+        units = difference.attrs.get("units") or _draw_units(comparison, name)
+        target.set_xlabel(f"difference in {name}" + (f" ({units})" if units else ""))
+    plt.close(figure)  # kept out of pyplot's registry; the caller saves it
+    return figure
+
+
+def _draw_units(comparison: xr.DataTree, name: str) -> str:
+    """Return the unit of an endpoint as its draws or summary give it."""
+    for group in ("draws", "summary"):
+        if group in comparison.children and name in comparison[group].data_vars:
+            return str(comparison[group][name].attrs.get("units", ""))
+    return ""

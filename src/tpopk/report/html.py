@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tpopk.files import atomic_write
 from tpopk.report.comparison import Cell
-from tpopk.report.payload import Figure, FigureSection, ReportPayload
+from tpopk.report.payload import Figure, FigureSection, ParameterRow, ReportPayload
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -25,12 +25,14 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 
 h1 { border-bottom: 2px solid #446; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
 nav ol { columns: 3; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; max-width: 100%; }
 caption { text-align: left; font-weight: bold; padding: .3em 0; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; vertical-align: top; }
 th { background: #eef; }
+/* a word too long for any column (a URL in a source) may break anywhere */
+td.long { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .9em; color: #444; }
@@ -49,6 +51,7 @@ SECTIONS = (
     ("Cross-validation (PSIS-LOO)", "loo"),
     ("Visual predictive checks", "vpc"),
     ("Goodness of fit", "gof"),
+    ("Prediction discrepancies (NPDE)", "npde"),
     ("Individual fits", "individual"),
     ("Trial comparison", "comparison"),
 )
@@ -63,30 +66,38 @@ def _text(value: Cell) -> str:
     return escape(str(value))
 
 
+#: Words longer than this many characters may break anywhere in a table cell.
+LONG_WORD = 30
+
+
+def _cell(value: Cell) -> str:
+    if isinstance(value, int | float):
+        return f'<td class="number">{_text(value)}</td>'
+    if value is not None and any(len(word) > LONG_WORD for word in str(value).split()):
+        return f'<td class="long">{_text(value)}</td>'
+    return f"<td>{_text(value)}</td>"
+
+
 def table(
-    columns: Sequence[str], rows: Sequence[Sequence[Cell]], caption: str = "", note: str = ""
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    caption: str = "",
+    note: str = "",
+    *,
+    scroll: bool = False,
 ) -> str:
-    """Return an HTML table; numeric cells are right-aligned."""
+    """Return an HTML table; numeric cells are right-aligned.
+
+    Tables fit the page; ``scroll`` puts one (a trial comparison, a column per endpoint
+    statistic) in a box that scrolls sideways where it cannot.
+    """
     # variable names are long and unspaced: let them wrap after their underscores
     head = "".join(f'<th scope="col">{escape(c).replace("_", "_<wbr>")}</th>' for c in columns)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="number">{_text(v)}</td>'
-            if isinstance(v, int | float)
-            else f"<td>{_text(v)}</td>"
-            for v in row
-        )
-        + "</tr>\n"
-        for row in rows
-    )
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>\n" for row in rows)
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     after = f'<p class="meta">{escape(note)}</p>' if note else ""
-    # wide comparison tables scroll inside the page instead of widening it
-    return (
-        f'<div class="scroll"><table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}'
-        f"</tbody></table></div>{after}\n"
-    )
+    html = f"<table>{title}<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+    return (f'<div class="scroll">{html}</div>' if scroll else html) + f"{after}\n"
 
 
 def _records(
@@ -201,34 +212,84 @@ def _convergence(payload: ReportPayload) -> str:
     return advice + chains + _figures(payload, "convergence")
 
 
+def _cv_text(row: ParameterRow) -> Cell:
+    """``32 (21-48)``: the %CV of a log-normal SD at its median and interval bounds."""
+    if row.cv_median is None or row.cv_lower is None or row.cv_upper is None:
+        return None
+    return f"{row.cv_median:.3g} ({row.cv_lower:.3g}–{row.cv_upper:.3g})"
+
+
 def _parameters(payload: ReportPayload) -> str:
-    level = 100 * payload.parameters.ci_prob
+    parameters = payload.parameters
+    level = 100 * parameters.ci_prob
     lower, upper = f"{(100 - level) / 2:g}%", f"{(100 + level) / 2:g}%"
+    threshold = f"{100 * parameters.prior_dominated:g}%"
     columns = [
-        ("parameter", "parameter"),
-        ("mean", "mean"),
-        ("sd", "sd"),
-        (lower, "lower"),
-        ("median", "median"),
-        (upper, "upper"),
+        "parameter",
+        "unit",
+        "mean",
+        "sd",
+        lower,
+        "median",
+        upper,
+        f"as %CV: median ({level:g}% interval)",
+        "prior overlap",
     ]
     caption = f"Population parameters: posterior mean, SD and {level:g}% equal-tailed interval"
     if payload.approximate:
         caption += f" ({payload.inference_method} approximation, not MCMC)"
     else:
-        columns += [("ESS bulk", "ess_bulk"), ("ESS tail", "ess_tail"), ("R-hat", "r_hat")]
-    return _records(columns, payload.parameters.rows, caption)
+        columns += ["ESS bulk", "ESS tail", "R-hat"]
+    rows = [
+        (
+            row.parameter,
+            row.unit or "–",
+            row.mean,
+            row.sd,
+            row.lower,
+            row.median,
+            row.upper,
+            _cv_text(row),
+            None
+            if row.prior_overlap is None
+            else f"{100 * row.prior_overlap:.0f}%"
+            + (" mainly prior" if row.prior_overlap > parameters.prior_dominated else ""),
+            *(() if payload.approximate else (row.ess_bulk, row.ess_tail, row.r_hat)),
+        )
+        for row in parameters.rows
+    ]
+    note = (
+        "%CV: the coefficient of variation 100·sqrt(exp(ω²) − 1) that a log-normal SD "
+        "(omega, tau) implies. Prior overlap: the area shared by the prior and posterior "
+        "densities (Garrett & Zeger 2000), 100% when the data say nothing; above "
+        f"{threshold} a parameter is informed mainly by its prior."
+    )
+    flagged = parameters.prior_informed()
+    advice = _warnings(
+        tuple(
+            f"{name}: informed mainly by its prior (prior-posterior overlap above "
+            f"{threshold}); the data add little to what the card assumed."
+            for name in flagged
+        ),
+        f"Every population parameter's prior-posterior overlap is at most {threshold}.",
+    )
+    return table(columns, rows, caption, note) + advice
 
 
 def _shrinkage(payload: ReportPayload) -> str:
     shrinkage = payload.shrinkage
     eta = _records(
-        [("parameter", "parameter"), ("ω (posterior mean)", "omega"), ("η-shrinkage", "shrinkage")],
+        [
+            ("parameter", "parameter"),
+            ("ω (posterior mean, SD of log)", "omega"),
+            ("ω as %CV", "cv_percent"),
+            ("η-shrinkage (fraction)", "shrinkage"),
+        ],
         shrinkage.eta,
         "η-shrinkage (above 0.2-0.3, individual estimates carry the prior, not the data)",
     )
     epsilon = table(
-        ["observation", "ε-shrinkage"],
+        ["observation", "ε-shrinkage (fraction)"],
         list(shrinkage.epsilon.items()),
         "ε-shrinkage (1 − SD of IWRES)",
     )
@@ -239,17 +300,21 @@ def _loo(payload: ReportPayload) -> str:
     table = _records(
         [
             ("observations", "dvid"),
-            ("ELPD-LOO", "elpd"),
+            ("ELPD-LOO (log density)", "elpd"),
             ("SE", "se"),
-            ("p_loo", "p_loo"),
-            ("n", "n"),
+            ("p_loo (effective parameters)", "p_loo"),
+            ("n (observations)", "n"),
             ("Pareto-k threshold", "good_k"),
             ("n above threshold", "n_bad_k"),
         ],
         payload.loo,
         "Expected log predictive density (PSIS-LOO) per observation type and for all",
     )
-    return table + _warnings(payload.loo_warnings, "Every Pareto k is below its threshold.")
+    return (
+        table
+        + _warnings(payload.loo_warnings, "Every Pareto k is below its threshold.")
+        + _figures(payload, "loo")
+    )
 
 
 def _comparison(payload: ReportPayload) -> str:
@@ -267,7 +332,9 @@ def _comparison(payload: ReportPayload) -> str:
     if payload.comparison_settings:
         settings = ", ".join(f"{k} = {v}" for k, v in payload.comparison_settings.items())
         parts.append(f'<p class="meta">Simulation settings: {escape(settings)}</p>\n')
-    parts += [table(t.columns, t.rows, t.title, t.note) for t in payload.comparison]
+    if payload.section_figures("comparison"):
+        parts.append(_figures(payload, "comparison"))
+    parts += [table(t.columns, t.rows, t.title, t.note, scroll=True) for t in payload.comparison]
     return "".join(parts)
 
 
@@ -304,6 +371,7 @@ def html_chunks(payload: ReportPayload) -> Iterator[str]:
         "loo": _loo,
         "vpc": lambda p: _figures(p, "vpc"),
         "gof": lambda p: _figures(p, "gof"),
+        "npde": lambda p: _figures(p, "npde"),
         "individual": lambda p: _figures(p, "individual"),
         "comparison": _comparison,
     }

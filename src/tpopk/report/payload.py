@@ -17,21 +17,25 @@ import base64
 import io
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
+from matplotlib.figure import Figure as MplFigure
 from pydantic import Field
 from pymc_extras.prior import Prior
 
 import tpopk
 from tpopk import diagnostics
 from tpopk.data import read_events
+from tpopk.diagnostics.prior_posterior import PRIOR_DOMINATED
+from tpopk.model import population_variables
 from tpopk.model.card import LevelSD, ModelCard
+from tpopk.model.parameters import population_unit
 from tpopk.progress import step
-from tpopk.report.comparison import Table, comparison_tables
+from tpopk.report.comparison import Table, comparison_tables, plot_contrasts
 from tpopk.simulate import TrialDesign
 from tpopk.simulate.predict import predict
 from tpopk.typed import FrozenModel
@@ -48,10 +52,18 @@ INDIVIDUAL_GRID_POINTS = 300
 INDIVIDUAL_DRAWS = 100
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
+#: How figures are saved: the image grows to hold every label (none is cut off).
+SAVEFIG: dict[str, Any] = {"format": "png", "dpi": FIGURE_DPI, "bbox_inches": "tight"}
 #: Probability of the credible intervals in the parameter table.
 CI_PROB = 0.9
+#: Prior draws the prior-posterior overlap is estimated from.
+PRIOR_DRAWS = 2000
+#: Replicates each observation's NPDE is computed from.
+NPDE_DRAWS = 1000
 
-FigureSection = Literal["convergence", "shrinkage", "vpc", "gof", "individual"]
+FigureSection = Literal[
+    "convergence", "shrinkage", "loo", "vpc", "gof", "npde", "individual", "comparison"
+]
 
 
 class DataSummary(FrozenModel):
@@ -121,9 +133,17 @@ class Convergence(FrozenModel):
 
 
 class ParameterRow(FrozenModel):
-    """Posterior summary of one population parameter (one row of :meth:`Fit.summary`)."""
+    """Posterior summary of one population parameter (one row of :meth:`Fit.summary`).
+
+    A log-normal SD (``omega_``, ``tau_``) is also given as the coefficient of variation
+    it implies, ``100 sqrt(exp(ω²) − 1)`` %, at its interval bounds and median (the
+    transform is monotone, so these are the CV's own quantiles). ``prior_overlap`` is
+    the Garrett-Zeger overlap of its prior and posterior densities
+    (:mod:`tpopk.diagnostics.prior_posterior`).
+    """
 
     parameter: str
+    unit: str = ""
     mean: float
     sd: float
     lower: float
@@ -132,13 +152,30 @@ class ParameterRow(FrozenModel):
     ess_bulk: float | None
     ess_tail: float | None
     r_hat: float | None
+    cv_lower: float | None = None
+    cv_median: float | None = None
+    cv_upper: float | None = None
+    prior_overlap: float | None = None
 
 
 class ParameterTable(FrozenModel):
-    """The population parameters with equal-tailed ``ci_prob`` intervals."""
+    """The population parameters with equal-tailed ``ci_prob`` intervals.
+
+    ``prior_dominated`` is the overlap above which a parameter is flagged as informed
+    mainly by its prior.
+    """
 
     ci_prob: float
     rows: tuple[ParameterRow, ...]
+    prior_dominated: float = PRIOR_DOMINATED
+
+    def prior_informed(self) -> tuple[str, ...]:
+        """Parameters whose prior-posterior overlap is above ``prior_dominated``."""
+        return tuple(
+            row.parameter
+            for row in self.rows
+            if row.prior_overlap is not None and row.prior_overlap > self.prior_dominated
+        )
 
 
 class ShrinkageRow(FrozenModel):
@@ -147,6 +184,7 @@ class ShrinkageRow(FrozenModel):
     parameter: str
     omega: float
     shrinkage: float
+    cv_percent: float | None = None
 
 
 class Shrinkage(FrozenModel):
@@ -364,13 +402,34 @@ def approximation_warning(method: str) -> str:
     )
 
 
-def summarise_parameters(fit: Fit, ci_prob: float = CI_PROB) -> ParameterTable:
-    """Rows of :meth:`Fit.summary` with the interval bounds under fixed names."""
+def log_sd_cv(sd: float) -> float:
+    """Return the %CV of a log-normal whose log has SD ``sd``: ``100 sqrt(exp(sd²) − 1)``."""
+    return float(100 * np.sqrt(np.expm1(sd**2)))
+
+
+def summarise_parameters(
+    fit: Fit, ci_prob: float = CI_PROB, prior_overlap: dict[str, float] | None = None
+) -> ParameterTable:
+    """Rows of :meth:`Fit.summary` with units, the interval bounds under fixed names, %CV.
+
+    ``prior_overlap`` (per row name) fills the overlap column where given.
+    """
     table = fit.summary(ci_prob=ci_prob)
     lower, median, upper = table.columns[2:5]  # the quantile columns, named by their level
+    units = fit.events.units.as_dict()
+    overlap = prior_overlap or {}
+
+    def cv(name: object, value: float) -> float | None:
+        return log_sd_cv(value) if str(name).startswith(("omega_", "tau_")) else None
+
     rows = tuple(
         ParameterRow(
             parameter=str(name),
+            unit=population_unit(str(name), fit.cards, units),
+            cv_lower=cv(name, float(row[lower])),
+            cv_median=cv(name, float(row[median])),
+            cv_upper=cv(name, float(row[upper])),
+            prior_overlap=overlap.get(str(name)),
             mean=float(row["mean"]),
             sd=float(row["sd"]),
             lower=float(row[lower]),
@@ -395,6 +454,7 @@ def summarise_shrinkage(fit: Fit) -> tuple[Shrinkage, xr.Dataset | None]:
                 parameter=str(p),
                 omega=float(eta["omega"].sel(parameter=p)),
                 shrinkage=float(eta["shrinkage"].sel(parameter=p)),
+                cv_percent=log_sd_cv(float(eta["omega"].sel(parameter=p))),
             )
             for p in eta["parameter"].values
         )
@@ -424,12 +484,14 @@ def summarise_loo(fit: Fit) -> tuple[tuple[LooRow, ...], tuple[str, ...]]:
     return rows, tuple(diagnostics.loo_warnings(table))
 
 
-def encode_figure(plot: PlotCollection, section: FigureSection, title: str, caption: str) -> Figure:
+def encode_figure(
+    plot: PlotCollection | MplFigure, section: FigureSection, title: str, caption: str
+) -> Figure:
     """Render a plot to PNG and close it: a report holds dozens, matplotlib keeps them all."""
-    figure = plot.viz["figure"].item()
+    figure = plot.viz["figure"].item() if isinstance(plot, PlotCollection) else plot
     try:
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
+        figure.savefig(buffer, **SAVEFIG)
     finally:
         plt.close(figure)
     return Figure(
@@ -450,12 +512,11 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
         if new_subjects
         else "the fitted subjects re-simulated with their own η (narrower than a true VPC)"
     )
-    # PRED as stored at fit time. Bergstrand's correction divides by it: undefined where
-    # PRED is 0 (pre-dose samples) or where the fit holds none
+    # PRED as stored at fit time; Bergstrand's correction divides by it, so the pcVPC
+    # leaves out the observations where it is 0 (pre-dose samples)
     pred = diagnostics.population_prediction(fit.tree, dvid)
-    undefined = int(np.sum(~(pred > 0))) if pred is not None else 0
     with _step(f"VPC and pcVPC of {dvid}", progress):
-        for corrected in (False, True) if pred is not None and not undefined else (False,):
+        for corrected in (False, True) if pred is not None else (False,):
             check = diagnostics.vpc(fit.tree, [dvid], group=group, prediction_corrected=corrected)
             kind = "prediction-corrected VPC" if corrected else "VPC"
             caption = (
@@ -465,11 +526,11 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
             )
             if corrected:
                 caption += " Values scaled by PRED_bin / PRED (Bergstrand et al. 2011)."
-            elif undefined:
-                caption += (
-                    f" No prediction-corrected VPC: PRED is 0 at {undefined} observation(s) "
-                    "(e.g. before the first dose), where the correction is undefined."
-                )
+                if left_out := check.attrs["n_left_out"]:
+                    caption += (
+                        f" {left_out} observation(s) where PRED is 0 (before the first dose) "
+                        "are left out: the correction is undefined there."
+                    )
             figures.append(
                 encode_figure(diagnostics.plot_vpc(check), "vpc", f"{kind}: {dvid}", caption)
             )
@@ -482,6 +543,24 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 f"Goodness of fit: {dvid}",
                 "Observations against PRED (η = 0) and IPRED (posterior median), and IWRES "
                 "against time and IPRED; BLQ observations left out.",
+            )
+        )
+    with _step(f"NPDE of {dvid}", progress):
+        discrepancies = diagnostics.npde(fit.tree, dvid, group=group, num_draws=NPDE_DRAWS)
+        tests = discrepancies.attrs
+        figures.append(
+            encode_figure(
+                diagnostics.plot_npde(discrepancies, pred=pred),
+                "npde",
+                f"NPDE: {dvid}",
+                f"Normalised prediction distribution errors (Brendel et al. 2006; "
+                f"decorrelated within subject) from {tests['n_replicates']} replicates of "
+                f"{replicates}: N(0, 1) when the model is right (dotted: 0 and ±1.96). "
+                f"Mean {tests['mean']:.2f} (t-test p = {tests['p_mean']:.2g}), variance "
+                f"{tests['variance']:.2f} (p = {tests['p_variance']:.2g}), Shapiro-Wilk "
+                f"p = {tests['p_normal']:.2g}; global p = {tests['p_global']:.2g}. BLQ "
+                "observations left out. CWRES are not computed: they linearise the model "
+                "around the FOCE estimates; NPDE are their simulation-based counterpart.",
             )
         )
     with _step(f"individual fits of {dvid}", progress):
@@ -569,7 +648,11 @@ def build_payload(
     with _step("data, model cards and parameter table", progress):
         data = summarise_data(fit)
         cards = tuple(summarise_card(card) for card in fit.cards)
-        parameters = summarise_parameters(fit)
+    with _step("prior draws and prior-posterior overlap", progress):
+        population = population_variables(fit.tree)
+        prior = diagnostics.prior_draws(fit.model, population, draws=PRIOR_DRAWS)
+        overlap = diagnostics.prior_posterior_overlap(prior, fit.posterior[population])
+        parameters = summarise_parameters(fit, prior_overlap=overlap)
     figures = []
     with _step("convergence and rank plots", progress):
         convergence = summarise_convergence(fit)
@@ -594,12 +677,40 @@ def build_payload(
                     "Posterior-mean η per subject against the N(0, ω) the IIV model implies.",
                 )
             )
-    with _step("PSIS-LOO", progress):
+    with _step("PSIS-LOO and LOO-PIT", progress):
         loo, loo_warnings = summarise_loo(fit)
+        figures.append(
+            encode_figure(
+                diagnostics.plot_loo_pit(fit.tree),
+                "loo",
+                "LOO-PIT",
+                "Empirical CDF of the leave-one-out probability integral transforms "
+                "P(y_rep ≤ y | the other observations), minus the uniform CDF (Δ ECDF), per "
+                "observation type: near 0 when the predictive distributions are calibrated. "
+                "p: simultaneous test of uniformity; highlighted points lie outside its "
+                "envelope. A hump (∩) means predictive distributions too narrow, a dip (∪) "
+                "too wide; one-sided, biased.",
+            )
+        )
     for dvid in diagnostics.observation_types(fit.tree):
         figures += observation_figures(fit, dvid, progress=progress)
     with _step("trial comparison", progress):
         tables = comparison_tables(comparison) if comparison is not None else ()
+        if isinstance(comparison, xr.DataTree) and (forest := plot_contrasts(comparison)):
+            level = comparison.attrs.get("ci_prob", "")
+            figures.append(
+                encode_figure(
+                    forest,
+                    "comparison",
+                    "Contrasts between arms",
+                    "Posterior median difference of each endpoint between two arms (point) "
+                    f"and its {100 * float(level):g}% credible interval (line), "
+                    "each pair once; P(better) is the posterior probability that the first "
+                    "arm is better (higher responders, lower overshoot and time to response)."
+                    if level != ""
+                    else "Posterior median difference between arms and its credible interval.",
+                )
+            )
     posterior = fit.posterior
     return ReportPayload(
         title=title or f"tpopk fit report: {names}",

@@ -293,4 +293,7 @@ def contrasts(values: xr.Dataset, kinds: Mapping[str, str], ci_prob: float) -> x
             stats = ["median", "lower", "upper"]
             out[f"difference_{name}"] = diff.isel(draw=0, drop=True).expand_dims(stat=stats)
         out[f"p_better_{name}"] = (better & defined).sum("draw") / n_defined.where(n_defined > 0)
+        # a difference has its endpoint's unit; P(better) is a probability
+        out[f"difference_{name}"].attrs["units"] = data.attrs.get("units", "")
+        out[f"p_better_{name}"].attrs["units"] = "probability"
     return xr.Dataset(out).assign_coords(arm=("pair", first), versus=("pair", second))

@@ -77,8 +77,9 @@ class Equivalence(FrozenModel):
 
 
 class EndpointComparison(FrozenModel):
-    """One endpoint: each arm's posterior, every ordered pair of arms, dose equivalences."""
+    """One endpoint: its unit, each arm's posterior, every ordered pair, dose equivalences."""
 
+    unit: str = ""
     arms: dict[str, Interval]
     contrasts: tuple[Contrast, ...]
     equivalence: tuple[Equivalence, ...]
@@ -112,6 +113,7 @@ class Comparison(FrozenModel):
                 for i in range(contrasts.sizes["pair"])
             ]
             endpoints[name] = EndpointComparison(
+                unit=str(summary[name].attrs.get("units", "")),
                 arms={str(a): Interval.of(summary[name].sel(arm=a)) for a in summary["arm"].values},
                 contrasts=tuple(pairs),
                 equivalence=_equivalences(result, name),

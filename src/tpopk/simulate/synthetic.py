@@ -39,6 +39,7 @@ from tpopk.data.files import write_records
 from tpopk.inference import Fit
 from tpopk.model import ModelCard, build_model, load_card, population_variables
 from tpopk.model.levels import is_population_level
+from tpopk.progress import quiet_pymc
 
 FloatArray = NDArray[np.float64]
 
@@ -302,16 +303,17 @@ def simulate_study(
         if not is_population_level(model.named_vars_to_dims.get(v.name, ()))
         and not v.name.startswith(("eta_", "ipred_"))
     ]
-    simulated = pm.sample_posterior_predictive(
-        fitted.tree,
-        model=model,
-        var_names=observed + individual,
-        predictions=True,
-        random_seed=seed,
-        progressbar=False,
-        # one forward draw: compiling the graph with numba would cost more than running it
-        compile_kwargs={"mode": "FAST_COMPILE"},
-    )["predictions"]
+    with quiet_pymc():
+        simulated = pm.sample_posterior_predictive(
+            fitted.tree,
+            model=model,
+            var_names=observed + individual,
+            predictions=True,
+            random_seed=seed,
+            progressbar=False,
+            # one forward draw: compiling the graph with numba would cost more than running it
+            compile_kwargs={"mode": "FAST_COMPILE"},
+        )["predictions"]
     # The records as given (a DataFrame design keeps its columns and integer covariates);
     # observations are the EVID 0 / MDV 0 rows, in the order of the model's flat list.
     frame = design.copy() if isinstance(design, pd.DataFrame) else events.frame

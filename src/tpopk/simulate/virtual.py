@@ -24,6 +24,7 @@ from tpopk.model.card import CardError, ModelCard
 from tpopk.model.levels import population_variables
 from tpopk.model.parameters import individual_parameters
 from tpopk.model.structural import Dosing, Drug, response_at
+from tpopk.progress import quiet_pymc
 from tpopk.simulate.design import TrialDesign
 from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
 
@@ -118,14 +119,15 @@ def individual_values(
         posterior = prior_population(
             cards, {name: covariates}, agonists=agonists, draws=draws, seed=seed
         )
-    sampled = pm.sample_posterior_predictive(
-        _population_draws(posterior, model, draws),
-        model=model,
-        var_names=list(random.values()),
-        random_seed=seed,
-        progressbar=False,
-        compile_kwargs=_QUICK,
-    )["posterior_predictive"]
+    with quiet_pymc():
+        sampled = pm.sample_posterior_predictive(
+            _population_draws(posterior, model, draws),
+            model=model,
+            var_names=list(random.values()),
+            random_seed=seed,
+            progressbar=False,
+            compile_kwargs=_QUICK,
+        )["posterior_predictive"]
     for key, name in random.items():
         stacked = sampled[name].stack(sample=("chain", "draw")).transpose("sample", ...)
         out[key] = np.asarray(stacked.to_numpy(), dtype=float)
@@ -189,13 +191,14 @@ def prior_population(
         model, _ = _individual_model(agonist, patients, agonists)
         wanted = [n for n in population_variables(model) if n not in parts]
         if wanted:
-            sampled = pm.sample_prior_predictive(
-                draws=draws,
-                model=model,
-                var_names=wanted,
-                random_seed=np.random.default_rng([seed, i]),
-                compile_kwargs=_QUICK,
-            )["prior"]
+            with quiet_pymc():
+                sampled = pm.sample_prior_predictive(
+                    draws=draws,
+                    model=model,
+                    var_names=wanted,
+                    random_seed=np.random.default_rng([seed, i]),
+                    compile_kwargs=_QUICK,
+                )["prior"]
             parts |= {n: sampled[n] for n in wanted}
     population = xr.Dataset(parts)
     if system is not None:
@@ -350,7 +353,7 @@ def _measurement_prior_draws(system: ModelCard, draws: int, seed: int) -> dict[s
     _, priors = _measurement_priors(system)
     if not priors:
         return {}
-    with pm.Model():
+    with pm.Model(), quiet_pymc():
         for variable, prior in priors.values():
             prior.create_variable(variable)
         sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
