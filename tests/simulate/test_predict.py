@@ -313,3 +313,13 @@ def test_observation_records_without_dv_are_predicted_too() -> None:
     table = predict(read_events(frame, units=UNITS), GENERIC / "oral_1cmt.toml")
     assert np.isfinite(table["PRED"].values[1:]).all()
     assert np.isnan(table["PRED"].values[0])  # the dose record
+
+
+def test_dvids_and_pred_narrow_what_is_evaluated(prior_fit: Fit) -> None:
+    table = predict(prior_fit.events, fit=prior_fit, draws=5, dvids=["plt"], pred=False)
+    assert "PRED" not in table
+    assert "IPRED_Q95" in table
+    assert np.isnan(table["IPRED"].values[(table["DVID"] == "conc").values]).all()
+    assert np.isfinite(table["IPRED"].values[(table["DVID"] == "plt").values]).all()
+    with pytest.raises(PredictionError, match=r"do not predict \['tpo'\] \(they predict"):
+        predict(prior_fit.events, fit=prior_fit, dvids=["tpo"])

@@ -102,7 +102,9 @@ def _grid_predictions(
         raise DiagnosticsError("a dense prediction grid needs the fit's model cards")
     frame = fit.events.frame
     events = read_events(frame[frame["ID"].isin(subjects)], units=fit.events.units.as_dict())
-    table = predict(events, fit=fit, grid_points=points, draws=draws, ci_prob=ci_prob)
+    table = predict(
+        events, fit=fit, grid_points=points, draws=draws, ci_prob=ci_prob, dvids=[dvid], pred=False
+    )
     rows = (table["EVID"] == GRID_EVID) & (table["DVID"] == dvid)
     grid = table.where(rows, drop=True)
     order = np.argsort(

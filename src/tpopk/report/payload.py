@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 
 #: At most this many subjects get an individual-fit panel per observation type.
 INDIVIDUAL_PANELS = 12
-#: Times per subject at which individual fits draw IPRED (a weekly dose's peaks and
-#: troughs over a few months need some hundreds).
-INDIVIDUAL_GRID_POINTS = 300
+#: Times per subject at which individual fits draw IPRED, and the posterior draws behind
+#: its band: enough for daily peaks and troughs over six weeks; each draw re-evaluates the
+#: PK (and the platelet ODE) of every panel's subject at every time.
+INDIVIDUAL_GRID_POINTS = 200
+INDIVIDUAL_DRAWS = 40
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
 #: Probability of the credible intervals in the parameter table.
@@ -489,7 +491,7 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
         subjects = diagnostics.observations(fit, dvid)["subject"].values.tolist()
         chosen = list(dict.fromkeys(subjects))[:INDIVIDUAL_PANELS]
         panels = diagnostics.individual_fits(
-            fit, dvid, subjects=chosen, grid_points=INDIVIDUAL_GRID_POINTS, draws=PRED_DRAWS
+            fit, dvid, subjects=chosen, grid_points=INDIVIDUAL_GRID_POINTS, draws=INDIVIDUAL_DRAWS
         )
         semi_log = dvid == "conc"  # PK read semi-log: log-linear phases are straight
         figures.append(
@@ -499,7 +501,7 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 f"Individual fits: {dvid}",
                 f"The first {len(chosen)} subjects in data order: observations (points; "
                 f"hollow: BLQ at the LLOQ), IPRED posterior median and "
-                f"{100 * panels.attrs['ci_prob']:g}% band over {PRED_DRAWS} draws on "
+                f"{100 * panels.attrs['ci_prob']:g}% band over {INDIVIDUAL_DRAWS} draws on "
                 f"{INDIVIDUAL_GRID_POINTS} times from each subject's first to last record"
                 + ("; log scale." if semi_log else "."),
             )
