@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 #: At most this many subjects get an individual-fit panel per observation type.
 INDIVIDUAL_PANELS = 12
-#: Times per subject at which individual fits draw IPRED, and the posterior draws behind
-#: its band: enough for daily peaks and troughs over six weeks; each draw re-evaluates the
-#: PK (and the platelet ODE) of every panel's subject at every time.
-INDIVIDUAL_GRID_POINTS = 200
+#: Times per subject at which individual fits draw IPRED (concentrations: daily peaks and
+#: troughs over six weeks; a response turns over in days), and the posterior draws behind
+#: its band: each draw re-evaluates the PK (and the ODE) of every panel's subject.
+INDIVIDUAL_GRID_POINTS = {"conc": 200, "response": 100}
 INDIVIDUAL_DRAWS = 40
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
@@ -490,8 +490,9 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
     with _step(f"individual fits of {dvid}", progress):
         subjects = diagnostics.observations(fit, dvid)["subject"].values.tolist()
         chosen = list(dict.fromkeys(subjects))[:INDIVIDUAL_PANELS]
+        points = INDIVIDUAL_GRID_POINTS["conc" if dvid == "conc" else "response"]
         panels = diagnostics.individual_fits(
-            fit, dvid, subjects=chosen, grid_points=INDIVIDUAL_GRID_POINTS, draws=INDIVIDUAL_DRAWS
+            fit, dvid, subjects=chosen, grid_points=points, draws=INDIVIDUAL_DRAWS
         )
         semi_log = dvid == "conc"  # PK read semi-log: log-linear phases are straight
         figures.append(
@@ -502,7 +503,7 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 f"The first {len(chosen)} subjects in data order: observations (points; "
                 f"hollow: BLQ at the LLOQ), IPRED posterior median and "
                 f"{100 * panels.attrs['ci_prob']:g}% band over {INDIVIDUAL_DRAWS} draws on "
-                f"{INDIVIDUAL_GRID_POINTS} times from each subject's first to last record"
+                f"{points} times from each subject's first to last record"
                 + ("; log scale." if semi_log else "."),
             )
         )
