@@ -10,12 +10,12 @@ parameter values, and returns the records with their predictions added:
 
 Parameter values come from a fit (its posterior draws: the median prediction and an
 equal-tailed interval over draws, by default ``PRED_Q5``, ``PRED_Q95``, ``IPRED_Q5`` and
-``IPRED_Q95``), from a TOML file of
-typical values (:func:`read_parameters`), or, with neither, the cards' own typical values
-(each prior's median). Predictions are evaluated with the NumPy form of the fitted model
-(:mod:`tpopk.model.structural`): closed-form PK and the platelet solver, never a second
-engine. A dense time grid (``grid_step`` or ``grid_points``) adds rows with ``EVID`` 2
-(NONMEM's "other event": predicted, not observed) for every modelled ``DVID``.
+``IPRED_Q95``), from a TOML file of typical values (:func:`read_parameters`), or, with
+neither, the cards' own typical values (each prior's median). Predictions are evaluated
+with the NumPy form of the fitted model (:mod:`tpopk.model.structural`): closed-form PK
+and the platelet solver, never a second engine. A dense time grid (``grid_step`` or
+``grid_points``) adds rows with ``EVID`` 2 (NONMEM's "other event": predicted, not
+observed) for every modelled ``DVID``.
 
 >>> table = predict(events, cards, grid_step=0.5)  # doctest: +SKIP
 >>> table = predict(events, fit=Fit.load("fit.nc"))  # doctest: +SKIP
