@@ -134,7 +134,7 @@ def test_figures_are_pngs_and_closed(theophylline_fit, theophylline_payload) -> 
     assert f"{pre_dose} observation(s) where PRED is 0 (before the first dose)" in pcvpc.caption
     (individual,) = theophylline_payload.section_figures("individual")
     assert "first 12 subjects" in individual.caption
-    assert "on 300 times from each subject's first to last record; log scale." in individual.caption
+    assert "on 200 times from each subject's first to last record; log scale." in individual.caption
 
 
 def test_pcvpc_drawn_where_pred_is_positive(theophylline_fit) -> None:

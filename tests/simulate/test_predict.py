@@ -319,3 +319,29 @@ def test_observation_records_without_dv_are_predicted_too() -> None:
     table = predict(read_events(frame, units=UNITS), GENERIC / "oral_1cmt.toml")
     assert np.isfinite(table["PRED"].values[1:]).all()
     assert np.isnan(table["PRED"].values[0])  # the dose record
+
+
+def test_dvids_and_pred_narrow_what_is_evaluated(prior_fit: Fit) -> None:
+    table = predict(prior_fit.events, fit=prior_fit, draws=5, dvids=["plt"], pred=False)
+    assert "PRED" not in table
+    assert "IPRED_Q95" in table
+    assert np.isnan(table["IPRED"].values[(table["DVID"] == "conc").values]).all()
+    assert np.isfinite(table["IPRED"].values[(table["DVID"] == "plt").values]).all()
+    with pytest.raises(PredictionError, match=r"do not predict \['tpo'\] \(they predict"):
+        predict(prior_fit.events, fit=prior_fit, dvids=["tpo"])
+
+
+def test_a_fit_without_the_records_agonist_is_refused() -> None:
+    from tpopk.model import build_model
+    from tpopk.simulate import synthetic
+
+    models = Path(__file__).parents[2] / "models"
+    cards = synthetic.library_cards(["eltrombopag", "romiplostim"], models)
+    design = synthetic.design_itp_study(["eltrombopag", "romiplostim"], 1, seed=1)
+    one = read_events(design[design["AGONIST"] == "eltrombopag"], units=synthetic.UNITS)
+    fitted_cards = cards[:2]  # the system card and eltrombopag's
+    values = synthetic.prior_quantile(build_model(fitted_cards, one))
+    fitted = synthetic.known_fit(fitted_cards, one, values)
+    fitted = Fit(tree=fitted.tree, cards=tuple(cards), events=one)  # cards of both agonists
+    with pytest.raises(PredictionError, match=r"posterior lacks population variables \['pop_ka_r"):
+        predict(read_events(design, units=synthetic.UNITS), fit=fitted)

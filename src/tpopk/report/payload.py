@@ -45,11 +45,11 @@ if TYPE_CHECKING:
 
 #: At most this many subjects get an individual-fit panel per observation type.
 INDIVIDUAL_PANELS = 12
-#: Times per subject at which individual fits draw IPRED (a weekly dose's peaks and
-#: troughs over a few months need some hundreds).
-INDIVIDUAL_GRID_POINTS = 300
-#: Posterior draws behind the individual fits' dense-grid median and band.
-INDIVIDUAL_DRAWS = 100
+#: Times per subject at which individual fits draw IPRED (concentrations: daily peaks and
+#: troughs over six weeks; a response turns over in days), and the posterior draws behind
+#: its band: each draw re-evaluates the PK (and the ODE) of every panel's subject.
+INDIVIDUAL_GRID_POINTS = {"conc": 200, "response": 100}
+INDIVIDUAL_DRAWS = 40
 #: Resolution of embedded figures (dots per inch).
 FIGURE_DPI = 96
 #: How figures are saved: the image grows to hold every label (none is cut off).
@@ -566,14 +566,17 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
     with _step(f"individual fits of {dvid}", progress):
         subjects = diagnostics.observations(fit.tree, dvid)["subject"].values.tolist()
         chosen = list(dict.fromkeys(subjects))[:INDIVIDUAL_PANELS]
+        points = INDIVIDUAL_GRID_POINTS["conc" if dvid == "conc" else "response"]
         frame = fit.events.frame
         shown = read_events(frame[frame["ID"].isin(chosen)], units=fit.events.units.as_dict())
         dense = predict(
             shown,
             fit=fit,
-            grid_points=INDIVIDUAL_GRID_POINTS,
+            grid_points=points,
             draws=INDIVIDUAL_DRAWS,
             ci_prob=CI_PROB,
+            dvids=[dvid],
+            pred=False,
         )
         panels = diagnostics.individual_fits(
             fit.tree, dvid, subjects=chosen, ci_prob=CI_PROB, predictions=dense
@@ -587,7 +590,7 @@ def observation_figures(fit: Fit, dvid: str, *, progress: bool = True) -> list[F
                 f"The first {len(chosen)} subjects in data order: observations (points; "
                 f"hollow: BLQ at the LLOQ), IPRED posterior median and "
                 f"{100 * panels.attrs['ci_prob']:g}% band over {INDIVIDUAL_DRAWS} draws on "
-                f"{INDIVIDUAL_GRID_POINTS} times from each subject's first to last record"
+                f"{points} times from each subject's first to last record"
                 + ("; log scale." if semi_log else "."),
             )
         )

@@ -10,12 +10,12 @@ parameter values, and returns the records with their predictions added:
 
 Parameter values come from a fit (its posterior draws: the median prediction and an
 equal-tailed interval over draws, by default ``PRED_Q5``, ``PRED_Q95``, ``IPRED_Q5`` and
-``IPRED_Q95``), from a TOML file of
-typical values (:func:`read_parameters`), or, with neither, the cards' own typical values
-(each prior's median). Predictions are evaluated with the NumPy form of the fitted model
-(:mod:`tpopk.model.structural`): closed-form PK and the platelet solver, never a second
-engine. A dense time grid (``grid_step`` or ``grid_points``) adds rows with ``EVID`` 2
-(NONMEM's "other event": predicted, not observed) for every modelled ``DVID``.
+``IPRED_Q95``), from a TOML file of typical values (:func:`read_parameters`), or, with
+neither, the cards' own typical values (each prior's median). Predictions are evaluated
+with the NumPy form of the fitted model (:mod:`tpopk.model.structural`): closed-form PK
+and the platelet solver, never a second engine. A dense time grid (``grid_step`` or
+``grid_points``) adds rows with ``EVID`` 2 (NONMEM's "other event": predicted, not
+observed) for every modelled ``DVID``.
 
 >>> table = predict(events, cards, grid_step=0.5)  # doctest: +SKIP
 >>> table = predict(events, fit=Fit.load("fit.nc"))  # doctest: +SKIP
@@ -97,6 +97,8 @@ def predict(
     grid_points: int | None = None,
     draws: int = 200,
     ci_prob: float = 0.9,
+    dvids: Sequence[str] | None = None,
+    pred: bool = True,
 ) -> xr.Dataset:
     """Predict every observation record of ``events`` (and a dense grid, if asked).
 
@@ -123,6 +125,12 @@ def predict(
     ci_prob
         Probability of the equal-tailed interval over draws with ``fit``: 0.9 writes
         the 5% and 95% quantiles (``PRED_Q5``, ``PRED_Q95``, ...).
+    dvids
+        Predict (and grid) only these observation types; default every one the cards
+        model (``conc`` and the system card's response).
+    pred
+        With ``fit``, ``False`` leaves out ``PRED`` (and its evaluation at every draw)
+        when only ``IPRED`` is wanted.
 
     Returns
     -------
@@ -154,10 +162,14 @@ def predict(
             f"'{events.units['TIME']}'"
         )
     study = arrange_study(loaded, events)
+    modelled = _modelled_dvids(study)
+    wanted = modelled if dvids is None else list(dvids)
+    if unknown := sorted(set(wanted) - set(modelled)):
+        raise PredictionError(f"the cards do not predict {unknown} (they predict {modelled})")
     arrays = events.subject_arrays()
     for drug in study.drugs:
         _check_concentration_cmt(drug, arrays)
-    records = _with_grid(events, study, grid_step, grid_points)
+    records = _with_grid(events, wanted, grid_step, grid_points)
     units = events.units.as_dict()
     for drug in study.drugs:
         units.setdefault("conc", drug.card.units.concentration)
@@ -165,19 +177,22 @@ def predict(
         individual, system = study_parameters(study, events.covariates)
     population, deviates, known, source = _parameter_draws(model, study, params, fit, draws)
     evaluate = _individual_function(model, study, individual, system)
-    rows = _prediction_rows(records, study, events.subjects)
+    rows = _prediction_rows(records, wanted, events.subjects)
     sizes = (len(records), len(events.subjects))
-    pred, ipred = [], []
+    typical, own = [], []
     for d, values in enumerate(population):
-        pred.append(_predictions(study, evaluate(values, None), rows, units, sizes))
+        if deviates is None or pred:
+            typical.append(_predictions(study, evaluate(values, None), rows, units, sizes))
         if deviates is not None:
-            ipred.append(_predictions(study, evaluate(values, deviates[d]), rows, units, sizes))
+            own.append(_predictions(study, evaluate(values, deviates[d]), rows, units, sizes))
     table = records.copy()
     if deviates is None:
-        table["PRED"] = table["IPRED"] = pred[0]
+        table["PRED"] = table["IPRED"] = typical[0]
     else:
         missing = ~np.isin(table["ID"].to_numpy(), known)
-        for name, stack in (("PRED", np.stack(pred)), ("IPRED", np.stack(ipred))):
+        columns = [("PRED", typical)] if pred else []
+        for name, draws_of in [*columns, ("IPRED", own)]:
+            stack = np.stack(draws_of)
             summary = np.quantile(stack, [0.5, *quantiles], axis=0)  # NaN off predicted rows
             if name == "IPRED":
                 summary[:, missing] = np.nan
@@ -225,7 +240,7 @@ def _modelled_dvids(study: Study) -> list[str]:
 
 
 def _with_grid(
-    events: EventTable, study: Study, step: float | None, points: int | None
+    events: EventTable, dvids: Sequence[str], step: float | None, points: int | None
 ) -> pd.DataFrame:
     """Return the records, with dense-grid rows (``EVID`` 2) sorted in when asked."""
     frame = events.frame
@@ -237,7 +252,6 @@ def _with_grid(
         raise PredictionError(f"the grid step must be a positive number of hours, not {step}")
     if points is not None and points < 2:
         raise PredictionError(f"a grid needs at least 2 points, not {points}")
-    dvids = _modelled_dvids(study)
     span = frame.groupby("ID", sort=False)["TIME"].agg(["min", "max"])
     rows = []
     for subject, start, end in zip(span.index, span["min"], span["max"], strict=True):
@@ -262,13 +276,13 @@ def _position(frame: pd.DataFrame) -> dict[Any, int]:
 
 
 def _prediction_rows(
-    records: pd.DataFrame, study: Study, subjects: NDArray[np.int64]
+    records: pd.DataFrame, dvids: Sequence[str], subjects: NDArray[np.int64]
 ) -> dict[str, Rows]:
     """Per modelled DVID: record rows to predict, their subject positions and times."""
     position = {int(s): i for i, s in enumerate(subjects)}
     evid = records["EVID"].to_numpy()
     rows = {}
-    for dvid in _modelled_dvids(study):
+    for dvid in dvids:
         mask = np.isin(evid, [0, GRID_EVID]) & (records["DVID"] == dvid).to_numpy()
         which = np.flatnonzero(mask).astype(np.int64)
         subject = np.asarray(records["ID"].iloc[which].map(position), dtype=np.int64)
@@ -292,7 +306,7 @@ def _predictions(
     individual, system = values
     n_records, n_subjects = sizes
     out = np.full(n_records, np.nan)
-    which, subject, time = rows["conc"]
+    which, subject, time = rows.get("conc", _NO_ROWS)
     for drug in study.drugs:
         mine = np.isin(subject, drug.subjects)
         if mine.any():
@@ -301,7 +315,7 @@ def _predictions(
             (conc,) = concentrations_at(drug, individual[drug.suffix], [request], np)
             out[which[mine]] = conc
     if study.system is not None:
-        which, subject, time = rows[study.system.structure.response]
+        which, subject, time = rows.get(study.system.structure.response, _NO_ROWS)
         if which.size:
             out[which] = response_at(
                 cast(str, study.system.structure.pd),
@@ -314,6 +328,8 @@ def _predictions(
             )
     return out
 
+
+_NO_ROWS: Final[Rows] = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 #: Units of dimensionless card parameters, whose values may be given as bare numbers.
 _DIMENSIONLESS: Final = frozenset({"1", "-", ""})
