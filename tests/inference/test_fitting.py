@@ -507,3 +507,17 @@ def test_a_fit_file_of_an_older_format_is_refused_with_a_hint(
     tree.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
     with pytest.raises(FitFileError, match=r"has fit format 2 .* reads format 3: refit"):
         Fit.load(tmp_path / "old.nc")
+
+
+def test_a_relabelled_level_sigma_is_refused_on_load(prior_fit: Fit, tmp_path: Path) -> None:
+    fit = described_prior_fit(prior_fit)
+    posterior = fit.posterior.copy()
+    posterior["sigma_log_plt"].attrs = {"sigma_by": "DISEASE", "level": "ITP"}
+    fit.tree["posterior"] = xr.DataTree(posterior)
+    path = fit.save(tmp_path / "labelled.nc")
+    assert Fit.load(path).posterior["sigma_log_plt"].attrs["level"] == "ITP"
+    tree = xr.open_datatree(path, engine="h5netcdf").load()
+    tree["posterior"]["sigma_log_plt"].attrs["level"] = "CLD"
+    tree.to_netcdf(tmp_path / "relabelled.nc", engine="h5netcdf")
+    with pytest.raises(FitFileError, match="do not match the hash"):
+        Fit.load(tmp_path / "relabelled.nc")

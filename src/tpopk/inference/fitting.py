@@ -102,8 +102,9 @@ def _data_hash(events: EventTable) -> str:
 def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.DataTree) -> str:
     """SHA-256 of what a fit is: cards, data, run record, posterior, sample stats, observed data.
 
-    Coordinates are hashed with the variables: the diagnostics read the observations'
-    times, subjects and covariates from them. Values are hashed as float64, which
+    Coordinates are hashed with the variables, and the ``sigma_by`` labels of level
+    sigmas: the diagnostics read the observations' times, subjects and covariates, and
+    which observations a level sigma scales, from them. Values are hashed as float64, which
     survives the netCDF round trip of every numeric and boolean variable, so an edited
     draw is caught however it was stored.
     """
@@ -117,6 +118,10 @@ def _content_hash(cards: tuple[ModelCard, ...], events: EventTable, tree: xr.Dat
         for name in sorted(map(str, data.variables)):
             values = data[name].values
             digest.update(f"{group}/{name}{values.shape}".encode())
+            if "sigma_by" in data[name].attrs:  # which observations a level sigma scales
+                digest.update(
+                    f"{data[name].attrs['sigma_by']}={data[name].attrs['level']}".encode()
+                )
             if values.dtype.kind in "biuf":
                 digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
             else:  # text (see _text_as_str)
