@@ -87,6 +87,22 @@ def structural_parameters(structure: Structure) -> list[tuple[str, str | None, f
     return found
 
 
+def structural_units(
+    structure: Structure, units: Units
+) -> list[tuple[str, str | None, float | None]]:
+    """:func:`structural_parameters`, response-unit parameters in ``units.response``.
+
+    Without a declared response unit those parameters stay unchecked (``None``).
+    """
+    found = structural_parameters(structure)
+    if structure.pd is None or units.response is None:
+        return found
+    from tpopk.pd import PD_MODELS
+
+    in_response = {p.name for p in PD_MODELS[structure.pd].parameters if p.unit == "response unit"}
+    return [(n, units.response if n in in_response else u, d) for n, u, d in found]
+
+
 def drug_effect_parameters(effect: object) -> tuple[str, ...]:
     """Parameters of a drug-effect function: its arguments after ``conc``, before options."""
     names = list(inspect.signature(cast(Callable[..., Any], effect)).parameters)
@@ -147,7 +163,7 @@ def prior_support(prior: Prior) -> tuple[float, float]:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{label}: {err}") from None
         for key, (low, high) in zip(dist.param_names, dist.params_support, strict=True):
-            if not low <= values[key] <= high:
+            if key in values and not low <= values[key] <= high:  # absent: its default
                 expected = "> 0" if 0 < low < 1e-10 else f"in [{low}, {high}]"
                 raise ValueError(f"{label}: '{key}' = {values[key]}; expected {expected}")
         low, high = (float(b) for b in dist.support)
@@ -194,19 +210,39 @@ class CovariateEffect(_Frozen):
     ``power``: ``(x / reference) ** coefficient`` (allometric weight);
     ``linear``: ``1 + coefficient * (x - reference)``;
     ``exponential``: ``exp(coefficient * (x - reference))``;
-    ``categorical``: ``exp(coefficient[level])`` for each non-reference ``level``.
+    ``categorical``: ``exp(coefficient[level])`` for each non-reference ``level``;
+    ``threshold``: ``1 + coefficient`` where ``x < reference`` (``side = "below"``, the
+    default) or ``x > reference`` (``side = "above"``), else 1: NONMEM's
+    ``IF(APGR.LT.5) TVV = TVV*(1+THETA(3))``, the coefficient a fractional change > -1.
     ``coefficient`` is either a fixed number (e.g. allometric 0.75) or a prior.
     """
 
     covariate: str
-    effect: Literal["power", "linear", "exponential", "categorical"]
+    effect: Literal["power", "linear", "exponential", "categorical", "threshold"]
     reference: float | str = 0.0
     coefficient: float | PriorField
     levels: tuple[str, ...] = ()
+    # left out of the dumped card at its default, so older cards and fit hashes read back
+    side: Literal["below", "above"] = Field(default="below", exclude_if=lambda v: v == "below")
     source: str = ""
 
     @model_validator(mode="after")
     def _levels_match_effect(self) -> CovariateEffect:
+        if self.side != "below" and self.effect != "threshold":
+            raise ValueError("'side' only applies to threshold effects")
+        if self.effect == "threshold":
+            if isinstance(self.reference, str):
+                raise ValueError("a threshold effect needs a numeric 'reference' (the cut-off)")
+            low = (
+                self.coefficient
+                if not isinstance(self.coefficient, Prior)
+                else _checked_support(self.coefficient, "'coefficient'")[0]
+            )
+            if low <= -1:
+                raise ValueError(
+                    "a threshold effect multiplies by 1 + coefficient, which must stay above "
+                    f"-1; the coefficient reaches {low} (use e.g. TruncatedNormal, lower = -0.99)"
+                )
         if self.effect == "categorical" and not self.levels:
             raise ValueError("a categorical effect lists its non-reference 'levels'")
         if self.effect != "categorical" and self.levels:
@@ -246,7 +282,10 @@ class ParameterSpec(_Frozen):
     """One structural parameter: estimated, fixed, or read per subject from the data.
 
     Exactly one of ``prior`` (estimated), ``value`` (fixed) or ``from_covariate`` (a data
-    column, e.g. post hoc PK parameters in a sequential PK/PD analysis).
+    column, e.g. post hoc PK parameters in a sequential PK/PD analysis). ``per`` names a
+    covariate the typical value is per unit of: ``unit = "L/h/kg"``, ``per = "WT"`` gives
+    each subject ``pop_cl × WT`` (NONMEM's ``TVCL = THETA(1)*WGT``), the unit being the
+    structure's unit over the covariate's (kg for WT; the data's declared unit otherwise).
     """
 
     unit: str
@@ -260,6 +299,9 @@ class ParameterSpec(_Frozen):
     # IIV SD per covariate level; left out of the dumped card when absent (as 'centered')
     iiv_by: LevelSD | None = Field(default=None, exclude_if=lambda v: v is None)
     covariates: tuple[CovariateEffect, ...] = ()
+    # the typical value is per unit of this covariate (CL in L/h/kg times WT); left out
+    # of the dumped card when absent
+    per: str | None = Field(default=None, exclude_if=lambda v: v is None)
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
     tau: PriorField | None = None
@@ -272,8 +314,10 @@ class ParameterSpec(_Frozen):
                 "give exactly one of 'prior' (estimated), 'value' (fixed) or "
                 f"'from_covariate' (a data column); got {origins or 'none'}"
             )
-        if self.prior is None and (self.iiv is not None or self.covariates):
-            raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
+        if self.prior is None and (self.iiv is not None or self.covariates or self.per):
+            raise ValueError(
+                "only an estimated parameter ('prior') can carry IIV, covariates or 'per'"
+            )
         if self.centered and self.iiv is None:
             raise ValueError("'centered' chooses how the IIV is sampled; it needs an 'iiv' prior")
         if self.iiv_by is not None and self.iiv is None:
@@ -320,6 +364,7 @@ class ParameterSpec(_Frozen):
             for name, present in (
                 ("'iiv'", self.iiv is not None),
                 ("'covariates'", bool(self.covariates)),
+                ("'per'", self.per is not None),
                 ("partial pooling", self.pooling == "partial"),
             )
             if present
@@ -400,22 +445,31 @@ class Structure(_Frozen):
     entry and ``drug_effect`` a :data:`tpopk.pd.drug_effect.DRUG_EFFECTS` entry, which
     turns the concentration into the multiplier of the rate the drug acts on
     (``stimulate`` for agonists: ``1 + E(C)``; ``inhibit``: ``1 - E(C)``). ``response``
-    is the DVID the PD structure predicts.
+    is the DVID the PD structure predicts: a known type (``plt``, ``wbc``...) or any
+    lower-case name the data declare a unit for (``pca``), with its unit in
+    ``units.response``.
     """
 
     pk: str | None = None
     pd: str | None = None
     drug_effect: str | None = None
     direction: Literal["stimulate", "inhibit"] = "stimulate"
-    response: str = "plt"
+    response: str = Field(default="plt", pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class Units(_Frozen):
-    """Units the card's parameters are expressed in."""
+    """Units the card's parameters are expressed in.
+
+    ``response`` is the unit of the PD structure's response (``structure.response``, e.g.
+    ``%`` for warfarin's ``pca``): the data must declare that unit for it, and parameters
+    the structure gives in the response's unit (a baseline) carry it.
+    """
 
     time: Literal["h"] = "h"
     dose: str = "mg"
     concentration: str = "mg/L"
+    # left out of the dumped card when absent, so older cards and fit hashes read back
+    response: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class IIVBlock(_Frozen):
@@ -485,9 +539,18 @@ class ModelCard(_Frozen):
                 f"parameters {sorted(unknown)} are not parameters of the structure "
                 f"(which has {sorted(expected)})"
             )
-        for name, unit, _ in components:
+        for name, unit, _ in structural_units(s, self.units):
             card_spec = self.parameters.get(name)
-            if card_spec is not None and unit is not None and card_spec.unit != unit:
+            if card_spec is None or unit is None:
+                continue
+            if card_spec.per is not None:
+                if not card_spec.unit.startswith(f"{unit}/"):
+                    raise ValueError(
+                        f"parameter '{name}' is per {card_spec.per}: its unit is the "
+                        f"structure's '{unit}' per the covariate's unit ('{unit}/kg' for WT), "
+                        f"not '{card_spec.unit}'"
+                    )
+            elif card_spec.unit != unit:
                 raise ValueError(
                     f"parameter '{name}' has unit '{card_spec.unit}'; "
                     f"the structure expects '{unit}'"
