@@ -20,6 +20,7 @@ import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
 from tpopk.data.files import read_sidecar_units
+from tpopk.datasets.reference import compare_with_reference, omega_cv, reference_estimates
 
 #: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
@@ -223,6 +224,7 @@ CATALOGUE: Final[dict[str, Callable[[], EventTable]]] = {
 
 __all__ = [
     "CATALOGUE",
+    "compare_with_reference",
     "doses_from_amt",
     "infusions_from_start_stop",
     "itp_study_values",
@@ -231,4 +233,6 @@ __all__ = [
     "load_theophylline",
     "load_warfarin",
     "load_wbc_sim",
+    "omega_cv",
+    "reference_estimates",
 ]
