@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLER
-from tpopk.datasets import compare_with_reference, load_phenobarbital, load_warfarin
+from tpopk.datasets import compare_with_reference, load_phenobarbital
 from tpopk.inference import Fit, fit
 
 MODELS = Path(__file__).parents[2] / "models" / "examples"
