@@ -46,7 +46,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    from tpopk.datasets import CATALOGUE, compare_with_reference, reference_estimates
+    from tpopk.datasets import compare_with_reference, reference_estimates, reference_events
     from tpopk.inference import fit
 
     references = reference_estimates()
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.fits:
         entry = references[name]
-        events = CATALOGUE[entry["dataset"]]()
+        events = reference_events(name)
         start = time.perf_counter()
         result = fit(
             ROOT / "models" / f"{entry['card']}.toml",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLER
-from tpopk.datasets import compare_with_reference, load_phenobarbital
+from tpopk.datasets import compare_with_reference, load_phenobarbital, reference_events
 from tpopk.inference import Fit, fit
 
 MODELS = Path(__file__).parents[2] / "models" / "examples"
@@ -39,3 +39,17 @@ def test_phenobarbital_fit_converged(phenobarbital_fit: Fit) -> None:
     assert phenobarbital_fit.divergences == 0
     assert (summary["r_hat"] < 1.01).all(), summary
     assert (summary["ess_bulk"] > 200).all(), summary
+
+
+@pytest.fixture(scope="module")
+def warfarin_pk_fit() -> Fit:
+    return fit(MODELS / "warfarin_pk.toml", reference_events("warfarin_pk"), **SAMPLER)
+
+
+@pytest.mark.slow
+def test_warfarin_pk_lands_in_the_band_of_the_published_fits(warfarin_pk_fit: Fit) -> None:
+    table = compare_with_reference(warfarin_pk_fit.posterior, "warfarin_pk")
+    assert table["agrees"].all(), table
+    summary = warfarin_pk_fit.summary()
+    assert warfarin_pk_fit.divergences == 0
+    assert (summary["r_hat"] < 1.01).all(), summary

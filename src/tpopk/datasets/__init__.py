@@ -20,7 +20,12 @@ import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
 from tpopk.data.files import read_sidecar_units
-from tpopk.datasets.reference import compare_with_reference, omega_cv, reference_estimates
+from tpopk.datasets.reference import (
+    compare_with_reference,
+    omega_cv,
+    reference_estimates,
+    reference_events,
+)
 
 #: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
@@ -235,4 +240,5 @@ __all__ = [
     "load_wbc_sim",
     "omega_cv",
     "reference_estimates",
+    "reference_events",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from tpopk.data import EventTable, read_events
 from tpopk.errors import TpopkError
 
 
@@ -32,13 +33,40 @@ def reference_estimates() -> dict[str, dict[str, Any]]:
     """Return the published estimates by reference fit (``theophylline``, ``phenobarbital``...).
 
     Each entry names its ``card`` (path under ``models/`` without ``.toml``), its
-    ``dataset`` (a :data:`tpopk.datasets.CATALOGUE` name) and the ``reference`` fit;
+    ``dataset`` (a :data:`tpopk.datasets.CATALOGUE` name; ``observations`` the types
+    fitted, when not all: :func:`reference_events`) and the ``reference`` fit;
     ``typical`` and ``residual`` map fit variables to the published value (natural scale,
     residual errors as SDs), ``omega_cv`` each parameter's IIV as %CV; ``range`` and
     ``range_omega_cv`` give ``[low, high]`` bands where several tools are the reference.
     """
     text = files(__package__).joinpath("reference_estimates.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
+
+
+def reference_events(name: str) -> EventTable:
+    """The dataset of reference fit ``name``, with only the observation types it fits.
+
+    An entry's ``observations`` (e.g. ``["conc"]`` for a PK model fitted to a PK/PD
+    dataset) keeps those; without it the whole dataset is returned.
+    """
+    from tpopk.datasets import CATALOGUE
+
+    entry = _entry(name)
+    events = CATALOGUE[entry["dataset"]]()
+    if "observations" not in entry:
+        return events
+    frame = events.frame
+    dropped = frame["DVID"].ne("") & ~frame["DVID"].isin(entry["observations"])
+    gone = set(frame.loc[dropped, "DVID"])
+    units = {key: unit for key, unit in events.units.as_dict().items() if key not in gone}
+    return read_events(frame[~dropped].reset_index(drop=True), units=units)
+
+
+def _entry(name: str) -> dict[str, Any]:
+    references = reference_estimates()
+    if name not in references:
+        raise TpopkError(f"no reference fit '{name}'; expected one of {sorted(references)}")
+    return references[name]
 
 
 def omega_cv(omega: Any) -> Any:
@@ -71,10 +99,7 @@ def compare_with_reference(
         ``median``, ``lower``, ``upper`` (the interval), ``difference`` (relative distance
         of the median from the reference, 0 inside a band) and ``agrees``.
     """
-    references = reference_estimates()
-    if name not in references:
-        raise TpopkError(f"no reference fit '{name}'; expected one of {sorted(references)}")
-    entry = references[name]
+    entry = _entry(name)
     bands: dict[str, tuple[str, float, float]] = {}
     for key in ("typical", "residual"):
         bands |= {v: ("natural", x, x) for v, x in entry.get(key, {}).items()}
