@@ -441,7 +441,7 @@ def undeclared_units(
     needed += ["WT"] if "WT" in frame.columns else []
     given = {canonical_key(str(key)) for key in (declared or {})}
     given |= {str(key).strip().lower() for key in (declared or {})}  # named responses
-    example = ", ".join(f'{key} = "{DEFAULT_UNITS.get(key, "%")}"' for key in needed)
+    example = ", ".join(f'{key} = "{DEFAULT_UNITS.get(key, "<unit>")}"' for key in needed)
     return [
         Violation(
             "undeclared-unit",

@@ -44,7 +44,7 @@ def reference_estimates() -> dict[str, dict[str, Any]]:
 
 
 def reference_events(name: str) -> EventTable:
-    """The dataset of reference fit ``name``, with only the observation types it fits.
+    """Load the dataset of reference fit ``name``, only the observation types it fits.
 
     An entry's ``observations`` (e.g. ``["conc"]`` for a PK model fitted to a PK/PD
     dataset) keeps those; without it the whole dataset is returned.
