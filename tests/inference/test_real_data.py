@@ -45,7 +45,7 @@ def test_phenobarbital_fit_converged(phenobarbital_fit: Fit) -> None:
     assert (summary["ess_bulk"] > 200).all(), summary
 
 
-# The joint PK/PCA fit at 4 x (1000 + 1000) took 21 min on the shared 2-core machine
+# The joint PK/PCA fit at 4 x (1000 + 2000) took 18 min on the shared 2-core machine
 # (benchmarks/README.md); the suite runs it at 2 x (300 + 300), enough for medians and
 # intervals of the identified parameters, not for the R-hat < 1.01 of a full run.
 WARFARIN_SAMPLER = {**SAMPLER, "chains": 2, "tune": 300, "draws": 300}
