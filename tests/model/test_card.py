@@ -383,3 +383,68 @@ def test_build_checks_the_response_and_per_units_against_the_data() -> None:
         build_model(per_kg, pheno)
     built = build_model(load_card(MODELS / "examples" / "phenobarbital_wt_apgar.toml"), pheno)
     assert "beta_v_APGR" in built.named_vars
+
+
+LOGIT_EMAX = """
+name = "logit"
+[structure]
+pk = "iv_1cmt"
+[parameters.cl]
+unit = "L/h"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+[parameters.v]
+unit = "L"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+[parameters.f]
+unit = "-"
+prior = { dist = "Beta", alpha = 8.0, beta = 2.0 }
+iiv = { dist = "HalfNormal", sigma = 1.0 }
+iiv_scale = "logit"
+source = "test"
+[residual.conc]
+error = "proportional"
+sigma_prop = { dist = "HalfNormal", sigma = 0.5 }
+"""
+
+
+def test_logit_normal_iiv_keeps_a_fraction_in_its_range() -> None:
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    card = load_card(LOGIT_EMAX)
+    assert load_card(card.to_toml_dict()) == card
+    assert "iiv_scale" not in load_card(VALID).to_toml_dict()["parameters"]["cl"]
+    with pm.Model(coords={"subject": list(range(5))}) as model:
+        values = individual_parameters(card.parameters, pd.DataFrame(index=range(5)))
+    f, pop, eta = pm.draw([values["f"], model["pop_f"], model["eta_f"]], draws=500, random_seed=3)
+    assert ((f > 0) & (f < 1)).all()
+    logit = np.log(f) - np.log1p(-f)
+    np.testing.assert_allclose(logit, np.log(pop / (1 - pop))[:, None] + eta, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'prior = { dist = "Beta", alpha = 8.0, beta = 2.0 }',
+            'prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }',
+            "prior must lie in [0, 1]",
+        ),
+        ('iiv = { dist = "HalfNormal", sigma = 1.0 }\n', "", "needs an estimated 'prior' and an"),
+        (
+            'iiv_scale = "logit"',
+            'iiv_scale = "logit"\ncovariates = [{ covariate = "WT", effect = "power", '
+            "reference = 70, coefficient = 0.75 }]",
+            "'covariates' would multiply it out of that range",
+        ),
+        ('iiv_scale = "logit"', 'iiv_scale = "log"', "multiply it by factors unbounded above"),
+    ],
+)
+def test_broken_logit_normal_iiv_names_the_problem(old: str, new: str, message: str) -> None:
+    assert old in LOGIT_EMAX
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(LOGIT_EMAX.replace(old, new, 1))
+    assert message in str(err.value)

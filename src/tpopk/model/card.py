@@ -286,6 +286,8 @@ class ParameterSpec(_Frozen):
     covariate the typical value is per unit of: ``unit = "L/h/kg"``, ``per = "WT"`` gives
     each subject ``pop_cl × WT`` (NONMEM's ``TVCL = THETA(1)*WGT``), the unit being the
     structure's unit over the covariate's (kg for WT; the data's declared unit otherwise).
+    ``iiv_scale = "logit"`` makes the IIV of a fraction (Emax ≤ 1, bioavailability)
+    logit-normal, ``P = expit(logit(pop_P) + eta_P)``, in place of log-normal.
     """
 
     unit: str
@@ -302,6 +304,8 @@ class ParameterSpec(_Frozen):
     # the typical value is per unit of this covariate (CL in L/h/kg times WT); left out
     # of the dumped card when absent
     per: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # the scale the IIV is normal on; left out of the dumped card at its default
+    iiv_scale: Literal["log", "logit"] = Field(default="log", exclude_if=lambda v: v == "log")
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
     tau: PriorField | None = None
@@ -341,10 +345,38 @@ class ParameterSpec(_Frozen):
                 "(SD of the log typical value between agonists); 'tau' needs pooling = 'partial'"
             )
         _check_scale(self.iiv, "'iiv' (omega)")
+        if self.iiv_scale == "logit":
+            self._check_logit_normal()
         _check_scale(self.tau, "'tau'")
         if self.prior is not None:
             self._check_typical_value(self.prior)
         return self
+
+    def _check_logit_normal(self) -> None:
+        """Logit-normal IIV: a fraction's typical value, varied by its IIV alone."""
+        if self.iiv is None or self.prior is None:
+            raise ValueError("'iiv_scale' = 'logit' needs an estimated 'prior' and an 'iiv' prior")
+        extra = [
+            name
+            for name, present in (
+                ("'covariates'", bool(self.covariates)),
+                ("'per'", self.per is not None),
+                ("partial pooling", self.pooling == "partial"),
+            )
+            if present
+        ]
+        if extra:
+            raise ValueError(
+                f"logit-normal IIV keeps a fraction in (0, 1); {' and '.join(extra)} would "
+                "multiply it out of that range"
+            )
+        low, high = _checked_support(self.prior, "'prior'")
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"logit-normal IIV is for a fraction: its typical value's prior must lie in "
+                f"[0, 1], but the {self.prior.distribution} prior spans [{low}, {high}] "
+                "(use e.g. Beta)"
+            )
 
     def _check_typical_value(self, prior: Prior) -> None:
         """Refuse a typical-value prior that is not positive or that IIV takes out of support.
@@ -369,7 +401,7 @@ class ParameterSpec(_Frozen):
             )
             if present
         ]
-        if high < float("inf") and varies:
+        if high < float("inf") and varies and self.iiv_scale == "log":
             raise ValueError(
                 f"the {prior.distribution} prior bounds the parameter to [{low}, {high}], but "
                 f"its {' and '.join(varies)} multiply it by factors unbounded above, so "

@@ -1,7 +1,8 @@
 """Individual parameters: typical value × covariate effects × log-normal IIV.
 
 A typical value ``per`` a covariate (``pop_cl`` in L/h/kg, ``per = "WT"``) is
-multiplied by the subject's value of it before the effects and the IIV.
+multiplied by the subject's value of it before the effects and the IIV. A fraction with
+``iiv_scale = "logit"`` is logit-normal instead: ``P = expit(logit(pop_P) + eta_P)``.
 
 For a parameter ``P`` the posterior holds ``pop_P`` (typical value, natural scale),
 ``omega_P`` (SD of the log-normal IIV), ``z_P`` (standard-normal deviates: the IIV is
@@ -238,6 +239,10 @@ def individual_parameters(
             else:
                 z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=subject_dim)
                 eta[name] = pm.Deterministic(f"eta_{label}", omega * z, dims=subject_dim)
+        if spec.iiv_scale == "logit":  # log_value is log pop_P: no effects (card-checked)
+            logit = log_value - pt.log1p(-pt.exp(log_value)) + eta[name]
+            values[name] = pm.Deterministic(label, pt.sigmoid(logit), dims=subject_dim)
+            continue
         if name in eta:
             log_value = log_value + eta[name]
         values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
