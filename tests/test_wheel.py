@@ -67,9 +67,11 @@ def test_wheel_ships_the_model_library_and_the_data_with_their_units(wheel: Path
     }
     assert library
     assert library <= names, sorted(library - names)
-    for csv in (ROOT / "src" / "tpopk" / "datasets").glob("*.csv"):
-        assert f"tpopk/datasets/{csv.name}" in names
-        assert f"tpopk/datasets/{csv.stem}.units.toml" in names, csv.name
+    datasets = ROOT / "src" / "tpopk" / "datasets"
+    for table in [*datasets.glob("*.csv"), *datasets.glob("*.dta")]:
+        assert f"tpopk/datasets/{table.name}" in names
+        assert f"tpopk/datasets/{table.stem}.units.toml" in names, table.name
+    assert "tpopk/datasets/reference_estimates.toml" in names
 
 
 @pytest.mark.slow  # a virtual environment and an install: ~80 s

@@ -223,6 +223,21 @@ def test_write_events_round_trips_frame_and_units(tmp_path: Path) -> None:
     assert target.read_text().splitlines()[1].startswith("1,0.0,1,50.0,.,1,1,")
 
 
+def test_named_response_needs_its_unit_and_round_trips(tmp_path: Path) -> None:
+    text = "ID,TIME,EVID,AMT,DV,DVID,CMT\n1,0,1,5,.,.,1\n1,1,0,0,2,conc,2\n1,24,0,0,61,PCA,3\n"
+    with pytest.raises(EventDataError, match="undeclared-response"):
+        read_events(write(tmp_path, text))
+    events = read_events(write(tmp_path, text), units={"conc": "mg/L", "pca": "%"})
+    assert events.observations["DVID"].tolist() == ["conc", "pca"]
+    assert (events.units["pca"], events.units["PCA"]) == ("%", "%")
+    assert events.subject_arrays(dvid="pca").obs_dv.tolist() == [61.0]
+    target = tmp_path / "copy.csv"
+    write_events(events, target)
+    again = read_events(target, require_units=True)
+    assert again.units == events.units
+    pd.testing.assert_frame_equal(again.frame, events.frame)
+
+
 def test_write_events_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.csv"
     target.write_text("old\n")

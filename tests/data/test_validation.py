@@ -199,7 +199,15 @@ CASES = {
         "-3",
     ),
     "unknown DVID": Case(
-        "unknown-dvid", edited(column=("DVID", ".|1|xyz|.|1")), 4, "DVID", "1 conc, 2 plt", "xyz"
+        "unknown-dvid", edited(column=("DVID", ".|1|9|.|1")), 4, "DVID", "1 conc, 2 plt", "9"
+    ),
+    "named response without its unit": Case(
+        "undeclared-response",
+        edited(column=("DVID", ".|1|pca|.|1")),
+        4,
+        "DVID",
+        "the unit of response 'pca' declared",
+        "pca",
     ),
     "DVID missing on an observation": Case(
         "missing-dvid",

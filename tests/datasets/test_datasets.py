@@ -12,10 +12,13 @@ import pytest
 from tpopk.data import AGONISTS, EventDataError, EventTable
 from tpopk.datasets import (
     CATALOGUE,
+    doses_from_amt,
     infusions_from_start_stop,
     itp_study_values,
     load_itp_study,
+    load_phenobarbital,
     load_theophylline,
+    load_warfarin,
     load_wbc_sim,
 )
 from tpopk.model import build_model, population_variables
@@ -74,6 +77,50 @@ def test_wbc_sim_pairs_become_one_infusion_each() -> None:
     )
 
 
+def test_phenobarbital_doses_are_the_records_with_amt() -> None:
+    events = load_phenobarbital()
+    with files("tpopk.datasets").joinpath("pheno.dta").open("r", encoding="utf-8") as stream:
+        raw = pd.read_csv(stream, sep=r"\s+")
+    assert len(raw) == 744
+    assert len(events.subjects) == 59
+    assert len(events.observations) == 155
+    doses = events.doses
+    assert len(doses) == 589
+    assert set(doses["EVID"]) == {1}
+    assert set(events.frame["CMT"]) == {1}
+    np.testing.assert_allclose(doses["AMT"], raw.loc[raw["AMT"] > 0, "AMT"])
+    np.testing.assert_allclose(events.observations["DV"], raw.loc[raw["AMT"] == 0, "DV"])
+    assert set(events.observations["DVID"]) == {"conc"}
+    np.testing.assert_allclose(events.covariates["WT"], raw.groupby("ID")["WGT"].first())
+    np.testing.assert_allclose(events.covariates["APGR"], raw.groupby("ID")["APGR"].first())
+    assert "FA1" not in events.frame.columns
+    assert (events.units["AMT"], events.units["conc"], events.units["WT"]) == ("mg", "mg/L", "kg")
+    assert int((events.covariates["APGR"] < 5).sum()) == 10  # subjects with the V effect
+
+
+def test_nonmem_records_with_evid_are_not_reinterpreted() -> None:
+    frame = pd.DataFrame({"ID": [1], "TIME": [0.0], "AMT": [1.0], "DV": [0.0], "EVID": [1]})
+    with pytest.raises(EventDataError, match="evid-given"):
+        doses_from_amt(frame)
+
+
+def test_warfarin_keeps_pca_as_a_named_response() -> None:
+    events = load_warfarin()
+    raw = bundled("warfarin.csv")
+    assert len(raw) == 515
+    assert len(events.subjects) == 32
+    counts = events.observations.groupby(["DVID", "CMT"]).size().to_dict()
+    assert counts == {("conc", 2): 251, ("pca", 3): 232}
+    doses = events.doses
+    assert (len(doses), set(doses["CMT"]), set(doses["AMT"] > 0)) == (32, {1}, {True})
+    np.testing.assert_allclose(doses["AMT"], raw.loc[raw["evid"] == 1, "amt"])
+    pca = events.observations[events.observations["DVID"] == "pca"]
+    np.testing.assert_allclose(pca["DV"], raw.loc[raw["dvid"] == "pca", "dv"])
+    assert (events.units["conc"], events.units["pca"], events.units["AMT"]) == ("mg/L", "%", "mg")
+    first = raw.groupby("id")["sex"].first()
+    np.testing.assert_array_equal(events.covariates["SEX"], (first == "female").astype(float))
+
+
 def test_unpaired_infusion_is_refused() -> None:
     raw = bundled("wbcSim.csv")
     first_stop = raw.index[(raw["EVID"] == 10101) & (raw["RATE"] < 0)][0]
@@ -87,10 +134,22 @@ def test_catalogue_lists_every_loader_and_provenance_is_bundled() -> None:
         ("theophylline", load_theophylline),
         ("wbc_sim", load_wbc_sim),
         ("itp_study", load_itp_study),
+        ("phenobarbital", load_phenobarbital),
+        ("warfarin", load_warfarin),
     ]
     assert all(isinstance(load(), EventTable) for load in CATALOGUE.values())
     provenance = files("tpopk.datasets").joinpath("PROVENANCE.md").read_text(encoding="utf-8")
-    for needle in ("theo_sd.csv", "wbcSim.csv", "GPL", "nlmixr2data", "EVID 10101"):
+    for needle in (
+        "theo_sd.csv",
+        "wbcSim.csv",
+        "pheno.dta",
+        "warfarin.csv",
+        "GPL",
+        "LGPL",
+        "nlmixr2data",
+        "pharmpy",
+        "EVID 10101",
+    ):
         assert needle in provenance
     assert "itp_study.csv` — multi-agonist ITP study (SYNTHETIC)" in provenance
     assert "python -m tpopk.simulate.synthetic --out src/tpopk/datasets/itp_study.csv" in provenance

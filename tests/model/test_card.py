@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from pymc_extras.prior import Prior
 
@@ -275,3 +277,174 @@ def test_card_file_that_is_not_toml_text(tmp_path: Path) -> None:
     with pytest.raises(CardError, match="is a folder"):
         load_card(str(tmp_path))
     assert load_card(str(tmp_path / "mine.toml")).name == "t"
+
+
+PER_KG_APGAR = """
+name = "per_kg"
+[structure]
+pk = "iv_1cmt"
+[parameters.cl]
+unit = "L/h/kg"
+per = "WT"
+prior = { dist = "LogNormal", mu = -5.0, sigma = 1.0 }
+source = "test"
+[parameters.v]
+unit = "L/kg"
+per = "WT"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+covariates = [{ covariate = "APGR", effect = "threshold", reference = 5, coefficient = 0.25 }]
+[residual.conc]
+error = "proportional"
+sigma_prop = { dist = "HalfNormal", sigma = 0.5 }
+"""
+
+
+def _typical_values(text: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    card = load_card(text)
+    with pm.Model(coords={"subject": list(range(len(frame)))}) as model:
+        values = individual_parameters(card.parameters, frame)
+    # individual value over its typical value, one prior draw
+    cl, pop_cl, v, pop_v = pm.draw(
+        [values["cl"], model["pop_cl"], values["v"], model["pop_v"]], random_seed=1
+    )
+    return {"cl": cl / pop_cl, "v": v / pop_v}
+
+
+def test_per_kg_typical_value_and_apgar_threshold_scale_each_subject() -> None:
+    card = load_card(PER_KG_APGAR)
+    assert load_card(card.to_toml_dict()) == card
+    frame = pd.DataFrame({"WT": [1.4, 0.9, 3.0], "APGR": [7.0, 4.0, 5.0]})
+    values = _typical_values(PER_KG_APGAR, frame)
+    np.testing.assert_allclose(values["cl"], frame["WT"], rtol=1e-12)
+    # 1 + 0.25 only where APGR < 5 (NONMEM's APGR.LT.5): not at 5 itself
+    np.testing.assert_allclose(values["v"], frame["WT"] * np.array([1.0, 1.25, 1.0]), rtol=1e-12)
+    above = PER_KG_APGAR.replace("coefficient = 0.25 }", 'coefficient = 0.25, side = "above" }')
+    values = _typical_values(above, frame)
+    np.testing.assert_allclose(values["v"], frame["WT"] * np.array([1.25, 1.0, 1.0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('unit = "L/h/kg"', 'unit = "L/h"', "per WT: its unit is the structure's 'L/h' per"),
+        ("coefficient = 0.25 }", "coefficient = -1.5 }", "must stay above -1"),
+        (
+            "coefficient = 0.25 }",
+            'coefficient = { dist = "Normal", mu = 0.0, sigma = 1.0 } }',
+            "must stay above -1",
+        ),
+        ("reference = 5,", 'reference = "5",', "numeric 'reference'"),
+        ('effect = "threshold"', 'effect = "linear"', "other"),
+        ("coefficient = 0.25 }", 'coefficient = 0.25, side = "left" }', "side"),
+    ],
+)
+def test_broken_per_or_threshold_names_the_problem(old: str, new: str, message: str) -> None:
+    assert old in PER_KG_APGAR
+    text = PER_KG_APGAR.replace(old, new, 1)
+    if message == "other":  # 'side' on an effect that is not a threshold
+        text = text.replace("coefficient = 0.25 }", 'coefficient = 0.25, side = "above" }')
+        message = "'side' only applies to threshold effects"
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(text)
+    assert message in str(err.value)
+
+
+def test_response_unit_checks_the_baseline_and_the_response_name() -> None:
+    card = load_card(MODELS / "examples" / "warfarin_pca.toml")
+    assert (card.structure.response, card.units.response) == ("pca", "%")
+    text = (MODELS / "examples" / "warfarin_pca.toml").read_text(encoding="utf-8")
+    with pytest.raises(CardError, match="parameter 'r0' has unit '10\\^9/L'; the structure"):
+        load_card(text.replace('unit = "%"', 'unit = "10^9/L"', 1))
+    with pytest.raises(CardError, match=r"structure\.response"):
+        load_card(text.replace('response = "pca"', 'response = "PCA prothrombin"', 1))
+
+
+def test_build_checks_the_response_and_per_units_against_the_data() -> None:
+    from tpopk.data import read_events
+    from tpopk.datasets import load_phenobarbital, load_warfarin
+    from tpopk.model import build_model
+
+    warfarin = load_card(MODELS / "examples" / "warfarin_pca.toml")
+    events = load_warfarin()
+    model = build_model(warfarin, events)
+    assert {"y_conc", "y_pca", "ipred_pca"} <= set(model.named_vars)
+    units = {**events.units.as_dict(), "pca": "1"}
+    other = read_events(events.frame, units=units)
+    with pytest.raises(CardError, match="response 'pca' in '%', but the data declare '1'"):
+        build_model(warfarin, other)
+    pheno = load_phenobarbital()
+    per_kg = load_card(PER_KG_APGAR.replace('per = "WT"', 'per = "APGR"', 1))
+    with pytest.raises(CardError, match="'per' = 'APGR' needs the unit of APGR declared"):
+        build_model(per_kg, pheno)
+    built = build_model(load_card(MODELS / "examples" / "phenobarbital_wt_apgar.toml"), pheno)
+    assert "beta_v_APGR" in built.named_vars
+
+
+LOGIT_EMAX = """
+name = "logit"
+[structure]
+pk = "iv_1cmt"
+[parameters.cl]
+unit = "L/h"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+[parameters.v]
+unit = "L"
+prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }
+source = "test"
+[parameters.f]
+unit = "-"
+prior = { dist = "Beta", alpha = 8.0, beta = 2.0 }
+iiv = { dist = "HalfNormal", sigma = 1.0 }
+iiv_scale = "logit"
+source = "test"
+[residual.conc]
+error = "proportional"
+sigma_prop = { dist = "HalfNormal", sigma = 0.5 }
+"""
+
+
+def test_logit_normal_iiv_keeps_a_fraction_in_its_range() -> None:
+    import pymc as pm
+
+    from tpopk.model.parameters import individual_parameters
+
+    card = load_card(LOGIT_EMAX)
+    assert load_card(card.to_toml_dict()) == card
+    assert "iiv_scale" not in load_card(VALID).to_toml_dict()["parameters"]["cl"]
+    with pm.Model(coords={"subject": list(range(5))}) as model:
+        values = individual_parameters(card.parameters, pd.DataFrame(index=range(5)))
+    f, pop, eta = pm.draw([values["f"], model["pop_f"], model["eta_f"]], draws=500, random_seed=3)
+    assert ((f > 0) & (f < 1)).all()
+    logit = np.log(f) - np.log1p(-f)
+    np.testing.assert_allclose(logit, np.log(pop / (1 - pop))[:, None] + eta, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'prior = { dist = "Beta", alpha = 8.0, beta = 2.0 }',
+            'prior = { dist = "LogNormal", mu = 0.0, sigma = 1.0 }',
+            "prior must lie in [0, 1]",
+        ),
+        ('iiv = { dist = "HalfNormal", sigma = 1.0 }\n', "", "needs an estimated 'prior' and an"),
+        (
+            'iiv_scale = "logit"',
+            'iiv_scale = "logit"\ncovariates = [{ covariate = "WT", effect = "power", '
+            "reference = 70, coefficient = 0.75 }]",
+            "'covariates' would multiply it out of that range",
+        ),
+        ('iiv_scale = "logit"', 'iiv_scale = "log"', "multiply it by factors unbounded above"),
+    ],
+)
+def test_broken_logit_normal_iiv_names_the_problem(old: str, new: str, message: str) -> None:
+    assert old in LOGIT_EMAX
+    with pytest.raises(CardError, match="invalid model card") as err:
+        load_card(LOGIT_EMAX.replace(old, new, 1))
+    assert message in str(err.value)

@@ -26,7 +26,7 @@ from tpopk.data.files import (
     sidecar_path,
     write_records,
 )
-from tpopk.data.records import canonical_frame, dvid_name, type_records
+from tpopk.data.records import canonical_frame, dvid_name, named_responses, type_records
 from tpopk.data.schema import DOSE_EVIDS, RESET_EVIDS, Evid
 from tpopk.data.units import DEFAULT_UNITS, Units, canonical_key, resolve_units
 from tpopk.data.validation import validate
@@ -416,9 +416,9 @@ def read_events(
             units, sidecar_violations = read_sidecar_units(path)
             violations += sidecar_violations
     violations += found
-    resolved, unit_violations = resolve_units(units)
-    violations += unit_violations
     records = type_records(raw, agonists or ())
+    resolved, unit_violations = resolve_units(units, named_responses(records))
+    violations += unit_violations
     violations += validate(records, resolved)
     if violations:
         raise EventDataError(sorted(violations, key=_row_order), raw.name)
@@ -440,7 +440,8 @@ def undeclared_units(
     needed += sorted(set(events.observations["DVID"]))
     needed += ["WT"] if "WT" in frame.columns else []
     given = {canonical_key(str(key)) for key in (declared or {})}
-    example = ", ".join(f'{key} = "{DEFAULT_UNITS[key]}"' for key in needed)
+    given |= {str(key).strip().lower() for key in (declared or {})}  # named responses
+    example = ", ".join(f'{key} = "{DEFAULT_UNITS.get(key, "<unit>")}"' for key in needed)
     return [
         Violation(
             "undeclared-unit",

@@ -27,6 +27,7 @@ from tpopk.data.schema import (
     NUMERIC_COLUMNS,
     OBSERVATION_TYPES,
     RESERVED_COLUMNS,
+    RESPONSE_NAME,
     Evid,
 )
 
@@ -110,15 +111,25 @@ def parse_numbers(values: pd.Series) -> tuple[FloatArray, BoolArray]:
 
 
 def dvid_name(value: object) -> str | None:
-    """Canonical observation-type name of a DVID value (code or name), ``None`` if unknown."""
+    """Canonical name of a DVID value, ``None`` if it is none.
+
+    A known observation type by name or NONMEM code (``conc``, ``2``), or a named
+    response (lower-cased, :data:`~tpopk.data.schema.RESPONSE_NAME`); an unknown numeric
+    code or any other text is ``None``.
+    """
     text = str(value).strip().lower()
     if text in OBSERVATION_TYPES:
         return text
     try:
         code = float(text)
     except ValueError:
-        return None
+        return text if RESPONSE_NAME.fullmatch(text) else None
     return DVID_CODES.get(int(code)) if code.is_integer() else None
+
+
+def named_responses(records: TypedRecords) -> frozenset[str]:
+    """DVID names in the records that are not known observation types (``pca``)."""
+    return frozenset(str(v) for v in records.dvid if v is not None) - set(OBSERVATION_TYPES)
 
 
 def _rxode2_boluses(number: dict[str, FloatArray]) -> None:

@@ -8,6 +8,7 @@ upper-casing; observation-type and agonist names are matched in lower case.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
@@ -101,6 +102,11 @@ _OBSERVATION_TYPES: Final = (
 #: Known observation types by name; numeric ``DVID`` codes map through :data:`DVID_CODES`.
 OBSERVATION_TYPES: Final = MappingProxyType({t.name: t for t in _OBSERVATION_TYPES})
 DVID_CODES: Final = MappingProxyType({t.code: t.name for t in _OBSERVATION_TYPES})
+
+#: Spelling of a named response: a DVID outside :data:`OBSERVATION_TYPES` that a model
+#: card declares (warfarin's prothrombin complex activity ``pca``). Its unit is never
+#: assumed: the dataset must declare it.
+RESPONSE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 
 #: Observation type of every observation when the dataset has no DVID column.
 DEFAULT_DVID: Final = "conc"

@@ -36,6 +36,7 @@ UNIT_TABLE: Final = MappingProxyType(
         "weight": ("kg",),
         "volume": ("L", "mL"),
         "clearance": ("L/h", "mL/min"),
+        "relative": ("%", "1"),
     }
 )
 
@@ -140,7 +141,9 @@ class Units:
 
     def __getitem__(self, key: str | int) -> str:
         """Return the unit of a column or observation type (``"AMT"``, ``"plt"``, ``2``)."""
-        return self.as_dict()[canonical_key(str(key))]
+        units = self.as_dict()
+        response = str(key).strip().lower()  # a named response keeps its lower-case name
+        return units[response] if response in units else units[canonical_key(str(key))]
 
     def as_dict(self) -> dict[str, str]:
         """Return a new ``{key: unit}`` dictionary."""
@@ -157,13 +160,18 @@ class Units:
         return quantity_of(self["AMT"]) == "amount_per_weight"
 
 
-def resolve_units(declared: Mapping[str, str] | None) -> tuple[Units, list[Violation]]:
+def resolve_units(
+    declared: Mapping[str, str] | None, responses: Iterable[str] = ()
+) -> tuple[Units, list[Violation]]:
     """Merge declared units over the defaults and check each against the unit table.
 
     Parameters
     ----------
     declared
         ``{column or DVID: unit}``; keys are case-insensitive, DVIDs by name or code.
+    responses
+        Named responses of the data (DVIDs outside the known types, lower case): a key
+        naming one is its unit (any unit of the table), not a covariate's.
 
     Returns
     -------
@@ -173,8 +181,11 @@ def resolve_units(declared: Mapping[str, str] | None) -> tuple[Units, list[Viola
     """
     merged = dict(DEFAULT_UNITS)
     violations: list[Violation] = []
+    named = frozenset(responses)
     for raw_key, raw_unit in (declared or {}).items():
         key = canonical_key(str(raw_key))
+        if str(raw_key).strip().lower() in named:
+            key = str(raw_key).strip().lower()
         where = f"units[{raw_key}]"
         if key in _COLUMN_QUANTITIES:
             allowed_quantities = _COLUMN_QUANTITIES[key]

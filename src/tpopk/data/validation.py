@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from tpopk.data.records import BoolArray, TypedRecords, blq_flags
+from tpopk.data.records import BoolArray, TypedRecords, blq_flags, named_responses
 from tpopk.data.schema import (
     CONSTANT_COVARIATES,
     DOSING_COLUMNS,
@@ -265,7 +265,19 @@ def observations(r: TypedRecords, units: Units) -> Iterator[Violation]:
         given = ~r.missing("DVID")
         names = ", ".join(f"{t.code} {name}" for name, t in OBSERVATION_TYPES.items())
         unknown = given & np.array([v is None for v in r.dvid])
-        yield from _at(r, unknown, "unknown-dvid", "DVID", f"a known DVID ({names})")
+        yield from _at(
+            r, unknown, "unknown-dvid", "DVID", f"a known DVID ({names}) or a response name"
+        )
+        declared = dict(units.items)
+        for response in sorted(named_responses(r) - set(declared)):
+            yield from _at(
+                r,
+                obs & (r.dvid == response),
+                "undeclared-response",
+                "DVID",
+                f"a known DVID ({names}), or the unit of response '{response}' declared "
+                f'(units {response} = "%", say) for a response a model card names',
+            )
         yield from _at(
             r, obs & ~given, "missing-dvid", "DVID", "a DVID on every observation record"
         )
@@ -394,10 +406,10 @@ def covariates(r: TypedRecords, units: Units) -> Iterator[Violation]:
 def declared_units(r: TypedRecords, units: Units) -> Iterator[Violation]:
     """Units must fit together: per-kg doses need WT, doses and concentrations share a basis."""
     for key, unit in units.items:
-        if not is_standard_key(key) and key not in r.present:
+        if not is_standard_key(key) and key not in r.present and key not in named_responses(r):
             yield Violation(
                 "unknown-unit-key",
-                "units for TIME, AMT, WT, a known DVID or a column of the data",
+                "units for TIME, AMT, WT, a DVID or a column of the data",
                 column=f"units[{key}]",
                 value=unit,
             )

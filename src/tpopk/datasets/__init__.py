@@ -1,6 +1,6 @@
 """Bundled example datasets, loaded as validated event tables.
 
-The public CSVs are kept byte-for-byte as published (see ``PROVENANCE.md`` beside
+The public files are kept byte-for-byte as published (see ``PROVENANCE.md`` beside
 them); their loaders translate rxode2 event codes into NONMEM semantics and declare the
 units. ``itp_study.csv`` is SYNTHETIC: simulated by :mod:`tpopk.simulate.synthetic` from
 the model library at the values in ``itp_study.values.json``.
@@ -20,6 +20,12 @@ import pandas as pd
 
 from tpopk.data import EventDataError, EventTable, Evid, Violation, read_events
 from tpopk.data.files import read_sidecar_units
+from tpopk.datasets.reference import (
+    compare_with_reference,
+    omega_cv,
+    reference_estimates,
+    reference_events,
+)
 
 #: rxode2 event code of wbcSim.csv: infusion into CMT 1 (start/stop pairs).
 RXODE2_INFUSION_CMT1: Final = 10101
@@ -117,6 +123,73 @@ def load_wbc_sim() -> EventTable:
     return read_events(raw, units=units, require_units=True)
 
 
+def _sidecar(name: str) -> dict[str, str]:
+    """Units declared in a bundled ``<stem>.units.toml``."""
+    with as_file(files(__name__).joinpath(name)) as path:
+        units, problems = read_sidecar_units(path)
+    if problems or units is None:
+        raise EventDataError(problems, f"the units of {name}")
+    return dict(units)
+
+
+def doses_from_amt(raw: pd.DataFrame) -> pd.DataFrame:
+    """Give NONMEM records without ``EVID``/``MDV`` their event types from ``AMT``.
+
+    NONMEM reads a record with ``AMT > 0`` as a dose and any other as an observation
+    when the data have no ``EVID`` or ``MDV`` item. Doses get ``EVID 1`` and no ``DV``
+    (their ``DV 0`` is a placeholder, not a measurement); observations get ``EVID 0``.
+    """
+    if "EVID" in raw.columns or "MDV" in raw.columns:
+        raise EventDataError(
+            [Violation("evid-given", "records without EVID and MDV (AMT decides)", column="EVID")],
+            "NONMEM records",
+        )
+    records = raw.copy()
+    dose = records["AMT"].to_numpy(dtype=float) > 0
+    records["EVID"] = np.where(dose, int(Evid.DOSE), int(Evid.OBSERVATION))
+    records["DV"] = records["DV"].where(~dose)
+    return records
+
+
+def load_phenobarbital() -> EventTable:
+    """Load phenobarbital in neonates (Grasela & Donn 1985): 59 subjects, 155 concentrations.
+
+    ``pheno.dta`` is the NONMEM table as published (``$INPUT ID TIME AMT WGT APGR DV FA1
+    FA2``, whitespace-separated, no EVID): a record with ``AMT > 0`` is an IV bolus into
+    the central compartment (CMT 1, :func:`doses_from_amt`), the others concentrations
+    (``DVID`` ``conc``, CMT 1). ``WGT`` becomes ``WT`` (kg) and ``APGR`` (Apgar score,
+    1-10) stays a covariate; ``FA1``/``FA2``, dose flags of the NONMEM runs, are dropped.
+    Units (TIME h, AMT mg, conc mg/L, WT kg) from ``pheno.units.toml``.
+    """
+    with files(__name__).joinpath("pheno.dta").open("r", encoding="utf-8") as stream:
+        raw = pd.read_csv(stream, sep=r"\s+")
+    raw = doses_from_amt(raw.drop(columns=["FA1", "FA2"]).rename(columns={"WGT": "WT"}))
+    raw["CMT"] = 1
+    raw["DVID"] = np.where(raw["EVID"] == Evid.DOSE, "", "conc")
+    return read_events(raw, units=_sidecar("pheno.dta"), require_units=True)
+
+
+def load_warfarin() -> EventTable:
+    """Load warfarin PK and prothrombin complex activity: 32 subjects, one oral dose each.
+
+    ``warfarin.csv`` is nlmixr2data's table as published (lower-case columns ``id, time,
+    amt, dv, dvid, evid, wt, age, sex``). Its ``dvid`` ``cp`` (plasma warfarin, mg/L)
+    becomes ``conc``, observed in the central compartment (CMT 2; the dose, EVID 1, goes
+    to the depot, CMT 1); ``pca`` (prothrombin complex activity, % of normal) stays a named
+    response, observed in CMT 3 after the PK model's compartments. ``sex`` becomes the
+    flag ``SEX`` (1 female, 0 male). 251 concentrations and 232 PCA values; units in
+    ``warfarin.units.toml``.
+    """
+    raw = _bundled("warfarin.csv")
+    raw.columns = [str(c).upper() for c in raw.columns]
+    dose = raw["EVID"] == Evid.DOSE
+    raw["DVID"] = np.where(dose, "", raw["DVID"].replace({"cp": "conc"}))
+    raw["DV"] = raw["DV"].where(~dose)
+    raw["CMT"] = np.select([dose, raw["DVID"] == "conc"], [1, 2], 3)
+    raw["SEX"] = np.where(raw["SEX"] == "female", 1, 0)
+    return read_events(raw, units=_sidecar("warfarin.csv"), require_units=True)
+
+
 def load_itp_study() -> EventTable:
     """Load the SYNTHETIC multi-agonist ITP study: 5 agonists x 6 subjects, 6 weeks.
 
@@ -150,13 +223,22 @@ CATALOGUE: Final[dict[str, Callable[[], EventTable]]] = {
     "theophylline": load_theophylline,
     "wbc_sim": load_wbc_sim,
     "itp_study": load_itp_study,
+    "phenobarbital": load_phenobarbital,
+    "warfarin": load_warfarin,
 }
 
 __all__ = [
     "CATALOGUE",
+    "compare_with_reference",
+    "doses_from_amt",
     "infusions_from_start_stop",
     "itp_study_values",
     "load_itp_study",
+    "load_phenobarbital",
     "load_theophylline",
+    "load_warfarin",
     "load_wbc_sim",
+    "omega_cv",
+    "reference_estimates",
+    "reference_events",
 ]

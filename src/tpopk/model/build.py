@@ -129,6 +129,34 @@ def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
     return dvids
 
 
+def _check_card_units(study: Study, events: EventTable, dvids: list[str]) -> None:
+    """Refuse data whose units are not the card's: the response's and each ``per`` covariate's."""
+    system = study.system
+    if system is not None and system.units.response is not None:
+        response = system.structure.response
+        if response in dvids and events.units[response] != system.units.response:
+            raise CardError(
+                f"card '{system.name}' gives its response '{response}' in "
+                f"'{system.units.response}', but the data declare '{events.units[response]}'"
+            )
+    declared = events.units.as_dict()
+    for card in study.cards:
+        for name, spec in card.parameters.items():
+            if spec.per is None:
+                continue
+            unit = declared.get(spec.per.upper())
+            if unit is None:
+                raise CardError(
+                    f"card '{card.name}', parameters.{name}: 'per' = '{spec.per}' needs the "
+                    f"unit of {spec.per} declared in the data (it makes '{spec.unit}')"
+                )
+            if not spec.unit.endswith(f"/{unit}"):
+                raise CardError(
+                    f"card '{card.name}', parameters.{name}: unit '{spec.unit}' is per "
+                    f"{spec.per}, which the data give in '{unit}'"
+                )
+
+
 def _check_concentration_cmt(drug: Drug, arrays: SubjectArrays) -> None:
     """Concentrations are observed in the PK model's central compartment (or CMT 0).
 
@@ -181,6 +209,7 @@ def build_model(
             "split the subject's occasions into separate IDs"
         )
     dvids = _check_dvids(study, arrays)
+    _check_card_units(study, events, dvids)
     positions = {d: np.flatnonzero(arrays.obs_dvid == d) for d in dvids}
     covariates = events.covariates
     coords = study_coords(study, arrays.subject_ids)

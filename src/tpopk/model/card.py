@@ -87,6 +87,22 @@ def structural_parameters(structure: Structure) -> list[tuple[str, str | None, f
     return found
 
 
+def structural_units(
+    structure: Structure, units: CardUnits
+) -> list[tuple[str, str | None, float | None]]:
+    """:func:`structural_parameters`, response-unit parameters in ``units.response``.
+
+    Without a declared response unit those parameters stay unchecked (``None``).
+    """
+    found = structural_parameters(structure)
+    if structure.pd is None or units.response is None:
+        return found
+    from tpopk.pd import PD_MODELS
+
+    in_response = {p.name for p in PD_MODELS[structure.pd].parameters if p.unit == "response unit"}
+    return [(n, units.response if n in in_response else u, d) for n, u, d in found]
+
+
 def drug_effect_parameters(effect: object) -> tuple[str, ...]:
     """Parameters of a drug-effect function: its arguments after ``conc``, before options."""
     names = list(inspect.signature(cast(Callable[..., Any], effect)).parameters)
@@ -147,7 +163,7 @@ def prior_support(prior: Prior) -> tuple[float, float]:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{label}: {err}") from None
         for key, (low, high) in zip(dist.param_names, dist.params_support, strict=True):
-            if not low <= values[key] <= high:
+            if key in values and not low <= values[key] <= high:  # absent: its default
                 expected = "> 0" if 0 < low < 1e-10 else f"in [{low}, {high}]"
                 raise ValueError(f"{label}: '{key}' = {values[key]}; expected {expected}")
         low, high = (float(b) for b in dist.support)
@@ -192,19 +208,39 @@ class CovariateEffect(_CardModel):
     ``power``: ``(x / reference) ** coefficient`` (allometric weight);
     ``linear``: ``1 + coefficient * (x - reference)``;
     ``exponential``: ``exp(coefficient * (x - reference))``;
-    ``categorical``: ``exp(coefficient[level])`` for each non-reference ``level``.
+    ``categorical``: ``exp(coefficient[level])`` for each non-reference ``level``;
+    ``threshold``: ``1 + coefficient`` where ``x < reference`` (``side = "below"``, the
+    default) or ``x > reference`` (``side = "above"``), else 1: NONMEM's
+    ``IF(APGR.LT.5) TVV = TVV*(1+THETA(3))``, the coefficient a fractional change > -1.
     ``coefficient`` is either a fixed number (e.g. allometric 0.75) or a prior.
     """
 
     covariate: str
-    effect: Literal["power", "linear", "exponential", "categorical"]
+    effect: Literal["power", "linear", "exponential", "categorical", "threshold"]
     reference: float | str = 0.0
     coefficient: float | PriorField
     levels: tuple[str, ...] = ()
+    # left out of the dumped card at its default, so older cards and fit hashes read back
+    side: Literal["below", "above"] = Field(default="below", exclude_if=lambda v: v == "below")
     source: str = ""
 
     @model_validator(mode="after")
     def _levels_match_effect(self) -> CovariateEffect:
+        if self.side != "below" and self.effect != "threshold":
+            raise ValueError("'side' only applies to threshold effects")
+        if self.effect == "threshold":
+            if isinstance(self.reference, str):
+                raise ValueError("a threshold effect needs a numeric 'reference' (the cut-off)")
+            low = (
+                self.coefficient
+                if not isinstance(self.coefficient, Prior)
+                else _checked_support(self.coefficient, "'coefficient'")[0]
+            )
+            if low <= -1:
+                raise ValueError(
+                    "a threshold effect multiplies by 1 + coefficient, which must stay above "
+                    f"-1; the coefficient reaches {low} (use e.g. TruncatedNormal, lower = -0.99)"
+                )
         if self.effect == "categorical" and not self.levels:
             raise ValueError("a categorical effect lists its non-reference 'levels'")
         if self.effect != "categorical" and self.levels:
@@ -244,7 +280,12 @@ class ParameterSpec(_CardModel):
     """One structural parameter: estimated, fixed, or read per subject from the data.
 
     Exactly one of ``prior`` (estimated), ``value`` (fixed) or ``from_covariate`` (a data
-    column, e.g. post hoc PK parameters in a sequential PK/PD analysis).
+    column, e.g. post hoc PK parameters in a sequential PK/PD analysis). ``per`` names a
+    covariate the typical value is per unit of: ``unit = "L/h/kg"``, ``per = "WT"`` gives
+    each subject ``pop_cl × WT`` (NONMEM's ``TVCL = THETA(1)*WGT``), the unit being the
+    structure's unit over the covariate's (kg for WT; the data's declared unit otherwise).
+    ``iiv_scale = "logit"`` makes the IIV of a fraction (Emax ≤ 1, bioavailability)
+    logit-normal, ``P = expit(logit(pop_P) + eta_P)``, in place of log-normal.
     """
 
     unit: str
@@ -258,6 +299,11 @@ class ParameterSpec(_CardModel):
     # IIV SD per covariate level; left out of the dumped card when absent (as 'centered')
     iiv_by: LevelSD | None = Field(default=None, exclude_if=lambda v: v is None)
     covariates: tuple[CovariateEffect, ...] = ()
+    # the typical value is per unit of this covariate (CL in L/h/kg times WT); left out
+    # of the dumped card when absent
+    per: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # the scale the IIV is normal on; left out of the dumped card at its default
+    iiv_scale: Literal["log", "logit"] = Field(default="log", exclude_if=lambda v: v == "log")
     source: str = Field(min_length=1)
     pooling: Literal["shared", "partial"] = "shared"
     tau: PriorField | None = None
@@ -270,8 +316,10 @@ class ParameterSpec(_CardModel):
                 "give exactly one of 'prior' (estimated), 'value' (fixed) or "
                 f"'from_covariate' (a data column); got {origins or 'none'}"
             )
-        if self.prior is None and (self.iiv is not None or self.covariates):
-            raise ValueError("only an estimated parameter ('prior') can carry IIV or covariates")
+        if self.prior is None and (self.iiv is not None or self.covariates or self.per):
+            raise ValueError(
+                "only an estimated parameter ('prior') can carry IIV, covariates or 'per'"
+            )
         if self.centered and self.iiv is None:
             raise ValueError("'centered' chooses how the IIV is sampled; it needs an 'iiv' prior")
         if self.iiv_by is not None and self.iiv is None:
@@ -295,10 +343,38 @@ class ParameterSpec(_CardModel):
                 "(SD of the log typical value between agonists); 'tau' needs pooling = 'partial'"
             )
         _check_scale(self.iiv, "'iiv' (omega)")
+        if self.iiv_scale == "logit":
+            self._check_logit_normal()
         _check_scale(self.tau, "'tau'")
         if self.prior is not None:
             self._check_typical_value(self.prior)
         return self
+
+    def _check_logit_normal(self) -> None:
+        """Logit-normal IIV: a fraction's typical value, varied by its IIV alone."""
+        if self.iiv is None or self.prior is None:
+            raise ValueError("'iiv_scale' = 'logit' needs an estimated 'prior' and an 'iiv' prior")
+        extra = [
+            name
+            for name, present in (
+                ("'covariates'", bool(self.covariates)),
+                ("'per'", self.per is not None),
+                ("partial pooling", self.pooling == "partial"),
+            )
+            if present
+        ]
+        if extra:
+            raise ValueError(
+                f"logit-normal IIV keeps a fraction in (0, 1); {' and '.join(extra)} would "
+                "multiply it out of that range"
+            )
+        low, high = _checked_support(self.prior, "'prior'")
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"logit-normal IIV is for a fraction: its typical value's prior must lie in "
+                f"[0, 1], but the {self.prior.distribution} prior spans [{low}, {high}] "
+                "(use e.g. Beta)"
+            )
 
     def _check_typical_value(self, prior: Prior) -> None:
         """Refuse a typical-value prior that is not positive or that IIV takes out of support.
@@ -318,11 +394,12 @@ class ParameterSpec(_CardModel):
             for name, present in (
                 ("'iiv'", self.iiv is not None),
                 ("'covariates'", bool(self.covariates)),
+                ("'per'", self.per is not None),
                 ("partial pooling", self.pooling == "partial"),
             )
             if present
         ]
-        if high < float("inf") and varies:
+        if high < float("inf") and varies and self.iiv_scale == "log":
             raise ValueError(
                 f"the {prior.distribution} prior bounds the parameter to [{low}, {high}], but "
                 f"its {' and '.join(varies)} multiply it by factors unbounded above, so "
@@ -398,22 +475,31 @@ class Structure(_CardModel):
     entry and ``drug_effect`` a :data:`tpopk.pd.drug_effect.DRUG_EFFECTS` entry, which
     turns the concentration into the multiplier of the rate the drug acts on
     (``stimulate`` for agonists: ``1 + E(C)``; ``inhibit``: ``1 - E(C)``). ``response``
-    is the DVID the PD structure predicts.
+    is the DVID the PD structure predicts: a known type (``plt``, ``wbc``...) or any
+    lower-case name the data declare a unit for (``pca``), with its unit in
+    ``units.response``.
     """
 
     pk: str | None = None
     pd: str | None = None
     drug_effect: str | None = None
     direction: Literal["stimulate", "inhibit"] = "stimulate"
-    response: str = "plt"
+    response: str = Field(default="plt", pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class CardUnits(_CardModel):
-    """Units the card's parameters are expressed in."""
+    """Units the card's parameters are expressed in.
+
+    ``response`` is the unit of the PD structure's response (``structure.response``, e.g.
+    ``%`` for warfarin's ``pca``): the data must declare that unit for it, and parameters
+    the structure gives in the response's unit (a baseline) carry it.
+    """
 
     time: Literal["h"] = "h"
     dose: str = "mg"
     concentration: str = "mg/L"
+    # left out of the dumped card when absent, so older cards and fit hashes read back
+    response: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class IIVBlock(_CardModel):
@@ -483,9 +569,18 @@ class ModelCard(_CardModel):
                 f"parameters {sorted(unknown)} are not parameters of the structure "
                 f"(which has {sorted(expected)})"
             )
-        for name, unit, _ in components:
+        for name, unit, _ in structural_units(s, self.units):
             card_spec = self.parameters.get(name)
-            if card_spec is not None and unit is not None and card_spec.unit != unit:
+            if card_spec is None or unit is None:
+                continue
+            if card_spec.per is not None:
+                if not card_spec.unit.startswith(f"{unit}/"):
+                    raise ValueError(
+                        f"parameter '{name}' is per {card_spec.per}: its unit is the "
+                        f"structure's '{unit}' per the covariate's unit ('{unit}/kg' for WT), "
+                        f"not '{card_spec.unit}'"
+                    )
+            elif card_spec.unit != unit:
                 raise ValueError(
                     f"parameter '{name}' has unit '{card_spec.unit}'; "
                     f"the structure expects '{unit}'"

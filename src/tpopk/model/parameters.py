@@ -1,5 +1,9 @@
 """Individual parameters: typical value × covariate effects × log-normal IIV.
 
+A typical value ``per`` a covariate (``pop_cl`` in L/h/kg, ``per = "WT"``) is
+multiplied by the subject's value of it before the effects and the IIV. A fraction with
+``iiv_scale = "logit"`` is logit-normal instead: ``P = expit(logit(pop_P) + eta_P)``.
+
 For a parameter ``P`` the posterior holds ``pop_P`` (typical value, natural scale),
 ``omega_P`` (SD of the log-normal IIV), ``z_P`` (standard-normal deviates: the IIV is
 non-centred, which samples far better than the centred form when data per subject are
@@ -124,6 +128,9 @@ def covariate_log_effect(
     x = _covariate_values(parameter, effect.covariate, covariates)
     reference = float(effect.reference)
     beta = _coefficient(name, effect)
+    if effect.effect == "threshold":
+        beyond = x < reference if effect.side == "below" else x > reference
+        return pt.log1p(beta * beyond.astype(float))
     if effect.effect == "power":
         if (x <= 0).any():
             raise CardError(
@@ -215,6 +222,14 @@ def individual_parameters(
             log_value = pt.log(pop) * pt.ones(n_subjects)
         for effect in effects:
             log_value = log_value + covariate_log_effect(label, effect, covariates)
+        if spec.per is not None:
+            per = _covariate_values(name, spec.per, covariates)
+            if (per <= 0).any():
+                raise CardError(
+                    f"parameters.{name}: 'per' = '{spec.per}' scales the typical value, so "
+                    f"every subject needs a positive {spec.per}"
+                )
+            log_value = log_value + np.log(per)
         if spec.iiv is not None:
             omega = spec.iiv.create_variable(f"omega_{label}")
             if spec.iiv_by is not None:
@@ -224,6 +239,10 @@ def individual_parameters(
             else:
                 z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=subject_dim)
                 eta[name] = pm.Deterministic(f"eta_{label}", omega * z, dims=subject_dim)
+        if spec.iiv_scale == "logit":  # log_value is log pop_P: no effects (card-checked)
+            logit = log_value - pt.log1p(-pt.exp(log_value)) + eta[name]
+            values[name] = pm.Deterministic(label, pt.sigmoid(logit), dims=subject_dim)
+            continue
         if name in eta:
             log_value = log_value + eta[name]
         values[name] = pm.Deterministic(label, pt.exp(log_value), dims=subject_dim)
