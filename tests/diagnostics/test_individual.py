@@ -45,6 +45,7 @@ def observed_prior_fit(prior_fit):
     """The prior fit of the generic PK/turnover card, with its observed data."""
     import xarray as xr
 
+    from tpopk.diagnostics import describe_observations
     from tpopk.inference import Fit
 
     arrays = prior_fit.events.subject_arrays()
@@ -55,6 +56,7 @@ def observed_prior_fit(prior_fit):
         observed[f"y_{dvid}"] = xr.DataArray(arrays.obs_dv[where], {dim: where}, dim)
     tree = prior_fit.tree.copy()
     tree["observed_data"] = xr.DataTree(xr.Dataset(observed))
+    tree = describe_observations(tree, prior_fit.events)  # as tpopk.fit does
     return Fit(tree=tree, cards=prior_fit.cards, events=prior_fit.events)
 
 
