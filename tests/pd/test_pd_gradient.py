@@ -16,6 +16,7 @@ from tpopk.pd.solve import (
     _numba_pd_solve,
     _numba_pd_solve_vjp,
 )
+from tpopk.pd.structures import lifespan
 
 from .ivp_reference import oral_1cmt
 
@@ -41,6 +42,8 @@ PARAMS = {
     # exactly the platelets' rate (the exponential step's kp = kl branch).
     "lifespan_itp": [[30.0, 142.0, 22.0, 0.083], [15.0, 40.0, 8.0, 0.621]],
     "lifespan_equal_rates": [[60.0, 100.0, 100.0, 0.3], [20.0, 24.0, 24.0, 0.0]],
+    # A 2 + 1 chain: fewer states than the stage tape keeps per stage (kernels.EXPO_TAPE).
+    "lifespan_2_1": [[30.0, 142.0, 22.0, 0.3], [60.0, 40.0, 8.0, 0.621]],
     "endogenous_tpo": [
         [200.0, 120.0, 240.0, 1.4, 2.0, 0.03, 0.6, 0.33],
         [30.0, 170.0, 60.0, 0.78, 1.0, 0.05, 0.8, 0.7],
@@ -75,6 +78,7 @@ PARAMS = {
 MODEL_OF = {
     f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop", "itp", "equal_rates")
 }
+OTHER_MODELS = {"lifespan_2_1": lifespan(2, 1)}
 DOSES = np.array([np.arange(10) * 24.0, np.r_[np.arange(5) * 48.0, [np.nan] * 5]])
 
 
@@ -97,7 +101,7 @@ def drive_for(grid, slope=0.08):
 
 @pytest.mark.parametrize("name", PARAMS)
 def test_adjoint_matches_finite_differences(name, grid):
-    model = PD_MODELS[MODEL_OF.get(name, name)]
+    model = OTHER_MODELS.get(name) or PD_MODELS[MODEL_OF.get(name, name)]
     rng = np.random.default_rng(7)
     params = np.array(PARAMS[name])
     drive = drive_for(grid)

@@ -1,4 +1,4 @@
-"""Compiled numerics: each structure's equations and the RK4 integrator over them.
+"""Compiled numerics: each structure's equations and the integrators over them.
 
 One module on purpose: numba's on-disk cache is invalidated by changes to the file that
 defines a function, not to the files it calls, so the equations and the integrator that
@@ -8,51 +8,34 @@ this file's hash).
 **Equations.** Each structure (declared in :mod:`tpopk.pd.structures`) provides four
 kernels, dispatched on an integer id inside the integrator so that everything caches on
 disk (numba does not cache functions that receive other jitted functions as arguments):
+``rhs`` (d(state)/dt given the state, the subject's parameter row and the drive ``m``, the
+drug-effect multiplier at that instant); ``rhs_vjp`` (its vector-Jacobian product with a
+cotangent ``w``: returns ``w.df/dm``, overwrites ``gy`` with ``w.df/dy``, adds ``w.df/dp``
+to ``gp``); ``init`` (the pre-treatment steady state in closed form, never integrated
+to); ``init_vjp`` (adds ``g.dy0/dp`` to ``gp``).
 
-``rhs``
-    d(state)/dt given the state, the subject's parameter row and the drive ``m`` (the
-    drug-effect multiplier at that instant).
-``rhs_vjp``
-    the vector-Jacobian product of ``rhs`` with a cotangent ``w``: returns ``w.df/dm``,
-    overwrites ``gy`` with ``w.df/dy`` and adds ``w.df/dp`` to ``gp``.
-``init``
-    the pre-treatment steady state in closed form from the baseline (never integrated to).
-``init_vjp``
-    adds ``g.dy0/dp`` to ``gp``.
+**Integrator.** Fixed-step RK4 over each subject's grid (:class:`tpopk.pd.grid.SolverGrid`),
+all subjects in one call. The drive is given at every node (``drive[s, 2k]``) and step
+midpoint (``drive[s, 2k + 1]``), exactly the instants RK4 evaluates, so a drive computed in
+a PyMC graph from closed-form PK needs no interpolation. The adjoint differentiates the
+discrete map itself, not the ODE, so NUTS sees a log density and gradient that agree to
+rounding at any step. Zero-length (padding) steps are identities.
 
-**Integrator.** Classical fixed-step RK4, looping over subjects and over the steps of each
-subject's grid (:class:`tpopk.pd.grid.SolverGrid`). The drive is sampled at every node and
-every step midpoint, ``drive[s, 2k]`` at node ``k`` and ``drive[s, 2k + 1]`` at the midpoint
-of step ``k``: exactly the instants RK4 evaluates, so a drive computed in a PyMC graph from
-closed-form PK is used without interpolation. The adjoint differentiates the discrete RK4
-map itself, not the continuous ODE: the gradient is exact for the numbers the forward pass
-returns, so NUTS sees a log density and a gradient that agree to rounding whatever the
-step. Zero-length (padding) steps are identities in both directions. Cost is linear in
-subjects x steps x states.
+**Stability.** Explicit RK4 needs ``k·h < 2.79``, and rates are parameters (an ITP platelet
+lifespan of hours on a 12 h step), so a step is split into ``ceil(k·h /
+STABLE_RATE_STEP)`` RK4 substeps (drive within the step: the quadratic through its three
+samples), and beyond :data:`MAX_SUBSTEPS` into as many L-stable SDIRK2 substeps, each
+stage one sweep of the bidiagonal chain (:func:`implicit_solve`), the feedback
+extrapolated from known states (:func:`implicit_drive`).
 
-**Stability.** Explicit RK4 is stable only for ``k·h < 2.79``, and some rates are
-parameters (an ITP platelet lifespan of a few hours, reachable by NUTS in the IIV tails,
-on a 12 h step). So each step is split into ``ceil(k·h / STABLE_RATE_STEP)`` equal
-substeps, ``k`` the subject's fastest parameter-dependent rate (:func:`fastest_rate`),
-the drive within a step the quadratic through its node, midpoint and end samples; the
-adjoint re-runs a split step's substeps. A step needing more than :data:`MAX_SUBSTEPS`
-takes that many substeps of SDIRK2 instead, L-stable, each stage one sweep of the
-bidiagonal chain (:func:`implicit_solve`), the feedback extrapolated from known states
-(:func:`implicit_drive`). History and measurements: ``benchmarks/README.md``, "RK4
-substeps", "SDIRK2 beyond 8 RK4 substeps".
-
-**Lifespan chain: exponential steps.** The ``lifespan`` structure skips RK4 altogether
-(:func:`lifespan_expo_forward`, :func:`lifespan_expo_adjoint`, dispatched from
-:func:`rk4_forward` and :func:`rk4_adjoint`). Its chain is linear, so one step is
-``y' = E y + sum_r phi_r u_r`` with ``E = exp(J h)`` in closed form (Poisson weights
-within each block, a hypoexponential cross block by positive series and recurrences:
-exact at any ``k·h``, no stiffness limit) and ``u_r`` the production at the step's
-start, midpoint and end, integrated exactly as the quadratic through them. The feedback
-at the midpoint and end takes the platelet sum from the step's start propagated with its
-production held constant (``E(s) y + Phi_const(s) u_0``): exact at steady state, and it
-counts the platelets that production within a short step already reaches. Propagators
-and their rate derivatives are built once per distinct step length and subject; the
-adjoint is the exact transpose of this map, and the stage tape is not used.
+**Lifespan chain: exponential steps.** The ``lifespan`` structure's chain is linear, so
+:func:`lifespan_expo_forward` steps it exactly, ``y' = E y + sum_r phi_r u_r``: ``E = exp(J
+h)`` in closed form (no stiffness limit), ``u_r`` the production at the step's start,
+midpoint and end, integrated exactly as the quadratic through them. The feedback at the
+midpoint and end sees the start's platelets propagated with the start's production held
+constant (exact at steady state). Propagators and their rate derivatives are built once
+per distinct step length and subject; :func:`lifespan_expo_adjoint` is the exact transpose
+of this map. Measurements behind these choices: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -73,13 +56,10 @@ def inline[F: Callable[..., Any]](func: F) -> F:
     """Compile ``func`` for inlining into its caller at numba IR level.
 
     A plain call between jitted functions increments and decrements the reference count of
-    every array argument; in the RK4 inner loop that cost more than the equations
-    themselves (measured: 345 ns per right-hand side through the dispatcher vs 150 ns direct).
-    Split steps (substeps, SDIRK2) are plain :func:`njit` calls instead: each inlined copy
-    of a step multiplies the IR numba compiles, and with them inlined a cold compile of
-    :func:`rk4_adjoint` took 5 min; plain, 1.6 min for both passes, at ~4% more time per
-    split-step adjoint and bit-identical results (benchmarks/README.md, "RK4 substeps",
-    "Split steps as plain calls").
+    every array argument, which in the RK4 inner loop cost more than the equations. Split
+    steps (substeps, SDIRK2) are plain :func:`njit` calls all the same: each inlined copy
+    of a step multiplies the IR numba compiles (benchmarks/README.md, "Split steps as
+    plain calls").
     """
     return cast(F, numba.njit(cache=True, fastmath=False, inline="always")(func))
 
@@ -92,9 +72,8 @@ STABLE_RATE_STEP = 1.0
 #: Most RK4 substeps per step. A step that needs more (``k·h > 8``: a 10-compartment
 #: platelet lifespan under 15 h on 12 h steps, as in many ITP patients and in the IIV tails
 #: early warm-up visits) takes this many substeps of the L-stable SDIRK2 instead
-#: (:func:`_sdirk_tape`), stable at any rate: against ``solve_ivp`` it is as accurate here
-#: as RK4 (tests/pd/test_pd_accuracy.py). Before, RK4 went up to 4096 substeps, and one log
-#: density at a lifespan of 0.01 h cost ~2 s.
+#: (:func:`_sdirk_tape`), stable at any rate and as accurate here as RK4 against
+#: ``solve_ivp`` (tests/pd/test_pd_accuracy.py), at bounded cost per step.
 MAX_SUBSTEPS = 8
 #: SDIRK2 (Alexander 1977): both stages implicit with coefficient ``gamma``, stiffly
 #: accurate, L-stable (its stability function vanishes as ``k·h -> inf``).
@@ -1623,8 +1602,9 @@ def _lifespan_propagator(
     phi: Any,
     rho: Any,
     rho_half: Any,
-    phi_half: Any,
     sigma: Any,
+    v: Any,
+    r: Any,
 ) -> None:
     """Everything one exponential step of length ``h`` needs.
 
@@ -1633,13 +1613,14 @@ def _lifespan_propagator(
     Lagrange basis on the step's start (r = 0), midpoint, end, exactly integrated
     (:func:`_production_response`); ``rho``, ``rho_half`` the platelet sums' rows of
     exp(J h), exp(J h/2); ``sigma[., 0]``, ``sigma[., 1]`` the platelets that a unit
-    constant production adds over h/2 and h (the basis responses summed, at h/2 and h).
-    ``eh`` and ``phi_half`` are scratch like ``e`` and ``phi``.
+    constant production adds over h/2 and h. ``eh`` (like ``e``), ``v`` ``[3, n]`` and
+    ``r`` ``[n]`` are scratch.
     """
     n = n_p + n_l
     n_w = 3 if derivs else 1
     _chain_exp(n_p, n_l, kp, kl, h, derivs, k, x, e)
     _chain_exp(n_p, n_l, kp, kl, 0.5 * h, derivs, k, x, eh)
+    _production_response(n_p, kp, kl, h, n_w, e, phi)
     for w in range(n_w):
         for j in range(n):
             total, half = 0.0, 0.0
@@ -1648,16 +1629,29 @@ def _lifespan_propagator(
                 half += eh[w, i, j]
             rho[w, j] = total
             rho_half[w, j] = half
-    _production_response(n_p, kp, kl, h, n_w, e, phi)
-    _production_response(n_p, kp, kl, 0.5 * h, n_w, eh, phi_half)
-    for w in range(n_w):
-        half, total = 0.0, 0.0
-        for r in range(3):
+        total = 0.0
+        for q in range(3):
             for i in range(n_p, n):
-                half += phi_half[w, r, i]
-                total += phi[w, r, i]
-        sigma[w, 0] = half
+                total += phi[w, q, i]
         sigma[w, 1] = total
+    # Over h/2 only a constant production's platelets are needed, J^-1 (E(h/2) e0 - e0):
+    # one substitution instead of the three basis responses. Its cancellation costs
+    # absolute digits only (~eps·plt0), and the rate derivatives follow
+    # d(J^-1 b) = J^-1 (db - dJ J^-1 b).
+    for i in range(n):
+        r[i] = eh[0, i, 0]
+    r[0] -= 1.0
+    _chain_solve(n_p, kp, kl, r, v[0])
+    for w in range(1, n_w):
+        for i in range(n):
+            r[i] = eh[w, i, 0]
+        _chain_rate_product(n_p, w, v[0], r)
+        _chain_solve(n_p, kp, kl, r, v[w])
+    for w in range(n_w):
+        total = 0.0
+        for i in range(n_p, n):
+            total += v[w, i]
+        sigma[w, 0] = total
 
 
 @njit
@@ -1729,20 +1723,36 @@ def _step_lengths(h: Any) -> Any:
     return slot, length, count
 
 
-@inline
-def _expo_production(p: Any, plt: float, m: float, with_log: bool) -> Any:
-    """Production ``kin·m·(plt0/P)^gamma``, the feedback factor, ``log(plt0/P)``, floored.
+#: Values per stage on the lifespan forward's tape: production, feedback factor,
+#: log(plt0/P) and the platelet sum P the feedback saw (so the adjoint computes no
+#: transcendental). The tape is ``[S, K, 3, max(n_states, EXPO_TAPE)]``.
+EXPO_TAPE = 4
 
-    Without feedback the log is needed only for the gradient in ``gamma`` (``with_log``).
-    """
+
+@inline
+def stage_tape_width(kernel_id: int, n_states: int) -> int:
+    """Last dimension of :func:`rk4_forward`'s stage tape for a structure."""
+    return max(n_states, EXPO_TAPE) if kernel_id == LIFESPAN else n_states
+
+
+@inline
+def _expo_production(p: Any, plt: float, m: float) -> Any:
+    """Production ``kin·m·(plt0/P)^gamma``, the feedback factor and ``log(plt0/P)``, floored."""
     plt0, gamma = p[0], p[3]
-    kin = plt0 / p[2]
-    if gamma == 0.0 and not with_log:
-        return kin * m, 1.0, 0.0, False
-    floored = plt < 1e-9 * plt0
     log_ratio = np.log(plt0 / max(plt, 1e-9 * plt0))
     fb = np.exp(gamma * log_ratio)
-    return kin * m * fb, fb, log_ratio, floored
+    return plt0 / p[2] * m * fb, fb, log_ratio
+
+
+@inline
+def _expo_stage(p: Any, plt: float, m: float, tape: Any) -> float:
+    """Return the production at one stage; keep its inputs on ``tape`` (:data:`EXPO_TAPE`)."""
+    u, fb, log_ratio = _expo_production(p, plt, m)
+    tape[0] = u
+    tape[1] = fb
+    tape[2] = log_ratio
+    tape[3] = plt
+    return u  # type: ignore[no-any-return]
 
 
 @inline
@@ -1764,7 +1774,7 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
     n = n_p + n_l
     n_subj, n_steps = h.shape
     out = np.empty((n_subj, n_steps + 1, n_states))
-    stages = np.empty((n_subj, n_steps, 3, n_states))  # not used by this method's adjoint
+    stages = np.empty((n_subj, n_steps, 3, stage_tape_width(LIFESPAN, n_states)))
     slot, length, count = _step_lengths(h)
     n_cache = max(1, count.max()) if n_subj > 0 else 1
     e = np.empty((n_cache, 1, n, n))
@@ -1773,7 +1783,8 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
     rho_half = np.empty((n_cache, 1, n))
     sigma = np.empty((n_cache, 1, 2))
     eh = np.empty((1, n, n))
-    phi_half = np.empty((1, 3, n))
+    v = np.empty((1, n))
+    r = np.empty(n)
     k = np.empty((n + 2, n + 2))
     x = np.empty((n + 2, n + 2))
     for s in range(n_subj):
@@ -1794,8 +1805,9 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
                 phi[c],
                 rho[c],
                 rho_half[c],
-                phi_half,
                 sigma[c],
+                v,
+                r,
             )
         y = out[s, 0]
         _lifespan_init(cfg, p, y)
@@ -1806,15 +1818,15 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
                 y_next[:] = y
                 y = y_next
                 continue
-            ec, pc_ = e[c, 0], phi[c, 0]
+            ec, phic, tape = e[c, 0], phi[c, 0], stages[s, kk]
             pa, pb, pc = _expo_platelets(n_p, y, rho[c, 0], rho_half[c, 0])
-            u0 = _expo_production(p, pa, drive[s, 2 * kk], False)[0]
+            u0 = _expo_stage(p, pa, drive[s, 2 * kk], tape[0])
             pb += sigma[c, 0, 0] * u0
             pc += sigma[c, 0, 1] * u0
-            u1 = _expo_production(p, pb, drive[s, 2 * kk + 1], False)[0]
-            u2 = _expo_production(p, pc, drive[s, 2 * kk + 2], False)[0]
+            u1 = _expo_stage(p, pb, drive[s, 2 * kk + 1], tape[1])
+            u2 = _expo_stage(p, pc, drive[s, 2 * kk + 2], tape[2])
             for i in range(n):
-                acc = pc_[0, i] * u0 + pc_[1, i] * u1 + pc_[2, i] * u2
+                acc = phic[0, i] * u0 + phic[1, i] * u1 + phic[2, i] * u2
                 for j in range(i + 1):
                     acc += ec[i, j] * y[j]
                 y_next[i] = acc
@@ -1824,9 +1836,15 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
 
 @njit
 def lifespan_expo_adjoint(
-    cfg: Any, params: Any, drive: Any, h: Any, states: Any, g_states: Any
+    cfg: Any, params: Any, drive: Any, h: Any, states: Any, stages: Any, g_states: Any
 ) -> Any:
-    """:func:`rk4_adjoint` for :func:`lifespan_expo_forward`: its exact discrete adjoint."""
+    """:func:`rk4_adjoint` for :func:`lifespan_expo_forward`: its exact discrete adjoint.
+
+    The reverse sweep reads the stage productions from the forward's tape and collects,
+    per step length, what the propagators' rate derivatives are contracted with (sums of
+    ``lam' y^T``, ``u_r lam'`` and the like over the steps of that length); the
+    contractions, one per step length, follow the sweep.
+    """
     n_p, n_l = cfg[0], cfg[1]
     n = n_p + n_l
     n_subj, n_steps = h.shape
@@ -1840,9 +1858,16 @@ def lifespan_expo_adjoint(
     rho_half = np.empty((n_cache, 3, n))
     sigma = np.empty((n_cache, 3, 2))
     eh = np.empty((3, n, n))
-    phi_half = np.empty((3, 3, n))
+    v = np.empty((3, n))
+    r = np.empty(n)
     k = np.empty((n + 2, n + 2))
     x = np.empty((n + 2, n + 2))
+    # Per step length: the sums the rate derivatives of e, phi, rho, rho_half, sigma meet.
+    acc_e = np.empty((n_cache, n, n))  # lam' y^T, lam' = dL/d(step's end state)
+    acc_phi = np.empty((n_cache, 3, n))  # u_r lam'
+    acc_rho = np.empty((n_cache, n))  # dL/d(end platelets) y
+    acc_half = np.empty((n_cache, n))  # dL/d(midpoint platelets) y
+    acc_sigma = np.empty((n_cache, 2))  # u_0 times dL/d(midpoint, end platelets)
     lam = np.empty(n)
     lam_prev = np.empty(n)
     g_plt = np.empty(3)  # dL/d(platelet sum) at the step's start, midpoint, end
@@ -1867,63 +1892,77 @@ def lifespan_expo_adjoint(
                 phi[c],
                 rho[c],
                 rho_half[c],
-                phi_half,
                 sigma[c],
+                v,
+                r,
             )
+        acc_e[: count[s]] = 0.0
+        acc_phi[: count[s]] = 0.0
+        acc_rho[: count[s]] = 0.0
+        acc_half[: count[s]] = 0.0
+        acc_sigma[: count[s]] = 0.0
         for i in range(n):
             lam[i] = g_states[s, n_steps, i]
         for kk in range(n_steps - 1, -1, -1):
             c = slot[s, kk]
             if c >= 0:
-                y = states[s, kk]
-                ec, phic, rhoc, rhohc, sig = e[c], phi[c], rho[c], rho_half[c], sigma[c]
-                pa, pb, pc = _expo_platelets(n_p, y, rhoc[0], rhohc[0])
-                u0 = _expo_production(p, pa, drive[s, 2 * kk], False)[0]
-                plts = (pa, pb + sig[0, 0] * u0, pc + sig[0, 1] * u0)
-                g_kp, g_kl = 0.0, 0.0
+                y, tape = states[s, kk], stages[s, kk]
+                ec, phic, sig = e[c, 0], phi[c, 0], sigma[c, 0]
+                ge, gphi = acc_e[c], acc_phi[c]
                 # End and midpoint first: their platelet sums depend on the start's u.
-                for r in range(2, -1, -1):
-                    m = drive[s, 2 * kk + r]
-                    u, fb, log_ratio, floored = _expo_production(p, plts[r], m, True)
-                    w0, w1, w2 = 0.0, 0.0, 0.0
+                for q in range(2, -1, -1):
+                    u, fb, log_ratio, plt = tape[q, 0], tape[q, 1], tape[q, 2], tape[q, 3]
+                    w0 = 0.0
                     for i in range(n):
-                        w0 += phic[0, r, i] * lam[i]
-                        w1 += phic[1, r, i] * lam[i]
-                        w2 += phic[2, r, i] * lam[i]
-                    if r == 0:
-                        w0 += g_plt[1] * sig[0, 0] + g_plt[2] * sig[0, 1]
-                        w1 += g_plt[1] * sig[1, 0] + g_plt[2] * sig[1, 1]
-                        w2 += g_plt[1] * sig[2, 0] + g_plt[2] * sig[2, 1]
-                    g_drive[s, 2 * kk + r] += w0 * kin * fb
+                        w0 += phic[q, i] * lam[i]
+                        gphi[q, i] += u * lam[i]
+                    if q == 0:
+                        w0 += g_plt[1] * sig[0] + g_plt[2] * sig[1]
+                        acc_sigma[c, 0] += u * g_plt[1]
+                        acc_sigma[c, 1] += u * g_plt[2]
+                    g_drive[s, 2 * kk + q] += w0 * kin * fb
                     g_log = w0 * u  # dL/d(log u)
                     gp[0] += g_log / plt0
                     gp[2] -= g_log / tplt
                     gp[3] += g_log * log_ratio
-                    if gamma != 0.0 and not floored:
+                    if gamma != 0.0 and plt >= 1e-9 * plt0:
                         gp[0] += g_log * gamma / plt0
-                        g_plt[r] = -g_log * gamma / plts[r]
+                        g_plt[q] = -g_log * gamma / plt
                     else:
-                        g_plt[r] = 0.0
-                    g_kp += u * w1
-                    g_kl += u * w2
-                # lam <- E^T lam + the platelet sums' rows; rate derivatives of E y and rows.
+                        g_plt[q] = 0.0
+                # lam <- E^T lam + the platelet sums' rows.
+                rhoc, rhohc, grho, ghalf = rho[c, 0], rho_half[c, 0], acc_rho[c], acc_half[c]
                 for j in range(n):
-                    acc = g_plt[1] * rhohc[0, j] + g_plt[2] * rhoc[0, j]
-                    if j >= n_p:
-                        acc += g_plt[0]
-                    for i in range(j, n):
-                        acc += ec[0, i, j] * lam[i]
-                        g_kp += lam[i] * ec[1, i, j] * y[j]
-                        g_kl += lam[i] * ec[2, i, j] * y[j]
-                    g_kp += (g_plt[1] * rhohc[1, j] + g_plt[2] * rhoc[1, j]) * y[j]
-                    g_kl += (g_plt[1] * rhohc[2, j] + g_plt[2] * rhoc[2, j]) * y[j]
-                    lam_prev[j] = acc
-                gp[1] -= g_kp * kp / tp
-                gp[2] -= g_kl * kl / tplt
+                    lam_prev[j] = g_plt[1] * rhohc[j] + g_plt[2] * rhoc[j]
+                    ghalf[j] += g_plt[1] * y[j]
+                    grho[j] += g_plt[2] * y[j]
+                for j in range(n_p, n):
+                    lam_prev[j] += g_plt[0]
+                for i in range(n):
+                    lam_i = lam[i]
+                    for j in range(i + 1):
+                        lam_prev[j] += ec[i, j] * lam_i
+                        ge[i, j] += lam_i * y[j]
                 lam[:] = lam_prev
             for i in range(n):
                 lam[i] += g_states[s, kk, i]
         _lifespan_init_vjp(cfg, p, lam, gp)
+        g_kp, g_kl = 0.0, 0.0
+        for c in range(count[s]):
+            for w in range(1, 3):
+                total = acc_sigma[c, 0] * sigma[c, w, 0] + acc_sigma[c, 1] * sigma[c, w, 1]
+                for i in range(n):
+                    total += acc_rho[c, i] * rho[c, w, i] + acc_half[c, i] * rho_half[c, w, i]
+                    for q in range(3):
+                        total += acc_phi[c, q, i] * phi[c, w, q, i]
+                    for j in range(i + 1):
+                        total += acc_e[c, i, j] * e[c, w, i, j]
+                if w == 1:
+                    g_kp += total
+                else:
+                    g_kl += total
+        gp[1] -= g_kp * kp / tp
+        gp[2] -= g_kl * kl / tplt
     return g_params, g_drive
 
 
@@ -1965,7 +2004,9 @@ def rk4_forward(
         is the steady state. A bolus adds a constant, so the adjoint needs no term for it.
     stages : numpy.ndarray
         ``[S, K, 3, n_states]`` inputs of RK4 stages 2-4 of every step, kept for
-        :func:`rk4_adjoint` so the reverse sweep does not recompute them.
+        :func:`rk4_adjoint` so the reverse sweep does not recompute them; for the lifespan
+        chain the stage productions instead (:data:`EXPO_TAPE`, width
+        :func:`stage_tape_width`).
     """
     if kernel_id == LIFESPAN:
         return lifespan_expo_forward(cfg, params, drive, h, n_states)
@@ -2038,7 +2079,7 @@ def rk4_adjoint(
         Cotangents of ``params`` ``[S, P]`` and of ``drive`` ``[S, 2K + 1]``.
     """
     if kernel_id == LIFESPAN:
-        return lifespan_expo_adjoint(cfg, params, drive, h, states, g_states)
+        return lifespan_expo_adjoint(cfg, params, drive, h, states, stages, g_states)
     n_subj, n_steps = h.shape
     n_states = states.shape[2]
     g_params = np.zeros(params.shape)

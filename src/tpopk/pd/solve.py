@@ -1,10 +1,10 @@
 """The platelet solver as PyTensor Ops, and the same kernels for NumPy simulation.
 
-Method (chosen on evidence, see ``benchmarks/README.md``): classical fixed-step RK4 on a
-per-subject grid whose nodes include the observation and dose times
+Method (:mod:`tpopk.pd.kernels`): fixed-step RK4, exponential steps for the lifespan
+chain, on a per-subject grid whose nodes include the observation and dose times
 (:class:`tpopk.pd.grid.SolverGrid`), compiled with numba and looping over all subjects in
-one call; gradients by the discrete adjoint of the same RK4 (:mod:`tpopk.pd.kernels`), so the
-gradient is exact for the returned solution. The drug effect enters as a time course on
+one call; gradients by the discrete adjoint of the same map, so the gradient is exact for
+the returned solution. The drug effect enters as a time course on
 the RK4 stage instants, computed in the PyMC graph from closed-form PK, so gradients with
 respect to PK and potency parameters flow through PyTensor's autodiff of that graph and
 this Op's cotangent for the drive.
@@ -50,7 +50,7 @@ class PDSolve(Op):  # type: ignore[misc]
     """States ``[S, K + 1, n_states]`` at the grid nodes, and the RK4 stage inputs.
 
     Inputs are ``(params [S, P], drive [S, 2K + 1], steps [S, K], doses [S, K + 1])``;
-    steps and doses are data. The second output ``[S, K, 3, n_states]`` is the tape the
+    steps and doses are data. The second output ``[S, K, 3, ·]`` is the tape the
     gradient reads; it is not differentiable itself.
     """
 
@@ -88,7 +88,8 @@ class PDSolve(Op):  # type: ignore[misc]
     def infer_shape(self, node: Apply[Any], shapes: Any) -> Any:
         """States have one row per subject and one slab per node."""
         (n_subj, _), _, (_, n_steps), _ = shapes
-        return [(n_subj, n_steps + 1, self.n_states), (n_subj, n_steps, 3, self.n_states)]
+        width = kernels.stage_tape_width(self.kernel_id, self.n_states)
+        return [(n_subj, n_steps + 1, self.n_states), (n_subj, n_steps, 3, width)]
 
     def pullback(self, inputs: Any, outputs: Any, cotangents: Any) -> list[Any]:
         """Cotangents of params and drive by the discrete adjoint; steps, doses are data."""
