@@ -1725,14 +1725,15 @@ def _step_lengths(h: Any) -> Any:
 
 #: Values per stage on the lifespan forward's tape: production, feedback factor,
 #: log(plt0/P) and the platelet sum P the feedback saw (so the adjoint computes no
-#: transcendental). The tape is ``[S, K, 3, max(n_states, EXPO_TAPE)]``.
+#: transcendental). The tape is ``[S, K, 3, EXPO_TAPE]``: only what the adjoint reads, so
+#: its memory traffic does not grow with the chain length.
 EXPO_TAPE = 4
 
 
 @inline
 def stage_tape_width(kernel_id: int, n_states: int) -> int:
     """Last dimension of :func:`rk4_forward`'s stage tape for a structure."""
-    return max(n_states, EXPO_TAPE) if kernel_id == LIFESPAN else n_states
+    return EXPO_TAPE if kernel_id == LIFESPAN else n_states
 
 
 @inline
