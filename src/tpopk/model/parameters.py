@@ -23,9 +23,11 @@ and ``z_P_agonist`` keep their names as deterministics:
   ``<covariate>_in_data``; jointly normal, their prior marginal), then the reference
   from its exact conditional normal given them, ``z_pop_P`` (standard normal); the
   coefficients of levels the data lack are ``z_beta_P_<COVARIATE>`` (standard normal).
-- a partially pooled typical value: the data inform each agonist's, not the pooled
-  one. The sampler draws ``log_pop_P_agonist`` (multivariate normal given ``tau_P``),
-  then the pooled value from its conditional given them, ``z_pop_P``.
+- a partially pooled typical value in a study of at least :data:`ROTATE_POOLING_FROM`
+  agonists: the data inform each agonist's, not the pooled one. The sampler draws
+  ``log_pop_P_agonist`` (multivariate normal given ``tau_P``), then the pooled value
+  from its conditional given them, ``z_pop_P``. With fewer agonists the deviates stay
+  non-centred (``z_P_agonist``).
 
 Both need a ``LogNormal`` typical-value prior (and ``Normal`` coefficients); other
 priors keep the card's form. Simulations use the card's form (``reparameterise=False``),
@@ -46,6 +48,12 @@ from pymc_extras.prior import Prior
 from pytensor.tensor import TensorVariable
 
 from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ParameterSpec
+
+#: Fewest agonists for which ``reparameterise`` samples each agonist's typical value
+#: (centred) rather than its deviate from the pooled one: with two agonists the pooling
+#: scale ``tau`` is barely informed and the centred form is a funnel as ``tau`` -> 0
+#: (benchmarks/README.md, "Study posterior geometry": 36 divergences on the demo study).
+ROTATE_POOLING_FROM = 3
 
 
 def fixed(value: float) -> TensorVariable:
@@ -201,7 +209,8 @@ def individual_parameters(
             assert spec.tau is not None
             assert agonist_index is not None
             tau = spec.tau.create_variable(f"tau_{label}")
-            if reparameterise and _lognormal(spec.prior) is not None:
+            rotate = len(pm.modelcontext(None).coords["agonist"]) >= ROTATE_POOLING_FROM
+            if reparameterise and rotate and _lognormal(spec.prior) is not None:
                 per_agonist = _typical_values_by_agonist(label, spec.prior, tau)
             else:
                 pop = spec.prior.create_variable(f"pop_{label}")
