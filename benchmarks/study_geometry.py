@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 
 import numpy as np
 
@@ -46,7 +45,10 @@ def main() -> None:
             suffix = next((s for s in tables if s and name.endswith(s)), "")
             tables[suffix]["parameters"][name.removesuffix(suffix)]["centered"] = centered
     cards = [load_card(table) for table in tables.values()]
-    fitting.build_model = partial(build_model, reparameterise=not args.card_form)  # type: ignore[attr-defined]
+    rotated = not args.card_form
+    fitting.build_model = lambda cards, events, **_: build_model(  # type: ignore[attr-defined]
+        cards, events, reparameterise=rotated
+    )
     settings = FULL.study_fit | {"draws": args.draws, "tune": args.tune}
     print(
         f"settings: {settings}, centred IIV: {args.centered}, non-centred: {args.noncentered}, "

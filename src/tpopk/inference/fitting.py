@@ -178,8 +178,9 @@ class Fit:
 
     @cached_property
     def model(self) -> pm.Model:
-        """The PyMC model, rebuilt from the card and the data."""
-        return build_model(self.cards, self.events)
+        """The PyMC model, rebuilt from the card and the data in the coordinates sampled."""
+        rotated = bool((self.run or {}).get("reparameterise", False))
+        return build_model(self.cards, self.events, reparameterise=rotated)
 
     @property
     def card(self) -> ModelCard:
@@ -463,7 +464,8 @@ def fit(
     given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
     loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
-    model = build_model(loaded, events)
+    # the typical values the data inform, not the card's reference x effect (same posterior)
+    model = build_model(loaded, events, reparameterise=True)
     with model:
         if method != "nuts":
             tree = _approximate(
@@ -506,7 +508,7 @@ def fit(
         )
         _simulate_new_subjects(tree, model, seed)
     tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
-    settings: dict[str, object] = {"method": method, "init": init}
+    settings: dict[str, object] = {"method": method, "init": init, "reparameterise": True}
     settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
     settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
     record = run_record(loaded, events, seed=seed, sampler=sampler, **settings)

@@ -11,7 +11,7 @@ Covariate coefficients are named ``beta_P_<COVARIATE>``. A parameter whose IIV d
 between levels of a categorical covariate (``iiv_by``) has ``omega_P_<LEVEL>`` for those
 levels, ``omega_P`` for the rest, and each subject's SD in ``iiv_P``.
 
-**Sampling coordinates.** With ``reparameterise=True`` (not yet used by fits) two Gaussian
+**Sampling coordinates.** With ``reparameterise=True`` (what fits sample) two Gaussian
 parts of the prior are sampled in the order the data inform them; the joint prior, and
 so the posterior, is the same, and ``pop_P``, ``beta_P_<COVARIATE>``, ``pop_P_agonist``
 and ``z_P_agonist`` keep their names as deterministics:
