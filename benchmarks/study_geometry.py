@@ -7,7 +7,7 @@ the figures of benchmarks/README.md ("Study posterior geometry"). ``--out FIT.nc
 the fit.
 
     python benchmarks/study_geometry.py [--draws N] [--tune N] [--centered P ...]
-        [--card-form] [--out FIT.nc]
+        [--card-form] [--target-accept A] [--out FIT.nc]
 
 ``--centered P`` samples parameter ``P``'s IIV centred (the card's ``centered = true``):
 ``tp`` names a thrombopoiesis parameter, ``cl_lusutrombopag`` an agonist card's.
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=FULL.study_fit["tune"])
     parser.add_argument("--centered", nargs="*", default=[], help="P or P_<agonist>")
     parser.add_argument("--card-form", action="store_true", help="reparameterise=False")
+    parser.add_argument("--target-accept", type=float, default=0.9)
     parser.add_argument("--noncentered", nargs="*", default=[], help="P or P_<agonist>")
     args = parser.parse_args()
     events = study_arms(datasets.load_itp_study(), STUDY_AGONISTS)
@@ -50,6 +51,7 @@ def main() -> None:
         cards, events, reparameterise=rotated
     )
     settings = FULL.study_fit | {"draws": args.draws, "tune": args.tune}
+    settings |= {"target_accept": args.target_accept}
     print(
         f"settings: {settings}, centred IIV: {args.centered}, non-centred: {args.noncentered}, "
         f"coordinates: {'card' if args.card_form else 'reparameterised'}"
