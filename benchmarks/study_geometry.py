@@ -6,9 +6,12 @@ and fits it with the demo's :data:`tpopk.demo.FULL` study settings and seed, the
 the figures of benchmarks/README.md ("Study posterior geometry"). ``--out FIT.nc`` keeps
 the fit.
 
-    python benchmarks/study_geometry.py [--draws N] [--tune N] [--centered P ...] [--out FIT.nc]
+    python benchmarks/study_geometry.py [--draws N] [--tune N] [--centered P ...]
+        [--card-form] [--target-accept A] [--out FIT.nc]
 
-``--centered P`` samples parameter ``P``'s IIV centred (the card's ``centered = true``).
+``--centered P`` samples parameter ``P``'s IIV centred (the card's ``centered = true``):
+``tp`` names a thrombopoiesis parameter, ``cl_lusutrombopag`` an agonist card's.
+``--card-form`` samples the cards' own coordinates (``build_model(reparameterise=False)``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import numpy as np
 from tpopk import datasets
 from tpopk.demo import FULL, MODELS, STUDY_AGONISTS, study_arms
 from tpopk.diagnostics.convergence import convergence
-from tpopk.inference import fit
-from tpopk.model import load_card, population_variables
+from tpopk.inference import fit, fitting
+from tpopk.model import build_model, load_card, population_variables
 
 
 def main() -> None:
@@ -30,16 +33,29 @@ def main() -> None:
     parser.add_argument("--out", help="save the fit here")
     parser.add_argument("--draws", type=int, default=FULL.study_fit["draws"])
     parser.add_argument("--tune", type=int, default=FULL.study_fit["tune"])
-    parser.add_argument("--centered", nargs="*", default=[], help="thrombopoiesis parameters")
+    parser.add_argument("--centered", nargs="*", default=[], help="P or P_<agonist>")
+    parser.add_argument("--card-form", action="store_true", help="reparameterise=False")
+    parser.add_argument("--target-accept", type=float, default=0.9)
+    parser.add_argument("--noncentered", nargs="*", default=[], help="P or P_<agonist>")
     args = parser.parse_args()
     events = study_arms(datasets.load_itp_study(), STUDY_AGONISTS)
-    system = load_card(MODELS / "thrombopoiesis.toml").to_toml_dict()
-    for name in args.centered:
-        system["parameters"][name]["centered"] = True
-    cards = [load_card(system)]
-    cards += [load_card(MODELS / f"{name}.toml") for name in STUDY_AGONISTS]
+    tables = {"": load_card(MODELS / "thrombopoiesis.toml").to_toml_dict()}
+    tables |= {f"_{a}": load_card(MODELS / f"{a}.toml").to_toml_dict() for a in STUDY_AGONISTS}
+    for names, centered in ((args.centered, True), (args.noncentered, False)):
+        for name in names:
+            suffix = next((s for s in tables if s and name.endswith(s)), "")
+            tables[suffix]["parameters"][name.removesuffix(suffix)]["centered"] = centered
+    cards = [load_card(table) for table in tables.values()]
+    rotated = not args.card_form
+    fitting.build_model = lambda cards, events, **_: build_model(  # type: ignore[attr-defined]
+        cards, events, reparameterise=rotated
+    )
     settings = FULL.study_fit | {"draws": args.draws, "tune": args.tune}
-    print(f"settings: {settings}, centred IIV: {args.centered}")
+    settings |= {"target_accept": args.target_accept}
+    print(
+        f"settings: {settings}, centred IIV: {args.centered}, non-centred: {args.noncentered}, "
+        f"coordinates: {'card' if args.card_form else 'reparameterised'}"
+    )
     start = time.perf_counter()
     result = fit(cards, events, seed=20261201, progressbar=False, **settings)
     wall = time.perf_counter() - start

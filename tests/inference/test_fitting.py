@@ -521,3 +521,19 @@ def test_a_relabelled_level_sigma_is_refused_on_load(prior_fit: Fit, tmp_path: P
     tree.to_netcdf(tmp_path / "relabelled.nc", engine="h5netcdf")
     with pytest.raises(FitFileError, match="do not match the hash"):
         Fit.load(tmp_path / "relabelled.nc")
+
+
+@pytest.mark.parametrize("reparameterise", [True, False, None])
+def test_model_is_rebuilt_in_the_coordinates_the_fit_sampled(reparameterise: bool | None) -> None:
+    """A fit records its coordinates; a file without the record sampled the card's form."""
+    from tpopk.demo import MODELS, study_arms
+
+    record = {} if reparameterise is None else {"reparameterise": reparameterise}
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset()})
+    tree.attrs["tpopk_run"] = json.dumps(record)
+    cards = (load_card(MODELS / "thrombopoiesis.toml"), load_card(MODELS / "romiplostim.toml"))
+    events = study_arms(datasets.load_itp_study(), ("romiplostim",))
+    free = {v.name for v in Fit(tree=tree, cards=cards, events=events).model.free_RVs}
+    # every study subject has ITP: the rotated model samples the ITP baseline itself
+    assert ("log_pop_plt0_DISEASE" in free) is bool(reparameterise)
+    assert ("pop_plt0" in free) is not bool(reparameterise)

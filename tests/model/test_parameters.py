@@ -28,16 +28,22 @@ def system_card() -> ModelCard:
     return load_card(MODELS / "thrombopoiesis.toml")
 
 
-def build(disease: list[str], *, reparameterise: bool, observed: bool = False) -> pm.Model:
-    """The thrombopoiesis parameters of six subjects over three agonists.
+def build(
+    disease: list[str],
+    *,
+    reparameterise: bool,
+    observed: bool = False,
+    agonists: list[str] = AGONISTS,
+) -> pm.Model:
+    """The thrombopoiesis parameters of six subjects over ``agonists`` (three).
 
     With ``observed`` each subject's log baseline and log maturation time are observed
     (SD 0.05): a posterior in which the data inform each disease's and each agonist's
     typical value, not the reference or the pooled one.
     """
     frame = pd.DataFrame({"DISEASE": disease, "SPLENECTOMY": [0, 1] * (N_SUBJECTS // 2)})
-    agonist = np.arange(N_SUBJECTS) % len(AGONISTS)
-    coords = {"subject": np.arange(N_SUBJECTS), "agonist": AGONISTS}
+    agonist = np.arange(N_SUBJECTS) % len(agonists)
+    coords = {"subject": np.arange(N_SUBJECTS), "agonist": agonists}
     with pm.Model(coords=coords) as model:
         values = individual_parameters(
             system_card().parameters, frame, agonist_index=agonist, reparameterise=reparameterise
@@ -82,6 +88,14 @@ def test_only_the_levels_and_agonists_the_data_inform_are_rotated() -> None:
     # without reparameterise the free variables are the card's population parameters
     card_form = {v.name for v in build(ITP_ONLY, reparameterise=False).free_RVs}
     assert {"pop_plt0", "beta_plt0_DISEASE", "pop_tp", "z_tp_agonist"} <= card_form
+
+
+def test_two_agonists_keep_the_pooled_deviates_non_centred() -> None:
+    # two agonists barely inform tau_tp: their centred typical values would be a funnel
+    model = build(ITP_ONLY, reparameterise=True, agonists=AGONISTS[:2])
+    free = {v.name for v in model.free_RVs}
+    assert {"log_pop_plt0_DISEASE", "pop_tp", "z_tp_agonist"} <= free
+    assert not free & {"log_pop_tp_agonist", "z_pop_tp"}
 
 
 @pytest.mark.slow

@@ -205,10 +205,11 @@ class Fit:
 
     @property
     def model(self) -> pm.Model:
-        """The PyMC model, rebuilt from the card and the data on first use."""
+        """The PyMC model, rebuilt from the card and the data in the coordinates sampled."""
         model = self._model
         if model is None:
-            model = build_model(self.cards, self.events)
+            rotated = bool((self.run or {}).get("reparameterise", False))
+            model = build_model(self.cards, self.events, reparameterise=rotated)
             # a cache, not state: set past the frozen __setattr__, as dataclass __init__ does
             object.__setattr__(self, "_model", model)
         return model
@@ -440,7 +441,8 @@ def fit(
     given = [cards] if isinstance(cards, ModelCard | str | Path) else list(cards)
     loaded = tuple(c if isinstance(c, ModelCard) else load_card(c) for c in given)
     events = events if isinstance(events, EventTable) else read_events(events)
-    model = build_model(loaded, events)
+    # the typical values the data inform, not the card's reference x effect (same posterior)
+    model = build_model(loaded, events, reparameterise=True)
     with model:
         if method != "nuts":
             tree = _approximate(
@@ -490,7 +492,7 @@ def fit(
     tree["posterior"] = xr.DataTree(_label_level_sigmas(posterior, loaded))
     tree = describe_observations(tree, events)
     tree.attrs |= {"inference_method": method, "approximate": int(method != "nuts")}
-    settings: dict[str, object] = {"method": method, "init": init}
+    settings: dict[str, object] = {"method": method, "init": init, "reparameterise": True}
     settings |= {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
     settings |= {"target_accept": target_accept, "max_treedepth": max_treedepth}
     settings["mass_matrix"] = mass_matrix

@@ -191,9 +191,9 @@ def build_model(
     reparameterise
         Sample the typical values the data inform instead of the card's reference and
         effects (:mod:`tpopk.model.parameters`): the same posterior in other sampling
-        coordinates. Off by default (:func:`tpopk.fit` too): on the demo study it did not
-        lower the steps per draw (benchmarks/README.md, "Study posterior geometry").
-        With ``False`` the free variables are the card's population parameters.
+        coordinates; :func:`tpopk.fit` samples these (benchmarks/README.md, "Study
+        posterior geometry"). With ``False`` (simulations) the free variables are the
+        card's population parameters.
 
     Raises
     ------

@@ -15,7 +15,7 @@ Covariate coefficients are named ``beta_P_<COVARIATE>``. A parameter whose IIV d
 between levels of a categorical covariate (``iiv_by``) has ``omega_P_<LEVEL>`` for those
 levels, ``omega_P`` for the rest, and each subject's SD in ``iiv_P``.
 
-**Sampling coordinates.** With ``reparameterise=True`` (not yet used by fits) two Gaussian
+**Sampling coordinates.** With ``reparameterise=True`` (what fits sample) two Gaussian
 parts of the prior are sampled in the order the data inform them; the joint prior, and
 so the posterior, is the same, and ``pop_P``, ``beta_P_<COVARIATE>``, ``pop_P_agonist``
 and ``z_P_agonist`` keep their names as deterministics:
@@ -27,9 +27,11 @@ and ``z_P_agonist`` keep their names as deterministics:
   ``<covariate>_in_data``; jointly normal, their prior marginal), then the reference
   from its exact conditional normal given them, ``z_pop_P`` (standard normal); the
   coefficients of levels the data lack are ``z_beta_P_<COVARIATE>`` (standard normal).
-- a partially pooled typical value: the data inform each agonist's, not the pooled
-  one. The sampler draws ``log_pop_P_agonist`` (multivariate normal given ``tau_P``),
-  then the pooled value from its conditional given them, ``z_pop_P``.
+- a partially pooled typical value in a study of at least :data:`ROTATE_POOLING_FROM`
+  agonists: the data inform each agonist's, not the pooled one. The sampler draws
+  ``log_pop_P_agonist`` (multivariate normal given ``tau_P``), then the pooled value
+  from its conditional given them, ``z_pop_P``. With fewer agonists the deviates stay
+  non-centred (``z_P_agonist``).
 
 Both need a ``LogNormal`` typical-value prior (and ``Normal`` coefficients); other
 priors keep the card's form. Simulations use the card's form (``reparameterise=False``),
@@ -50,6 +52,12 @@ from pymc_extras.prior import Prior
 from pytensor.tensor import TensorVariable
 
 from tpopk.model.card import CardError, CovariateEffect, IIVBlock, ModelCard, ParameterSpec
+
+#: Fewest agonists for which ``reparameterise`` samples each agonist's typical value
+#: (centred) rather than its deviate from the pooled one: with two agonists the pooling
+#: scale ``tau`` is barely informed and the centred form is a funnel as ``tau`` -> 0
+#: (benchmarks/README.md, "Study posterior geometry": 36 divergences on the demo study).
+ROTATE_POOLING_FROM = 3
 
 
 def fixed(value: float) -> TensorVariable:
@@ -208,7 +216,8 @@ def individual_parameters(
             assert spec.tau is not None
             assert agonist_index is not None
             tau = spec.tau.create_variable(f"tau_{label}")
-            if reparameterise and _lognormal(spec.prior) is not None:
+            rotate = len(pm.modelcontext(None).coords["agonist"]) >= ROTATE_POOLING_FROM
+            if reparameterise and rotate and _lognormal(spec.prior) is not None:
                 per_agonist = _typical_values_by_agonist(label, spec.prior, tau)
             else:
                 pop = spec.prior.create_variable(f"pop_{label}")
