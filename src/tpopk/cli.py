@@ -299,26 +299,23 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive(text: str) -> float:
-    """Argparse type: a positive finite number, else a usage error saying so."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def _number(expected: str, valid: Callable[[float], bool]) -> Callable[[str], float]:
+    """Argparse type: a number ``valid`` accepts, else a usage error naming ``expected``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def _fraction(text: str) -> float:
-    """Argparse type: a number strictly between 0 and 1, else a usage error saying so."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
-    return value
+_positive = _number("a positive number", lambda v: math.isfinite(v) and v > 0)
+_fraction = _number("a number between 0 and 1", lambda v: 0 < v < 1)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
