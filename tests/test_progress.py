@@ -31,6 +31,18 @@ def test_quiet_pymc_drops_sampling_lines_only_inside(caplog: pytest.LogCaptureFi
         assert any("Sampling: [x]" in r.getMessage() for r in caplog.records)
 
 
+def test_overlapping_quiet_blocks_leave_pymc_as_it_was(caplog: pytest.LogCaptureFixture) -> None:
+    # blocks that end in another order than they began, as in threads
+    first, second = quiet_pymc(), quiet_pymc()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    with caplog.at_level(logging.INFO, logger="pymc"):
+        _forward_sample()
+    assert any("Sampling: [x]" in r.getMessage() for r in caplog.records)
+
+
 def test_step_names_the_step_and_its_duration(capsys: pytest.CaptureFixture[str]) -> None:
     with step("fit", "sampling"):
         pass

@@ -30,15 +30,25 @@ def step(command: str, name: str, enabled: bool = True) -> Iterator[None]:
         print(f"tpopk {command}: {name} done ({elapsed:.1f} s)", file=sys.stderr, flush=True)
 
 
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
 @contextmanager
 def quiet_pymc() -> Iterator[None]:
-    """Drop PyMC's INFO messages of forward sampling inside the block; warnings still show."""
+    """Drop PyMC's INFO messages of forward sampling inside the block; warnings still show.
+
+    Each block adds and removes its own filter rather than setting the logger's level:
+    blocks that overlap in threads (trial chunks) would otherwise restore one another's
+    level and leave PyMC quiet for good.
+    """
     loggers = [logging.getLogger(name) for name in PYMC_LOGGERS]
-    levels = [logger.level for logger in loggers]
+    quiet = _BelowWarning()
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.addFilter(quiet)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        for logger in loggers:
+            logger.removeFilter(quiet)

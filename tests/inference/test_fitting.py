@@ -157,7 +157,17 @@ def test_summary_cli_json(
     assert report["divergences"] == 0
     cl = report["parameters"]["pop_cl"]
     assert cl["q5"] < cl["q50"] < cl["q95"]
-    assert set(cl) == {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat"} | {
+    assert set(cl) == {
+        "unit",
+        "mean",
+        "sd",
+        "q5",
+        "q50",
+        "q95",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+    } | {
         "mcse_mean",
         "mcse_sd",
     }

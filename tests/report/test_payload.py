@@ -214,7 +214,7 @@ def test_parameter_units_cv_and_prior_overlap(theophylline_fit, theophylline_pay
 
 def test_npde_figure_states_the_tests(theophylline_fit, theophylline_payload) -> None:
     (figure,) = theophylline_payload.section_figures("npde")
-    result = npde(theophylline_fit, "conc", group="predictions", num_draws=1000)
+    result = npde(theophylline_fit.tree, "conc", group="predictions", num_draws=1000)
     assert f"Mean {result.attrs['mean']:.2f} (t-test p = {result.attrs['p_mean']:.2g})" in (
         figure.caption
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from arviz_plots import PlotCollection
+from matplotlib.ticker import NullFormatter
 
 from tpopk.diagnostics.observations import DiagnosticsError, observations
 
@@ -214,4 +215,6 @@ def plot_individual_fits(
     if log_y:
         for axes in pc.viz["plot"].values.ravel():
             axes.set_yscale("log")
+            # a panel spanning less than a decade labels its minor ticks, which collide
+            axes.yaxis.set_minor_formatter(NullFormatter())
     return pc
