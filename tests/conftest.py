@@ -24,6 +24,17 @@ SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4, "seed": 11, "progressbar": 
 # 2 x 150 iterations of notebook 02's fit without the bound).
 NOTEBOOK_SAMPLER = {"draws": 50, "tune": 100, "chains": 2, "seed": 11, "max_treedepth": 5}
 
+#: Units of the theophylline fit's population parameters, as the summary and report give them.
+THEOPHYLLINE_UNITS = {
+    "pop_ka": "1/h",
+    "omega_ka": "SD of log",
+    "pop_cl": "L/h",
+    "omega_cl": "SD of log",
+    "pop_v": "L",
+    "omega_v": "SD of log",
+    "sigma_add_conc": "mg/L",
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'pytensor'}")

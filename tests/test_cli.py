@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import THEOPHYLLINE_UNITS
 from tpopk.cli import main
 from tpopk.inference import Fit
 
@@ -165,15 +166,7 @@ def test_fit_with_pathfinder_says_what_it_does_and_summary_labels_it(
     assert report["divergences"] is None
     assert report["parameters"]["pop_cl"]["r_hat"] is None
     units = {name: row["unit"] for name, row in report["parameters"].items()}
-    assert units == {
-        "pop_ka": "1/h",
-        "omega_ka": "SD of log",
-        "pop_cl": "L/h",
-        "omega_cl": "SD of log",
-        "pop_v": "L",
-        "omega_v": "SD of log",
-        "sigma_add_conc": "mg/L",
-    }
+    assert units == THEOPHYLLINE_UNITS
     assert main(["summary", str(out)]) == 0
     text = capsys.readouterr().out
     assert re.search(r"pop_cl +L/h ", text)

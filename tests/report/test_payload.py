@@ -16,6 +16,7 @@ from arviz_plots import PlotCollection
 from PIL import Image
 from scipy import stats
 
+from conftest import THEOPHYLLINE_UNITS
 from tpopk.diagnostics import npde
 from tpopk.report import payload as payload_module
 from tpopk.report.comparison import comparison_tables
@@ -188,15 +189,7 @@ def test_card_summary_lists_the_per_level_sds() -> None:
 def test_parameter_units_cv_and_prior_overlap(theophylline_fit, theophylline_payload) -> None:
     rows = {row.parameter: row for row in theophylline_payload.parameters.rows}
     units = {name: row.unit for name, row in rows.items()}
-    assert units == {
-        "pop_ka": "1/h",
-        "omega_ka": "SD of log",
-        "pop_cl": "L/h",
-        "omega_cl": "SD of log",
-        "pop_v": "L",
-        "omega_v": "SD of log",
-        "sigma_add_conc": theophylline_fit.events.units["conc"],
-    }
+    assert units == THEOPHYLLINE_UNITS
     omega = theophylline_fit.posterior["omega_cl"].values.ravel()
     cv = 100 * np.sqrt(np.exp(omega**2) - 1)  # the CV's own draws
     # equal up to the interpolation between neighbouring draws

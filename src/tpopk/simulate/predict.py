@@ -339,10 +339,6 @@ def _same_unit(a: str, b: str) -> bool:
     return (canonical_unit(a) or a.replace(" ", "")) == (canonical_unit(b) or b.replace(" ", ""))
 
 
-def _population_names(model: pm.Model) -> list[str]:
-    return population_variables(model)
-
-
 def _card_labels(study: Study) -> dict[str, tuple[ModelCard, str]]:
     """Card parameters by their name in the fit (``cl``, ``cl_eltrombopag``)."""
     labels = {f"{p}{d.suffix}": (d.card, p) for d in study.drugs for p in d.card.parameters}
@@ -451,10 +447,10 @@ def _parameter_draws(
         source = "parameter values" if isinstance(params, Mapping) else f"parameters {params}"
         return [_typical_values(model, study, params)], None, np.array([], np.int64), source
     posterior = fit.tree["posterior"].to_dataset()
-    names = _population_names(model)
+    names = population_variables(model)
     if missing := [n for n in names if n not in posterior]:
         raise PredictionError(f"the fit's posterior lacks population variables {missing}")
-    subject_level = [rv.name for rv in model.free_RVs if rv.name not in set(names)]
+    subject_level = [rv.name for rv in model.free_RVs if rv.name not in names]
     flat = posterior[names + subject_level].stack(sample=("chain", "draw"))
     chosen = np.unique(np.linspace(0, flat.sizes["sample"] - 1, draws).round().astype(int))
     flat = flat.isel(sample=chosen)
