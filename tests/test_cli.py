@@ -7,15 +7,19 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import THEOPHYLLINE_UNITS
 from tpopk.cli import main
+from tpopk.data import read_events
 from tpopk.inference import Fit
 
 ROOT = Path(__file__).parents[1]
 TRIAL = str(ROOT / "models" / "trials" / "hetrombopag_phase3_itp.toml")
 CARD = str(ROOT / "models" / "generic" / "oral_1cmt_idr.toml")
+LABEL_TRIAL = str(ROOT / "models" / "trials" / "itp_label_comparison.toml")
 
 
 def test_simulate_writes_a_dataset_validate_accepts(
@@ -31,11 +35,70 @@ def test_simulate_writes_a_dataset_validate_accepts(
     assert "plt" in summary
 
 
-def test_simulate_without_cards_is_a_clear_error(
+def test_simulate_without_cards_uses_the_library_and_writes_mixed_units_as_mg(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["simulate", "--trial", TRIAL, "--out", str(tmp_path / "x.csv")]) == 2
-    assert "give --model CARD" in capsys.readouterr().err
+    out = tmp_path / "label.csv"
+    args = ["simulate", "--trial", LABEL_TRIAL, "--n", "2", "--seed", "1", "--out", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "prior predictive of the library cards thrombopoiesis" in captured.out
+    assert "tpopk simulate: itp_label_comparison: 4 arms x 2 patients done" in captured.err
+    events = read_events(out, require_units=True)
+    assert events.units["AMT"] == "mg"  # romiplostim's µg/kg beside the oral arms' mg
+    frame = pd.read_csv(out)
+    doses = frame[frame["EVID"] == 1]
+    assert set(frame["AGONIST"]) == {"eltrombopag", "romiplostim", "avatrombopag", "hetrombopag"}
+    # romiplostim starts at 1 µg/kg (label): the first dose is WT / 1000 mg
+    first = doses[doses["AGONIST"] == "romiplostim"].groupby("ID").first()
+    np.testing.assert_allclose(first["AMT"], first["WT"] / 1000, rtol=1e-6)
+    assert set(doses[doses["AGONIST"] == "eltrombopag"]["AMT"]) <= {25.0, 50.0, 75.0}
+
+
+def test_simulate_and_compare_refuse_a_fit_and_cards_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both = ["--model", CARD, "--fit", str(tmp_path / "f.nc"), "--trial", TRIAL]
+    assert main(["simulate", *both, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give --fit or --model, not both" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "f.nc"), "--model", CARD, "--trial", TRIAL]) == 2
+    assert "give --fit or --model, not both" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_design_without_library_cards_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tpopk.demo
+
+    monkeypatch.setattr(tpopk.demo, "MODELS", tmp_path)
+    assert main(["compare", "--trial", TRIAL]) == 2
+    err = capsys.readouterr().err
+    assert "has no card thrombopoiesis.toml, hetrombopag.toml" in err
+    assert "give --model CARD" in err
+
+
+def test_compare_without_a_fit_is_the_prior_predictive(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["compare", "--trial", TRIAL, "--n", "3", "--draws", "3", "--seed", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "hetrombopag_phase3_itp: prior predictive of the library cards thrombopoiesis, "
+        "hetrombopag; 3 draws x 3 patients per arm"
+    )
+    assert "responder_week_8 (median, 90% interval)" in out
+    cards = ["--model", str(ROOT / "models" / "thrombopoiesis.toml")]
+    cards += ["--model", str(ROOT / "models" / "hetrombopag.toml")]
+    assert main([*args, *cards, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "tpopk.compare/1"
+    assert report["draws"] == 3
+    week8 = report["endpoints"]["responder_week_8"]["arms"]
+    assert set(week8) == {"HETROM-2.5", "HETROM-5", "placebo"}
+    for arm in week8.values():
+        assert 0 <= arm["lower"] <= arm["median"] <= arm["upper"] <= 1
 
 
 def test_simulate_with_an_agonist_card_alone_names_the_missing_system_card(

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from tpopk.errors import TpopkError
 
 if TYPE_CHECKING:
     from tpopk.inference import Fit
+    from tpopk.simulate import TrialDesign
 
 # tpopk.inference's METHODS and INITS, repeated so that `tpopk --help` does not import PyMC
 FIT_METHODS = ("nuts", "pathfinder", "laplace")
@@ -140,41 +142,70 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_cards(paths: Sequence[str] | None, fit_path: str | None) -> tuple[Fit | None, list[Any]]:
+def _load_cards(
+    paths: Sequence[str] | None, fit_path: str | None, design: TrialDesign
+) -> tuple[Fit | None, list[Any], str]:
+    """Return the fit (if any), the cards to simulate ``design`` with, and their origin.
+
+    ``--fit`` brings its cards and posterior; ``--model`` cards are simulated from their
+    priors; with neither, the library's system card and its cards of the design's
+    agonists are (``models/``).
+    """
     from tpopk.inference import Fit
     from tpopk.model import load_card
 
+    if fit_path is not None and paths:
+        raise TpopkError("--fit brings its cards: give --fit or --model, not both")
     if fit_path is not None:
         fitted = Fit.load(fit_path)
-        return fitted, list(fitted.cards)
-    if not paths:
-        raise TpopkError("give --model CARD (repeat for a study) or --fit FIT.nc")
-    return None, [load_card(p) for p in paths]
+        return fitted, list(fitted.cards), f"posterior predictive of {fit_path}"
+    if paths:
+        cards = [load_card(p) for p in paths]
+        return None, cards, f"prior predictive of {', '.join(c.name for c in cards)}"
+    cards = _library_cards(design)
+    return None, cards, f"prior predictive of the library cards {', '.join(c.name for c in cards)}"
+
+
+def _library_cards(design: TrialDesign) -> list[Any]:
+    """Load the library's system card and its card of each agonist of ``design``'s arms."""
+    from tpopk.demo import MODELS
+    from tpopk.simulate.synthetic import library_cards
+
+    agonists = list(dict.fromkeys(arm.agonist for arm in design.arms))
+    wanted = ["thrombopoiesis", *agonists]
+    if missing := [f"{name}.toml" for name in wanted if not (MODELS / f"{name}.toml").is_file()]:
+        raise TpopkError(
+            f"the model library {MODELS} has no card {', '.join(missing)} for trial "
+            f"'{design.name}'; give --model CARD (repeat: system card and agonist cards)"
+        )
+    return list(library_cards(agonists, MODELS))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from tpopk.data import read_events, write_events
+    from tpopk.progress import step
     from tpopk.simulate import load_trial, trial_events
     from tpopk.simulate.virtual import simulate_trial
 
     _check_out(args.out, (".csv",))
-    fitted, cards = _load_cards(args.model, args.fit)
     design = load_trial(args.trial)
-    trial = simulate_trial(
-        cards,
-        design,
-        n_patients=args.n,
-        seed=args.seed,
-        posterior=None if fitted is None else fitted.posterior,
-        agonists=() if fitted is None else list(fitted.model.coords.get("agonist", ())),
-    )
+    fitted, cards, origin = _load_cards(args.model, args.fit, design)
+    n_arms = len(design.arms)
+    with step("simulate", f"{design.name}: {n_arms} arms x {args.n} patients", not args.quiet):
+        trial = simulate_trial(
+            cards,
+            design,
+            n_patients=args.n,
+            seed=args.seed,
+            posterior=None if fitted is None else fitted.posterior,
+            agonists=() if fitted is None else list(fitted.model.coords.get("agonist", ())),
+        )
     frame = trial_events(trial)
     events = read_events(frame, units=frame.attrs.get("units"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_events(events, out)
-    kind = "prior" if fitted is None else "posterior"
-    print(f"wrote {out} ({kind} predictive, {events.describe().splitlines()[0]})")
+    print(f"wrote {out} ({origin}, one draw; {events.describe().splitlines()[0]})")
     return 0
 
 
@@ -210,14 +241,16 @@ def _equivalence_pair(text: str) -> tuple[str, str]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from tpopk.inference import Fit
-    from tpopk.simulate.comparison import compare
+    from tpopk.simulate import load_trial
+    from tpopk.simulate.comparison import compare, prior_compare
     from tpopk.simulate.comparison_json import Comparison
 
     pairs = [_equivalence_pair(text) for text in args.equivalence or ()]
-    result = compare(
-        Fit.load(args.fit),
-        args.trial,
+    design = load_trial(args.trial)
+    fitted, cards, origin = _load_cards(args.model, args.fit, design)
+    run = partial(
+        prior_compare if fitted is None else compare,
+        trial=design,
         n_patients=args.n,
         draws=args.draws,
         seed=args.seed,
@@ -225,11 +258,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         progressbar=not args.json,
         equivalence=pairs,
     )
+    result = run(cards) if fitted is None else run(fitted)
     report = Comparison.from_tree(result)
     if args.json:
         print(report.to_json())
         return 0
     level = round(100 * report.ci_prob)
+    print(f"{design.name}: {origin}; {args.draws} draws x {args.n} patients per arm")
     for name, endpoint in report.endpoints.items():
         print(f"{name} (median, {level}% interval)")
         for arm, interval in endpoint.arms.items():
@@ -418,13 +453,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_summary)
 
-    p = sub.add_parser("simulate", help="simulate a trial design (prior or posterior predictive)")
-    p.add_argument("--model", action="append", help="model card(s); or --fit")
+    p = sub.add_parser(
+        "simulate", help="simulate one trial of a design (prior or posterior predictive)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        help="model card(s), simulated from their priors; default: the library's cards of "
+        "the design's agonists",
+    )
     p.add_argument("--fit", help="fit file: simulate from its posterior")
     p.add_argument("--trial", required=True, help="trial design (TOML)")
     p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
-    p.add_argument("--out", required=True, help="event dataset to write (CSV)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="event dataset to write (CSV; doses in mg, µg/kg ones times WT where arms mix both)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
@@ -461,11 +508,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="predictions to write (CSV)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("compare", help="compare the arms of a trial from a fit's posterior")
-    p.add_argument("fit", help="fit file (.nc or .zarr)")
+    p = sub.add_parser(
+        "compare",
+        help="compare the arms of a trial: from a fit's posterior, or from cards' priors",
+    )
+    p.add_argument(
+        "fit", nargs="?", help="fit file (.nc or .zarr); without it, the prior predictive"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        help="model card(s) whose priors to simulate, instead of a fit; default: the "
+        "library's cards of the design's agonists",
+    )
     p.add_argument("--trial", required=True, help="trial design (TOML)")
     p.add_argument("--n", type=_at_least(1), default=100, help="virtual patients per arm and draw")
-    p.add_argument("--draws", type=_at_least(1), default=100, help="posterior draws")
+    p.add_argument("--draws", type=_at_least(1), default=100, help="posterior or prior draws")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
     p.add_argument(
         "--scheduler",

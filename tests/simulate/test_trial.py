@@ -266,18 +266,27 @@ def test_event_table_validates_and_carries_the_doses_given():
     assert set(events.covariates["DISEASE"]) == {"ITP"}
 
 
-def test_event_table_refuses_mixed_dose_units():
+def test_event_table_writes_mixed_dose_units_as_mg_by_weight():
     design = load_trial(
         WEEKLY
         + '\n[titrations.oral]\ndose_unit = "mg"\ninterval = "24 h"\nlevels = [20]\n'
         + '[[arms]]\nname = "oral"\nagonist = "avatrombopag"\nroute = "oral"\n'
         + 'titration = "oral"\nstart = [{ level = 1 }]\nduration = "2 weeks"\n'
     )
-    population = population_of(design, WT=np.full((2, 2), 70.0))
+    population = population_of(design, WT=np.array([[60.0, 80.0], [70.0, 70.0]]))
     responders = {name: LastDoseResponse([10, 10], [1, 1]) for name in ("drug", "oral")}
     trial = run_trial(design, responders, population)
-    with pytest.raises(TrialDesignError, match="different units"):
-        trial_events(trial)
+    frame = trial_events(trial)
+    assert read_events(frame, units=frame.attrs["units"]).units["AMT"] == "mg"
+    doses = frame[frame["EVID"] == 1]
+    # romiplostim: 1 µg/kg in week 1 (level 1), 60 kg -> 0.06 mg and 80 kg -> 0.08 mg
+    first = doses[doses["ARM"] == "drug"].groupby("ID")["AMT"].first()
+    np.testing.assert_allclose(first.to_numpy(), [0.06, 0.08])
+    drug = trial["dose_amount"].sel(arm="drug") * trial["WT"].sel(arm="drug") / 1000
+    np.testing.assert_allclose(doses[doses["ARM"] == "drug"]["AMT"].sum(), drug.sum())
+    # the oral arm's mg doses are written as they are: 20 mg daily for 2 weeks, 2 patients
+    np.testing.assert_allclose(doses[doses["ARM"] == "oral"]["AMT"].to_numpy(), 20.0)
+    assert (doses["ARM"] == "oral").sum() == 2 * 14
 
 
 def test_run_trial_checks_the_response_models():

@@ -213,18 +213,37 @@ def prior_compare(
     draws: int = 10,
     ci_prob: float = 0.9,
     seed: int = 0,
+    chunk: int = 25,
+    scheduler: str | None = None,
+    progressbar: bool = False,
     equivalence: Sequence[tuple[str, str]] = (),
 ) -> xr.DataTree:
     """Prior predictive comparison of a trial's arms, straight from model cards.
 
     The same tree as :func:`compare`, with population values drawn from the cards'
     priors instead of a posterior (what the literature alone predicts); ``equivalence``
-    as there, each dose grid on its own prior draws.
+    as there, each dose grid on its own prior draws. Draws are simulated ``chunk`` at a
+    time (chunk ``i`` draws its worlds and patients from ``seed + i``), where
+    ``scheduler`` says, as for :func:`compare`.
     """
     design, grids = _design_and_grids(trial, ci_prob, equivalence)
-    values, curves = _chunk_endpoints(cards, design, None, (), n_patients, seed, grids, draws)
+    sizes = [min(chunk, draws - start) for start in range(0, draws, chunk)]
+    arguments = [
+        (cards, design, None, (), n_patients, seed + i, grids, size) for i, size in enumerate(sizes)
+    ]
+    results = run_tasks(
+        _chunk_endpoints,
+        arguments,
+        scheduler=scheduler,
+        progressbar=progressbar,
+        desc="prior draws",
+    )
+    values = xr.concat([v for v, _ in results], dim="draw").assign_coords(draw=np.arange(draws))
     tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
-    if curves is not None:
+    if grids:
+        chunk_curves = [c for _, c in results if c is not None]
+        curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
+        curves = curves.assign_coords(draw=np.arange(draws))
         tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
     return tree
 

@@ -426,20 +426,23 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
     with ``AGONIST`` and the covariates ``WT``, ``EAST_ASIAN``, ``SPLENECTOMY``,
     ``DISEASE`` and ``ARM``. Placebo patients have no dose records.
 
+    One event dataset has one ``AMT`` unit: where arms dose in mg and in µg/kg
+    (``itp_label_comparison.toml``), the µg/kg doses are written as mg, times each
+    patient's ``WT`` (which the records carry, so the dose is still readable per kg).
+
     Returns
     -------
     pandas.DataFrame
         The records; ``frame.attrs["units"]`` holds the units to pass to
         :func:`tpopk.data.read_events`.
-
-    Raises
-    ------
-    TrialDesignError
-        If the arms dose in different units (one event dataset has one ``AMT`` unit).
     """
     units = sorted(set(trial["dose_unit"].to_numpy().tolist()))
-    if len(units) != 1:
-        raise TrialDesignError(f"arms dose in different units {units}; simulate them apart")
+    amount = trial["dose_amount"].to_numpy()
+    if len(units) > 1:
+        per_kg = (trial["dose_unit"] == "µg/kg").to_numpy()[:, None, None]
+        # µg/kg x kg = µg, / 1000 = mg
+        amount = np.where(per_kg, amount * trial["WT"].to_numpy()[:, :, None] / 1000.0, amount)
+        units = ["mg"]
     n_arms, n_patients = trial.sizes["arm"], trial.sizes["patient"]
     subject = 1 + np.arange(n_arms * n_patients).reshape(n_arms, n_patients)
     per_subject = {
@@ -461,14 +464,14 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         }
     )
     dose_time = trial["dose_time"].to_numpy()
-    given = np.isfinite(dose_time) & (trial["dose_amount"].to_numpy() > 0)
+    given = np.isfinite(dose_time) & (amount > 0)
     which = np.nonzero(given)
     dosed = pd.DataFrame(
         {
             "ID": subject[which[0], which[1]],
             "TIME": dose_time[given],
             "EVID": 1,
-            "AMT": trial["dose_amount"].to_numpy()[given],
+            "AMT": amount[given],
             "DV": np.nan,
             "MDV": 1,
             "DVID": "",
