@@ -111,6 +111,16 @@ def _chunks(posterior: xr.Dataset, draws: int, chunk: int) -> list[xr.Dataset]:
     return parts
 
 
+def _concat_draws(chunks: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Join chunks of endpoints over ``draw``, numbered 0, 1, ... over all of them.
+
+    A one-draw chunk has a ``draw`` dimension without coordinate, the others have one:
+    each chunk's own numbering is dropped before joining.
+    """
+    joined = xr.concat([c.drop_vars("draw", errors="ignore") for c in chunks], dim="draw")
+    return joined.assign_coords(draw=np.arange(joined.sizes["draw"]))
+
+
 def _design_and_grids(
     trial: TrialDesign | str | Path, ci_prob: float, equivalence: Sequence[tuple[str, str]]
 ) -> tuple[TrialDesign, list[DoseGrid]]:
@@ -195,10 +205,11 @@ def compare(
         progressbar=progressbar,
         desc="trial draws",
     )
-    values = xr.concat([v for v, _ in results], dim="draw").assign_coords(draw=np.arange(draws))
+    values = _concat_draws([v for v, _ in results])
     tree = _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
     if grids:
         chunk_curves = [c for _, c in results if c is not None]
+        chunk_curves = [c.drop_vars("draw", errors="ignore") for c in chunk_curves]
         curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
         curves = curves.assign_coords(draw=np.arange(draws))
         tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
@@ -238,10 +249,11 @@ def prior_compare(
         progressbar=progressbar,
         desc="prior draws",
     )
-    values = xr.concat([v for v, _ in results], dim="draw").assign_coords(draw=np.arange(draws))
+    values = _concat_draws([v for v, _ in results])
     tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
     if grids:
         chunk_curves = [c for _, c in results if c is not None]
+        chunk_curves = [c.drop_vars("draw", errors="ignore") for c in chunk_curves]
         curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
         curves = curves.assign_coords(draw=np.arange(draws))
         tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
