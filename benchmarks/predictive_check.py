@@ -144,14 +144,18 @@ def table(rows: list[Row], draws: int, seed: int) -> str:
         "priors alone** (no fit, no calibration on these results): per endpoint and arm, the "
         f"median and the {round(100 * CI_PROB)}% interval over {draws} prior draws, each a "
         f"trial of the arm's published `n` patients ({DEFAULT_N} where the design gives "
-        "none). Rates are fractions of patients. Made by, from the repository root with "
-        f"`src` on `PYTHONPATH`, `{command}`; the published values and their sources are in "
-        "`benchmarks/predictive_check_published.csv`."
+        "none). Rates are fractions of patients. The published values and their sources are "
+        "in `benchmarks/predictive_check_published.csv`. Made by, from the repository root "
+        "with `src` on `PYTHONPATH`:"
     )
     lines = [
         "## Predictive check: prior predictive of the literature cards",
         "",
         *textwrap.wrap(intro, width=88, break_on_hyphens=False),
+        "",
+        "```",
+        command,
+        "```",
         "",
         "| design | endpoint | arm | n | published | predicted median [90% interval] | inside |",
         "|---|---|---|---|---|---|---|",
