@@ -240,3 +240,51 @@ def test_the_documented_example_loads():
     example = module.__doc__.split("A\nminimal design::")[1]
     design = load_trial("\n".join(line[4:] for line in example.splitlines()))
     assert design.arms[0].start[0].east_asian is True
+
+
+COHORTS = """
+[[cohorts]]
+name = "low"
+below = 40
+n = { lusutrombopag = 60, placebo = 50 }
+[[cohorts]]
+name = "high"
+at_least = 40
+n = { lusutrombopag = 48, placebo = 57 }
+"""
+
+
+def test_cohorts_and_subgroups_must_name_what_exists():
+    design = load_trial(GOOD + COHORTS)
+    assert design.enrolment_cap(design.arms[0]) == {"low": 60, "high": 48}
+    bad = [
+        (
+            COHORTS.replace("placebo = 57", "placebo = 58"),
+            "n = 107 but its cohorts' n add up to 108",
+        ),
+        (COHORTS.replace("placebo = 57", "plaecbo = 57"), r"n names no arm \['plaecbo'\]"),
+        (COHORTS.replace('name = "high"', 'name = "low"'), "cohort names repeat"),
+        (
+            COHORTS + '[[endpoints]]\nname = "x"\nkind = "count_at"\nat = "7 d"\n'
+            'subgroup = { cohort = "middle" }\n',
+            "endpoint 'x': subgroup cohort 'middle' is not one of",
+        ),
+        (
+            COHORTS + '[[endpoints]]\nname = "x"\nkind = "count_at"\nat = "9 d"\n',
+            "endpoint 'x': no visit at 9 d",
+        ),
+        (COHORTS + "[enrolment]\ncriterion = 'median'\n", r"enrolment\.criterion"),
+        (COHORTS + "[enrolment]\ncandidates = 0.5\n", r"enrolment\.candidates"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(TrialDesignError, match=message):
+            load_trial(GOOD + extra)
+    with pytest.raises(TrialDesignError, match="start cohort 'middle' is not one of"):
+        load_trial(
+            GOOD.replace(
+                "start = [{ level = 1 }]",
+                'start = [{ cohort = "middle", level = 1 }, { level = 1 }]',
+                1,
+            )
+            + COHORTS
+        )

@@ -646,3 +646,27 @@ def test_transfusions_raise_later_counts_and_wane_over_a_lifespan():
     )
     with pytest.raises(TrialDesignError, match="give one of lifespan"):
         design_with(DAILY, "[[rescue]]\nplatelets_below = 20\neffect = { rise = 40 }\n")
+
+
+def test_a_transfusion_on_the_procedure_day_wanes_from_that_day():
+    # L-PLUS-like: transfused before a procedure on day 10-13 if below 50; the day-14
+    # count then keeps 40 x (1 - (14 - day) / 8) of the rise.
+    design = design_with(
+        DAILY,
+        '[[rescue]]\nplatelets_below = 50\nwindow = ["10 d", "13 d"]\n'
+        'effect = { rise = 40, lifespan = "8 d" }\n',
+        replace=[
+            (
+                "until = 8\n",
+                'until = 8\ntimes = [14]\nwindows = [{ name = "procedure", start = 10, end = 13 }]\n',
+            )
+        ],
+    )
+    population = sample_population(design, 40, seed=4)
+    day = population["visit_time"].sel(arm="drug").to_numpy()[:, 9] / 24
+    responder = LastDoseResponse(np.full(40, 30.0), 0)
+    trial = run_trial(design, {"drug": responder}, population).sel(arm="drug")
+    np.testing.assert_array_equal(trial["rescue_given"].any("visit"), True)
+    np.testing.assert_array_equal(trial["rescue_given"][:, 9], True)
+    np.testing.assert_allclose(trial["platelets"][:, 9], 30)
+    np.testing.assert_allclose(trial["platelets"][:, 10], 30 + 40 * (1 - (14 - day) / 8))
