@@ -567,16 +567,19 @@ def test_trial_sized_arms_enrol_their_n_per_draw_and_cohort():
         sample_population(load_trial(DAILY), None, seed=0)
 
 
+#: Daily visits to day 8, a procedure on day 10, 11, 12 or 13, and a visit on day 14.
+PROCEDURE_DAY = (
+    "until = 8\n",
+    'until = 8\ntimes = [14]\nwindows = [{ name = "procedure", start = 10, end = 13 }]\n',
+)
+
+
 def test_a_window_visit_falls_on_each_patient_own_day_and_decides_nothing():
     design = design_with(
         DAILY,
         '[[titrations.course.rules]]\naction = "increase"\nplatelets_below = 1000\n',
         replace=[
-            (
-                "until = 8\n",
-                "until = 8\ntimes = [14]\n"
-                'windows = [{ name = "procedure", start = 10, end = 13 }]\n',
-            ),
+            PROCEDURE_DAY,
             ('duration = "5 d"', 'duration = "20 d"'),
         ],
     )
@@ -655,12 +658,7 @@ def test_a_transfusion_on_the_procedure_day_wanes_from_that_day():
         DAILY,
         '[[rescue]]\nplatelets_below = 50\nwindow = ["10 d", "13 d"]\n'
         'effect = { rise = 40, lifespan = "8 d" }\n',
-        replace=[
-            (
-                "until = 8\n",
-                'until = 8\ntimes = [14]\nwindows = [{ name = "procedure", start = 10, end = 13 }]\n',
-            )
-        ],
+        replace=[PROCEDURE_DAY],
     )
     population = sample_population(design, 40, seed=4)
     day = population["visit_time"].sel(arm="drug").to_numpy()[:, 9] / 24
