@@ -18,7 +18,14 @@ course (avatrombopag 40/60 mg x 5 days, lusutrombopag 3 mg x up to 7 days) is th
 same machinery with one level per course and at most a stopping rule.
 
 Visit 0 (time 0) gives the baseline count, which with the covariates picks each
-patient's starting level; a visit on a dosing day comes before that day's dose. A
+patient's starting level; a visit on a dosing day comes before that day's dose.
+
+What the trials did beyond dosing: ``[enrolment]`` enrols candidates on screening counts
+that carry the visit-to-visit variation (:class:`Enrolment`, regression to the mean);
+``[[cohorts]]`` split patients by their entry count, each with its own start level and
+results (:class:`Cohort`); an arm's ``n`` (or its cohorts') sizes trial-sized runs;
+``visits.windows`` put a visit on each patient's own day (:class:`VisitWindow`); a
+rescue's ``effect`` raises the later counts (:class:`Transfusion`). A
 minimal design::
 
     name = "example"
@@ -407,7 +414,8 @@ class Arm(FrozenModel):
     placebo
         Dose levels are titrated as usual (blinded) but no drug is given.
     n
-        Patients randomised to this arm in the real trial (for comparisons).
+        Patients randomised to this arm in the real trial: the patients a trial-sized run
+        enrols (:func:`tpopk.simulate.sample_population` with ``n_patients=None``).
     description
         The arm in words, with sources.
     """

@@ -19,6 +19,12 @@ A *response* at a visit is a count in ``[at_least, at_most]`` (10^9/L), optional
 at least ``fold_baseline`` times and ``rise_from_baseline`` above the visit-0 count;
 with ``without_rescue`` a visit at or after the patient's first rescue is never a
 response (its rescue therapy, not the drug, may explain the count).
+
+Endpoints summarise the *enrolled* patients (the trial's ``enrolled``, where screening,
+cohorts or trial-sized arms left candidates out), narrowed by an endpoint's ``subgroup``
+(a cohort, ancestry, splenectomy or a baseline range), so each cohort or subgroup gets
+its own result. Durations (days above, time to response, ...) use the visits' nominal
+times.
 """
 
 from __future__ import annotations
