@@ -595,10 +595,16 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         "ARM": np.repeat(trial["arm"].to_numpy(), n_patients).reshape(n_arms, n_patients),
     }
     time = trial["time"].to_numpy()
+    # each patient's own visit times (visit windows), the nominal ones otherwise
+    visit_time = (
+        trial["visit_time"].transpose("arm", "patient", "visit").to_numpy().ravel()
+        if "visit_time" in trial
+        else np.tile(time, subject.size)
+    )
     observed = pd.DataFrame(
         {
             "ID": np.repeat(subject.ravel(), time.size),
-            "TIME": np.tile(time, subject.size),
+            "TIME": visit_time,
             "EVID": 0,
             "AMT": 0.0,
             "DV": trial["platelets"].to_numpy().ravel(),
