@@ -96,3 +96,22 @@ class DriftResponse(LastDoseResponse):
         self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
     ) -> FloatArray:
         return super().platelets(dose_time, dose_amount, times) + self.slope[:, None] * times
+
+
+class NoisyLevelResponse:
+    """A steady true level times independent log-normal noise at every count (no drug)."""
+
+    def __init__(self, level: npt.ArrayLike, sd_log: float, seed: int) -> None:
+        self.level = np.asarray(level, dtype=float)
+        self.sd_log = sd_log
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.level.size)
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        noise = self.sd_log * self.rng.standard_normal(times.shape)
+        return np.asarray(self.level[:, None] * np.exp(noise), dtype=float)

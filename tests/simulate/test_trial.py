@@ -3,6 +3,7 @@ import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 from tpopk.data import read_events
 from tpopk.simulate import (
@@ -13,7 +14,12 @@ from tpopk.simulate import (
     trial_events,
 )
 
-from .reference_response import DriftResponse, EmaxDelayResponse, LastDoseResponse
+from .reference_response import (
+    DriftResponse,
+    EmaxDelayResponse,
+    LastDoseResponse,
+    NoisyLevelResponse,
+)
 
 WEEKLY = """
 name = "weekly_titration"
@@ -671,3 +677,18 @@ def test_a_transfusion_on_the_procedure_day_wanes_from_that_day():
     np.testing.assert_array_equal(trial["rescue_given"][:, 9], True)
     np.testing.assert_allclose(trial["platelets"][:, 9], 30)
     np.testing.assert_allclose(trial["platelets"][:, 10], 30 + 40 * (1 - (14 - day) / 8))
+
+
+def test_screening_on_a_noisy_count_regresses_to_the_mean():
+    # Everyone's true level is 40; one screening count 40 e^(0.5 z) < 30 passes with
+    # probability Phi(ln(30/40) / 0.5) = 0.2826, and the enrolled patients' visit-0
+    # counts, with fresh noise, have median 40 again although every screening count was < 30.
+    design = design_with(DAILY, "[enrolment]\nscreening_counts = 1\nbelow = 30\n")
+    n = 4000
+    responder = NoisyLevelResponse(np.full(n, 40.0), sd_log=0.5, seed=11)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0] * n]))
+    drug = trial.sel(arm="drug")
+    share = float(drug["enrolled"].mean())
+    assert abs(share - norm.cdf(np.log(30 / 40) / 0.5)) < 3 * np.sqrt(0.2826 * 0.7174 / n)
+    baseline = drug["baseline_platelets"].where(drug["enrolled"]).median()
+    assert 37 < float(baseline) < 43
