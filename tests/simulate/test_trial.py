@@ -272,18 +272,23 @@ def test_event_table_validates_and_carries_the_doses_given():
     assert set(events.covariates["DISEASE"]) == {"ITP"}
 
 
-def test_event_table_refuses_mixed_dose_units():
+def test_event_table_writes_mixed_dose_units_in_mg():
     design = load_trial(
         WEEKLY
         + '\n[titrations.oral]\ndose_unit = "mg"\ninterval = "24 h"\nlevels = [20]\n'
         + '[[arms]]\nname = "oral"\nagonist = "avatrombopag"\nroute = "oral"\n'
         + 'titration = "oral"\nstart = [{ level = 1 }]\nduration = "2 weeks"\n'
     )
-    population = population_of(design, WT=np.full((2, 2), 70.0))
+    population = population_of(design, WT=[[70.0, 50.0], [80.0, 60.0]])
     responders = {name: LastDoseResponse([10, 10], [1, 1]) for name in ("drug", "oral")}
     trial = run_trial(design, responders, population)
-    with pytest.raises(TrialDesignError, match="different units"):
-        trial_events(trial)
+    frame = trial_events(trial)
+    assert frame.attrs["units"]["AMT"] == "mg"
+    doses = frame[frame["EVID"] == 1].groupby("ID")["AMT"].first()
+    # 1 µg/kg weekly x 70 and 50 kg; 20 mg daily
+    np.testing.assert_allclose(doses.to_numpy(), [0.07, 0.05, 20, 20])
+    events = read_events(frame, units=frame.attrs["units"])
+    assert len(events.subjects) == 4
 
 
 def test_run_trial_checks_the_response_models():

@@ -579,14 +579,19 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         The records; ``frame.attrs["units"]`` holds the units to pass to
         :func:`tpopk.data.read_events`.
 
-    Raises
-    ------
-    TrialDesignError
-        If the arms dose in different units (one event dataset has one ``AMT`` unit).
+    Where arms dose in mg and µg/kg, the µg/kg doses are written in mg (times the
+    patient's ``WT``), as one event dataset has one ``AMT`` unit.
     """
     units = sorted(set(trial["dose_unit"].to_numpy().tolist()))
-    if len(units) != 1:
-        raise TrialDesignError(f"arms dose in different units {units}; simulate them apart")
+    amount = trial["dose_amount"].to_numpy()
+    if len(units) > 1:
+        # One AMT unit per dataset: weight-based doses become mg with each patient's weight.
+        if set(units) != {"mg", "µg/kg"}:
+            raise TrialDesignError(f"arms dose in units {units} that no one unit holds")
+        per_kg = (trial["dose_unit"] == "µg/kg").to_numpy()
+        weight = trial["WT"].to_numpy()
+        amount = np.where(per_kg[:, None, None], amount * weight[..., None] / 1000.0, amount)
+        units = ["mg"]
     n_arms, n_patients = trial.sizes["arm"], trial.sizes["patient"]
     subject = 1 + np.arange(n_arms * n_patients).reshape(n_arms, n_patients)
     per_subject = {
@@ -614,14 +619,14 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         }
     )
     dose_time = trial["dose_time"].to_numpy()
-    given = np.isfinite(dose_time) & (trial["dose_amount"].to_numpy() > 0)
+    given = np.isfinite(dose_time) & (amount > 0)
     which = np.nonzero(given)
     dosed = pd.DataFrame(
         {
             "ID": subject[which[0], which[1]],
             "TIME": dose_time[given],
             "EVID": 1,
-            "AMT": trial["dose_amount"].to_numpy()[given],
+            "AMT": amount[given],
             "DV": np.nan,
             "MDV": 1,
             "DVID": "",
