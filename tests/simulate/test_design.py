@@ -284,3 +284,26 @@ def test_cohorts_and_subgroups_must_name_what_exists():
             )
             + COHORTS
         )
+
+
+def test_new_keys_survive_a_round_trip():
+    extra = (
+        COHORTS
+        + '[enrolment]\nscreening_counts = 2\nscreening_interval = "3 d"\ncriterion = "mean"\n'
+        + "below = 60\n"
+        + '[[endpoints]]\nname = "low_days"\nkind = "days_above"\nresponse = { at_least = 50 }\n'
+        + 'statistic = "mean"\nsubgroup = { cohort = "low", east_asian = false }\n'
+    )
+    text = GOOD.replace(
+        "times = [0, 4, 5, 6, 7, 34]",
+        'times = [0, 4, 5, 6, 7, 34]\nwindows = [{ name = "procedure", start = 8, end = 13 }]',
+    ).replace(
+        'window = ["7 d", "7 d"]',
+        'window = ["8 d", "8 d"]\nat_most = 1\neffect = { rise = 25, lifespan = "9 d" }',
+    )
+    design = load_trial(text + extra)
+    assert load_trial(design.model_dump(mode="json")) == design
+    assert design.enrolment.screening_hours().tolist() == [-144.0, -72.0]
+    assert design.rescue[0].effect is not None
+    assert design.rescue[0].effect.lifespan == 9 * 24
+    np.testing.assert_array_equal(design.visits.windowed[5].days(), [8, 9, 10, 11, 12, 13])

@@ -52,6 +52,12 @@ class ResponseModel(Protocol):
 
         ``dose_time`` and ``dose_amount`` are ``[P, D]`` (h; amount in the arm's dose
         unit, mg or µg/kg per administration, padded with amount 0).
+
+        The counts carry the visit-to-visit variation (drawn here and nowhere else in
+        a trial). The first call of a trial has no doses and asks for the screening
+        counts and the visit-0 count, its calendar shifted so that the first screening
+        count is at time 0 (the visit-0 count is its last column); later calls use the
+        trial's calendar, visit 0 at time 0.
         """
         ...
 
