@@ -14,6 +14,7 @@ from tpopk.simulate import (
     fold_change_at,
     overshoot,
     peak_fold_change,
+    rescue_free,
     responders_at,
     responders_ever,
     responders_in_assessments,
@@ -239,3 +240,17 @@ def test_endpoints_count_enrolled_patients_per_subgroup(trial):
     assert value(result["low"]) == 39.5
     assert np.isnan(value(result["high_not_splenectomised"]))
     assert value(result["low_baseline"]) == (49 + 28) / 2
+
+
+def test_rescue_free_counts_patients_without_rescue_in_the_window(trial):
+    given = np.zeros((1, 4, 9), dtype=bool)
+    given[0, 3, 5] = True  # patient 3, rescued from week 5 on, was given it at week 5
+    given[0, 1, 1] = True
+    trial = trial.assign(rescue_given=(("arm", "patient", "visit"), given))
+    assert value(rescue_free(trial)) == 0.5
+    assert value(rescue_free(trial, window=(2 * WEEK, 8 * WEEK))) == 0.75
+    spec = TypeAdapter(Endpoint).validate_python(
+        {"name": "no_transfusion", "kind": "rescue_free", "window": ["5 weeks", "5 weeks"]}
+    )
+    trial = trial.assign(enrolled=(("arm", "patient"), [[True, True, True, False]]))
+    assert value(spec.evaluate(trial)) == 1.0

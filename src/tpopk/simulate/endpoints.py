@@ -276,6 +276,12 @@ def days_above(
     return value.rename("days_above").assign_attrs(units="d")
 
 
+def rescue_free(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
+    """Fraction of patients given no rescue (e.g. no platelet transfusion) in the window."""
+    given = _in_window(trial, window)["rescue_given"].any("visit")
+    return _fraction(~given, trial, "rescue_free")
+
+
 Window = tuple[Hours, Hours]
 
 
@@ -483,6 +489,16 @@ class DaysAbove(_Endpoint):
         return days_above(trial, self.response, self.window, self.statistic)
 
 
+class RescueFree(_Endpoint):
+    """Patients given no rescue in the window (L-PLUS: no pre-procedure transfusion)."""
+
+    kind: Literal["rescue_free"]
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        """Fraction of patients without rescue."""
+        return rescue_free(trial, self.window)
+
+
 #: Endpoints read at one visit (``at``), which the design must schedule.
 AtVisit = (ResponderAt, FoldChangeAt, CountAt, ChangeFromBaselineAt)
 
@@ -500,7 +516,8 @@ Endpoint = Annotated[
     | FoldChangeAt
     | CountAt
     | ChangeFromBaselineAt
-    | DaysAbove,
+    | DaysAbove
+    | RescueFree,
     Field(discriminator="kind"),
 ]
 
