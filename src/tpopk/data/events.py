@@ -58,7 +58,8 @@ class SubjectArrays:
         ``[S, D]`` infusion durations AMT/RATE (TIME units); 0 for a bolus, ``inf`` for a
         steady-state constant infusion.
     dose_cmt
-        ``[S, D]`` dosing compartment.
+        ``[S, D]`` dosing compartment, NONMEM ``CMT`` numbered per PK model
+        (:attr:`tpopk.pk.PKModel.compartments`; 1 on padding).
     dose_ss
         ``[S, D]`` NONMEM SS: 0 none, 1 steady state (resets the system first), 2 steady
         state added to the current state.

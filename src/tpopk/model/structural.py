@@ -136,8 +136,8 @@ def _check_dose_cmts(
         first = int(wrong[0])
         raise CardError(
             f"row {events.row_of(first)}, column CMT: found {frame['CMT'].iat[first]} "
-            f"(ID {frame['ID'].iat[first]}, {wrong.size} dose record(s) in all); card "
-            f"'{card.name}' (PK model '{pk_model.name}') has compartments "
+            f"(ID {frame['ID'].iat[first]}, {wrong.size} dose record(s) in all); expected a "
+            f"compartment of card '{card.name}' (PK model '{pk_model.name}'): "
             f"CMT {pk_model.describe_cmts()}"
         )
 
