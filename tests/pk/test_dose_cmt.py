@@ -34,6 +34,15 @@ def _cases() -> list[tuple[str, str, dict[str, float], tuple[Dose, ...]]]:
             # with the first route in one subject: f and tlag act on CMT 1 only
             mixed = (Dose(0.0, 100.0), Dose(6.0, 40.0, 20.0, cmt=cmt), Dose(24.0, 100.0))
             cases.append((name, f"CMT 1 and {where}, lag + F", parameters(name, LAG_F), mixed))
+            # an SS=1 dose resets every compartment, whichever it is given into
+            reset = (Dose(0.0, 100.0), Dose(12.0, 80.0, 40.0, ss=1, ii=12.0, cmt=cmt))
+            reset += (Dose(30.0, 100.0),)
+            cases.append((name, f"SS=1 into {where} resets CMT 1", parameters(name, LAG_F), reset))
+            if model.absorption != "transit":  # no steady state through the chain
+                train = (Dose(0.0, 50.0, cmt=cmt), Dose(12.0, 100.0, ss=1, ii=12.0))
+                train += (Dose(30.0, 50.0, 25.0, cmt=cmt),)
+                label = f"SS=1 into CMT 1 resets {where}, lag + F"
+                cases.append((name, label, parameters(name, LAG_F), train))
     return cases
 
 
