@@ -179,3 +179,16 @@ def test_calibration_recovers_a_simulated_eltrombopag_slope(designs):
         math.exp(result.mu),
         result.sigma,
     )
+
+
+def test_write_library_refuses_a_folder_that_is_not_a_calibration(tmp_path):
+    (tmp_path / "thrombopoiesis.toml").write_text("", encoding="utf-8")
+    result = cal.Result(cal.Settings(), {}, {}, [])
+    with pytest.raises(cal.CalibrationError, match="not a calibrated library"):
+        cal.write_library(MODELS, tmp_path, result, 1.0)
+    out = cal.write_library(MODELS, tmp_path / "new", result, 1.0)
+    assert (out / "README.md").read_text(encoding="utf-8").startswith(cal.TITLE)
+    assert (out / "eltrombopag.toml").read_text(encoding="utf-8") == (
+        MODELS / "eltrombopag.toml"
+    ).read_text(encoding="utf-8")
+    cal.write_library(MODELS, out, result, 1.0)  # an earlier calibration is replaced

@@ -567,6 +567,9 @@ def run(
     return Result(settings, calibrations, failures, predictions)
 
 
+TITLE = "# Calibrated library"
+
+
 def _interval(values: tuple[float, float, float]) -> str:
     median, low, high = values
     return f"{median:.0f} ({low:.0f}–{high:.0f})"
@@ -575,7 +578,7 @@ def _interval(values: tuple[float, float, float]) -> str:
 def report(result: Result, wall_s: float) -> str:
     """Markdown: the calibrated parameters and every training result against both libraries."""
     lines = [
-        "# Calibrated library",
+        TITLE,
         "",
         "Written by `tpopk calibrate` (`src/tpopk/simulate/calibration.py`, whose docstring",
         "states the method): the library cards of `models/`, each agonist's potency prior",
@@ -618,10 +621,20 @@ def report(result: Result, wall_s: float) -> str:
 
 
 def write_library(models: str | Path, out: str | Path, result: Result, wall_s: float) -> Path:
-    """Write the calibrated library (cards, README.md) to the folder ``out``, atomically."""
+    """Write the calibrated library (cards, README.md) to the folder ``out``, atomically.
+
+    ``out`` is replaced as a whole, so it must be new, empty or an earlier calibrated library.
+    """
     from tpopk.files import atomic_path
 
     models = Path(models)
+    readme = Path(out) / "README.md"
+    earlier = readme.is_file() and readme.read_text(encoding="utf-8").startswith(TITLE)
+    if Path(out).is_dir() and any(Path(out).iterdir()) and not earlier:
+        raise CalibrationError(
+            f"--out '{out}' holds files that are not a calibrated library; it would be "
+            "replaced as a whole: give a new folder"
+        )
     with atomic_path(out) as staged:
         staged.mkdir()
         for name in LIBRARY:
