@@ -269,6 +269,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from tpopk.simulate import calibration
 
     _check_out(args.out, ())
+    models = Path(args.models) if args.models else Path(__file__).parent / "models"
     settings = calibration.Settings(
         seed=args.seed,
         draws=args.draws,
@@ -276,16 +277,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         grid_size=args.grid,
         span=args.span,
         predictive_draws=args.predictive_draws,
+        training=Path(args.training).name,
     )
     start = time.perf_counter()
-    with step("calibrate", f"{settings.command()} on {args.training}"):
+    with step("calibrate", settings.command()):
         result = calibration.run(
-            args.models,
+            models,
             args.training,
             settings,
             progress=lambda text: print(f"tpopk calibrate: {text}", file=sys.stderr, flush=True),
         )
-    out = calibration.write_library(args.models, args.out, result, time.perf_counter() - start)
+    out = calibration.write_library(models, args.out, result, time.perf_counter() - start)
     for c in result.calibrations.values():
         print(
             f"{c.agonist}: pop {c.parameter} {math.exp(c.prior_mu):.4g} -> {math.exp(c.mu):.4g} "
@@ -528,12 +530,8 @@ def _parser() -> argparse.ArgumentParser:
         "calibrate", help="calibrate the library's potencies on published arm-level results"
     )
     p.add_argument("--training", required=True, help="trial_outcomes_training.csv")
-    p.add_argument(
-        "--models",
-        default=str(Path(__file__).parent / "models"),
-        help="library folder (cards, trials/)",
-    )
-    p.add_argument("--out", default="models/calibrated", help="folder for the calibrated library")
+    p.add_argument("--models", help="library folder (cards, trials/); default: the bundled one")
+    p.add_argument("--out", default="models/calibrated", help="output folder")
     p.add_argument("--seed", type=_at_least(0), default=20261207, help="random seed")
     p.add_argument("--draws", type=_at_least(1), default=6, help="prior draws per grid point")
     p.add_argument("--n", type=_at_least(10), default=60, help="virtual patients per arm, draw")

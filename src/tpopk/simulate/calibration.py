@@ -495,11 +495,13 @@ class Settings:
     grid_size: int = 9
     span: float = 3.5  # grid half-width in literature prior SDs
     predictive_draws: int = 12
+    training: str = "trial_outcomes_training.csv"  # file name, as the cards cite it
 
     def command(self) -> str:
         """Return the command line that repeats the run."""
         return (
-            f"tpopk calibrate --seed {self.seed} --draws {self.draws} --n {self.n_virtual} "
+            f"tpopk calibrate --training {self.training} --seed {self.seed} "
+            f"--draws {self.draws} --n {self.n_virtual} "
             f"--grid {self.grid_size} --span {self.span:g} --predictive-draws "
             f"{self.predictive_draws}"
         )
