@@ -269,6 +269,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from tpopk.simulate import calibration
 
     _check_out(args.out, ())
+    calibration.check_out(args.out)
     models = Path(args.models) if args.models else Path(__file__).parent / "models"
     settings = calibration.Settings(
         seed=args.seed,

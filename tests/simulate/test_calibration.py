@@ -192,3 +192,12 @@ def test_write_library_refuses_a_folder_that_is_not_a_calibration(tmp_path):
         MODELS / "eltrombopag.toml"
     ).read_text(encoding="utf-8")
     cal.write_library(MODELS, out, result, 1.0)  # an earlier calibration is replaced
+
+
+def test_cli_refuses_to_replace_a_library_before_any_work(tmp_path, capsys):
+    from tpopk.cli import EXIT_INVALID, main
+
+    (tmp_path / "eltrombopag.toml").write_text("", encoding="utf-8")
+    code = main(["calibrate", "--training", "missing.csv", "--out", str(tmp_path)])
+    assert code == EXIT_INVALID
+    assert "not a calibrated library" in capsys.readouterr().err

@@ -622,6 +622,17 @@ def report(result: Result, wall_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_out(out: str | Path) -> None:
+    """Refuse an output folder that holds anything but an earlier calibrated library."""
+    readme = Path(out) / "README.md"
+    earlier = readme.is_file() and readme.read_text(encoding="utf-8").startswith(TITLE)
+    if Path(out).is_dir() and any(Path(out).iterdir()) and not earlier:
+        raise CalibrationError(
+            f"--out '{out}' holds files that are not a calibrated library; it would be "
+            "replaced as a whole: give a new folder"
+        )
+
+
 def write_library(models: str | Path, out: str | Path, result: Result, wall_s: float) -> Path:
     """Write the calibrated library (cards, README.md) to the folder ``out``, atomically.
 
@@ -630,13 +641,7 @@ def write_library(models: str | Path, out: str | Path, result: Result, wall_s: f
     from tpopk.files import atomic_path
 
     models = Path(models)
-    readme = Path(out) / "README.md"
-    earlier = readme.is_file() and readme.read_text(encoding="utf-8").startswith(TITLE)
-    if Path(out).is_dir() and any(Path(out).iterdir()) and not earlier:
-        raise CalibrationError(
-            f"--out '{out}' holds files that are not a calibrated library; it would be "
-            "replaced as a whole: give a new folder"
-        )
+    check_out(out)
     with atomic_path(out) as staged:
         staged.mkdir()
         for name in LIBRARY:
