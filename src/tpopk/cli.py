@@ -297,6 +297,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from tpopk.progress import step
+    from tpopk.simulate import calibration
+
+    _check_out(args.out, ())
+    calibration.check_out(args.out)
+    models = Path(args.models) if args.models else Path(__file__).parent / "models"
+    settings = calibration.Settings(
+        seed=args.seed,
+        draws=args.draws,
+        n_virtual=args.n,
+        grid_size=args.grid,
+        span=args.span,
+        predictive_draws=args.predictive_draws,
+        training=Path(args.training).name,
+    )
+    start = time.perf_counter()
+    with step("calibrate", settings.command()):
+        result = calibration.run(
+            models,
+            args.training,
+            settings,
+            progress=lambda text: print(f"tpopk calibrate: {text}", file=sys.stderr, flush=True),
+        )
+    out = calibration.write_library(models, args.out, result, time.perf_counter() - start)
+    for c in result.calibrations.values():
+        print(
+            f"{c.agonist}: pop {c.parameter} {math.exp(c.prior_mu):.4g} -> {math.exp(c.mu):.4g} "
+            f"(log SD {c.prior_sigma:.3g} -> {c.sigma:.3g})"
+        )
+    for agonist, why in result.failures.items():
+        print(f"{agonist}: not calibrated: {why}")
+    print(f"wrote {out} (cards and README.md)")
+    return 0
+
+
 def _check_out(out: str, suffixes: tuple[str, ...]) -> None:
     """Refuse an output path that could not be written, before any work is done.
 
@@ -546,6 +584,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "calibrate", help="calibrate the library's potencies on published arm-level results"
+    )
+    p.add_argument("--training", required=True, help="trial_outcomes_training.csv")
+    p.add_argument("--models", help="library folder (cards, trials/); default: the bundled one")
+    p.add_argument("--out", default="models/calibrated", help="output folder")
+    p.add_argument("--seed", type=_at_least(0), default=20261207, help="random seed")
+    p.add_argument("--draws", type=_at_least(1), default=6, help="prior draws per grid point")
+    p.add_argument("--n", type=_at_least(10), default=60, help="virtual patients per arm, draw")
+    p.add_argument("--grid", type=_at_least(5), default=9, help="grid points per potency")
+    p.add_argument("--span", type=_positive, default=3.5, help="grid half-width, prior SDs")
+    p.add_argument(
+        "--predictive-draws", type=_at_least(2), default=12, help="draws for the intervals"
+    )
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("demo", help="run the main job on the bundled data")
     p.add_argument(

@@ -377,6 +377,9 @@ def test_build_checks_the_response_and_per_units_against_the_data() -> None:
     other = read_events(events.frame, units=units)
     with pytest.raises(CardError, match="response 'pca' in '%', but the data declare '1'"):
         build_model(warfarin, other)
+    in_days = read_events(events.frame, units={**events.units.as_dict(), "TIME": "d"})
+    with pytest.raises(CardError, match="the data declare TIME in 'd': give TIME"):
+        build_model(warfarin, in_days)
     pheno = load_phenobarbital()
     per_kg = load_card(PER_KG_APGAR.replace('per = "WT"', 'per = "APGR"', 1))
     with pytest.raises(CardError, match="'per' = 'APGR' needs the unit of APGR declared"):

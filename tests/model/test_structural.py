@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytensor
 import pytest
 
@@ -273,3 +274,44 @@ def test_concentration_in_a_compartment_the_model_lacks_is_refused() -> None:
     events = read_events(frame, units=load_theophylline().units.as_dict())
     with pytest.raises(CardError, match=r"central compartment, CMT 2 .* in CMT \[7\]"):
         build_model(load_card(MODELS / "generic" / "oral_1cmt.toml"), events)
+
+
+@pytest.mark.slow  # 15 s warm, 46 s with a cold PyTensor cache
+def test_mixed_iv_and_oral_dataset_builds_and_its_graph_equals_numpy() -> None:
+    """IV doses into CMT 2 beside oral doses into CMT 1: the fitted graph and its gradient."""
+    from tpopk.data import read_events
+    from tpopk.pk import PK_MODELS, concentration
+
+    theophylline = load_theophylline()
+    frame = theophylline.frame
+    iv = frame[(frame["EVID"] == 1) & (frame["ID"] % 2 == 0)].assign(TIME=2.0, AMT=50.0, CMT=2)
+    iv = iv.assign(RATE=100.0)  # a 30 min infusion into the central compartment
+    frame = pd.concat([frame, iv]).sort_values(["ID", "TIME"], kind="stable")
+    events = read_events(frame.reset_index(drop=True), units=theophylline.units.as_dict())
+    card = load_card(MODELS / "generic" / "oral_1cmt.toml")
+    model = build_model(card, events)
+    values = _individual_values(model, ["ka", "cl", "v", "ipred_conc"])
+    arrays = events.subject_arrays()
+    subject = arrays.obs_subject
+    # the same subjects by superposition of the two models: oral doses, then IV doses
+    oral_only = np.where(arrays.dose_cmt == 1, arrays.dose_amt, 0.0)
+    iv_only = np.where(arrays.dose_cmt == 2, arrays.dose_amt, 0.0)
+    rates = np.where(arrays.dose_cmt == 2, arrays.dose_rate, 0.0)
+    zeros = np.zeros(arrays.dose_amt.shape)
+    oral = concentration(
+        PK_MODELS["oral_1cmt"],
+        {k: values[k][subject] for k in ("ka", "cl", "v")},
+        *(a[subject] for a in (arrays.dose_time, oral_only, zeros, zeros, zeros)),
+        arrays.obs_time,
+    )
+    intravenous = concentration(
+        PK_MODELS["iv_1cmt"],
+        {k: values[k][subject] for k in ("cl", "v")},
+        *(a[subject] for a in (arrays.dose_time, iv_only, rates, zeros, zeros)),
+        arrays.obs_time,
+    )
+    assert np.any(intravenous > 0.0)
+    np.testing.assert_allclose(values["ipred_conc"], oral + intravenous, rtol=1e-12)
+    point = model.initial_point()
+    assert np.isfinite(model.compile_logp()(point))
+    assert all(np.isfinite(g).all() for g in model.compile_dlogp()(point))

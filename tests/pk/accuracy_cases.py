@@ -144,6 +144,7 @@ def closed_form(model_name: str, params: dict[str, float], doses, times=TIMES) -
         column("ss"),
         column("ii"),
         times,
+        dose_cmt=column("cmt"),
     )
 
 

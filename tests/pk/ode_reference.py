@@ -6,7 +6,9 @@ events with DOP853 at rtol 1e-10. Steady state is found as the fixed point of th
 own one-interval map (NONMEM's approach), not by a geometric series. Dual sequential
 absorption moves what is left in the ka1 depot to the ka2 depot at the switch time,
 which is exact while a dose's depot is empty of other doses at its switch (true for
-the schedules used in the tests).
+the schedules used in the tests). A dose's ``cmt`` (NONMEM numbering: depot 1, central 2,
+peripherals 3-4 for extravascular models; central 1, peripherals 2-3 for IV models) puts
+it into that state; ``f`` and ``tlag`` act on CMT 1 only.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ class Dose:
     rate: float = 0.0
     ss: int = 0
     ii: float = 0.0
+    cmt: int = 1
 
 
 @dataclass(frozen=True)
 class System:
-    matrix: np.ndarray  # dx/dt = matrix @ x (+ infusion into `dose_state`)
+    matrix: np.ndarray  # dx/dt = matrix @ x (+ infusions)
     dose_state: int
     central: int
     switch_from: int | None = None  # dual absorption: ka1 depot
@@ -83,8 +86,15 @@ def build_system(model: PKModel, params: dict[str, float]) -> System:
     return System(K, 0, central)
 
 
-def _integrate(system: System, events: list[tuple[float, str, float]], x0, t0, t_obs):
-    """Integrate from t0 with state x0 through events (time, kind, value); return x at t_obs.
+def state_of(model: PKModel, system: System, cmt: int) -> int:
+    """State index of NONMEM compartment `cmt` (the transit chain's entry for CMT 1)."""
+    if model.absorption == "iv":
+        return cmt - 1
+    return system.dose_state if cmt == 1 else system.central + cmt - 2
+
+
+def _integrate(system: System, events: list[tuple[float, str, float, int]], x0, t0, t_obs):
+    """Integrate from t0 with state x0 through events (time, kind, value, state); x at t_obs.
 
     Observations at an event time see the state after the event (the dose record
     comes first), the convention of tpopk.pk.
@@ -93,7 +103,7 @@ def _integrate(system: System, events: list[tuple[float, str, float]], x0, t0, t
     t_obs = np.asarray(t_obs, dtype=float)
     out = np.zeros((t_obs.size, K.shape[0]))
     x = np.array(x0, dtype=float)
-    infusion = 0.0
+    infusion = np.zeros(K.shape[0])
     t = t0
     out[t_obs < t0] = x  # before the first event nothing has happened yet
     if t_obs.size == 0:
@@ -103,12 +113,10 @@ def _integrate(system: System, events: list[tuple[float, str, float]], x0, t0, t
     for stop in sorted({t0, *stops}):
         if stop > t:
             inside = (t_obs > t) & (t_obs < stop)
-            inflow = infusion
+            inflow = infusion.copy()
 
             def rhs(_, y, inflow=inflow):
-                dy = K @ y
-                dy[system.dose_state] += inflow
-                return dy
+                return K @ y + inflow
 
             t_eval = np.unique(np.append(t_obs[inside], stop))
             sol = solve_ivp(rhs, (t, stop), x, method="DOP853", rtol=RTOL, atol=ATOL, t_eval=t_eval)
@@ -116,13 +124,13 @@ def _integrate(system: System, events: list[tuple[float, str, float]], x0, t0, t
                 out[k] = sol.y[:, np.searchsorted(t_eval, t_obs[k])]
             x = sol.y[:, -1]
             t = stop
-        for time, kind, value in events:
+        for time, kind, value, state in events:
             if time != stop:
                 continue
             if kind == "bolus":
-                x[system.dose_state] += value
+                x[state] += value
             elif kind == "rate":
-                infusion += value
+                infusion[state] += value
             elif kind == "switch":
                 x[system.switch_to] += x[system.switch_from]
                 x[system.switch_from] = 0.0
@@ -130,18 +138,26 @@ def _integrate(system: System, events: list[tuple[float, str, float]], x0, t0, t
     return out
 
 
-def _dose_events(model, params, dose: Dose, start: float) -> list[tuple[float, str, float]]:
+def _lag(params, dose: Dose) -> float:
+    return params.get("tlag", 0.0) if dose.cmt == 1 else 0.0
+
+
+def _dose_events(model, params, dose: Dose, start: float) -> list[tuple[float, str, float, int]]:
     """Events of one dose whose input starts at `start`."""
-    f = params.get("f", 1.0)
-    events: list[tuple[float, str, float]] = []
+    f = params.get("f", 1.0) if dose.cmt == 1 else 1.0
+    state = state_of(model, build_system(model, params), dose.cmt)
+    events: list[tuple[float, str, float, int]] = []
     if dose.rate > 0:
         duration = f * dose.amt / dose.rate
-        events += [(start, "rate", dose.rate), (start + duration, "rate", -dose.rate)]
+        events += [
+            (start, "rate", dose.rate, state),
+            (start + duration, "rate", -dose.rate, state),
+        ]
     else:
-        events.append((start, "bolus", f * dose.amt))
-    if model.absorption == "dual":
+        events.append((start, "bolus", f * dose.amt, state))
+    if model.absorption == "dual" and dose.cmt == 1:
         switch = max(start, start - params.get("tlag", 0.0) + params["mtime"])
-        events.append((switch, "switch", 0.0))
+        events.append((switch, "switch", 0.0, 0))
     return events
 
 
@@ -163,20 +179,21 @@ def _steady_state_trough(model, params, system, dose: Dose) -> np.ndarray:
 
 def _amounts(model, params, system, doses: list[Dose], times: np.ndarray) -> np.ndarray:
     """Central amount at `times` (all >= every dose time of an SS dose) from `doses`."""
-    tlag = params.get("tlag", 0.0)
     size = system.matrix.shape[0]
     total = np.zeros(times.size)
     plain = [d for d in doses if d.ss == 0 and d.amt > 0]
     trains = [d for d in doses if d.ss != 0 and d.amt > 0]
     if plain:
-        events = [e for d in plain for e in _dose_events(model, params, d, d.time + tlag)]
+        events = [
+            e for d in plain for e in _dose_events(model, params, d, d.time + _lag(params, d))
+        ]
         t0 = min(d.time for d in plain)
         total += _integrate(system, events, np.zeros(size), t0, times)[:, system.central]
     for d in trains:
         trough = _steady_state_trough(model, params, system, d)
-        start = d.time + tlag - d.ii  # the input of the previous dose of the train
+        start = d.time + _lag(params, d) - d.ii  # the input of the previous dose of the train
         events = _dose_events(model, params, d, start) + _dose_events(
-            model, params, d, d.time + tlag
+            model, params, d, d.time + _lag(params, d)
         )
         after = times >= d.time
         total[after] += _integrate(system, events, trough, start, times[after])[:, system.central]

@@ -18,7 +18,7 @@ from tpopk.pk import PK_MODELS, concentration
 
 TIMES = np.array([0.3, 0.5, 1.2, 2.0, 5.0, 12.1, 13.0, 24.5, 30.0])
 BASE = {"cl": 2.0, "v": 10.0, "q": 1.5, "v2": 20.0, "q3": 0.4, "v3": 30.0, "tlag": 0.25}
-# (id, model, extra parameters, doses as (time, amt, rate, ss, ii) rows)
+# (id, model, extra parameters, doses as (time, amt, rate, ss, ii[, cmt]) rows)
 CASES = [
     ("oral_1cmt ka = k", "oral_1cmt", {"ka": 0.2}, [(0.0, 100.0, 0.0, 0, 0.0)]),
     ("oral_1cmt ka = k(1+1e-9)", "oral_1cmt", {"ka": 0.2 * (1 + 1e-9)}, [(0, 100, 0, 0, 0)]),
@@ -52,6 +52,24 @@ CASES = [
         {"ka": 3 / 1.33, "mtt": 1.33, "n_transit": 2},
         [(0.0, 20.0, 0.0, 0, 0.0), (12.0, 20.0, 0.0, 0, 0.0)],
     ),
+    (
+        "oral_2cmt CMT 1 + central infusion + peripheral SS=2, lag, F",
+        "oral_2cmt",
+        {"ka": 0.9, "f": 0.6},
+        [(0.0, 100.0, 0.0, 0, 0.0, 1), (1.0, 30.0, 60.0, 0, 0.0, 2), (12.0, 20, 0, 2, 12.0, 3)],
+    ),
+    (
+        "iv_3cmt into each peripheral, SS=1 infusion",
+        "iv_3cmt",
+        {"f": 0.7},
+        [(0.0, 100.0, 40.0, 1, 12.0, 2), (12.0, 80.0, 0.0, 0, 0.0, 3)],
+    ),
+    (
+        "transit_1cmt + central infusion",
+        "transit_1cmt",
+        {"ka": 1.1, "mtt": 1.33, "n_transit": 2},
+        [(0.0, 20.0, 0.0, 0, 0.0, 1), (2.0, 20.0, 40.0, 0, 0.0, 2)],
+    ),
 ]
 
 
@@ -65,8 +83,13 @@ def _values(model_name, extra):
 
 
 def _doses(rows):
-    columns = np.array(rows, dtype=float).T
+    columns = np.array([row[:5] for row in rows], dtype=float).T
     return [np.broadcast_to(c, (TIMES.size, c.size)) for c in columns]
+
+
+def _cmts(rows):
+    """Each dose's CMT where the rows give one, else None (the model's own route)."""
+    return np.array([row[5] for row in rows]) if len(rows[0]) > 5 else None
 
 
 def _numpy_concentration(model_name, values, amounts, rows, extra):
@@ -74,7 +97,9 @@ def _numpy_concentration(model_name, values, amounts, rows, extra):
     params = {n: np.full(TIMES.size, v) for n, v in values.items()}
     if "n_transit" in extra:
         params["n_transit"] = extra["n_transit"]
-    return concentration(PK_MODELS[model_name], params, time, amounts, rate, ss, ii, TIMES)
+    return concentration(
+        PK_MODELS[model_name], params, time, amounts, rate, ss, ii, TIMES, dose_cmt=_cmts(rows)
+    )
 
 
 def _graph(cases):
@@ -87,7 +112,8 @@ def _graph(cases):
         params = dict(symbols)
         if "n_transit" in extra:
             params["n_transit"] = extra["n_transit"]
-        c = concentration(PK_MODELS[model_name], params, time, amounts, rate, ss, ii, TIMES, xp=pt)
+        model, cmt = PK_MODELS[model_name], _cmts(rows)
+        c = concentration(model, params, time, amounts, rate, ss, ii, TIMES, dose_cmt=cmt, xp=pt)
         wrt = [*symbols.values(), amounts]
         inputs += wrt
         outputs += [c, *pytensor.grad(c.sum(), wrt)]

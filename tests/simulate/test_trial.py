@@ -3,6 +3,7 @@ import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 from tpopk.data import read_events
 from tpopk.simulate import (
@@ -13,7 +14,12 @@ from tpopk.simulate import (
     trial_events,
 )
 
-from .reference_response import EmaxDelayResponse, LastDoseResponse
+from .reference_response import (
+    DriftResponse,
+    EmaxDelayResponse,
+    LastDoseResponse,
+    NoisyLevelResponse,
+)
 
 WEEKLY = """
 name = "weekly_titration"
@@ -266,27 +272,23 @@ def test_event_table_validates_and_carries_the_doses_given():
     assert set(events.covariates["DISEASE"]) == {"ITP"}
 
 
-def test_event_table_writes_mixed_dose_units_as_mg_by_weight():
+def test_event_table_writes_mixed_dose_units_in_mg():
     design = load_trial(
         WEEKLY
         + '\n[titrations.oral]\ndose_unit = "mg"\ninterval = "24 h"\nlevels = [20]\n'
         + '[[arms]]\nname = "oral"\nagonist = "avatrombopag"\nroute = "oral"\n'
         + 'titration = "oral"\nstart = [{ level = 1 }]\nduration = "2 weeks"\n'
     )
-    population = population_of(design, WT=np.array([[60.0, 80.0], [70.0, 70.0]]))
+    population = population_of(design, WT=[[70.0, 50.0], [80.0, 60.0]])
     responders = {name: LastDoseResponse([10, 10], [1, 1]) for name in ("drug", "oral")}
     trial = run_trial(design, responders, population)
     frame = trial_events(trial)
-    assert read_events(frame, units=frame.attrs["units"]).units["AMT"] == "mg"
-    doses = frame[frame["EVID"] == 1]
-    # romiplostim: 1 µg/kg in week 1 (level 1), 60 kg -> 0.06 mg and 80 kg -> 0.08 mg
-    first = doses[doses["ARM"] == "drug"].groupby("ID")["AMT"].first()
-    np.testing.assert_allclose(first.to_numpy(), [0.06, 0.08])
-    drug = trial["dose_amount"].sel(arm="drug") * trial["WT"].sel(arm="drug") / 1000
-    np.testing.assert_allclose(doses[doses["ARM"] == "drug"]["AMT"].sum(), drug.sum())
-    # the oral arm's mg doses are written as they are: 20 mg daily for 2 weeks, 2 patients
-    np.testing.assert_allclose(doses[doses["ARM"] == "oral"]["AMT"].to_numpy(), 20.0)
-    assert (doses["ARM"] == "oral").sum() == 2 * 14
+    assert frame.attrs["units"]["AMT"] == "mg"
+    doses = frame[frame["EVID"] == 1].groupby("ID")["AMT"].first()
+    # 1 µg/kg weekly x 70 and 50 kg; 20 mg daily
+    np.testing.assert_allclose(doses.to_numpy(), [0.07, 0.05, 20, 20])
+    events = read_events(frame, units=frame.attrs["units"])
+    assert len(events.subjects) == 4
 
 
 def test_run_trial_checks_the_response_models():
@@ -449,3 +451,249 @@ def test_a_fixed_course_takes_two_calls_and_matches_a_rule_that_never_fires():
     assert (fast_calls, slow_calls) == (2, 2)  # the baseline, then the whole course
     for name in ("platelets", "dose_level", "dose_given", "dose_amount"):
         np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12)
+
+
+DAILY = """
+name = "daily_course"
+[population]
+disease = "CLD"
+baseline_platelets = { median = 40, sd_log = 0.3 }
+weight = { median = 70, sd_log = 0.0 }
+east_asian_fraction = 0.0
+splenectomy_fraction = 0.0
+[visits]
+unit = "day"
+every = 1
+until = 8
+[titrations.course]
+dose_unit = "mg"
+interval = "24 h"
+levels = [40, 60]
+[[arms]]
+name = "drug"
+agonist = "avatrombopag"
+route = "oral"
+titration = "course"
+start = [{ level = 1 }]
+duration = "5 d"
+"""
+
+
+def design_with(base, extra, replace=()):
+    text = base
+    for old, new in replace:
+        assert old in text
+        text = text.replace(old, new)
+    return load_trial(text + extra)
+
+
+def test_screening_enrols_on_each_or_the_mean_of_noisy_counts():
+    # Two screening counts a week apart: the dose-free call is at 0, 168, 336 h, the last
+    # being visit 0. Counts b + s t: A [20, 20] | 20; B [25, 33.4] | 41.8; C [35, 35] | 35.
+    extra = '[enrolment]\nscreening_counts = 2\nscreening_interval = "7 d"\nbelow = 30\n'
+    responder = DriftResponse(baseline=[20, 25, 35], slope=[0, 0.05, 0])
+    for criterion, expected in (("each", [True, False, False]), ("mean", [True, True, False])):
+        design = design_with(DAILY, extra + f'criterion = "{criterion}"\n')
+        trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0] * 3]))
+        enrolled = trial["enrolled"].sel(arm="drug").to_numpy()
+        np.testing.assert_array_equal(enrolled, expected)
+        np.testing.assert_allclose(trial["baseline_platelets"].sel(arm="drug"), [20, 41.8, 35])
+        plt = trial["platelets"].sel(arm="drug").to_numpy()
+        assert np.isnan(plt[~enrolled]).all()
+        assert np.isfinite(plt[enrolled]).all()
+        # non-enrolled candidates get no doses and no events
+        assert (trial["dose_amount"].sel(arm="drug").to_numpy()[~enrolled] == 0).all()
+        assert set(trial_events(trial)["ID"]) == set(1 + np.flatnonzero(enrolled))
+
+
+def test_enrolment_on_the_visit_0_count_without_screening():
+    design = design_with(DAILY, "[enrolment]\nat_least = 10\nbelow = 50\n")
+    responder = LastDoseResponse(baseline=[5, 10, 49, 50], gain=0)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0] * 4]))
+    np.testing.assert_array_equal(trial["enrolled"].sel(arm="drug"), [False, True, True, False])
+
+
+COHORTS = """
+[enrolment]
+screening_counts = 1
+[[cohorts]]
+name = "low"
+below = 40
+[[cohorts]]
+name = "high"
+at_least = 40
+below = 50
+"""
+
+
+def test_cohorts_split_on_the_entry_count_and_take_their_own_dose():
+    # entry count = the screening count (b at 0 h); visit 0 is a week later (b + 168 s)
+    design = design_with(
+        DAILY,
+        COHORTS,
+        replace=[
+            ("start = [{ level = 1 }]", 'start = [{ cohort = "low", level = 2 }, { level = 1 }]')
+        ],
+    )
+    responder = DriftResponse(baseline=[30, 45, 39, 55], slope=[0, 0, 0.1, 0], gain=1)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0] * 4]))
+    drug = trial.sel(arm="drug")
+    np.testing.assert_array_equal(drug["cohort"], ["low", "high", "low", ""])
+    np.testing.assert_array_equal(drug["enrolled"], [True, True, True, False])
+    # patient 2 screened at 39 (low: 60 mg) though its visit-0 count is 55.8 (the toy's
+    # drift is not a steady state: the trial's own calendar starts at 0 again)
+    np.testing.assert_allclose(drug["baseline_platelets"][2], 55.8)
+    np.testing.assert_array_equal(drug["dose_level"][:3, 0], [2, 1, 2])
+    np.testing.assert_allclose(drug["platelets"][:3, 1], [30 + 60, 45 + 40, 39 + 60 + 0.1 * 24])
+
+
+def test_trial_sized_arms_enrol_their_n_per_draw_and_cohort():
+    two_arms = DAILY.replace('name = "drug"', 'name = "drug"\nn = 3') + (
+        '[[arms]]\nname = "placebo"\nagonist = "avatrombopag"\nroute = "oral"\n'
+        'titration = "course"\nstart = [{ level = 1 }]\nduration = "5 d"\nplacebo = true\nn = 2\n'
+    )
+    design = load_trial(two_arms)
+    population = sample_population(design, None, seed=3, draws=2)
+    assert population.sizes["patient"] == 2 * 3
+    responders = {arm: LastDoseResponse(np.full(6, 20.0), 0) for arm in ("drug", "placebo")}
+    trial = run_trial(design, responders, population)
+    enrolled = trial["enrolled"].to_numpy()
+    np.testing.assert_array_equal(enrolled[0], [True] * 6)
+    np.testing.assert_array_equal(enrolled[1], [True, True, False] * 2)  # 2 in each draw
+    # with cohorts each arm fills each cohort; entry counts 30/45 alternate
+    cohorts = COHORTS.replace("below = 40\n", "below = 40\nn = { drug = 2, placebo = 1 }\n")
+    cohorts = cohorts.replace("below = 50\n", "below = 50\nn = { drug = 1, placebo = 1 }\n")
+    design = load_trial(two_arms + cohorts)
+    population = sample_population(design, None, seed=3)
+    assert population.sizes["patient"] == int(np.ceil(3 * design.enrolment.candidates))
+    baseline = np.tile([30.0, 45.0], 5)[:9]
+    responders = {arm: LastDoseResponse(baseline, 0) for arm in ("drug", "placebo")}
+    trial = run_trial(design, responders, population)
+    np.testing.assert_array_equal(np.flatnonzero(trial["enrolled"].sel(arm="drug")), [0, 1, 2])
+    np.testing.assert_array_equal(np.flatnonzero(trial["enrolled"].sel(arm="placebo")), [0, 1])
+    too_few = {arm: LastDoseResponse(np.full(9, 45.0), 0) for arm in ("drug", "placebo")}
+    with pytest.raises(TrialDesignError, match="0 of 9 candidates enrolled into cohort 'low'"):
+        run_trial(design, too_few, population)
+    with pytest.raises(TrialDesignError, match=r"arm\(s\) \['drug'\] give no n"):
+        sample_population(load_trial(DAILY), None, seed=0)
+
+
+#: Daily visits to day 8, a procedure on day 10, 11, 12 or 13, and a visit on day 14.
+PROCEDURE_DAY = (
+    "until = 8\n",
+    'until = 8\ntimes = [14]\nwindows = [{ name = "procedure", start = 10, end = 13 }]\n',
+)
+
+
+def test_a_window_visit_falls_on_each_patient_own_day_and_decides_nothing():
+    design = design_with(
+        DAILY,
+        '[[titrations.course.rules]]\naction = "increase"\nplatelets_below = 1000\n',
+        replace=[
+            PROCEDURE_DAY,
+            ('duration = "5 d"', 'duration = "20 d"'),
+        ],
+    )
+    population = sample_population(design, 400, seed=2)
+    days = population["visit_time"].sel(arm="drug").to_numpy()[:, 9] / 24
+    assert set(np.unique(days)) == {10.0, 11.0, 12.0, 13.0}
+    assert np.abs(np.bincount(days.astype(int))[10:] / 400 - 0.25).max() < 0.06
+    nominal = design.visits.hours
+    np.testing.assert_allclose(nominal[8:], [8 * 24, 10 * 24, 14 * 24])
+    responder = DriftResponse(np.full(400, 10.0), slope=0.01, gain=0.0)
+    trial = run_trial(design, {"drug": responder}, population)
+    drug = trial.sel(arm="drug")
+    np.testing.assert_allclose(drug["platelets"][:, 9], 10 + 0.01 * days * 24)
+    np.testing.assert_allclose(drug["visit_time"][:, 9], days * 24)
+    events = trial_events(trial)
+    procedure = events[(events["EVID"] == 0)].groupby("ID")["TIME"].nth(9).to_numpy()
+    np.testing.assert_allclose(procedure, days * 24)
+    # the level rose at every fixed visit up to the top; days 8 -> 14 keep it (no change at 10-13)
+    level = drug["dose_level"].to_numpy()
+    assert (level[:, 1:] == 2).all()
+    slots = drug["dose_amount"].to_numpy()
+    assert (slots[:, 1:20] == 60).all()
+
+
+def test_window_visits_must_keep_their_place():
+    with pytest.raises(TrialDesignError, match="contains the fixed visit at 3 day"):
+        design_with(
+            DAILY,
+            "",
+            replace=[
+                ("until = 8\n", 'until = 8\nwindows = [{ name = "p", start = 3, end = 5 }]\n')
+            ],
+        )
+    with pytest.raises(TrialDesignError, match="'a' and 'b' overlap"):
+        design_with(
+            DAILY,
+            "",
+            replace=[
+                (
+                    "until = 8\n",
+                    'until = 8\nwindows = [{ name = "a", start = 9, end = 11 },'
+                    ' { name = "b", start = 11, end = 12 }]\n',
+                )
+            ],
+        )
+
+
+def test_transfusions_raise_later_counts_and_wane_over_a_lifespan():
+    # baseline 10, no drug response: transfused (+40) whenever a count is below 20; the
+    # added count falls linearly to 0 over 4 days: +30, +20, +10, 0 on the following days.
+    rescue = '[[rescue]]\nplatelets_below = 20\neffect = { rise = 40, lifespan = "4 d" }\n'
+    design = design_with(DAILY, rescue + "at_most = 1\n")
+    responder = LastDoseResponse([10.0], 0)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0]]))
+    np.testing.assert_allclose(trial["platelets"][0, 0], [10, 40, 30, 20, 10, 10, 10, 10, 10])
+    np.testing.assert_array_equal(trial["rescue_given"][0, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0])
+    design = design_with(DAILY, rescue)  # no limit: a new transfusion each time below 20
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0]]))
+    np.testing.assert_allclose(trial["platelets"][0, 0], [10, 40, 30, 20, 10, 40, 30, 20, 10])
+    assert trial["rescued"][0, 0].all()
+    # exponential: half of the rise left every 2 days
+    design = design_with(
+        DAILY,
+        "[[rescue]]\nplatelets_below = 20\nat_most = 1\n"
+        'effect = { rise = 40, half_life = "2 d" }\n',
+    )
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0]]))
+    np.testing.assert_allclose(
+        trial["platelets"][0, 0], 10 + 40 * 0.5 ** (np.arange(9) / 2) * (np.arange(9) > 0)
+    )
+    with pytest.raises(TrialDesignError, match="give one of lifespan"):
+        design_with(DAILY, "[[rescue]]\nplatelets_below = 20\neffect = { rise = 40 }\n")
+
+
+def test_a_transfusion_on_the_procedure_day_wanes_from_that_day():
+    # L-PLUS-like: transfused before a procedure on day 10-13 if below 50; the day-14
+    # count then keeps 40 x (1 - (14 - day) / 8) of the rise.
+    design = design_with(
+        DAILY,
+        '[[rescue]]\nplatelets_below = 50\nwindow = ["10 d", "13 d"]\n'
+        'effect = { rise = 40, lifespan = "8 d" }\n',
+        replace=[PROCEDURE_DAY],
+    )
+    population = sample_population(design, 40, seed=4)
+    day = population["visit_time"].sel(arm="drug").to_numpy()[:, 9] / 24
+    responder = LastDoseResponse(np.full(40, 30.0), 0)
+    trial = run_trial(design, {"drug": responder}, population).sel(arm="drug")
+    np.testing.assert_array_equal(trial["rescue_given"].any("visit"), True)
+    np.testing.assert_array_equal(trial["rescue_given"][:, 9], True)
+    np.testing.assert_allclose(trial["platelets"][:, 9], 30)
+    np.testing.assert_allclose(trial["platelets"][:, 10], 30 + 40 * (1 - (14 - day) / 8))
+
+
+def test_screening_on_a_noisy_count_regresses_to_the_mean():
+    # Everyone's true level is 40; one screening count 40 e^(0.5 z) < 30 passes with
+    # probability Phi(ln(30/40) / 0.5) = 0.2826, and the enrolled patients' visit-0
+    # counts, with fresh noise, have median 40 again although every screening count was < 30.
+    design = design_with(DAILY, "[enrolment]\nscreening_counts = 1\nbelow = 30\n")
+    n = 4000
+    responder = NoisyLevelResponse(np.full(n, 40.0), sd_log=0.5, seed=11)
+    trial = run_trial(design, {"drug": responder}, population_of(design, WT=[[70.0] * n]))
+    drug = trial.sel(arm="drug")
+    share = float(drug["enrolled"].mean())
+    assert abs(share - norm.cdf(np.log(30 / 40) / 0.5)) < 3 * np.sqrt(0.2826 * 0.7174 / n)
+    baseline = drug["baseline_platelets"].where(drug["enrolled"]).median()
+    assert 37 < float(baseline) < 43

@@ -11,7 +11,7 @@ import xarray as xr
 
 from tpopk.inference import Fit
 from tpopk.model import load_card
-from tpopk.simulate import load_trial
+from tpopk.simulate import Enrolment, load_trial
 from tpopk.simulate.comparison import compare
 from tpopk.simulate.virtual import Agonist, CardResponse, individual_values, simulate_trial
 
@@ -72,6 +72,21 @@ def test_same_patients_run_every_arm_on_one_population() -> None:
     apart = simulate_trial([CARD], twins, n_patients=4, seed=3)
     baselines = apart["baseline_platelets"].to_numpy()
     assert not np.array_equal(baselines[0], baselines[1])
+
+
+def test_trial_sized_arms_enrol_their_n_in_every_draw() -> None:
+    design = load_trial(TRIAL)
+    sizes = {"HETROM-2.5": 3, "HETROM-5": 2, "placebo": 1}
+    arms = tuple(arm.model_copy(update={"n": sizes[arm.name]}) for arm in design.arms)
+    screened = Enrolment(screening_counts=2, below=30.0, candidates=2.0)
+    design = design.model_copy(update={"arms": arms, "enrolment": screened})
+    trial = simulate_trial([CARD], design, n_patients=None, seed=4, draws=2)
+    assert trial.sizes["draw"] == 2
+    assert trial.sizes["patient"] == 6  # 2 candidates per patient of the largest arm
+    enrolled = trial["enrolled"].sum("patient").transpose("arm", "draw").to_numpy()
+    np.testing.assert_array_equal(enrolled, [[3, 3], [2, 2], [1, 1]])
+    counts = trial["platelets"].where(trial["enrolled"])
+    assert int(counts.count()) == 6 * 2 * trial.sizes["visit"]
 
 
 @pytest.mark.slow

@@ -58,7 +58,8 @@ class SubjectArrays:
         ``[S, D]`` infusion durations AMT/RATE (TIME units); 0 for a bolus, ``inf`` for a
         steady-state constant infusion.
     dose_cmt
-        ``[S, D]`` dosing compartment.
+        ``[S, D]`` dosing compartment, NONMEM ``CMT`` numbered per PK model
+        (:attr:`tpopk.pk.PKModel.compartments`; 1 on padding).
     dose_ss
         ``[S, D]`` NONMEM SS: 0 none, 1 steady state (resets the system first), 2 steady
         state added to the current state.
@@ -211,10 +212,20 @@ class EventTable:
         Canonical frame (see :attr:`frame`); private, read it through :attr:`frame`.
     units
         Declared units.
+    _rows
+        CSV line of each record (header = 1), ``None`` where the records came without.
     """
 
     _records: pd.DataFrame
     units: Units
+    _rows: tuple[int, ...] | None = None
+
+    def row_of(self, position: int) -> int:
+        """CSV line (header = 1) of the record at ``position`` in :attr:`frame`.
+
+        For records read from a DataFrame, the line its CSV export would have.
+        """
+        return self._rows[position] if self._rows is not None else position + 2
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -422,7 +433,7 @@ def read_events(
     violations += validate(records, resolved)
     if violations:
         raise EventDataError(sorted(violations, key=_row_order), raw.name)
-    events = EventTable(canonical_frame(records), resolved)
+    events = EventTable(canonical_frame(records), resolved, tuple(int(r) for r in records.rows))
     if require_units:
         where = "units" if isinstance(source, pd.DataFrame) else sidecar_path(Path(source)).name
         if missing := undeclared_units(events, units, where):

@@ -130,7 +130,13 @@ def _check_dvids(study: Study, arrays: SubjectArrays) -> list[str]:
 
 
 def _check_card_units(study: Study, events: EventTable, dvids: list[str]) -> None:
-    """Refuse data whose units are not the card's: the response's and each ``per`` covariate's."""
+    """Refuse data whose units are not the card's: time, the response's and each ``per``'s."""
+    if events.units["TIME"] != "h":
+        # every card's rate constants, times and grid steps are per hour; nothing is converted
+        raise CardError(
+            f"model cards give their rates and times in h; the data declare TIME in "
+            f"'{events.units['TIME']}': give TIME (and II) in h"
+        )
     system = study.system
     if system is not None and system.units.response is not None:
         response = system.structure.response

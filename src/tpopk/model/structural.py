@@ -19,10 +19,11 @@ from numpy.typing import NDArray
 from pytensor.tensor.signal import convolve1d
 
 from tpopk.data import EventTable
+from tpopk.data.schema import DOSE_EVIDS
 from tpopk.model.card import CardError, ModelCard, drug_effect_parameters
 from tpopk.pd import PD_MODELS, PDModel, SolverGrid, observe, simulate, solve
 from tpopk.pd.drug_effect import DRUG_EFFECTS
-from tpopk.pk import PK_MODELS, concentration
+from tpopk.pk import PK_MODELS, PKModel, concentration
 
 # Size of one amount unit in mg (mass) or µmol (molar), and of one volume unit in L:
 # enough to put a dose-per-litre prediction into the unit the data declare.
@@ -63,7 +64,9 @@ def concentration_factor(dose_unit: str, concentration_unit: str) -> float:
 class Dosing:
     """Dose records of some subjects, ``[S, D]`` arrays, amounts in the card's dose unit.
 
-    Padding has ``amount`` 0 and ``mask`` False. ``duration`` is 0 for a bolus.
+    Padding has ``amount`` 0 and ``mask`` False. ``duration`` is 0 for a bolus. ``cmt`` is
+    each dose's NONMEM ``CMT`` (:attr:`tpopk.pk.PKModel.compartments`); ``None`` when
+    every dose goes to the PK model's ``dose_cmt``.
     """
 
     time: NDArray[np.float64]
@@ -73,6 +76,7 @@ class Dosing:
     ii: NDArray[np.float64]
     duration: NDArray[np.float64]
     mask: NDArray[np.bool_]
+    cmt: NDArray[np.int64] | None = None
 
     @classmethod
     def from_events(
@@ -80,7 +84,8 @@ class Dosing:
     ) -> Dosing:
         """Doses of ``subjects`` (positions in ``events.subjects``) for ``card``'s PK.
 
-        Weight-based doses (µg/kg) are multiplied by each subject's ``WT``.
+        Weight-based doses (µg/kg) are multiplied by each subject's ``WT``. A dose into a
+        compartment the card's PK model lacks is refused, naming its row.
         """
         arrays = events.subject_arrays()
         amount = np.asarray(arrays.dose_amt, dtype=float)
@@ -99,14 +104,9 @@ class Dosing:
                 )
             amount = amount * (data[1] / wanted[1])
         pk_model = PK_MODELS[cast(str, card.structure.pk)]
-        wrong = arrays.dose_mask[subjects] & (arrays.dose_cmt[subjects] != pk_model.dose_cmt)
-        if wrong.any():
-            s, _ = np.argwhere(wrong)[0]
-            raise CardError(
-                f"PK model '{pk_model.name}' doses into CMT {pk_model.dose_cmt}, but subject "
-                f"{arrays.subject_ids[subjects[s]]} has doses into CMT "
-                f"{sorted(set(arrays.dose_cmt[subjects][wrong].tolist()))}"
-            )
+        _check_dose_cmts(events, card, pk_model, arrays.subject_ids[subjects])
+        mask = arrays.dose_mask[subjects]
+        cmt = np.where(mask, arrays.dose_cmt[subjects], pk_model.dose_cmt)
         return cls(
             time=arrays.dose_time[subjects],
             amount=amount[subjects],
@@ -114,7 +114,8 @@ class Dosing:
             ss=arrays.dose_ss[subjects],
             ii=arrays.dose_ii[subjects],
             duration=arrays.dose_duration[subjects],
-            mask=arrays.dose_mask[subjects],
+            mask=mask,
+            cmt=None if np.all(cmt == pk_model.dose_cmt) else cmt,
         )
 
     def breakpoints(self) -> NDArray[np.float64]:
@@ -122,6 +123,23 @@ class Dosing:
         starts = np.where(self.mask, self.time, np.nan)
         ends = np.where(self.mask & (self.duration > 0), self.time + self.duration, np.nan)
         return np.concatenate([starts, ends], axis=1)
+
+
+def _check_dose_cmts(
+    events: EventTable, card: ModelCard, pk_model: PKModel, subject_ids: NDArray[np.int64]
+) -> None:
+    """Refuse dose records into a compartment ``pk_model`` does not have, naming the first."""
+    frame = events.frame
+    doses = frame["EVID"].isin([int(e) for e in DOSE_EVIDS]) & frame["ID"].isin(subject_ids)
+    wrong = np.flatnonzero(doses & ~frame["CMT"].isin(pk_model.dose_cmts))
+    if wrong.size:
+        first = int(wrong[0])
+        raise CardError(
+            f"row {events.row_of(first)}, column CMT: found {frame['CMT'].iat[first]} "
+            f"(ID {frame['ID'].iat[first]}, {wrong.size} dose record(s) in all); expected a "
+            f"compartment of card '{card.name}' (PK model '{pk_model.name}'): "
+            f"CMT {pk_model.describe_cmts()}"
+        )
 
 
 @dataclass(frozen=True)
@@ -232,8 +250,9 @@ def _general_superposition(
         x if xp is np else xp.as_tensor(x)
         for x in (d.time[rows], d.amount[rows], d.rate[rows], d.ss[rows], d.ii[rows], time)
     )
+    cmt = None if d.cmt is None else d.cmt[rows]
     amount_per_litre = concentration(
-        pk_model, individual, dose_time, amount, rate, ss, ii, t, xp=xp
+        pk_model, individual, dose_time, amount, rate, ss, ii, t, dose_cmt=cmt, xp=xp
     )
     return amount_per_litre * concentration_factor(drug.card.units.dose, unit)
 
@@ -264,6 +283,8 @@ def _lattice_superposition(
     given = dosing.mask[subjects] & (amount != 0)
     if np.any(dosing.rate[subjects][given] != 0) or np.any(dosing.ss[subjects][given] != 0):
         return None
+    if dosing.cmt is not None:
+        return None  # doses by several routes: one unit response does not describe them
     if not given.any():
         return np.zeros(time.shape)
     starts = np.unique(dose_time[given])

@@ -58,6 +58,9 @@ class PDModel:
         Names of the ODE states, in kernel order.
     dose_state
         State that receives bolus doses (structures with ODE pharmacokinetics), or -1.
+    pk_compartments
+        States of the ODE pharmacokinetics in NONMEM ``CMT`` order (CMT 1 first), for
+        structures with a ``dose_state``; see :meth:`dose_state_of`.
     max_step
         Longest RK4 step (h) that meets the accuracy target for this structure; pass it to
         :meth:`tpopk.pd.SolverGrid.build`.
@@ -73,6 +76,7 @@ class PDModel:
     state_names: tuple[str, ...] = field(default=())
     dose_state: int = -1
     max_step: float = DEFAULT_MAX_STEP
+    pk_compartments: tuple[str, ...] = ()
 
     @property
     def n_states(self) -> int:
@@ -83,6 +87,35 @@ class PDModel:
     def parameter_names(self) -> tuple[str, ...]:
         """Declared parameter names, in solver column order."""
         return tuple(p.name for p in self.parameters)
+
+    def dose_state_of(self, cmt: npt.ArrayLike) -> int:
+        """Return the state that takes doses of NONMEM ``CMT`` ``cmt`` (every element).
+
+        The solver adds doses to one state, :attr:`dose_state` (CMT 1, the depot); doses
+        into another of :attr:`pk_compartments` (IV into the central compartment) need a
+        closed-form PK card and are refused, as are compartments the structure lacks.
+
+        Raises
+        ------
+        TpopkError
+            If the structure takes no doses or a ``CMT`` is not its dosed one.
+        """
+        if self.dose_state < 0:
+            raise TpopkError(f"PD structure '{self.name}' has no pharmacokinetic states to dose")
+        numbering = ", ".join(f"{i + 1} {name}" for i, name in enumerate(self.pk_compartments))
+        for value in np.unique(np.asarray(cmt)).tolist():
+            if value != 1:
+                where = (
+                    f"its {self.pk_compartments[value - 1]}"
+                    if value == int(value) and 1 <= value <= len(self.pk_compartments)
+                    else "a compartment it does not have"
+                )
+                raise TpopkError(
+                    f"PD structure '{self.name}' takes doses into CMT 1 "
+                    f"({self.pk_compartments[0]}) only, not CMT {value:g} ({where}); its "
+                    f"compartments are CMT {numbering}"
+                )
+        return self.dose_state
 
     def config_array(self) -> npt.NDArray[np.int64]:
         """Structural integers as the array the kernels read."""
@@ -370,6 +403,7 @@ def tmdd_friberg(n_transit: int = 4) -> PDModel:
             "circ",
         ),
         dose_state=0,
+        pk_compartments=("depot", "amount"),
         # Binding kinetics (kint ~0.17 /h) are faster than platelets: against solve_ivp the
         # drug amount erred 7.8e-3 at 12 h steps, 1.7e-4 at 4 h (tests/pd, weekly SC).
         max_step=4.0,
@@ -428,6 +462,7 @@ def pdmdd_lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
         ),
         state_names=(*chain.state_names, "depot", "central", "peripheral"),
         dose_state=n_precursor + n_platelet,
+        pk_compartments=("depot", "central", "peripheral"),
         # Binding kinetics (kint ~0.17 /h) need short steps, as for tmdd_friberg; 3 h
         # because SDIRK2 steps (lifespans under 2.4 h) take the drug rows explicitly and
         # are first order there: against solve_ivp at a 3 h lifespan (tests/pd) platelets

@@ -6,6 +6,14 @@
 ...                   [0.0], [100.0], [0.0], [0], [0.0], 5.0)
 >>> round(float(c), 6)  # 100 / 10 * exp(-0.2 * 5)
 3.678794
+
+Doses name their compartment by NONMEM ``CMT`` (``dose_cmt=``), numbered per model in
+:attr:`PKModel.compartments`:
+
+>>> PK_MODELS["oral_2cmt"].describe_cmts()
+'1 depot, 2 central, 3 peripheral'
+>>> PK_MODELS["iv_2cmt"].describe_cmts()
+'1 central, 2 peripheral'
 """
 
 from tpopk.pk.exposure import concentration

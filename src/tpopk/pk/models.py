@@ -48,10 +48,17 @@ class PKModel:
     parameters : tuple of StructuralParameter
         Parameters in a stable order.
     dose_cmt : int
-        NONMEM ``CMT`` that receives doses: 1 (depot) for extravascular models,
-        1 (central) for IV models.
+        NONMEM ``CMT`` whose doses take the bioavailability ``f`` and lag ``tlag``
+        (NONMEM ``F1``, ``ALAG1``): 1, the depot of extravascular models and the central
+        compartment of IV models.
     obs_cmt : int
         NONMEM ``CMT`` of the central compartment (2 for extravascular models, 1 for IV).
+    compartments : tuple of str
+        Name of each NONMEM ``CMT``, ``compartments[cmt - 1]``; every one takes doses.
+        ``"depot"`` (CMT 1 of extravascular models) is the absorption route: the
+        transit chain's entry for transit models, the ``ka1``/``ka2`` depot for dual
+        absorption. ``"central"``, ``"peripheral"`` (and ``"peripheral_2"``) follow as
+        in NONMEM ADVAN1-4, 11 and 12.
     """
 
     name: str
@@ -60,11 +67,23 @@ class PKModel:
     parameters: tuple[StructuralParameter, ...]
     dose_cmt: int
     obs_cmt: int
+    compartments: tuple[str, ...] = ()
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
         """Names of :attr:`parameters`, in order."""
         return tuple(spec.name for spec in self.parameters)
+
+    @property
+    def dose_cmts(self) -> tuple[int, ...]:
+        """The NONMEM ``CMT`` numbers a dose record may name, in order."""
+        return tuple(range(1, len(self.compartments) + 1))
+
+    def describe_cmts(self) -> str:
+        """Return the numbering in words, e.g. ``"1 depot, 2 central, 3 peripheral"``."""
+        return ", ".join(
+            f"{cmt} {name}" for cmt, name in zip(self.dose_cmts, self.compartments, strict=True)
+        )
 
 
 _DISPOSITION = (
@@ -109,6 +128,8 @@ def _build_registry() -> dict[str, PKModel]:
         for n_compartments in (1, 2, 3):
             name = f"{prefix}_{n_compartments}cmt"
             central = 1 if absorption == "iv" else 2
+            peripherals = ("peripheral", "peripheral_2")[: n_compartments - 1]
+            depot = () if absorption == "iv" else ("depot",)
             registry[name] = PKModel(
                 name=name,
                 n_compartments=n_compartments,
@@ -118,6 +139,7 @@ def _build_registry() -> dict[str, PKModel]:
                 ),
                 dose_cmt=1,
                 obs_cmt=central,
+                compartments=(*depot, "central", *peripherals),
             )
     return registry
 

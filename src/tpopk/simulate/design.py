@@ -18,7 +18,14 @@ course (avatrombopag 40/60 mg x 5 days, lusutrombopag 3 mg x up to 7 days) is th
 same machinery with one level per course and at most a stopping rule.
 
 Visit 0 (time 0) gives the baseline count, which with the covariates picks each
-patient's starting level; a visit on a dosing day comes before that day's dose. A
+patient's starting level; a visit on a dosing day comes before that day's dose.
+
+What the trials did beyond dosing: ``[enrolment]`` enrols candidates on screening counts
+that carry the visit-to-visit variation (:class:`Enrolment`, regression to the mean);
+``[[cohorts]]`` split patients by their entry count, each with its own start level and
+results (:class:`Cohort`); an arm's ``n`` (or its cohorts') sizes trial-sized runs;
+``visits.windows`` put a visit on each patient's own day (:class:`VisitWindow`); a
+rescue's ``effect`` raises the later counts (:class:`Transfusion`). A
 minimal design::
 
     name = "example"
@@ -65,9 +72,11 @@ from pydantic import (
 from tpopk.data.schema import AGONISTS
 from tpopk.errors import TpopkError
 from tpopk.simulate.duration import HOURS_PER, Hours
-from tpopk.simulate.endpoints import Endpoint, FoldChangeAt, ResponderAt
+from tpopk.simulate.endpoints import AtVisit, Endpoint
 from tpopk.tomlfile import load_document
 from tpopk.typed import FrozenModel
+
+FloatArray = npt.NDArray[np.float64]
 
 
 class TrialDesignError(TpopkError):
@@ -129,38 +138,99 @@ class Population(FrozenModel):
     splenectomy_fraction: float = Field(ge=0, le=1)
 
 
+class VisitWindow(FrozenModel):
+    """A visit whose time differs between patients: a procedure day in days 10-13.
+
+    Each patient's visit falls on one of ``start, start + 1, ..., end`` (whole units of
+    the visits' ``unit``), each equally likely. Its nominal time (what endpoints' ``at``
+    names) is ``start``. It is an assessment: titration rules do not act at it, rescue
+    does.
+    """
+
+    name: str = Field(min_length=1)
+    start: float = Field(gt=0)
+    end: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VisitWindow:
+        if self.end < self.start:
+            raise ValueError(f"window '{self.name}' ends ({self.end:g}) before it starts")
+        return self
+
+    def days(self) -> npt.NDArray[np.float64]:
+        """Return the possible times (in the visits' unit)."""
+        count = int(np.floor(self.end - self.start + 1e-9)) + 1
+        return self.start + np.arange(count, dtype=np.float64)
+
+
 class Visits(FrozenModel):
     """Platelet-count visits: listed ``times`` and/or every ``every`` from 0 to ``until``.
 
     All numbers are in ``unit`` (``"h"``, ``"day"`` or ``"week"``). Visit 0 must be at
     time 0: its count is the baseline and decides the starting dose. A visit on a
-    dosing day happens before that day's dose.
+    dosing day happens before that day's dose. ``windows`` add visits whose time is
+    drawn per patient (:class:`VisitWindow`).
     """
 
     unit: Literal["h", "day", "week"]
     times: tuple[float, ...] = ()
     every: float | None = Field(default=None, gt=0)
     until: float | None = Field(default=None, ge=0)
+    windows: tuple[VisitWindow, ...] = ()
 
     @model_validator(mode="after")
     def _starts_at_zero(self) -> Visits:
         if (self.every is None) != (self.until is None):
             raise ValueError("'every' and 'until' go together")
-        hours = self.hours
-        if hours.size == 0 or hours[0] != 0.0:
+        fixed = self._fixed_hours()
+        if fixed.size == 0 or fixed[0] != 0.0:
             raise ValueError("the first visit must be at time 0 (the baseline count)")
-        if hours.min() < 0:
+        if fixed.min() < 0:
             raise ValueError("visit times must be ≥ 0")
+        names = [w.name for w in self.windows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"visit window names repeat: {names}")
+        # A window's visit must keep its place among the visits for every patient.
+        spans = sorted((w.start, w.end, w.name) for w in self.windows)
+        for (_, end, name), (start, _, other) in pairwise(spans):
+            if start <= end:
+                raise ValueError(f"visit windows '{name}' and '{other}' overlap")
+        for start, end, name in spans:
+            inside = fixed[(fixed >= start * HOURS_PER[self.unit] - 1e-9)]
+            if inside.size and inside[0] <= end * HOURS_PER[self.unit] + 1e-9:
+                raise ValueError(
+                    f"visit window '{name}' ({start:g}-{end:g} {self.unit}) contains the "
+                    f"fixed visit at {inside[0] / HOURS_PER[self.unit]:g} {self.unit}"
+                )
         return self
 
-    @property
-    def hours(self) -> npt.NDArray[np.float64]:
-        """Sorted distinct visit times (h)."""
+    def _fixed_hours(self) -> npt.NDArray[np.float64]:
         listed = np.asarray(self.times, dtype=float)
         if self.every is not None and self.until is not None:
             count = int(np.floor(self.until / self.every + 1e-9)) + 1
             listed = np.concatenate([listed, self.every * np.arange(count)])
         return np.unique(np.round(listed * HOURS_PER[self.unit], 9))
+
+    @property
+    def hours(self) -> npt.NDArray[np.float64]:
+        """Sorted nominal visit times (h): fixed visits and each window's start."""
+        starts = np.array([w.start for w in self.windows], dtype=float) * HOURS_PER[self.unit]
+        return np.sort(np.concatenate([self._fixed_hours(), np.round(starts, 9)]))
+
+    @property
+    def windowed(self) -> dict[int, VisitWindow]:
+        """Windows by the index of their visit in :attr:`hours`."""
+        hours = self.hours
+        scale = HOURS_PER[self.unit]
+        return {int(np.flatnonzero(np.isclose(hours, w.start * scale))[0]): w for w in self.windows}
+
+    def draw_hours(self, rng: np.random.Generator, shape: tuple[int, ...]) -> FloatArray:
+        """Each patient's visit times (h), ``shape + (visits,)``: windows drawn uniformly."""
+        times = np.broadcast_to(self.hours, (*shape, self.hours.size)).copy()
+        for index, window in self.windowed.items():
+            days = window.days()
+            times[..., index] = days[rng.integers(days.size, size=shape)] * HOURS_PER[self.unit]
+        return times
 
 
 class Rule(FrozenModel):
@@ -307,17 +377,20 @@ class StartRule(FrozenModel):
         Only patients of (``true``) or not of (``false``) East-Asian ancestry.
     baseline_below, baseline_at_least
         Only patients whose baseline count is ``<`` / ``≥`` this (10^9/L).
+    cohort
+        Only patients of this cohort (a name under ``[[cohorts]]``).
     """
 
     level: int = Field(ge=1)
     east_asian: bool | None = None
     baseline_below: float | None = None
     baseline_at_least: float | None = None
+    cohort: str | None = None
 
     @property
     def unconditional(self) -> bool:
         """Whether every patient matches."""
-        conditions = (self.east_asian, self.baseline_below, self.baseline_at_least)
+        conditions = (self.east_asian, self.baseline_below, self.baseline_at_least, self.cohort)
         return all(c is None for c in conditions)
 
 
@@ -341,7 +414,8 @@ class Arm(FrozenModel):
     placebo
         Dose levels are titrated as usual (blinded) but no drug is given.
     n
-        Patients randomised to this arm in the real trial (for comparisons).
+        Patients randomised to this arm in the real trial: the patients a trial-sized run
+        enrols (:func:`tpopk.simulate.sample_population` with ``n_patients=None``).
     description
         The arm in words, with sources.
     """
@@ -363,16 +437,106 @@ class Arm(FrozenModel):
         return self
 
 
-class Rescue(FrozenModel):
-    """Rescue therapy given when a count within ``window`` is below ``platelets_below``.
+class Transfusion(FrozenModel):
+    """What one rescue does to later counts: it adds ``rise`` (10^9/L), which then wanes.
 
-    The rescue is recorded (``rescued`` from that visit on) but its effect on counts
-    is not simulated: response models know only the agonist doses.
+    Give one of ``lifespan`` (transfused platelets of all ages: the added count falls
+    linearly to 0 over one platelet lifespan) or ``half_life`` (falls exponentially).
+    """
+
+    rise: float = Field(gt=0)
+    lifespan: Hours | None = Field(default=None, gt=0)
+    half_life: Hours | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_decay(self) -> Transfusion:
+        if (self.lifespan is None) == (self.half_life is None):
+            raise ValueError("give one of lifespan (linear decline) or half_life (exponential)")
+        return self
+
+    def added(self, elapsed: FloatArray) -> FloatArray:
+        """Count added (10^9/L) ``elapsed`` h after the transfusion (0 before or at it)."""
+        after = elapsed > 0
+        if self.lifespan is not None:
+            left = np.clip(1.0 - elapsed / self.lifespan, 0.0, 1.0)
+        else:
+            left = 0.5 ** (np.maximum(elapsed, 0.0) / (self.half_life or 1.0))
+        return np.where(after, self.rise * left, 0.0)
+
+
+class Rescue(FrozenModel):
+    """Rescue therapy given at a visit within ``window`` whose count is below ``platelets_below``.
+
+    The rescue is recorded (``rescued`` from that visit on, ``rescue_events`` counts
+    them). With ``effect`` it is given at every such visit (up to ``at_most`` times per
+    patient) and raises the later counts (:class:`Transfusion`); without it, its effect
+    on counts is not simulated (response models know only the agonist doses).
     """
 
     platelets_below: float = Field(gt=0)
     window: tuple[Hours, Hours] | None = None
+    effect: Transfusion | None = None
+    at_most: int | None = Field(default=None, ge=1)
     description: str = ""
+
+
+class Enrolment(FrozenModel):
+    """Who enters the trial, judged on counts measured before visit 0.
+
+    The population's ``baseline_platelets`` is then each candidate's true level, and the
+    screening counts are model counts with visit-to-visit variation, so the enrolled
+    patients' true levels regress towards the population's (regression to the mean).
+
+    Parameters
+    ----------
+    screening_counts
+        Counts taken before visit 0, ``screening_interval`` apart, the last one
+        ``screening_interval`` before visit 0; 0 judges on the visit-0 count.
+    screening_interval
+        Time between screening counts.
+    criterion
+        ``"each"``: every screening count must meet the bounds; ``"mean"``: their mean.
+    below, at_least
+        The bounds (10^9/L): ``count < below`` and ``count ≥ at_least``.
+    candidates
+        Patients screened per patient enrolled, when arms enrol their real ``n``
+        (:func:`tpopk.simulate.sample_population` with ``n_patients=None``).
+    """
+
+    screening_counts: int = Field(default=0, ge=0)
+    screening_interval: Hours = Field(default=168.0, gt=0)
+    criterion: Literal["each", "mean"] = "each"
+    below: float | None = Field(default=None, gt=0)
+    at_least: float | None = Field(default=None, ge=0)
+    candidates: float = Field(default=3.0, ge=1)
+
+    def screening_hours(self) -> FloatArray:
+        """Return the times of the screening counts (h, negative, ascending)."""
+        return -self.screening_interval * np.arange(self.screening_counts, 0, -1, dtype=float)
+
+
+class Cohort(FrozenModel):
+    """Patients whose entry count lies in ``[at_least, below)`` (10^9/L).
+
+    The entry count is the mean of the screening counts, or the visit-0 count without
+    screening. With cohorts, a patient in none is not enrolled. ``n`` gives the patients
+    each arm enrolled into the cohort (by arm name), for trial-sized arms.
+    """
+
+    name: str = Field(min_length=1)
+    below: float | None = Field(default=None, gt=0)
+    at_least: float | None = Field(default=None, ge=0)
+    n: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    description: str = ""
+
+    def contains(self, count: FloatArray) -> npt.NDArray[np.bool_]:
+        """Whether each entry count lies in the cohort's range."""
+        ok = np.ones(count.shape, dtype=bool)
+        if self.below is not None:
+            ok &= count < self.below
+        if self.at_least is not None:
+            ok &= count >= self.at_least
+        return ok
 
 
 class TrialDesign(FrozenModel):
@@ -386,6 +550,8 @@ class TrialDesign(FrozenModel):
     titrations: dict[str, Titration] = Field(min_length=1)
     arms: tuple[Arm, ...] = Field(min_length=1)
     rescue: tuple[Rescue, ...] = ()
+    enrolment: Enrolment = Enrolment()
+    cohorts: tuple[Cohort, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
 
     @model_validator(mode="after")
@@ -393,6 +559,12 @@ class TrialDesign(FrozenModel):
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"arm names repeat: {names}")
+        cohorts = [c.name for c in self.cohorts]
+        if len(set(cohorts)) != len(cohorts):
+            raise ValueError(f"cohort names repeat: {cohorts}")
+        for cohort in self.cohorts:
+            if unknown := sorted(set(cohort.n) - set(names)):
+                raise ValueError(f"cohort '{cohort.name}': n names no arm {unknown}")
         for arm in self.arms:
             if arm.titration not in self.titrations:
                 raise ValueError(
@@ -406,16 +578,39 @@ class TrialDesign(FrozenModel):
                         f"arm '{arm.name}': start level {start.level} but the titration "
                         f"has {top} levels"
                     )
+                if start.cohort is not None and start.cohort not in cohorts:
+                    raise ValueError(
+                        f"arm '{arm.name}': start cohort '{start.cohort}' is not one of {cohorts}"
+                    )
+            per_cohort = [c.n[arm.name] for c in self.cohorts if arm.name in c.n]
+            if per_cohort and arm.n is not None and sum(per_cohort) != arm.n:
+                raise ValueError(
+                    f"arm '{arm.name}': n = {arm.n} but its cohorts' n add up to {sum(per_cohort)}"
+                )
+        for endpoint in self.endpoints:
+            group = endpoint.subgroup
+            if group is not None and group.cohort is not None and group.cohort not in cohorts:
+                raise ValueError(
+                    f"endpoint '{endpoint.name}': subgroup cohort '{group.cohort}' is not one "
+                    f"of {cohorts}"
+                )
         endpoint_names = [e.name for e in self.endpoints]
         if len(set(endpoint_names)) != len(endpoint_names):
             raise ValueError(f"endpoint names repeat: {endpoint_names}")
         visits = self.visits.hours
         for endpoint in self.endpoints:
-            if isinstance(endpoint, ResponderAt | FoldChangeAt) and not np.any(
-                np.isclose(visits, endpoint.at)
-            ):
+            if isinstance(endpoint, AtVisit) and not np.any(np.isclose(visits, endpoint.at)):
                 raise ValueError(f"endpoint '{endpoint.name}': no visit at {endpoint.at / 24:g} d")
         return self
+
+    def enrolment_cap(self, arm: Arm) -> dict[str | None, int] | None:
+        """Patients the arm enrolled: by cohort where every cohort gives it, else in all.
+
+        ``None`` where the design does not say (the arm has no ``n``).
+        """
+        if self.cohorts and all(arm.name in c.n for c in self.cohorts):
+            return {c.name: c.n[arm.name] for c in self.cohorts}
+        return None if arm.n is None else {None: arm.n}
 
     def titration_of(self, arm: Arm) -> Titration:
         """Return the titration an arm follows."""

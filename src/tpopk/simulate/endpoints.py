@@ -19,6 +19,12 @@ A *response* at a visit is a count in ``[at_least, at_most]`` (10^9/L), optional
 at least ``fold_baseline`` times and ``rise_from_baseline`` above the visit-0 count;
 with ``without_rescue`` a visit at or after the patient's first rescue is never a
 response (its rescue therapy, not the drug, may explain the count).
+
+Endpoints summarise the *enrolled* patients (the trial's ``enrolled``, where screening,
+cohorts or trial-sized arms left candidates out), narrowed by an endpoint's ``subgroup``
+(a cohort, ancestry, splenectomy or a baseline range), so each cohort or subgroup gets
+its own result. Durations (days above, time to response, ...) use the visits' nominal
+times.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from pydantic import Field, model_validator
 
 from tpopk.simulate.duration import Hours
 from tpopk.typed import FrozenModel
+
+#: How an endpoint summarises its patients.
+Statistic = Literal["median", "mean"]
 
 
 class Response(FrozenModel):
@@ -99,8 +108,26 @@ def _at_visit(trial: xr.Dataset, at: float) -> xr.Dataset:
     return trial.isel(visit=int(match[0]))
 
 
-def _fraction(flags: xr.DataArray, name: str) -> xr.DataArray:
-    return flags.mean("patient").rename(name).assign_attrs(units="fraction of patients")
+def enrolled(trial: xr.Dataset) -> xr.DataArray:
+    """Return the patients an endpoint is computed over (bool, ``platelets`` less ``visit``).
+
+    All patients, unless the trial marks who was ``enrolled`` (screening, cohorts,
+    trial-sized arms) or an endpoint narrowed it to a subgroup.
+    """
+    if "enrolled" in trial:
+        return trial["enrolled"]
+    return xr.ones_like(trial["platelets"].isel(visit=0, drop=True), dtype=bool)
+
+
+def _over_patients(value: xr.DataArray, trial: xr.Dataset, statistic: str) -> xr.DataArray:
+    """Median or mean over the enrolled patients (``nan`` where there are none)."""
+    kept = value.where(enrolled(trial))
+    return kept.median("patient") if statistic == "median" else kept.mean("patient")
+
+
+def _fraction(flags: xr.DataArray, trial: xr.Dataset, name: str) -> xr.DataArray:
+    share = _over_patients(flags, trial, "mean")
+    return share.rename(name).assign_attrs(units="fraction of patients")
 
 
 def responders_at(trial: xr.Dataset, response: Response, at: float) -> xr.DataArray:
@@ -111,14 +138,15 @@ def responders_at(trial: xr.Dataset, response: Response, at: float) -> xr.DataAr
     ValueError
         If no visit is scheduled at ``at``.
     """
-    return _fraction(responding(_at_visit(trial, at), response), "responder_at")
+    return _fraction(responding(_at_visit(trial, at), response), trial, "responder_at")
 
 
 def responders_ever(
     trial: xr.Dataset, response: Response, window: tuple[float, float] | None = None
 ) -> xr.DataArray:
     """Fraction of patients responding at least once in the window (h)."""
-    return _fraction(responding(_in_window(trial, window), response).any("visit"), "ever")
+    flags = responding(_in_window(trial, window), response).any("visit")
+    return _fraction(flags, trial, "ever")
 
 
 def responders_in_assessments(
@@ -129,7 +157,7 @@ def responders_in_assessments(
 ) -> xr.DataArray:
     """Fraction of patients responding at no fewer than ``min_fraction`` of the visits."""
     share = responding(_in_window(trial, window), response).mean("visit")
-    return _fraction(share >= min_fraction - 1e-12, "assessment_fraction")
+    return _fraction(share >= min_fraction - 1e-12, trial, "assessment_fraction")
 
 
 def durable_responders(
@@ -144,7 +172,7 @@ def durable_responders(
     18-25 without rescue: ``min_visits=6``, ``window=(18 * 168, 25 * 168)``.
     """
     count = responding(_in_window(trial, window), response).sum("visit")
-    return _fraction(count >= min_visits, "durable")
+    return _fraction(count >= min_visits, trial, "durable")
 
 
 def time_to_response(
@@ -157,7 +185,7 @@ def time_to_response(
     part = _in_window(trial, window)
     flags = responding(part, response)
     first = part["time"].where(flags).min("visit", skipna=True) / 24.0
-    median = first.median("patient", skipna=True)
+    median = _over_patients(first, trial, "median")
     return median.rename("time_to_response").assign_attrs(units="d")
 
 
@@ -177,7 +205,8 @@ def time_in_response(
     spans = trial.assign_coords(span=("visit", span))
     part = _in_window(spans, window)
     weeks = (responding(part, response) * part["span"]).sum("visit") / 168.0
-    return weeks.mean("patient").rename("time_in_response").assign_attrs(units="week")
+    mean = _over_patients(weeks, trial, "mean")
+    return mean.rename("time_in_response").assign_attrs(units="week")
 
 
 def overshoot(
@@ -185,36 +214,126 @@ def overshoot(
 ) -> xr.DataArray:
     """Fraction of patients with any count strictly above ``above`` (10^9/L) in the window."""
     high = (_in_window(trial, window)["platelets"] > above).any("visit")
-    return _fraction(high, "overshoot")
+    return _fraction(high, trial, "overshoot")
 
 
 def time_to_peak(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
     """Median time (days) of each patient's highest count in the window."""
     part = _in_window(trial, window)
     peak_at = part["time"].isel(visit=part["platelets"].argmax("visit")) / 24.0
-    return peak_at.median("patient").rename("time_to_peak").assign_attrs(units="d")
+    median = _over_patients(peak_at, trial, "median")
+    return median.rename("time_to_peak").assign_attrs(units="d")
 
 
 def peak_fold_change(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
     """Median ratio of each patient's highest count in the window to the baseline count."""
     peak = _in_window(trial, window)["platelets"].max("visit")
-    ratio = (peak / trial["baseline_platelets"]).median("patient")
+    ratio = _over_patients(peak / trial["baseline_platelets"], trial, "median")
     return ratio.rename("peak_fold_change").assign_attrs(units="ratio to baseline")
 
 
 def fold_change_at(trial: xr.Dataset, at: float) -> xr.DataArray:
     """Median ratio of the count at the visit at ``at`` (h) to the baseline count."""
-    ratio = (_at_visit(trial, at)["platelets"] / trial["baseline_platelets"]).median("patient")
+    fold = _at_visit(trial, at)["platelets"] / trial["baseline_platelets"]
+    ratio = _over_patients(fold, trial, "median")
     return ratio.rename("fold_change_at").assign_attrs(units="ratio to baseline")
 
 
+def count_at(trial: xr.Dataset, at: float, statistic: Statistic = "median") -> xr.DataArray:
+    """Median (or mean) count (10^9/L) at the visit at ``at`` (h)."""
+    value = _over_patients(_at_visit(trial, at)["platelets"], trial, statistic)
+    return value.rename("count_at").assign_attrs(units="10^9/L")
+
+
+def change_from_baseline_at(
+    trial: xr.Dataset, at: float, statistic: Statistic = "mean"
+) -> xr.DataArray:
+    """Mean (or median) change (10^9/L) from the visit-0 count to the count at ``at`` (h)."""
+    change = _at_visit(trial, at)["platelets"] - trial["baseline_platelets"]
+    value = _over_patients(change, trial, statistic)
+    return value.rename("change_from_baseline_at").assign_attrs(units="10^9/L")
+
+
+def days_above(
+    trial: xr.Dataset,
+    response: Response,
+    window: tuple[float, float] | None = None,
+    statistic: Statistic = "median",
+) -> xr.DataArray:
+    """Median (or mean) over patients of the days with a count meeting ``response``.
+
+    As in :func:`time_in_response`, a visit counts until the next scheduled visit (the
+    last as long as the interval before it): with daily counts, the number of days
+    the count was at or above the threshold.
+    """
+    time = trial["time"].to_numpy()
+    if time.size < 2:
+        raise ValueError("days above a threshold need at least two visits")
+    span = np.diff(time, append=time[-1] + (time[-1] - time[-2]))
+    part = _in_window(trial.assign_coords(span=("visit", span)), window)
+    days = (responding(part, response) * part["span"]).sum("visit") / 24.0
+    value = _over_patients(days, trial, statistic)
+    return value.rename("days_above").assign_attrs(units="d")
+
+
+def rescue_free(trial: xr.Dataset, window: tuple[float, float] | None = None) -> xr.DataArray:
+    """Fraction of patients given no rescue (e.g. no platelet transfusion) in the window."""
+    given = _in_window(trial, window)["rescue_given"].any("visit")
+    return _fraction(~given, trial, "rescue_free")
+
+
 Window = tuple[Hours, Hours]
+
+
+class Subgroup(FrozenModel):
+    """Patients an endpoint is computed over: every given condition holds.
+
+    Parameters
+    ----------
+    cohort
+        Patients of this cohort (a name under ``[[cohorts]]``).
+    east_asian, splenectomy
+        Patients of (``true``) or not of (``false``) East-Asian ancestry / splenectomised.
+    baseline_below, baseline_at_least
+        Visit-0 count ``<`` / ``≥`` this (10^9/L).
+    """
+
+    cohort: str | None = None
+    east_asian: bool | None = None
+    splenectomy: bool | None = None
+    baseline_below: float | None = Field(default=None, gt=0)
+    baseline_at_least: float | None = Field(default=None, ge=0)
+
+    def members(self, trial: xr.Dataset) -> xr.DataArray:
+        """Whether each patient belongs (bool, dims of ``baseline_platelets``)."""
+        ok = xr.ones_like(trial["baseline_platelets"], dtype=bool)
+        if self.cohort is not None:
+            ok &= trial["cohort"] == self.cohort
+        if self.east_asian is not None:
+            ok &= (trial["EAST_ASIAN"] == 1) == self.east_asian
+        if self.splenectomy is not None:
+            ok &= (trial["SPLENECTOMY"] == 1) == self.splenectomy
+        if self.baseline_below is not None:
+            ok &= trial["baseline_platelets"] < self.baseline_below
+        if self.baseline_at_least is not None:
+            ok &= trial["baseline_platelets"] >= self.baseline_at_least
+        return ok
 
 
 class _Endpoint(FrozenModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     description: str = ""
     window: Window | None = None
+    subgroup: Subgroup | None = None
+
+    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+        """Compute the endpoint per arm over the enrolled patients of its subgroup."""
+        if self.subgroup is not None:
+            trial = trial.assign(enrolled=enrolled(trial) & self.subgroup.members(trial))
+        return self._value(trial)
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        raise NotImplementedError
 
     @model_validator(mode="after")
     def _window_ordered(self) -> _Endpoint:
@@ -230,7 +349,7 @@ class ResponderAt(_Endpoint):
     at: Hours
     response: Response
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Fraction of patients responding at the visit."""
         return responders_at(trial, self.response, self.at)
 
@@ -241,7 +360,7 @@ class ResponderEver(_Endpoint):
     kind: Literal["responder_ever"]
     response: Response
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Fraction of patients responding at least once."""
         return responders_ever(trial, self.response, self.window)
 
@@ -253,7 +372,7 @@ class AssessmentFraction(_Endpoint):
     response: Response
     min_fraction: float = Field(gt=0, le=1)
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Fraction of patients responding at enough assessments."""
         return responders_in_assessments(trial, self.response, self.min_fraction, self.window)
 
@@ -265,7 +384,7 @@ class Durable(_Endpoint):
     response: Response
     min_visits: int = Field(ge=1)
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Fraction of durable responders."""
         return durable_responders(trial, self.response, self.min_visits, self.window)
 
@@ -276,7 +395,7 @@ class TimeToResponse(_Endpoint):
     kind: Literal["time_to_response"]
     response: Response
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Median time to first response (d)."""
         return time_to_response(trial, self.response, self.window)
 
@@ -287,7 +406,7 @@ class TimeInResponse(_Endpoint):
     kind: Literal["time_in_response"]
     response: Response
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Mean weeks in response."""
         return time_in_response(trial, self.response, self.window)
 
@@ -298,7 +417,7 @@ class Overshoot(_Endpoint):
     kind: Literal["overshoot"]
     above: float = Field(gt=0)
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Fraction of patients overshooting."""
         return overshoot(trial, self.above, self.window)
 
@@ -308,7 +427,7 @@ class TimeToPeak(_Endpoint):
 
     kind: Literal["time_to_peak"]
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Median time of the peak (d)."""
         return time_to_peak(trial, self.window)
 
@@ -318,7 +437,7 @@ class PeakFoldChange(_Endpoint):
 
     kind: Literal["peak_fold_change"]
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Median peak / baseline."""
         return peak_fold_change(trial, self.window)
 
@@ -329,10 +448,59 @@ class FoldChangeAt(_Endpoint):
     kind: Literal["fold_change_at"]
     at: Hours
 
-    def evaluate(self, trial: xr.Dataset) -> xr.DataArray:
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
         """Median count / baseline at the visit."""
         return fold_change_at(trial, self.at)
 
+
+class CountAt(_Endpoint):
+    """Median (or mean) count at one visit (``at``)."""
+
+    kind: Literal["count_at"]
+    at: Hours
+    statistic: Statistic = "median"
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        """Count at the visit (10^9/L)."""
+        return count_at(trial, self.at, self.statistic)
+
+
+class ChangeFromBaselineAt(_Endpoint):
+    """Mean (or median) change from the visit-0 count at one visit (``at``)."""
+
+    kind: Literal["change_from_baseline_at"]
+    at: Hours
+    statistic: Statistic = "mean"
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        """Change from baseline (10^9/L)."""
+        return change_from_baseline_at(trial, self.at, self.statistic)
+
+
+class DaysAbove(_Endpoint):
+    """Median (or mean) days with a count meeting ``response`` in the window."""
+
+    kind: Literal["days_above"]
+    response: Response
+    statistic: Statistic = "median"
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        """Days above the threshold (d)."""
+        return days_above(trial, self.response, self.window, self.statistic)
+
+
+class RescueFree(_Endpoint):
+    """Patients given no rescue in the window (L-PLUS: no pre-procedure transfusion)."""
+
+    kind: Literal["rescue_free"]
+
+    def _value(self, trial: xr.Dataset) -> xr.DataArray:
+        """Fraction of patients without rescue."""
+        return rescue_free(trial, self.window)
+
+
+#: Endpoints read at one visit (``at``), which the design must schedule.
+AtVisit = (ResponderAt, FoldChangeAt, CountAt, ChangeFromBaselineAt)
 
 #: One endpoint of a trial design, told apart by its ``kind``.
 Endpoint = Annotated[
@@ -345,7 +513,11 @@ Endpoint = Annotated[
     | Overshoot
     | TimeToPeak
     | PeakFoldChange
-    | FoldChangeAt,
+    | FoldChangeAt
+    | CountAt
+    | ChangeFromBaselineAt
+    | DaysAbove
+    | RescueFree,
     Field(discriminator="kind"),
 ]
 

@@ -52,35 +52,59 @@ class ResponseModel(Protocol):
 
         ``dose_time`` and ``dose_amount`` are ``[P, D]`` (h; amount in the arm's dose
         unit, mg or µg/kg per administration, padded with amount 0).
+
+        The counts carry the visit-to-visit variation (drawn here and nowhere else in
+        a trial). The first call of a trial has no doses and asks for the screening
+        counts and the visit-0 count, its calendar shifted so that the first screening
+        count is at time 0 (the visit-0 count is its last column); later calls use the
+        trial's calendar, visit 0 at time 0.
         """
         ...
 
 
-def sample_population(design: TrialDesign, n_patients: int, seed: int) -> xr.Dataset:
-    """Draw the virtual patients of every arm from the design's population.
+def sample_population(
+    design: TrialDesign, n_patients: int | None, seed: int, *, draws: int = 1
+) -> xr.Dataset:
+    """Draw the virtual patients (or screening candidates) of every arm.
 
     Parameters
     ----------
     design
         The trial.
     n_patients
-        Patients per arm.
+        Patients per arm and draw; with screening or cohorts these are candidates, of
+        whom those who pass are enrolled. ``None`` makes every arm enrol the patients it
+        enrolled in the real trial (its ``n``, or its cohorts' ``n``), screening
+        ``enrolment.candidates`` candidates per patient where enrolment is judged on
+        counts; every arm then has the largest arm's patients, those beyond an arm's
+        own not enrolled.
     seed
         Seed of the NumPy generator (the same seed gives the same patients).
+    draws
+        Independent trials drawn at once, draw-major (patients ``0..P-1`` of the first,
+        then the next ...; :func:`split_draws` separates them after the run).
 
     Returns
     -------
     xarray.Dataset
-        Dims ``arm, patient``: ``baseline_platelets`` (10^9/L, the count the response
-        model should start from), ``WT`` (kg), ``EAST_ASIAN`` and ``SPLENECTOMY`` (0/1)
-        and ``DISEASE`` (text); ``population.sel(arm=name).to_dataframe()`` gives one
-        arm's patients as a covariate table.
+        Dims ``arm, patient``: ``baseline_platelets`` (10^9/L, the patient's own level
+        before treatment, which the response model should start from), ``WT`` (kg),
+        ``EAST_ASIAN`` and ``SPLENECTOMY`` (0/1) and ``DISEASE`` (text);
+        ``population.sel(arm=name).to_dataframe()`` gives one arm's patients as a
+        covariate table. Designs with visit windows add each patient's visit times
+        ``visit_time`` (h, dims ``arm, patient, visit``).
     """
-    if n_patients < 1:
+    if draws < 1:
+        raise ValueError(f"draws must be ≥ 1, got {draws}")
+    if n_patients is None:
+        per_draw = _trial_size(design)
+    elif n_patients < 1:
         raise ValueError(f"n_patients must be ≥ 1, got {n_patients}")
+    else:
+        per_draw = n_patients
     rng = np.random.default_rng(seed)
     population = design.population
-    shape = (len(design.arms), n_patients)
+    shape = (len(design.arms), per_draw * draws)
     east_asian = rng.random(shape) < population.east_asian_fraction
     splenectomy = rng.random(shape) < population.splenectomy_fraction
     weight = _truncated_lognormal(rng, population.weight, shape)
@@ -89,17 +113,39 @@ def sample_population(design: TrialDesign, n_patients: int, seed: int) -> xr.Dat
         apart = _truncated_lognormal(rng, population.baseline_platelets_splenectomised, shape)
         baseline = np.where(splenectomy, apart, baseline)
     dims = ("arm", "patient")
+    variables: dict[str, tuple[tuple[str, ...], npt.NDArray[np.generic], dict[str, str]]] = {
+        "baseline_platelets": (dims, baseline, {"units": "10^9/L"}),
+        "WT": (dims, weight, {"units": "kg"}),
+        "EAST_ASIAN": (dims, east_asian.astype(np.int64), {}),
+        "SPLENECTOMY": (dims, splenectomy.astype(np.int64), {}),
+        "DISEASE": (dims, np.full(shape, population.disease), {}),
+    }
+    if design.visits.windows:
+        times = design.visits.draw_hours(rng, shape)
+        variables["visit_time"] = ((*dims, "visit"), times, {"units": "h"})
     return xr.Dataset(
-        {
-            "baseline_platelets": (dims, baseline, {"units": "10^9/L"}),
-            "WT": (dims, weight, {"units": "kg"}),
-            "EAST_ASIAN": (dims, east_asian.astype(np.int64)),
-            "SPLENECTOMY": (dims, splenectomy.astype(np.int64)),
-            "DISEASE": (dims, np.full(shape, population.disease)),
-        },
-        coords={"arm": [arm.name for arm in design.arms], "patient": np.arange(n_patients)},
-        attrs={"trial": design.name},
+        variables,
+        coords={"arm": [arm.name for arm in design.arms], "patient": np.arange(shape[1])},
+        attrs={"trial": design.name, "draws": draws, "trial_sized": int(n_patients is None)},
     )
+
+
+def _screens(design: TrialDesign) -> bool:
+    """Whether enrolment is judged on counts (so not every candidate enrols)."""
+    rule = design.enrolment
+    return bool(design.cohorts) or rule.below is not None or rule.at_least is not None
+
+
+def _trial_size(design: TrialDesign) -> int:
+    """Patients per arm and draw for trial-sized arms (candidates where screened)."""
+    caps = {arm.name: design.enrolment_cap(arm) for arm in design.arms}
+    if missing := [name for name, cap in caps.items() if cap is None]:
+        raise TrialDesignError(
+            f"trial '{design.name}': arm(s) {missing} give no n, so the arms cannot enrol "
+            "the real trial's patients (give arms.n or cohorts.n, or ask for n_patients)"
+        )
+    factor = design.enrolment.candidates if _screens(design) else 1.0
+    return max(int(np.ceil(sum((cap or {}).values()) * factor)) for cap in caps.values())
 
 
 def _truncated_lognormal(
@@ -139,8 +185,13 @@ def run_trial(
         ``platelets`` (10^9/L, the count at each visit, before that day's dose),
         ``dose_level`` (1 = lowest; 0 while held, stopped or after dosing ended),
         ``dose_given`` (amount given from this visit until the next, arm's dose unit),
-        ``held``, ``stopped`` (by a rule) and ``rescued`` (at or before the visit);
-        ``baseline_platelets`` and the covariates on ``arm, patient``; the dosing
+        ``held``, ``stopped`` (by a rule), ``rescued`` (at or before the visit),
+        ``rescue_given`` (at the visit) and ``visit_time`` (h, each patient's own time
+        of the visit, which differs from ``time`` in visit windows);
+        ``baseline_platelets`` (the visit-0 count), ``enrolled`` (passed screening and
+        fell in a cohort, and within a trial-sized arm's ``n``; endpoints count these
+        patients alone, and the others' counts are ``nan``), ``cohort`` (name, ``""``
+        for none) and the covariates on ``arm, patient``; the dosing
         actually given as ``dose_time`` (h, ``nan`` padding) and ``dose_amount`` on
         ``arm, patient, dose``; per arm ``agonist``, ``dose_unit``, ``route``, ``placebo``.
     """
@@ -157,8 +208,17 @@ def run_trial(
             f"every arm needs the population's {population.sizes['patient']} patients; "
             f"response models have {sizes}"
         )
+    draws = int(population.attrs.get("draws", 1))
+    trial_sized = bool(population.attrs.get("trial_sized", 0))
     arms = [
-        _run_arm(design, arm, responders[arm.name], population.sel(arm=arm.name))
+        _run_arm(
+            design,
+            arm,
+            responders[arm.name],
+            population.sel(arm=arm.name),
+            design.enrolment_cap(arm) if trial_sized else None,
+            draws,
+        )
         for arm in design.arms
     ]
     width = max(a["dose_time"].shape[1] for a in arms)
@@ -181,7 +241,11 @@ def run_trial(
             "held": (visit_dims, stack("held")),
             "stopped": (visit_dims, stack("stopped")),
             "rescued": (visit_dims, stack("rescued")),
+            "rescue_given": (visit_dims, stack("rescue_given")),
+            "visit_time": (visit_dims, stack("visit_time"), {"units": "h"}),
             "baseline_platelets": (("arm", "patient"), stack("baseline"), {"units": "10^9/L"}),
+            "enrolled": (("arm", "patient"), stack("enrolled")),
+            "cohort": (("arm", "patient"), stack("cohort")),
             "dose_time": (("arm", "patient", "dose"), stack("dose_time", np.nan), {"units": "h"}),
             "dose_amount": (("arm", "patient", "dose"), stack("dose_amount", 0.0)),
             **{name: population[name].sel(arm=names).variable for name in COVARIATES},
@@ -292,18 +356,33 @@ class _TitrationState:
 
 
 def _run_arm(
-    design: TrialDesign, arm: Arm, responder: ResponseModel, covariates: xr.Dataset
+    design: TrialDesign,
+    arm: Arm,
+    responder: ResponseModel,
+    covariates: xr.Dataset,
+    cap: Mapping[str | None, int] | None,
+    draws: int,
 ) -> dict[str, npt.NDArray[np.generic]]:
     """Simulate one arm visit by visit; arrays per patient (and visit / dose slot)."""
     titration = design.titration_of(arm)
     visits = design.visits.hours
+    windowed = design.visits.windowed
     n = responder.n_patients
+    times: FloatArray = (
+        covariates["visit_time"].to_numpy()
+        if "visit_time" in covariates
+        else np.broadcast_to(visits, (n, visits.size)).copy()
+    )
+    # titration decides the doses at fixed visits only; a window's visit is an assessment
+    deciding_at = [j for j in range(visits.size) if j not in windowed]
     slots = int(np.ceil(arm.duration / titration.interval - 1e-9))
     slot_time: FloatArray = titration.interval * np.arange(slots, dtype=float)
     table = titration.schedule(slots)  # [levels, slots]
     amount = np.zeros((n, slots))  # what the patient receives (0 on placebo)
     east_asian = covariates["EAST_ASIAN"].to_numpy() == 1
     rescued = np.zeros(n, dtype=bool)
+    rescues = np.zeros((n, len(design.rescue)), dtype=np.int64)  # given so far, per rule
+    added = np.zeros((n, visits.size))  # count added by transfusions (10^9/L)
     record = {
         key: np.zeros((n, visits.size), dtype=dtype)
         for key, dtype in (
@@ -313,60 +392,131 @@ def _run_arm(
             ("held", bool),
             ("stopped", bool),
             ("rescued", bool),
+            ("rescue_given", bool),
         )
     }
+    # Screening counts and the visit-0 count come from one call with no doses, so the
+    # response model draws their visit-to-visit variation as for any visits. Without
+    # doses a patient's level does not change with time: the calendar is shifted to
+    # start at the first screening count, as the engines start at time 0.
+    screening = design.enrolment.screening_hours()
+    before = np.broadcast_to(
+        np.append(screening, 0.0) - screening[:1].sum(), (n, 1 + screening.size)
+    )
+    counts = responder.platelets(np.zeros((n, 1)), np.zeros((n, 1)), before)
+    baseline = counts[:, -1].copy()
+    enrolled, cohort = _enrol(design, counts[:, :-1], baseline, cap, draws, arm.name)
+    state = _TitrationState(titration, _start_levels(arm, baseline, east_asian, cohort))
     # Each patient's counts at every visit come from one simulation of a planned course:
     # the doses decided so far, then the current level continued to the end. A patient is
     # re-simulated only when a decision changes that plan, and later visits read their
     # count off it (a count depends only on the doses before it).
     planned = np.full((n, slots), np.nan)  # the course each forecast was simulated with
     forecast = np.zeros((n, visits.size))
+    dosing = np.zeros(n, dtype=bool)
     for j, visit in enumerate(visits):
-        if j == 0:
-            counts = responder.platelets(
-                np.zeros((n, 1)), np.zeros((n, 1)), np.full((n, 1), visit)
-            )[:, 0]
-            baseline = counts.copy()
-            state = _TitrationState(titration, _start_levels(arm, baseline, east_asian))
-        else:
-            counts = forecast[:, j]
-            if visit < arm.duration:  # rules act only while doses remain to be decided
-                state.visit(visit, counts, baseline)
-        for rescue in design.rescue:
+        deciding = j in deciding_at
+        counts = (baseline if j == 0 else forecast[:, j]) + added[:, j]
+        if j > 0 and deciding and visit < arm.duration:  # rules act while doses remain
+            state.visit(visit, counts, baseline)
+        for r, rescue in enumerate(design.rescue):
             if rescue.window is None or rescue.window[0] <= visit <= rescue.window[1]:
-                rescued |= counts < rescue.platelets_below
-
-        following = visits[j + 1] if j + 1 < visits.size else np.inf
-        upcoming = (slot_time >= visit) & (slot_time < following)
-        dosing = (state.status == _DOSING) & (visit < arm.duration)
-        given = np.where(dosing[:, None], table[state.level - 1][:, upcoming], 0.0)
-        if arm.placebo:
-            given[:] = 0.0
-        amount[:, upcoming] = given
+                given = enrolled & (counts < rescue.platelets_below)
+                if rescue.at_most is not None:
+                    given &= rescues[:, r] < rescue.at_most
+                rescues[:, r] += given
+                rescued |= given
+                record["rescue_given"][:, j] |= given
+                if rescue.effect is not None and j + 1 < visits.size:
+                    elapsed = times[:, j + 1 :] - times[:, j : j + 1]
+                    added[:, j + 1 :] += np.where(given[:, None], rescue.effect.added(elapsed), 0.0)
         record["platelets"][:, j] = counts
-        record["dose_level"][:, j] = np.where(dosing, state.level, 0)
-        record["dose_given"][:, j] = given.sum(axis=1)
+        record["rescued"][:, j] = rescued
         record["held"][:, j] = state.status == _HELD
         record["stopped"][:, j] = state.status == _STOPPED
-        record["rescued"][:, j] = rescued
+        if not deciding:
+            record["dose_level"][:, j] = np.where(dosing, state.level, 0)
+            continue
+        later_decisions = [k for k in deciding_at if k > j]
+        following = visits[later_decisions[0]] if later_decisions else np.inf
+        upcoming = (slot_time >= visit) & (slot_time < following)
+        dosing = enrolled & (state.status == _DOSING) & (visit < arm.duration)
+        given_now = np.where(dosing[:, None], table[state.level - 1][:, upcoming], 0.0)
+        if arm.placebo:
+            given_now[:] = 0.0
+        amount[:, upcoming] = given_now
+        record["dose_level"][:, j] = np.where(dosing, state.level, 0)
+        record["dose_given"][:, j] = given_now.sum(axis=1)
 
         if j + 1 < visits.size:
             later = slot_time >= following
             course = amount.copy()
             keep = dosing & (not arm.placebo)
             course[:, later] = np.where(keep[:, None], table[state.level - 1][:, later], 0.0)
-            changed = np.flatnonzero(~np.all(course == planned, axis=1))
+            changed = np.flatnonzero(enrolled & ~np.all(course == planned, axis=1))
             if changed.size:
-                forecast[changed] = _simulate(
-                    responder, changed, slot_time, course[changed], visits
-                )
+                forecast[changed] = _simulate(responder, changed, slot_time, course, times)
                 planned[changed] = course[changed]
+    record["platelets"][~enrolled] = np.nan
     return {
         **record,
+        "visit_time": times,
         "baseline": baseline,
+        "enrolled": enrolled,
+        "cohort": cohort,
         "dose_time": np.where(amount > 0, slot_time, np.nan),
         "dose_amount": amount,
     }
+
+
+def _enrol(
+    design: TrialDesign,
+    screening: FloatArray,
+    baseline: FloatArray,
+    cap: Mapping[str | None, int] | None,
+    draws: int,
+    arm: str,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.str_]]:
+    """Who enrols, and into which cohort (``""`` for none).
+
+    A candidate enrols if its screening counts (the visit-0 count without screening)
+    meet the enrolment bounds and its entry count falls in a cohort (where the design
+    has cohorts); with ``cap``, only the first ``cap`` such candidates of each draw (and
+    cohort) enrol.
+    """
+    rule = design.enrolment
+    judged = screening if screening.shape[1] else baseline[:, None]
+    if rule.criterion == "mean":
+        judged = judged.mean(axis=1, keepdims=True)
+    passed = np.ones(baseline.shape, dtype=bool)
+    if rule.below is not None:
+        passed &= np.all(judged < rule.below, axis=1)
+    if rule.at_least is not None:
+        passed &= np.all(judged >= rule.at_least, axis=1)
+    entry = screening.mean(axis=1) if screening.shape[1] else baseline
+    cohort = np.full(baseline.shape, "", dtype=object)
+    for group in reversed(design.cohorts):  # the first matching cohort wins
+        cohort = np.where(group.contains(entry), group.name, cohort)
+    if design.cohorts:
+        passed &= cohort != ""
+    if cap is None:
+        return passed, cohort.astype(str)
+    enrolled = np.zeros(baseline.shape, dtype=bool)
+    per_draw = baseline.size // draws
+    for draw in range(draws):
+        block = slice(draw * per_draw, (draw + 1) * per_draw)
+        for name, wanted in cap.items():
+            member = passed[block] & (True if name is None else cohort[block] == name)
+            chosen = np.flatnonzero(member)[:wanted]
+            if chosen.size < wanted:
+                where = "" if name is None else f" into cohort '{name}'"
+                raise TrialDesignError(
+                    f"arm '{arm}': {chosen.size} of {per_draw} candidates enrolled{where}, "
+                    f"{wanted} needed; raise enrolment.candidates "
+                    f"(now {rule.candidates:g})"
+                )
+            enrolled[block][chosen] = True
+    return enrolled, cohort.astype(str)
 
 
 def _simulate(
@@ -374,34 +524,35 @@ def _simulate(
     patients: npt.NDArray[np.int64],
     slot_time: FloatArray,
     course: FloatArray,
-    visits: FloatArray,
+    times: FloatArray,
 ) -> FloatArray:
-    """Simulate ``patients``' whole courses: counts ``[len(patients), V]`` at every visit.
+    """Simulate ``patients``' courses: counts ``[len(patients), V]`` at their visit times.
 
-    A response model with ``subset(patients)`` (:class:`tpopk.simulate.virtual.CardResponse`)
-    simulates those patients alone; any other is run for all and the rows are taken.
+    ``course`` and ``times`` hold every patient's rows. A response model with
+    ``subset(patients)`` (:class:`tpopk.simulate.virtual.CardResponse`) simulates those
+    patients alone; any other is run for all and the rows are taken.
     """
     n = responder.n_patients
     if not slot_time.size:  # no dose slots: one all-zero column
-        slot_time, course = np.zeros(1), np.zeros((patients.size, 1))
+        slot_time, course = np.zeros(1), np.zeros((n, 1))
     subset = getattr(responder, "subset", None)
     if subset is not None and patients.size < n:
         part: ResponseModel = subset(patients)
-        amounts, rows = course, np.arange(patients.size)
+        amounts, at, rows = course[patients], times[patients], np.arange(patients.size)
     else:
-        part, amounts, rows = responder, np.zeros((n, course.shape[1])), patients
-        amounts[patients] = course
-    m = part.n_patients
+        part, amounts, at, rows = responder, np.zeros_like(course), times, patients
+        amounts[patients] = course[patients]
     counts = part.platelets(
-        np.broadcast_to(slot_time, amounts.shape).copy(),
-        amounts.copy(),
-        np.broadcast_to(visits, (m, visits.size)).copy(),
+        np.broadcast_to(slot_time, amounts.shape).copy(), amounts.copy(), at.copy()
     )
     return np.asarray(counts[rows], dtype=float)
 
 
 def _start_levels(
-    arm: Arm, baseline: FloatArray, east_asian: npt.NDArray[np.bool_]
+    arm: Arm,
+    baseline: FloatArray,
+    east_asian: npt.NDArray[np.bool_],
+    cohort: npt.NDArray[np.str_],
 ) -> npt.NDArray[np.int64]:
     """Return each patient's starting level: that of the first matching start rule."""
     level = np.zeros(baseline.shape, dtype=np.int64)
@@ -413,6 +564,8 @@ def _start_levels(
             match &= baseline < rule.baseline_below
         if rule.baseline_at_least is not None:
             match &= baseline >= rule.baseline_at_least
+        if rule.cohort is not None:
+            match &= cohort == rule.cohort
         level = np.where(match, rule.level, level)
     return level
 
@@ -420,28 +573,30 @@ def _start_levels(
 def trial_events(trial: xr.Dataset) -> pd.DataFrame:
     """Write the simulated trial as NONMEM-style event records.
 
-    One subject per arm and patient (``ID`` 1, 2, ... arm by arm): the doses actually
+    One subject per arm and enrolled patient (``ID`` by arm and patient): the doses actually
     given (``EVID`` 1, ``AMT`` in the arms' dose unit) and the visit counts (``EVID`` 0,
     ``DVID`` ``plt``, ``DV`` in 10^9/L; a visit comes before a dose at the same time),
     with ``AGONIST`` and the covariates ``WT``, ``EAST_ASIAN``, ``SPLENECTOMY``,
     ``DISEASE`` and ``ARM``. Placebo patients have no dose records.
-
-    One event dataset has one ``AMT`` unit: where arms dose in mg and in µg/kg
-    (``itp_label_comparison.toml``), the µg/kg doses are written as mg, times each
-    patient's ``WT`` (which the records carry, so the dose is still readable per kg).
 
     Returns
     -------
     pandas.DataFrame
         The records; ``frame.attrs["units"]`` holds the units to pass to
         :func:`tpopk.data.read_events`.
+
+    Where arms dose in mg and µg/kg, the µg/kg doses are written in mg (times the
+    patient's ``WT``), as one event dataset has one ``AMT`` unit.
     """
     units = sorted(set(trial["dose_unit"].to_numpy().tolist()))
     amount = trial["dose_amount"].to_numpy()
     if len(units) > 1:
-        per_kg = (trial["dose_unit"] == "µg/kg").to_numpy()[:, None, None]
-        # µg/kg x kg = µg, / 1000 = mg
-        amount = np.where(per_kg, amount * trial["WT"].to_numpy()[:, :, None] / 1000.0, amount)
+        # One AMT unit per dataset: weight-based doses become mg with each patient's weight.
+        if set(units) != {"mg", "µg/kg"}:
+            raise TrialDesignError(f"arms dose in units {units} that no one unit holds")
+        per_kg = (trial["dose_unit"] == "µg/kg").to_numpy()
+        weight = trial["WT"].to_numpy()
+        amount = np.where(per_kg[:, None, None], amount * weight[..., None] / 1000.0, amount)
         units = ["mg"]
     n_arms, n_patients = trial.sizes["arm"], trial.sizes["patient"]
     subject = 1 + np.arange(n_arms * n_patients).reshape(n_arms, n_patients)
@@ -451,10 +606,16 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         "ARM": np.repeat(trial["arm"].to_numpy(), n_patients).reshape(n_arms, n_patients),
     }
     time = trial["time"].to_numpy()
+    # each patient's own visit times (visit windows), the nominal ones otherwise
+    visit_time = (
+        trial["visit_time"].transpose("arm", "patient", "visit").to_numpy().ravel()
+        if "visit_time" in trial
+        else np.tile(time, subject.size)
+    )
     observed = pd.DataFrame(
         {
             "ID": np.repeat(subject.ravel(), time.size),
-            "TIME": np.tile(time, subject.size),
+            "TIME": visit_time,
             "EVID": 0,
             "AMT": 0.0,
             "DV": trial["platelets"].to_numpy().ravel(),
@@ -479,6 +640,8 @@ def trial_events(trial: xr.Dataset) -> pd.DataFrame:
         }
     )
     frame = pd.concat([observed, dosed], ignore_index=True)
+    if "enrolled" in trial:  # candidates who did not enrol were never in the trial
+        frame = frame[frame["ID"].isin(subject[trial["enrolled"].to_numpy()])]
     frame = frame.sort_values(["ID", "TIME", "EVID"], kind="stable").reset_index(drop=True)
     frame.attrs["units"] = {"TIME": "h", "AMT": units[0], "plt": "10^9/L", "WT": "kg"}
     return frame

@@ -395,7 +395,7 @@ def simulate_trial(
     cards: Sequence[ModelCard],
     design: TrialDesign,
     *,
-    n_patients: int,
+    n_patients: int | None,
     seed: int = 0,
     posterior: xr.Dataset | None = None,
     agonists: Sequence[str] = (),
@@ -411,7 +411,8 @@ def simulate_trial(
     design
         The trial (:func:`tpopk.simulate.load_trial`).
     n_patients
-        Virtual patients per arm and draw (new patients for every draw).
+        Virtual patients per arm and draw (new patients for every draw); ``None``: each
+        arm enrols the real trial's ``n`` (:func:`tpopk.simulate.sample_population`).
     seed
         Seed of the population, the inter-individual deviates and measurement errors.
     posterior
@@ -434,7 +435,8 @@ def simulate_trial(
     """
     # Every draw is a trial of its own patients (draw-major blocks of n_patients): one
     # sample reused by every draw would put its chance imbalance between arms into all.
-    population = sample_population(design, n_patients * draws, seed)
+    population = sample_population(design, n_patients, seed, draws=draws)
+    per_draw = population.sizes["patient"] // draws
     names = [arm.name for arm in design.arms]
     if same_patients:
         population = population.isel(arm=np.zeros(len(names), dtype=int))
@@ -478,7 +480,7 @@ def simulate_trial(
             )
         # [draw, all patients] -> draw d's values for its own block of patients
         flat = {
-            name: value.reshape(draws, draws, n_patients)[block].reshape(-1)
+            name: value.reshape(draws, draws, per_draw)[block].reshape(-1)
             for name, value in drawn[key].items()
         }
         baseline = people["baseline_platelets"].to_numpy()
