@@ -191,11 +191,11 @@ def keep_freed_memory() -> bool:
     glibc serves each allocation above its mmap threshold (at most 32 MB) by a fresh
     ``mmap`` and unmaps it on free, so once the states pass 32 MB (~700 subjects on a
     300-step grid) every log density + gradient faults in and zeroes its states, stage
-    tape and cotangents anew: at 2 000 subjects the lifespan kernels then cost 1.2-1.4x
-    per subject what they cost at 200 (benchmarks/README.md, "Linearity: freed memory
-    kept"). With mmap and trimming off, the next call reuses the freed blocks; the
-    process keeps its peak heap. The fitting path calls this; returns whether the
-    allocator took the settings (False off glibc).
+    tape and cotangents anew: at 2 000 subjects the lifespan kernels then cost 1.1-1.4x
+    per subject what they cost at 200 (benchmarks/README.md, "The reference gradient by
+    component; propagator builds; freed memory kept"). With mmap and trimming off, the
+    next call reuses the freed blocks; the process keeps its peak heap. The fitting path
+    calls this; returns whether the allocator took the settings (False off glibc).
     """
     if not sys.platform.startswith("linux"):
         return False
