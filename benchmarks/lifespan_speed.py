@@ -74,13 +74,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--save", help="write the platelets at the observations here (.npy)")
     parser.add_argument("--compare", help="platelets (.npy) of another run to compare with")
+    parser.add_argument(
+        "--return-freed",
+        action="store_true",
+        help="leave glibc's defaults (large blocks unmapped on free) as a fit would not",
+    )
     args = parser.parse_args()
+    kept = False
+    if not args.return_freed:
+        try:
+            from tpopk.pd.solve import keep_freed_memory
+        except ImportError:  # a checkout from before it
+            pass
+        else:
+            kept = keep_freed_memory()
     model = PD_MODELS["lifespan"]
     cfg = model.config_array()
     params, drive, steps, grid, g_states = problem(args.subjects, args.seed)
     doses = np.zeros((args.subjects, grid.n_nodes))
     steps_per_subject = np.count_nonzero(steps, axis=1).mean()
-    print(f"{kernels.__file__}: {args.subjects} subjects, {steps_per_subject:.0f} steps each")
+    print(
+        f"{kernels.__file__}: {args.subjects} subjects, {steps_per_subject:.0f} steps each, "
+        f"freed memory {'kept' if kept else 'returned'}"
+    )
 
     def forward() -> Any:
         return kernels.rk4_forward(model.kernel_id, cfg, params, drive, steps, doses, -1, 20)

@@ -79,6 +79,10 @@ def compile_nutpie(model: pm.Model, starts: np.ndarray | None = None) -> Any:
     from nutpie.compiled_pyfunc import from_pyfunc
     from pymc.initial_point import make_initial_point_fn
 
+    from tpopk.pd.solve import keep_freed_memory
+
+    keep_freed_memory()  # large studies: no page faults per gradient
+
     initial_point = make_initial_point_fn(
         model=model, jitter_rvs=set(model.free_RVs), return_transformed=True
     )

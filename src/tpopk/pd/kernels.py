@@ -1460,11 +1460,17 @@ def _cross_table(n_p: int, n_l: int, kp: float, kl: float, h: float, k: Any, x: 
     else:
         _cross_integrals(n_l, n_p, d, k)
     log_xp, log_xl = np.log(kp * h), np.log(kl * h)
-    slow = min(kp, kl) * h
+    half_slow = 0.5 * min(kp, kl) * h
+    # e^(-slow) (kp h)^(m+1) (kl h)^b as a row factor times a column factor, each with
+    # half of e^(-slow): n_p + n_l + 2 exponentials instead of one per entry. The column
+    # factors go to x's spare row n_p + 1.
+    for b in range(n_l + 1):
+        x[n_p + 1, b] = np.exp(b * log_xl - half_slow)
     for m in range(n_p + 1):
+        row = np.exp((m + 1) * log_xp - half_slow)
         for b in range(n_l + 1):
             kk = k[m, b] if p_faster else k[b, m]
-            x[m, b] = np.exp((m + 1) * log_xp + b * log_xl - slow) * kk
+            x[m, b] = row * x[n_p + 1, b] * kk
 
 
 @njit
@@ -1477,7 +1483,7 @@ def _chain_exp(
     ``dpi_d/dk = h (pi_(d-1) - pi_d)``; across, :func:`_cross_table`'s ``I(m, b)``, with
     ``dI/dkp = (m+1)/kp (I(m, b) - I(m+1, b))`` and
     ``dI/dkl = (b I(m, b) - (b+1) I(m, b+1))/kl``. ``k`` and ``x`` are scratch,
-    ``(n_p + 1) x (n_l + 1)`` or larger both ways round.
+    ``(n_p + 2) x (n_l + 2)`` or larger both ways round.
     """
     n = n_p + n_l
     for w in range(3 if derivs else 1):
@@ -1587,6 +1593,16 @@ def _production_series(n_p: int, kp: float, kl: float, h: float, n_w: int, phi: 
         size *= bound / order
 
 
+@inline
+def _half_slot(lengths: Any, c: int) -> int:
+    """Return the slot whose length is half of slot ``c``'s (to :data:`SAME_STEP_RTOL`), or -1."""
+    target = 0.5 * lengths[c]
+    for other in range(lengths.shape[0]):
+        if abs(lengths[other] - target) <= SAME_STEP_RTOL * target:
+            return other
+    return -1
+
+
 @njit
 def _lifespan_propagator(
     n_p: int,
@@ -1595,6 +1611,7 @@ def _lifespan_propagator(
     kl: float,
     h: float,
     derivs: bool,
+    half_known: bool,
     k: Any,
     x: Any,
     eh: Any,
@@ -1613,13 +1630,15 @@ def _lifespan_propagator(
     Lagrange basis on the step's start (r = 0), midpoint, end, exactly integrated
     (:func:`_production_response`); ``rho``, ``rho_half`` the platelet sums' rows of
     exp(J h), exp(J h/2); ``sigma[., 0]``, ``sigma[., 1]`` the platelets that a unit
-    constant production adds over h/2 and h. ``eh`` (like ``e``), ``v`` ``[3, n]`` and
-    ``r`` ``[n]`` are scratch.
+    constant production adds over h/2 and h. ``eh`` receives exp(J h/2) like ``e``, unless
+    ``half_known`` says it already holds it (another step's ``e``: the grid's step
+    lengths double after each dose). ``v`` ``[3, n]`` and ``r`` ``[n]`` are scratch.
     """
     n = n_p + n_l
     n_w = 3 if derivs else 1
     _chain_exp(n_p, n_l, kp, kl, h, derivs, k, x, e)
-    _chain_exp(n_p, n_l, kp, kl, 0.5 * h, derivs, k, x, eh)
+    if not half_known:
+        _chain_exp(n_p, n_l, kp, kl, 0.5 * h, derivs, k, x, eh)
     _production_response(n_p, kp, kl, h, n_w, e, phi)
     for w in range(n_w):
         for j in range(n):
@@ -1791,7 +1810,9 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
     for s in range(n_subj):
         p = params[s]
         kp, kl = n_p / p[1], n_l / p[2]
-        for c in range(count[s]):
+        lengths = length[s, : count[s]]
+        for c in np.argsort(lengths):  # shortest first: exp(J h/2) may be another's e
+            half = _half_slot(lengths, c)
             _lifespan_propagator(
                 n_p,
                 n_l,
@@ -1799,9 +1820,10 @@ def lifespan_expo_forward(cfg: Any, params: Any, drive: Any, h: Any, n_states: i
                 kl,
                 length[s, c],
                 False,
+                half >= 0,
                 k,
                 x,
-                eh,
+                e[half] if half >= 0 else eh,
                 e[c],
                 phi[c],
                 rho[c],
@@ -1878,7 +1900,9 @@ def lifespan_expo_adjoint(
         plt0, tp, tplt, gamma = p[0], p[1], p[2], p[3]
         kin = plt0 / tplt
         kp, kl = n_p / tp, n_l / tplt
-        for c in range(count[s]):
+        lengths = length[s, : count[s]]
+        for c in np.argsort(lengths):  # shortest first: exp(J h/2) may be another's e
+            half = _half_slot(lengths, c)
             _lifespan_propagator(
                 n_p,
                 n_l,
@@ -1886,9 +1910,10 @@ def lifespan_expo_adjoint(
                 kl,
                 length[s, c],
                 True,
+                half >= 0,
                 k,
                 x,
-                eh,
+                e[half] if half >= 0 else eh,
                 e[c],
                 phi[c],
                 rho[c],

@@ -15,9 +15,12 @@ under PyTensor's numba backend, which nutpie uses.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -176,6 +179,33 @@ def precompile() -> None:
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
         for name in pool.map(_compile, KERNEL_SIGNATURES):
             logging.getLogger(__name__).info("compiled %s", name)
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees instead of handing it back (glibc only).
+
+    glibc serves each allocation above its mmap threshold (at most 32 MB) by a fresh
+    ``mmap`` and unmaps it on free, so once the states pass 32 MB (~700 subjects on a
+    300-step grid) every log density + gradient faults in and zeroes its states, stage
+    tape and cotangents anew: at 2 000 subjects the lifespan kernels then cost 1.1-1.4x
+    per subject what they cost at 200 (benchmarks/README.md, "The reference gradient by
+    component; propagator builds; freed memory kept"). With mmap and trimming off, the
+    next call reuses the freed blocks; the process keeps its peak heap. The fitting path
+    calls this; returns whether the allocator took the settings (False off glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 # In jitted code int64(x) of a constant is a runtime int64, where the constant itself would
