@@ -214,10 +214,13 @@ def test_fluctuation_in_a_model_is_the_lognormal_multivariate_density() -> None:
     subject, time = arrays.obs_subject[rows], arrays.obs_time[rows]
     for label in np.unique(subject):
         mine = subject == label
-        expected = stats.multivariate_normal(
-            mean=np.log(prediction[mine]),
-            cov=_ou_covariance(time[mine], np.full(mine.sum(), 0.3), 0.6, 4.0),
-        ).logpdf(np.log(y[mine])) - np.log(y[mine]).sum()
+        expected = (
+            stats.multivariate_normal(
+                mean=np.log(prediction[mine]),
+                cov=_ou_covariance(time[mine], np.full(mine.sum(), 0.3), 0.6, 4.0),
+            ).logpdf(np.log(y[mine]))
+            - np.log(y[mine]).sum()
+        )
         np.testing.assert_allclose(logp[mine].sum(), expected, rtol=1e-9)
 
 
