@@ -105,22 +105,29 @@ def draw_log_fluctuation(
     rng: np.random.Generator,
     layout: SubjectLayout,
     sd: NDArray[np.float64],
-    share: float,
-    half_life: float,
+    share: NDArray[np.float64] | float,
+    half_life: NDArray[np.float64] | float,
 ) -> NDArray[np.float64]:
     """Draw each observation's log-scale deviation: the OU path plus white error.
 
-    The path is drawn by its exact transition between a subject's successive times.
+    ``sd``, ``share`` and ``half_life`` are per observation (or scalars). The path is
+    drawn by its exact transition between a subject's successive times.
     """
-    sd_cells = np.zeros(layout.mask.shape)
-    sd_cells[layout.row, layout.col] = sd
+    cells = []
+    for value, padding in ((sd, 0.0), (share, 0.0), (half_life, 1.0)):
+        cell = np.full(layout.mask.shape, padding)
+        cell[layout.row, layout.col] = np.broadcast_to(value, layout.row.shape)
+        cells.append(cell)
+    sd_cells, share_cells, half_life_cells = cells
     path = np.empty(layout.mask.shape)
     path[:, 0] = rng.standard_normal(path.shape[0])
     for k in range(1, path.shape[1]):
-        rho = ou_correlation(layout.time[:, k] - layout.time[:, k - 1], float(half_life))
+        lag = layout.time[:, k] - layout.time[:, k - 1]
+        rho = ou_correlation(lag, half_life_cells[:, k])
         path[:, k] = rho * path[:, k - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(path.shape[0])
-    white = rng.standard_normal(layout.mask.shape) * np.sqrt(1 - share)
-    return np.asarray(((np.sqrt(share) * path + white) * sd_cells)[layout.row, layout.col])
+    white = rng.standard_normal(layout.mask.shape) * np.sqrt(1 - share_cells)
+    deviation = (np.sqrt(share_cells) * path + white) * sd_cells
+    return np.asarray(deviation[layout.row, layout.col])
 
 
 def fluctuation_variables(spec: Fluctuation, name: str) -> tuple[TensorVariable, TensorVariable]:
@@ -259,9 +266,8 @@ def _fluctuating(
     ) -> NDArray[np.float64]:
         if size is not None and tuple(size) != np.shape(mu):
             raise ValueError(f"y_{dvid} draws one value per observation, not size {size}")
-        deviation = draw_log_fluctuation(
-            np.random.default_rng(rng), layout, sd, float(share), float(half_life)
-        )
+        # PyMC may hand the scalars over broadcast; the draw takes them per observation
+        deviation = draw_log_fluctuation(np.random.default_rng(rng), layout, sd, share, half_life)
         return np.asarray(np.exp(mu + deviation))
 
     return pm.CustomDist(
