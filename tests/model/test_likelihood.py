@@ -265,3 +265,49 @@ def test_fluctuation_card_errors_name_what_is_expected(fluctuation: str, message
     error = RESIDUALS["proportional" if "deviation" in message else "lognormal"]
     with pytest.raises(CardError, match=message):
         load_card(CARD + error + fluctuation)
+
+
+@pytest.mark.slow
+def test_fluctuation_parameters_are_recovered_from_simulated_counts() -> None:
+    """Counts simulated with scipy's multivariate normal; the 90% intervals cover the truth."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from tpopk.inference.nutpie_bridge import sample_nutpie
+    from tpopk.model.likelihood import SubjectLayout, likelihood
+
+    truth = {"sigma": 0.5, "share": 0.8, "half_life": 72.0}
+    rng = np.random.default_rng(11)
+    n_subjects, visits = 60, 12
+    time = np.concatenate([np.sort(rng.uniform(0, 1000, visits)) for _ in range(n_subjects)])
+    subject = np.repeat(np.arange(n_subjects), visits)
+    level = np.repeat(rng.uniform(20, 200, n_subjects), visits)  # known predictions
+    log_y = np.log(level)
+    for s in range(n_subjects):
+        rows = subject == s
+        cov = _ou_covariance(
+            time[rows], np.full(visits, truth["sigma"]), truth["share"], truth["half_life"]
+        )
+        log_y[rows] += rng.multivariate_normal(np.zeros(visits), cov)
+    layout = SubjectLayout.of(subject, time)
+    with pm.Model(coords={"obs": np.arange(subject.size)}) as model:
+        sigma = pm.LogNormal("sigma", mu=np.log(0.3), sigma=1.0)
+        share = pm.Beta("share", alpha=2.0, beta=2.0)
+        half_life = pm.LogNormal("half_life", mu=np.log(48.0), sigma=1.0)
+        prediction = pt.as_tensor(level)
+        likelihood(
+            "lognormal",
+            "plt",
+            prediction,
+            sigma * pt.ones(subject.size),
+            np.exp(log_y),
+            np.zeros(subject.size, dtype=bool),
+            np.zeros(subject.size),
+            dims="obs",
+            fluctuation=(share, half_life, layout),
+        )
+    tree = sample_nutpie(model, draws=500, tune=500, chains=2, cores=1, seed=12, progressbar=False)
+    assert int(tree["sample_stats"]["diverging"].sum()) == 0
+    for name, value in truth.items():
+        low, high = np.quantile(tree["posterior"][name].to_numpy(), [0.05, 0.95])
+        assert low <= value <= high, f"{name}: 90% {low:.3g}-{high:.3g}, truth {value}"
