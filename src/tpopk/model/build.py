@@ -32,7 +32,12 @@ from pytensor.tensor import TensorVariable
 
 from tpopk.data import EventTable, SubjectArrays
 from tpopk.model.card import CardError, ModelCard, ResidualSpec
-from tpopk.model.likelihood import likelihood, residual_sd
+from tpopk.model.likelihood import (
+    SubjectLayout,
+    fluctuation_variables,
+    likelihood,
+    residual_sd,
+)
 from tpopk.model.parameters import covariate_levels, individual_parameters
 from tpopk.model.structural import (
     Dosing,
@@ -226,11 +231,20 @@ def build_model(
         concentrations = _drug_concentrations(study, events, individual, positions, grid)
         for dvid in dvids:
             idx = positions[dvid]
+            fluctuation = None
             if dvid == "conc":
                 prediction, sd = _concentration_predictions(
                     study, concentrations, idx, covariates, arrays.obs_subject[idx]
                 )
-                error = study.drugs[0].card.residual["conc"].error
+                spec = study.drugs[0].card.residual["conc"]
+                error = spec.error
+                if any(d.card.residual["conc"].fluctuation for d in study.drugs):
+                    if len(study.drugs) > 1:
+                        raise CardError(
+                            "residual.conc: 'fluctuation' is supported for one drug's "
+                            "concentrations, not pooled across agonists"
+                        )
+                    fluctuation = _fluctuation(spec, "conc", arrays, idx)
             else:
                 system_card = cast(ModelCard, study.system)
                 prediction = response_on_grid(
@@ -248,6 +262,7 @@ def build_model(
                 prediction = _floor(prediction, spec.error)
                 levels = _residual_levels(spec, dvid, covariates, arrays.obs_subject[idx])
                 sd, error = residual_sd(spec, dvid, prediction, levels), spec.error
+                fluctuation = _fluctuation(spec, dvid, arrays, idx)
             pm.Deterministic(f"ipred_{dvid}", prediction, dims=f"obs_{dvid}")
             likelihood(
                 error,
@@ -258,6 +273,7 @@ def build_model(
                 np.asarray(arrays.obs_blq[idx], dtype=bool),
                 np.asarray(arrays.obs_lloq[idx], dtype=float),
                 dims=f"obs_{dvid}",
+                fluctuation=fluctuation,
             )
     return model
 
@@ -315,6 +331,16 @@ def _residual_levels(
         return None
     where = f"residual.{dvid}: 'sigma_by'"
     return covariate_levels(covariates, spec.sigma_by.covariate, where)[obs_subject]
+
+
+def _fluctuation(
+    spec: ResidualSpec, dvid: str, arrays: SubjectArrays, idx: NDArray[np.int64]
+) -> tuple[TensorVariable, TensorVariable, SubjectLayout] | None:
+    """Create the fluctuation variables of ``dvid`` and lay out its observations (or None)."""
+    if spec.fluctuation is None:
+        return None
+    share, half_life = fluctuation_variables(spec.fluctuation, dvid)
+    return share, half_life, SubjectLayout.of(arrays.obs_subject[idx], arrays.obs_time[idx])
 
 
 def _agonist_index(study: Study, n_subjects: int) -> NDArray[np.int64]:

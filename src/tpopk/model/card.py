@@ -407,11 +407,45 @@ class ParameterSpec(_CardModel):
             )
 
 
+class Fluctuation(_CardModel):
+    """Within-subject fluctuation of a log-normal response: an autocorrelated deviation.
+
+    The log observation is the log prediction plus a stationary Ornstein-Uhlenbeck
+    deviation (correlation ``exp(-|dt| ln 2 / half_life)`` between two times) plus white
+    assay error. ``share`` is the deviation's part of the single-observation log-scale
+    variance, whose total stays the residual's ``sigma_log`` (and ``sigma_by`` levels):
+    the deviation's stationary SD is ``sqrt(share) * sigma_log`` and the white error's
+    ``sqrt(1 - share) * sigma_log``. Fit names: ``share_fluct_<dvid>`` and
+    ``half_life_fluct_<dvid>`` (h).
+    """
+
+    share: PriorField
+    half_life: PriorField
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_supports(self) -> Fluctuation:
+        low, high = _checked_support(self.share, "fluctuation 'share'")
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"fluctuation 'share' is a fraction of a variance: its prior must lie in "
+                f"[0, 1], but {self.share.distribution} reaches [{low}, {high}] (use Beta)"
+            )
+        if _checked_support(self.half_life, "fluctuation 'half_life'")[0] < 0:
+            raise ValueError(
+                f"fluctuation 'half_life' is a time: its prior must not go below 0, but "
+                f"{self.half_life.distribution} does (use e.g. LogNormal)"
+            )
+        return self
+
+
 class ResidualSpec(_CardModel):
     """Residual error model for one observation type (DVID).
 
     ``sigma_by`` gives subjects at some levels of a categorical covariate their own
     sigma (``sigma_<kind>_<dvid>_<LEVEL>``) in place of the error model's one sigma.
+    ``fluctuation`` (log-normal error only) splits the log-scale error into an
+    autocorrelated within-subject deviation and white assay error (:class:`Fluctuation`).
     """
 
     error: Literal["additive", "proportional", "combined", "lognormal"]
@@ -420,6 +454,7 @@ class ResidualSpec(_CardModel):
     sigma_log: PriorField | None = None
     # left out of the dumped card when absent, so older cards and fit hashes read back
     sigma_by: LevelSD | None = Field(default=None, exclude_if=lambda v: v is None)
+    fluctuation: Fluctuation | None = Field(default=None, exclude_if=lambda v: v is None)
     source: str = ""
 
     @model_validator(mode="after")
@@ -442,6 +477,11 @@ class ResidualSpec(_CardModel):
             )
         for key in sorted(needed):
             _check_scale(getattr(self, key), f"'{key}'")
+        if self.fluctuation is not None and self.error != "lognormal":
+            raise ValueError(
+                f"'fluctuation' is a deviation of the log observation: it needs 'lognormal' "
+                f"error, got '{self.error}'"
+            )
         return self
 
     @property

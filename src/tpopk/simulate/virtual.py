@@ -27,6 +27,7 @@ from tpopk.model.structural import Dosing, Drug, response_at
 from tpopk.progress import quiet_pymc
 from tpopk.simulate.design import TrialDesign
 from tpopk.simulate.trial import ResponseModel, run_trial, sample_population, split_draws
+from tpopk.simulate.visit_noise import VisitNoise
 
 FloatArray = NDArray[np.float64]
 
@@ -243,6 +244,9 @@ class CardResponse:
         Whether dose amounts are per kg (µg/kg) and must be multiplied by ``weight``.
     residual_sd
         SD of a log-normal measurement error on each count (0: the model prediction).
+    fluctuation_share, fluctuation_half_life
+        Share of the count's log variance that persists from visit to visit, and its
+        half-life (h) (:mod:`tpopk.simulate.visit_noise`; share 0: white error).
     seed
         Seed of the measurement errors.
     """
@@ -252,12 +256,19 @@ class CardResponse:
     weight: FloatArray
     dose_per_kg: bool = False
     residual_sd: float | FloatArray = 0.0
+    fluctuation_share: float | FloatArray = 0.0
+    fluctuation_half_life: float | FloatArray = 1.0
     seed: int = 0
-    _rng: np.random.Generator = field(init=False, repr=False)
+    _noise: VisitNoise = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Start the measurement-error generator from ``seed``."""
-        self._rng = np.random.default_rng(self.seed)
+        self._noise = VisitNoise(
+            np.broadcast_to(np.asarray(self.residual_sd, dtype=float), (self.n_patients,)),
+            self.fluctuation_share,
+            self.fluctuation_half_life,
+            np.random.default_rng(self.seed),
+        )
 
     @property
     def n_patients(self) -> int:
@@ -272,9 +283,11 @@ class CardResponse:
             self.weight[patients],
             self.dose_per_kg,
             _take(np.asarray(self.residual_sd, dtype=float), patients),
+            _take(np.asarray(self.fluctuation_share, dtype=float), patients),
+            _take(np.asarray(self.fluctuation_half_life, dtype=float), patients),
             self.seed,
         )
-        part._rng = self._rng
+        part._noise = self._noise.subset(patients)
         return part
 
     def platelets(
@@ -313,8 +326,7 @@ class CardResponse:
                 rows.size,
                 np,
             ).reshape(rows.size, n_times)
-        noise = self._rng.standard_normal(counts.shape) * np.reshape(self.residual_sd, (-1, 1))
-        return np.asarray(counts * np.exp(noise), dtype=float)
+        return np.asarray(counts * np.exp(self._noise.draw(times)), dtype=float)
 
 
 def _take(value: FloatArray | float, rows: NDArray[np.int64]) -> FloatArray:
@@ -348,19 +360,52 @@ def _measurement_priors(system: ModelCard) -> tuple[str | None, dict[str | None,
     return column, spec.sigmas(response)
 
 
+def _fluctuation_priors(system: ModelCard) -> dict[str, Any]:
+    """Fit names and priors of the count's fluctuation share and half-life (or empty)."""
+    response = system.structure.response
+    spec = system.residual.get(response)
+    if spec is None or spec.fluctuation is None:
+        return {}
+    return {
+        f"share_fluct_{response}": spec.fluctuation.share,
+        f"half_life_fluct_{response}": spec.fluctuation.half_life,
+    }
+
+
 def _measurement_prior_draws(system: ModelCard, draws: int, seed: int) -> dict[str, FloatArray]:
-    """Prior draws of every measurement-error SD of ``system``, by fit name."""
+    """Prior draws of every measurement-error variable of ``system``, by fit name."""
     _, priors = _measurement_priors(system)
-    if not priors:
+    named = dict(priors.values()) | _fluctuation_priors(system)
+    if not named:
         return {}
     with pm.Model(), quiet_pymc():
-        for variable, prior in priors.values():
+        for variable, prior in named.items():
             prior.create_variable(variable)
         sampled = pm.sample_prior_predictive(draws=draws, random_seed=seed, compile_kwargs=_QUICK)
     return {
         variable: np.asarray(sampled["prior"][variable].to_numpy().ravel(), dtype=float)
-        for variable, _ in priors.values()
+        for variable in named
     }
+
+
+def _per_patient(posterior: xr.Dataset, variable: str, draws: int, n_patients: int) -> FloatArray:
+    """``variable`` of each of ``n_patients`` patients held in ``draws`` draw-major blocks."""
+    flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
+    chosen = np.linspace(0, flat.size - 1, draws).round().astype(int)
+    return np.repeat(np.asarray(flat[chosen], dtype=float), n_patients // draws)
+
+
+def _fluctuation(
+    system: ModelCard, posterior: xr.Dataset, n_patients: int, draws: int
+) -> tuple[FloatArray | float, FloatArray | float]:
+    """Each patient's fluctuation share and half-life (h); ``(0, 1)``: white error only."""
+    names = list(_fluctuation_priors(system))
+    if not names:
+        return 0.0, 1.0
+    if missing := [n for n in names if n not in posterior.data_vars]:
+        raise CardError(f"the posterior lacks the count fluctuation's variables {missing}")
+    share, half_life = (_per_patient(posterior, n, draws, n_patients) for n in names)
+    return share, half_life
 
 
 def _measurement_sd(
@@ -376,9 +421,7 @@ def _measurement_sd(
         return np.zeros(len(patients))
 
     def per_patient(variable: str) -> FloatArray:
-        flat = posterior[variable].stack(sample=("chain", "draw")).to_numpy()
-        chosen = np.linspace(0, flat.size - 1, draws).round().astype(int)
-        return np.repeat(np.asarray(flat[chosen], dtype=float), len(patients) // draws)
+        return _per_patient(posterior, variable, draws, len(patients))
 
     sd = per_patient(priors[None][0])
     # patients without the column sit at the default level, as _covariate_frame puts
@@ -488,12 +531,15 @@ def simulate_trial(
             if name in flat:
                 flat[name] = baseline
                 break
+        share, half_life = _fluctuation(agonist.system, posterior, baseline.size, draws)
         responders[arm.name] = CardResponse(
             agonist,
             flat,
             people["WT"].to_numpy(),
             dose_per_kg=design.titration_of(arm).dose_unit == "µg/kg",
             residual_sd=_measurement_sd(agonist.system, posterior, covariates[arm.name], draws),
+            fluctuation_share=share,
+            fluctuation_half_life=half_life,
             seed=arm_seed,
         )
     trial = run_trial(design, responders, population)
