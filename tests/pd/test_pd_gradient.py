@@ -74,6 +74,13 @@ PARAMS = {
         ],
         [30.0, 142.0, 0.09, 0.161, 0.05, 20.0, 0.02, 0.3, 1.0, 0.1, 2.0, 0.2, 0.0, 0.0],
     ],
+    # QSS-TMDD with target turnover: hetrombopag-like (Vc/F 30 L, CL/F 7.66 L/h, kdeg
+    # 0.693 /h) with feedback, target saturated by the 30-unit doses (RK4 substeps); and an
+    # ITP-tail lifespan of 0.09 h (SDIRK2, drug rows explicit) with kint > kdeg.
+    "qss_tmdd_lifespan": [
+        [250.0, 142.0, 253.0, 0.621, 0.5, 0.2, 0.1, 30.0, 7.66, 0.05, 0.5, 0.693, 2.0, 0.3],
+        [30.0, 142.0, 0.09, 0.161, 0.3, 0.1, 0.05, 20.0, 2.0, 0.4, 0.2, 0.1, 0.5, 0.8],
+    ],
 }
 MODEL_OF = {
     f"lifespan_{case}": "lifespan" for case in ("short", "stiff", "open_loop", "itp", "equal_rates")
