@@ -15,6 +15,7 @@ Units: time in h, platelets (or the response) in the unit of the baseline parame
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -514,45 +515,54 @@ def qss_tmdd_lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
     )
 
 
-def drug_concentration(model: PDModel, params: npt.ArrayLike, states: npt.ArrayLike) -> Any:
+def drug_concentration(model: PDModel, params: Any, states: Any, xp: ModuleType = np) -> Any:
     """Free drug concentration of a structure with ODE pharmacokinetics, from its states.
+
+    The concentration a PK observation of such a structure compares with: the free drug
+    of the central compartment, the root of the QSS balance :func:`qss_tmdd_lifespan`
+    states (:func:`tpopk.pd.kernels.free_concentration` in the kernels).
 
     Parameters
     ----------
     model
         A structure with a central drug state (:func:`qss_tmdd_lifespan`).
     params
-        ``[S, P]`` parameter rows, as given to :func:`tpopk.pd.simulate`.
+        ``[S, P]`` parameter rows, as given to :func:`tpopk.pd.simulate` or
+        :func:`tpopk.pd.solve`.
     states
-        ``[S, ..., n_states]`` states from :func:`tpopk.pd.simulate`.
+        ``[S, K + 1, n_states]`` states from either.
+    xp
+        ``numpy`` (the default) or ``pytensor.tensor``, to differentiate through it.
 
     Returns
     -------
-    numpy.ndarray
-        ``[S, ...]`` free concentration (dose unit per litre).
+    array or TensorVariable
+        ``[S, K + 1]`` free concentration (dose unit per litre); at the observations,
+        ``result.reshape(-1)[grid.obs_index]``.
     """
     if model.kernel_id != QSS_TMDD_LIFESPAN:
         raise TpopkError(
             f"drug_concentration: {model.name} has no central drug state; "
             "expected a qss_tmdd_lifespan structure"
         )
-    p = np.asarray(params, dtype=float)
-    y = np.asarray(states, dtype=float)
-    if p.ndim != 2 or p.shape[1] != len(model.parameters) or y.shape[0] != p.shape[0]:
-        raise TpopkError(
-            f"drug_concentration: expected params [S, {len(model.parameters)}] and states "
-            f"[S, ..., {model.n_states}], got {p.shape} and {y.shape}"
-        )
-    col = dict(zip(model.parameter_names, range(p.shape[1]), strict=True))
-    shape = (p.shape[0],) + (1,) * (y.ndim - 2)
-    v, kss = p[:, col["v"]].reshape(shape), p[:, col["kss"]].reshape(shape)
-    d0 = model.state_names.index("central")
-    total = np.maximum(y[..., d0], 0.0) / v
-    target = np.maximum(y[..., d0 + 1], 0.0)
+    if xp is np:
+        params, states = np.asarray(params, dtype=float), np.asarray(states, dtype=float)
+        if params.ndim != 2 or params.shape[1] != len(model.parameters) or states.ndim != 3:
+            raise TpopkError(
+                f"drug_concentration: expected params [S, {len(model.parameters)}] and states "
+                f"[S, K + 1, {model.n_states}], got {params.shape} and {states.shape}"
+            )
+    names = model.parameter_names
+    v, kss = params[:, names.index("v"), None], params[:, names.index("kss"), None]
+    central = model.state_names.index("central")
+    total = xp.maximum(states[:, :, central], 0.0) / v
+    target = xp.maximum(states[:, :, central + 1], 0.0)
     b = total - target - kss
-    d = np.sqrt(b * b + 4.0 * kss * total)
-    # The root of free^2 - b*free - kss*total = 0, in the form free of cancellation.
-    return np.where(b >= 0.0, 0.5 * (b + d), 2.0 * kss * total / np.where(d - b > 0, d - b, 1.0))
+    d = xp.sqrt(b * b + 4.0 * kss * total)
+    # The root of free^2 - b*free - kss*total = 0 in the form free of cancellation; d > b
+    # wherever b < 0, as kss > 0 (the guard only keeps the untaken branch finite).
+    below = 2.0 * kss * total / xp.where(d - b > 0.0, d - b, 1.0)
+    return xp.where(b >= 0.0, 0.5 * (b + d), below)
 
 
 PD_MODELS: dict[str, PDModel] = {
