@@ -407,7 +407,7 @@ def test_wang_2010_parameters_reproduce_the_healthy_volunteer_course():
 # QSS-TMDD with target turnover and two sequential absorption sites, in µg and L:
 # hetrombopag-like Vc/F 30 L, CL/F 7.66 L/h and kdeg 0.693 /h (Wang Z 2022, lit s.2); the
 # absorption and binding constants are illustrative (not published), chosen so a 5 mg
-# dose saturates the target (r0 50 µg/L, kss 10 µg/L) and platelets rise ~1.6-fold.
+# dose saturates the target (rtot0 50 µg/L, kss 10 µg/L) and platelets rise ~1.6-fold.
 QSS_TMDD = (250.0, 142.0, 253.0, 0.3, 0.5, 0.2, 0.1, 30.0, 7.66, 0.05, 10.0, 0.693, 50.0, 0.05)
 QSS_CASES = {
     # One 5 mg dose to a healthy volunteer.
@@ -458,7 +458,7 @@ def test_qss_tmdd_lifespan_matches_solve_ivp(case):
 
 def test_qss_tmdd_with_kint_equal_kdeg_keeps_the_target_and_saturates():
     """kint = kdeg: constant target (Michaelis-Menten elimination); the dose-normalised
-    AUC of free drug rises with dose, and r0 = 0 is linear (AUC = dose/CL)."""
+    AUC of free drug rises with dose, and rtot0 = 0 is linear (AUC = dose/CL)."""
     model = PD_MODELS["qss_tmdd_lifespan"]
     params = np.array([QSS_TMDD] * 4)
     params[:, 9] = params[:, 11]  # kint = kdeg

@@ -255,7 +255,7 @@ def test_pytensor_gradient_through_drug_concentration(grid):
     p0 = np.array(PARAMS["qss_tmdd_lifespan"])
     value, g = f(p0)
     assert value == pytest.approx(numpy_loss(p0), rel=1e-12)
-    # v, kss, r0 (first subject), cl, kint, kdeg (the SDIRK2 one), slope
+    # v, kss, rtot0 (first subject), cl, kint, kdeg (the SDIRK2 one), slope
     for idx in [(0, 7), (0, 10), (0, 12), (1, 8), (1, 9), (1, 11), (0, 13)]:
         h = 1e-6 * p0[idx]
         up, down = p0.copy(), p0.copy()

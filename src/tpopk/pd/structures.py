@@ -458,18 +458,19 @@ def qss_tmdd_lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
         d site1   = -(ka1 + k12)*site1
         d site2   = k12*site1 - ka2*site2
         d central = ka1*site1 + ka2*site2 - cl*free - kint*v*complex
-        d target  = kdeg*(r0 - target) - (kint - kdeg)*complex
+        d target  = kdeg*(rtot0 - target) - (kint - kdeg)*complex
         production = kin*m*(1 + slope*free)*(plt0/P)^gamma
 
     with the ageing chain as in :func:`lifespan`, whose states and parameters come first
     (``m`` an extra drive, 1 for the agonist alone). ``target`` is the total target
-    concentration, starting at its steady state ``r0``; ``kint = kdeg`` keeps it constant
-    at ``r0``, and then target-mediated elimination is Michaelis-Menten in free drug with
-    ``Vmax = kint*r0*v`` and ``Km = kss``; ``r0 = 0`` is linear one-compartment PK. The
+    concentration, starting at its steady state ``rtot0`` (Gibiansky's ``R0``, named apart
+    from the indirect-response baseline ``r0``); ``kint = kdeg`` keeps it constant
+    at ``rtot0``, and then target-mediated elimination is Michaelis-Menten in free drug with
+    ``Vmax = kint*rtot0*v`` and ``Km = kss``; ``rtot0 = 0`` is linear one-compartment PK. The
     free concentration rises more than in proportion to the dose while the target
     saturates, so AUC does. Doses enter site 1 through ``SolverGrid.dose_amounts``
     (bioavailability in the dose: ``v`` and ``cl`` are apparent). Concentrations are in
-    dose unit per litre; ``kss``, ``r0`` and ``1/slope`` share that unit; the free
+    dose unit per litre; ``kss``, ``rtot0`` and ``1/slope`` share that unit; the free
     concentration of a state is :func:`drug_concentration`.
 
     Parameters
@@ -497,7 +498,7 @@ def qss_tmdd_lifespan(n_precursor: int = 10, n_platelet: int = 10) -> PDModel:
             StructuralParameter("kint", "1/h", "internalisation rate constant of the complex"),
             StructuralParameter("kss", "amount/L", "quasi-steady-state constant"),
             StructuralParameter("kdeg", "1/h", "degradation rate constant of free target"),
-            StructuralParameter("r0", "amount/L", "baseline total target concentration"),
+            StructuralParameter("rtot0", "amount/L", "baseline total target concentration"),
             StructuralParameter("slope", "L/amount", "stimulation of production per free conc"),
         ),
         config=chain.config,
