@@ -458,25 +458,31 @@ def test_qss_tmdd_lifespan_matches_solve_ivp(case):
 
 def test_qss_tmdd_with_kint_equal_kdeg_keeps_the_target_and_saturates():
     """kint = kdeg: constant target (Michaelis-Menten elimination); the dose-normalised
-    AUC of free drug rises with dose, and rtot0 = 0 is linear (AUC = dose/CL)."""
+    AUC of free drug rises with dose, and rtot0 = 0 is linear (AUC = dose/CL).
+
+    Single doses of 5, 10, 20 and 40 mg, the healthy-volunteer range in which hetrombopag's
+    AUC rose more than in proportion to dose (Zheng 2017, lit s.2); the binding constants
+    here are illustrative, so this checks the mechanism, not the published AUCs.
+    """
     model = PD_MODELS["qss_tmdd_lifespan"]
-    params = np.array([QSS_TMDD] * 4)
+    amts = np.array([5000.0, 10000.0, 20000.0, 40000.0, 5000.0])
+    n = amts.size
+    params = np.array([QSS_TMDD] * n)
     params[:, 9] = params[:, 11]  # kint = kdeg
-    params[3, 12] = 0.0  # no target: linear
-    amts = np.array([1000.0, 5000.0, 20000.0, 5000.0])
+    params[-1, 12] = 0.0  # no target: linear
     t = np.linspace(0.0, 480.0, 961)
     grid = SolverGrid.build(
-        np.repeat(np.arange(4), t.size), np.tile(t, 4), 4, breakpoints=np.zeros((4, 1)),
+        np.repeat(np.arange(n), t.size), np.tile(t, n), n, breakpoints=np.zeros((n, 1)),
         max_step=model.max_step,
     )  # fmt: skip
-    doses = grid.dose_amounts(np.zeros((4, 1)), amts[:, None])
-    states = simulate(model, params, np.ones((4, grid.stage_times.shape[1])), grid, doses)
+    doses = grid.dose_amounts(np.zeros((n, 1)), amts[:, None])
+    states = simulate(model, params, np.ones((n, grid.stage_times.shape[1])), grid, doses)
     target = np.broadcast_to(params[:, 12:13], states.shape[:2])
     np.testing.assert_allclose(states[..., 23], target, rtol=1e-12)
     auc = simpson(drug_concentration(model, params, states), x=grid.times, axis=1) / amts
-    assert auc[0] < auc[1] < auc[2]
-    assert auc[2] > 1.5 * auc[0]
-    np.testing.assert_allclose(auc[3], 1.0 / QSS_TMDD[8], rtol=2e-3)
+    assert np.all(np.diff(auc[:-1]) > 0.0)
+    assert auc[3] > 1.5 * auc[0]
+    np.testing.assert_allclose(auc[-1], 1.0 / QSS_TMDD[8], rtol=2e-3)
 
 
 def test_drug_concentration_refuses_structures_without_a_central_state():
