@@ -873,7 +873,7 @@ def _qss_drug(
 
     Amount and target are floored at 0: an extrapolated SDIRK2 stage can dip below.
     """
-    ka1, k12, ka2, v, cl, kint, kss, kdeg, r0, slope = (
+    ka1, k12, ka2, v, cl, kint, kss, kdeg, rtot0, slope = (
         p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13]
     )  # fmt: skip
     total = max(amount, 0.0) / v
@@ -882,7 +882,7 @@ def _qss_drug(
     dy[d0] = -(ka1 + k12) * site1
     dy[d0 + 1] = k12 * site1 - ka2 * site2
     dy[d0 + 2] = ka1 * site1 + ka2 * site2 - cl * free - kint * v * complex_
-    dy[d0 + 3] = kdeg * (r0 - target) - (kint - kdeg) * complex_
+    dy[d0 + 3] = kdeg * (rtot0 - target) - (kint - kdeg) * complex_
     return 1.0 + slope * free  # type: ignore[no-any-return]
 
 
@@ -904,7 +904,7 @@ def _qss_drug_vjp(
 
     Adds the parameters' share to ``gp``; returns dL/d(site1, site2, amount, target).
     """
-    ka1, k12, ka2, v, cl, kint, kss, kdeg, r0, slope = (
+    ka1, k12, ka2, v, cl, kint, kss, kdeg, rtot0, slope = (
         p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13]
     )  # fmt: skip
     total = max(amount, 0.0) / v
@@ -922,7 +922,7 @@ def _qss_drug_vjp(
     gp[7] += -kint * complex_ * wa
     gp[8] += -free * wa
     gp[9] += -v * complex_ * wa - complex_ * wr
-    gp[11] += (r0 - target + complex_) * wr
+    gp[11] += (rtot0 - target + complex_) * wr
     gp[12] += kdeg * wr
     gp[13] += free * g_stim
     gp[10] += g_free * f_kss
@@ -975,7 +975,7 @@ def _qss_init(cfg: Any, p: Any, y0: Any) -> None:
     y0[d0] = 0.0
     y0[d0 + 1] = 0.0
     y0[d0 + 2] = 0.0
-    y0[d0 + 3] = p[12]  # the target at its own steady state, r0
+    y0[d0 + 3] = p[12]  # the target at its own steady state, rtot0
 
 
 @inline
@@ -989,7 +989,7 @@ def _qss_rate(cfg: Any, p: Any) -> float:
     """Fastest rate of the chain and the drug.
 
     The central amount is free plus bound drug, so its loss rate is at most the larger of
-    ``cl/v`` and ``kint`` however much target there is (no stiffness from ``r0/kss``). The
+    ``cl/v`` and ``kint`` however much target there is (no stiffness from ``rtot0/kss``). The
     drug's rates count double: at ``k·h = 1`` the drug just after an oral dose erred 2e-3
     against solve_ivp, at ``k·h = 0.5`` 2e-4 (tests/pd).
     """
