@@ -188,3 +188,26 @@ def pdmdd_lifespan_rhs(
         ]
 
     return f
+
+
+def qss_tmdd_lifespan_rhs(
+    n_p: int, n_l: int, plt0, tp, tplt, gamma, ka1, k12, ka2, v, cl, kint, kss, kdeg, r0, slope
+) -> Callable:
+    """QSS-TMDD with target turnover (Gibiansky 2008, total drug and total target), two
+    sequential absorption sites, free drug stimulating the lifespan chain's production."""
+    chain = lifespan_rhs(n_p, n_l, plt0, tp, tplt, gamma)
+
+    def f(y: Array, m: float) -> Array:
+        cells, site1, site2, central, rtot = y[: n_p + n_l], y[-4], y[-3], y[-2], y[-1]
+        ctot = central / v
+        free = free_by_root_finding(ctot, rtot, kss)
+        drug_target = rtot * free / (kss + free)  # complex concentration
+        return np.r_[
+            chain(cells, m * (1 + slope * free)),
+            -ka1 * site1 - k12 * site1,
+            k12 * site1 - ka2 * site2,
+            ka1 * site1 + ka2 * site2 - cl * free - kint * drug_target * v,
+            kdeg * r0 - kdeg * rtot - (kint - kdeg) * drug_target,
+        ]
+
+    return f

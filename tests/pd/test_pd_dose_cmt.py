@@ -9,11 +9,18 @@ from tpopk.errors import TpopkError
 from tpopk.pd import PD_MODELS
 
 
-@pytest.mark.parametrize("name", ["tmdd_friberg", "pdmdd_lifespan"])
+WITH_PK = sorted(name for name, model in PD_MODELS.items() if model.dose_state >= 0)
+
+
+def test_the_structures_with_pharmacokinetics_are_the_known_ones() -> None:
+    assert WITH_PK == ["pdmdd_lifespan", "qss_tmdd_lifespan", "tmdd_friberg"]
+
+
+@pytest.mark.parametrize("name", WITH_PK)
 def test_depot_doses_go_to_the_dose_state(name: str) -> None:
     model = PD_MODELS[name]
     assert model.dose_state_of(np.ones((2, 3), dtype=np.int64)) == model.dose_state
-    assert model.state_names[model.dose_state] == "depot" == model.pk_compartments[0]
+    assert model.state_names[model.dose_state] == model.pk_compartments[0]
     assert set(model.pk_compartments) <= set(model.state_names)
 
 

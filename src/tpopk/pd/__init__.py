@@ -18,9 +18,11 @@ from tpopk.pd.solve import observe, simulate, solve
 from tpopk.pd.structures import (
     PD_MODELS,
     PDModel,
+    drug_concentration,
     friberg,
     indirect_response,
     lifespan,
+    qss_tmdd_lifespan,
 )
 
 __all__ = [
@@ -28,11 +30,13 @@ __all__ = [
     "PD_MODELS",
     "PDModel",
     "SolverGrid",
+    "drug_concentration",
     "drug_effect",
     "friberg",
     "indirect_response",
     "lifespan",
     "observe",
+    "qss_tmdd_lifespan",
     "simulate",
     "solve",
 ]

@@ -87,6 +87,7 @@ LIFESPAN = 3
 ENDOGENOUS_TPO = 4
 TMDD_FRIBERG = 5
 PDMDD_LIFESPAN = 6
+QSS_TMDD_LIFESPAN = 7
 
 
 # Kernel arguments: cfg (structural ints), p (parameter row), y (state), m (drive).
@@ -845,6 +846,227 @@ def _pdmdd_implicit_drive_vjp(
     return g_drive * stim
 
 
+# QSS-TMDD pharmacokinetics on the lifespan chain: states are the chain's, then the two
+# absorption sites, the central amount (free plus bound drug) and the total target
+# concentration; parameters are the lifespan's (0-3), then the drug's (4-13). Free drug
+# stimulates production through the chain's drive, so the chain code is shared unchanged,
+# and the target is not platelet-borne, so the drug rows do not read the chain.
+
+
+@inline
+def _qss_point(cfg: Any, ya: Any, yb: Any, e: float) -> Any:
+    """Site 1, site 2, central amount and total target at ``(1 - e)·ya + e·yb``."""
+    d0 = cfg[0] + cfg[1]
+    return (
+        (1.0 - e) * ya[d0] + e * yb[d0],
+        (1.0 - e) * ya[d0 + 1] + e * yb[d0 + 1],
+        (1.0 - e) * ya[d0 + 2] + e * yb[d0 + 2],
+        (1.0 - e) * ya[d0 + 3] + e * yb[d0 + 3],
+    )
+
+
+@inline
+def _qss_drug(
+    p: Any, site1: float, site2: float, amount: float, target: float, dy: Any, d0: int
+) -> float:
+    """Write the drug states' derivatives into ``dy[d0:d0 + 4]``; return the stimulation.
+
+    Amount and target are floored at 0: an extrapolated SDIRK2 stage can dip below.
+    """
+    ka1, k12, ka2, v, cl, kint, kss, kdeg, rtot0, slope = (
+        p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13]
+    )  # fmt: skip
+    total = max(amount, 0.0) / v
+    free = free_concentration(total, max(target, 0.0), kss)[0]
+    complex_ = total - free
+    dy[d0] = -(ka1 + k12) * site1
+    dy[d0 + 1] = k12 * site1 - ka2 * site2
+    dy[d0 + 2] = ka1 * site1 + ka2 * site2 - cl * free - kint * v * complex_
+    dy[d0 + 3] = kdeg * (rtot0 - target) - (kint - kdeg) * complex_
+    return 1.0 + slope * free  # type: ignore[no-any-return]
+
+
+@inline
+def _qss_drug_vjp(
+    p: Any,
+    site1: float,
+    site2: float,
+    amount: float,
+    target: float,
+    w1: float,
+    w2: float,
+    wa: float,
+    wr: float,
+    g_stim: float,
+    gp: Any,
+) -> Any:
+    """Cotangents of :func:`_qss_drug`'s derivatives (``w``) and stimulation (``g_stim``).
+
+    Adds the parameters' share to ``gp``; returns dL/d(site1, site2, amount, target).
+    """
+    ka1, k12, ka2, v, cl, kint, kss, kdeg, rtot0, slope = (
+        p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13]
+    )  # fmt: skip
+    total = max(amount, 0.0) / v
+    free, f_total, f_target, f_kss = free_concentration(total, max(target, 0.0), kss)
+    complex_ = total - free
+    g_site1 = -(ka1 + k12) * w1 + k12 * w2 + ka1 * wa
+    g_site2 = ka2 * (wa - w2)
+    gp[4] += (wa - w1) * site1
+    gp[5] += (w2 - w1) * site1
+    gp[6] += (wa - w2) * site2
+    # d central = ... - cl*free - kint*v*(total - free); d target = ... - (kint - kdeg)*complex
+    g_complex = -kint * v * wa - (kint - kdeg) * wr
+    g_free = -cl * wa - g_complex + slope * g_stim
+    g_total = g_complex
+    gp[7] += -kint * complex_ * wa
+    gp[8] += -free * wa
+    gp[9] += -v * complex_ * wa - complex_ * wr
+    gp[11] += (rtot0 - target + complex_) * wr
+    gp[12] += kdeg * wr
+    gp[13] += free * g_stim
+    gp[10] += g_free * f_kss
+    g_total += g_free * f_total
+    gp[7] += -g_total * total / v
+    g_amount = g_total / v if amount > 0.0 else 0.0
+    g_target = -kdeg * wr + (g_free * f_target if target > 0.0 else 0.0)
+    return g_site1, g_site2, g_amount, g_target
+
+
+@inline
+def _qss_scatter(cfg: Any, g: Any, e: float, gya: Any, gyb: Any) -> None:
+    """Add the cotangents ``g`` of :func:`_qss_point`'s outputs to ``gya`` and ``gyb``."""
+    d0 = cfg[0] + cfg[1]
+    for i in range(4):
+        gya[d0 + i] += (1.0 - e) * g[i]
+    if e != 0.0:
+        for i in range(4):
+            gyb[d0 + i] += e * g[i]
+
+
+@inline
+def _qss_rhs(cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
+    d0 = cfg[0] + cfg[1]
+    stim = _qss_drug(p, y[d0], y[d0 + 1], y[d0 + 2], y[d0 + 3], dy, d0)
+    _lifespan_chain(cfg, p, y, dy)
+    dy[0] += _lifespan_production(cfg, p, y, m * stim)
+
+
+@inline
+def _qss_rhs_vjp(cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any, gp: Any) -> float:
+    d0 = cfg[0] + cfg[1]
+    site1, site2, amount, target = _qss_point(cfg, y, y, 0.0)
+    stim = 1.0 + p[13] * free_concentration(max(amount, 0.0) / p[7], max(target, 0.0), p[10])[0]
+    _lifespan_chain_vjp(cfg, p, y, w, gy, gp)
+    for i in range(d0, d0 + 4):
+        gy[i] = 0.0
+    g_drive = _lifespan_production_vjp(cfg, p, y, m * stim, w[0], gy, gp)
+    g = _qss_drug_vjp(
+        p, site1, site2, amount, target, w[d0], w[d0 + 1], w[d0 + 2], w[d0 + 3], g_drive * m, gp
+    )
+    _qss_scatter(cfg, g, 0.0, gy, gy)
+    return g_drive * stim  # type: ignore[no-any-return]
+
+
+@inline
+def _qss_init(cfg: Any, p: Any, y0: Any) -> None:
+    _lifespan_init(cfg, p, y0)
+    d0 = cfg[0] + cfg[1]
+    y0[d0] = 0.0
+    y0[d0 + 1] = 0.0
+    y0[d0 + 2] = 0.0
+    y0[d0 + 3] = p[12]  # the target at its own steady state, rtot0
+
+
+@inline
+def _qss_init_vjp(cfg: Any, p: Any, g: Any, gp: Any) -> None:
+    _lifespan_init_vjp(cfg, p, g, gp)
+    gp[12] += g[cfg[0] + cfg[1] + 3]
+
+
+@inline
+def _qss_rate(cfg: Any, p: Any) -> float:
+    """Fastest rate of the chain and the drug.
+
+    The central amount is free plus bound drug, so its loss rate is at most the larger of
+    ``cl/v`` and ``kint`` however much target there is (no stiffness from ``rtot0/kss``). The
+    drug's rates count double: at ``k·h = 1`` the drug just after an oral dose erred 2e-3
+    against solve_ivp, at ``k·h = 0.5`` 2e-4 (tests/pd).
+    """
+    chain = max(cfg[0] / p[1], cfg[1] / p[2])
+    drug = max(p[4] + p[5], p[6], p[8] / p[7], p[9], p[11])
+    return max(chain, 2.0 * drug)  # type: ignore[no-any-return]
+
+
+@inline
+def _qss_stimulation_point(cfg: Any, p: Any, ya: Any, yb: Any, e: float, c: float) -> Any:
+    """Central amount and target at which an SDIRK2 stage's production takes the stimulation.
+
+    As :func:`_pdmdd_stimulation_point`: stage 2 extrapolated with ``e``, stage 1 one Euler
+    step of ``c`` from ``ya``.
+    """
+    site1, site2, amount, target = _qss_point(cfg, ya, yb, e)
+    if e != 0.0:
+        return amount, target
+    slope = np.empty(4)
+    _qss_drug(p, site1, site2, amount, target, slope, 0)
+    return amount + c * slope[2], target + c * slope[3]
+
+
+@inline
+def _qss_implicit_drive(
+    cfg: Any, p: Any, ya: Any, yb: Any, e: float, m: float, c: float, b: Any
+) -> None:
+    d0 = cfg[0] + cfg[1]
+    for i in range(b.shape[0]):
+        b[i] = 0.0
+    amount, target = _qss_stimulation_point(cfg, p, ya, yb, e, c)
+    stim = 1.0 + p[13] * free_concentration(max(amount, 0.0) / p[7], max(target, 0.0), p[10])[0]
+    la, _, _ = _lifespan_log_ratio(cfg, p, ya)
+    lb, _, _ = _lifespan_log_ratio(cfg, p, yb)
+    b[0] = p[0] / p[2] * m * stim * np.exp(p[3] * ((1.0 - e) * la + e * lb))
+    site1, site2, amount, target = _qss_point(cfg, ya, yb, e * PDMDD_DRUG_LEAD)
+    _qss_drug(p, site1, site2, amount, target, b, d0)
+
+
+@inline
+def _qss_implicit_drive_vjp(
+    cfg: Any,
+    p: Any,
+    ya: Any,
+    yb: Any,
+    e: float,
+    m: float,
+    c: float,
+    w: Any,
+    gya: Any,
+    gyb: Any,
+    gp: Any,
+) -> float:
+    d0 = cfg[0] + cfg[1]
+    amount_s, target_s = _qss_stimulation_point(cfg, p, ya, yb, e, c)
+    stim = 1.0 + p[13] * free_concentration(max(amount_s, 0.0) / p[7], max(target_s, 0.0), p[10])[0]
+    la, _, _ = _lifespan_log_ratio(cfg, p, ya)
+    lb, _, _ = _lifespan_log_ratio(cfg, p, yb)
+    log_ratio = (1.0 - e) * la + e * lb
+    g_drive = _lifespan_production_at_vjp(
+        cfg, p, log_ratio, m * stim, w[0], gp, ya, yb, e, gya, gyb
+    )
+    g_s = _qss_drug_vjp(p, 0.0, 0.0, amount_s, target_s, 0.0, 0.0, 0.0, 0.0, g_drive * m, gp)
+    lead = e * PDMDD_DRUG_LEAD
+    site1, site2, amount, target = _qss_point(cfg, ya, yb, lead)
+    wa, wr = w[d0 + 2], w[d0 + 3]
+    if e != 0.0:
+        _qss_scatter(cfg, g_s, e, gya, gyb)
+    else:  # stage 1: the stimulation point is ya plus c times the drug slopes there
+        wa += c * g_s[2]
+        wr += c * g_s[3]
+        _qss_scatter(cfg, g_s, 0.0, gya, gya)
+    g = _qss_drug_vjp(p, site1, site2, amount, target, w[d0], w[d0 + 1], wa, wr, 0.0, gp)
+    _qss_scatter(cfg, g, lead, gya, gyb)
+    return g_drive * stim  # type: ignore[no-any-return]
+
+
 @inline
 def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
     """Dispatch to the right-hand side of structure ``kernel_id``."""
@@ -858,6 +1080,8 @@ def rhs(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, dy: Any) -> None:
         _tmdd_rhs(cfg, p, y, m, dy)
     elif kernel_id == PDMDD_LIFESPAN:
         _pdmdd_rhs(cfg, p, y, m, dy)
+    elif kernel_id == QSS_TMDD_LIFESPAN:
+        _qss_rhs(cfg, p, y, m, dy)
     else:
         _indirect_rhs(kernel_id == INDIRECT_PRODUCTION, p, y, m, dy)
 
@@ -875,6 +1099,8 @@ def rhs_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, m: float, w: Any, gy: Any,
         return _tmdd_rhs_vjp(cfg, p, y, m, w, gy, gp)
     if kernel_id == PDMDD_LIFESPAN:
         return _pdmdd_rhs_vjp(cfg, p, y, m, w, gy, gp)
+    if kernel_id == QSS_TMDD_LIFESPAN:
+        return _qss_rhs_vjp(cfg, p, y, m, w, gy, gp)
     return _indirect_rhs_vjp(kernel_id == INDIRECT_PRODUCTION, p, y, m, w, gy, gp)
 
 
@@ -891,6 +1117,8 @@ def init(kernel_id: int, cfg: Any, p: Any, y0: Any) -> None:
         _tmdd_init(cfg, p, y0)
     elif kernel_id == PDMDD_LIFESPAN:
         _pdmdd_init(cfg, p, y0)
+    elif kernel_id == QSS_TMDD_LIFESPAN:
+        _qss_init(cfg, p, y0)
     else:
         y0[0] = p[0]
 
@@ -906,6 +1134,8 @@ def init_vjp(kernel_id: int, cfg: Any, p: Any, g: Any, gp: Any) -> None:
         _tpo_init_vjp(cfg, p, g, gp)
     elif kernel_id == TMDD_FRIBERG:
         _tmdd_init_vjp(cfg, p, g, gp)
+    elif kernel_id == QSS_TMDD_LIFESPAN:
+        _qss_init_vjp(cfg, p, g, gp)
     else:
         gp[0] += g[0]
 
@@ -916,14 +1146,17 @@ def fastest_rate(kernel_id: int, cfg: Any, p: Any) -> float:
 
     Only the lifespan chain's ageing rates ``n/tp`` and ``n/tplt`` are both
     parameter-dependent and fast enough to matter (short ITP platelet lifespans); other
-    structures' rates are covered by their declared ``max_step`` and return 0. PDMDD on
-    the lifespan chain adds its drug rates, which SDIRK2 steps take explicitly: keep them
-    below ``2/h`` of those substeps (romiplostim's are under 0.2 /h).
+    structures' rates are covered by their declared ``max_step`` and return 0. PDMDD and
+    QSS-TMDD on the lifespan chain add their drug rates, which SDIRK2 steps take
+    explicitly: keep them below ``2/h`` of those substeps (romiplostim's are under 0.2 /h,
+    hetrombopag's target turnover 0.69 /h).
     """
     if kernel_id == LIFESPAN:
         return max(cfg[0] / p[1], cfg[1] / p[2])  # type: ignore[no-any-return]
     if kernel_id == PDMDD_LIFESPAN:
         return _pdmdd_rate(cfg, p)
+    if kernel_id == QSS_TMDD_LIFESPAN:
+        return _qss_rate(cfg, p)
     return 0.0
 
 
@@ -938,7 +1171,7 @@ def implicit_solve(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any) -
     """
     if kernel_id == LIFESPAN:
         _lifespan_solve(cfg, p, c, r, x)
-    elif kernel_id == PDMDD_LIFESPAN:  # the drug rows are explicit (implicit_drive)
+    elif kernel_id in (PDMDD_LIFESPAN, QSS_TMDD_LIFESPAN):  # drug rows: implicit_drive
         _lifespan_solve(cfg, p, c, r, x)
         for i in range(cfg[0] + cfg[1], x.shape[0]):
             x[i] = r[i]
@@ -951,7 +1184,7 @@ def implicit_solve_t(kernel_id: int, cfg: Any, p: Any, c: float, r: Any, x: Any)
     """Solve ``(I - c·J)^T x = r`` (the adjoint of :func:`implicit_solve`)."""
     if kernel_id == LIFESPAN:
         _lifespan_solve_t(cfg, p, c, r, x)
-    elif kernel_id == PDMDD_LIFESPAN:
+    elif kernel_id in (PDMDD_LIFESPAN, QSS_TMDD_LIFESPAN):
         _lifespan_solve_t(cfg, p, c, r, x)
         for i in range(cfg[0] + cfg[1], x.shape[0]):
             x[i] = r[i]
@@ -990,6 +1223,8 @@ def implicit_drive(
             b[0] = p[0] / p[2] * m * np.exp(p3 * ((1.0 - e) * la + e * lb))
     elif kernel_id == PDMDD_LIFESPAN:
         _pdmdd_implicit_drive(cfg, p, ya, yb, e, m, c, b)
+    elif kernel_id == QSS_TMDD_LIFESPAN:
+        _qss_implicit_drive(cfg, p, ya, yb, e, m, c, b)
     else:
         raise ValueError("implicit steps are implemented for the lifespan structures only")
 
@@ -1017,13 +1252,15 @@ def implicit_drive_vjp(
         return _lifespan_production_at_vjp(cfg, p, log_ratio, m, w[0], gp, ya, yb, e, gya, gyb)
     if kernel_id == PDMDD_LIFESPAN:
         return _pdmdd_implicit_drive_vjp(cfg, p, ya, yb, e, m, c, w, gya, gyb, gp)
+    if kernel_id == QSS_TMDD_LIFESPAN:
+        return _qss_implicit_drive_vjp(cfg, p, ya, yb, e, m, c, w, gya, gyb, gp)
     raise ValueError("implicit steps are implemented for the lifespan structures only")
 
 
 @inline
 def implicit_linear_vjp(kernel_id: int, cfg: Any, p: Any, y: Any, w: Any, gy: Any, gp: Any) -> None:
     """Add ``w·(dJ/dp)·y`` to ``gp`` (``gy`` is scratch): the parameters' part of ``J·y``."""
-    if kernel_id in (LIFESPAN, PDMDD_LIFESPAN):  # PDMDD: the drug rows have no J
+    if kernel_id in (LIFESPAN, PDMDD_LIFESPAN, QSS_TMDD_LIFESPAN):  # drug rows: no J
         _lifespan_chain_vjp(cfg, p, y, w, gy, gp)
     else:
         raise ValueError("implicit steps are implemented for the lifespan structures only")
