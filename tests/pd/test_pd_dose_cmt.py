@@ -8,7 +8,6 @@ import pytest
 from tpopk.errors import TpopkError
 from tpopk.pd import PD_MODELS
 
-
 WITH_PK = sorted(name for name, model in PD_MODELS.items() if model.dose_state >= 0)
 
 
