@@ -56,6 +56,16 @@ def theophylline_with_disease():  # type: ignore[no-untyped-def]
     return read_events(frame, units=events.units.as_dict())
 
 
+def _conc_prediction_and_logp(model, point):  # type: ignore[no-untyped-def]
+    """``ipred_conc`` and each ``y_conc`` log density at ``point`` (not at a random draw)."""
+    (ipred,) = model.replace_rvs_by_values([model["ipred_conc"]])
+    return model.compile_fn(
+        [ipred, model.logp(vars=[model["y_conc"]], sum=False)[0]],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+
+
 def _reference_logp(error: str, y, prediction, sigma):  # type: ignore[no-untyped-def]
     """Log-density of each observation from scipy, independent of PyMC."""
     if error == "additive":
@@ -76,13 +86,7 @@ def test_sigma_by_gives_each_level_its_own_sigma(error: str) -> None:
     point = model.initial_point()
     point[f"{kind}_conc_log__"] = np.log(0.2)
     point[f"{kind}_conc_ITP_log__"] = np.log(0.7)
-    # the prediction at the point's values, not at a random draw of the free variables
-    (ipred,) = model.replace_rvs_by_values([model["ipred_conc"]])
-    prediction, logp = model.compile_fn(
-        [ipred, model.logp(vars=[model["y_conc"]], sum=False)[0]],
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-    )(point)
+    prediction, logp = _conc_prediction_and_logp(model, point)
     arrays = events.subject_arrays()
     rows = np.flatnonzero(arrays.obs_dvid == "conc")
     itp = events.covariates["DISEASE"].to_numpy()[arrays.obs_subject[rows]] == "ITP"
@@ -202,12 +206,7 @@ def test_fluctuation_in_a_model_is_the_lognormal_multivariate_density() -> None:
     point["sigma_log_conc_log__"] = np.log(0.3)
     point["share_fluct_conc_logodds__"] = np.log(0.6 / 0.4)
     point["half_life_fluct_conc_log__"] = np.log(4.0)
-    (ipred,) = model.replace_rvs_by_values([model["ipred_conc"]])
-    prediction, logp = model.compile_fn(
-        [ipred, model.logp(vars=[model["y_conc"]], sum=False)[0]],
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-    )(point)
+    prediction, logp = _conc_prediction_and_logp(model, point)
     arrays = events.subject_arrays()
     rows = np.flatnonzero(arrays.obs_dvid == "conc")
     y = np.asarray(arrays.obs_dv[rows], dtype=float)

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from itertools import permutations
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -111,14 +111,44 @@ def _chunks(posterior: xr.Dataset, draws: int, chunk: int) -> list[xr.Dataset]:
     return parts
 
 
-def _concat_draws(chunks: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Join chunks of endpoints over ``draw``, numbered 0, 1, ... over all of them.
+def _concat_draws(chunks: Sequence[xr.Dataset], **concat: Any) -> xr.Dataset:
+    """Join chunks over ``draw``, numbered 0, 1, ... over all of them.
 
     A one-draw chunk has a ``draw`` dimension without coordinate, the others have one:
     each chunk's own numbering is dropped before joining.
     """
-    joined = xr.concat([c.drop_vars("draw", errors="ignore") for c in chunks], dim="draw")
+    joined = xr.concat([c.drop_vars("draw", errors="ignore") for c in chunks], dim="draw", **concat)
     return joined.assign_coords(draw=np.arange(joined.sizes["draw"]))
+
+
+def _run_chunks(
+    arguments: list[tuple[Any, ...]],
+    design: TrialDesign,
+    cards: Sequence[ModelCard],
+    grids: list[DoseGrid],
+    *,
+    n_patients: int,
+    ci_prob: float,
+    scheduler: str | None,
+    progressbar: bool,
+    desc: str,
+) -> xr.DataTree:
+    """Simulate the chunks and join them into the comparison tree.
+
+    Each ``arguments`` tuple is one :func:`_chunk_endpoints` call; ``/equivalence`` is
+    added where there are ``grids``.
+    """
+    results = run_tasks(
+        _chunk_endpoints, arguments, scheduler=scheduler, progressbar=progressbar, desc=desc
+    )
+    values = _concat_draws([v for v, _ in results])
+    tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
+    if grids:
+        curves = _concat_draws(
+            [c for _, c in results if c is not None], coords="minimal", join="exact"
+        )
+        tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
+    return tree
 
 
 def _design_and_grids(
@@ -198,22 +228,17 @@ def compare(
         (fit.cards, design, part, agonists, n_patients, seed + i, grids)
         for i, part in enumerate(parts)
     ]
-    results = run_tasks(
-        _chunk_endpoints,
+    return _run_chunks(
         arguments,
+        design,
+        fit.cards,
+        grids,
+        n_patients=n_patients,
+        ci_prob=ci_prob,
         scheduler=scheduler,
         progressbar=progressbar,
         desc="trial draws",
     )
-    values = _concat_draws([v for v, _ in results])
-    tree = _comparison_tree(values, design, fit.cards, ci_prob, n_patients)
-    if grids:
-        chunk_curves = [c for _, c in results if c is not None]
-        chunk_curves = [c.drop_vars("draw", errors="ignore") for c in chunk_curves]
-        curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
-        curves = curves.assign_coords(draw=np.arange(draws))
-        tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
-    return tree
 
 
 def prior_compare(
@@ -242,22 +267,17 @@ def prior_compare(
     arguments = [
         (cards, design, None, (), n_patients, seed + i, grids, size) for i, size in enumerate(sizes)
     ]
-    results = run_tasks(
-        _chunk_endpoints,
+    return _run_chunks(
         arguments,
+        design,
+        cards,
+        grids,
+        n_patients=n_patients,
+        ci_prob=ci_prob,
         scheduler=scheduler,
         progressbar=progressbar,
         desc="prior draws",
     )
-    values = _concat_draws([v for v, _ in results])
-    tree = _comparison_tree(values, design, cards, ci_prob, n_patients)
-    if grids:
-        chunk_curves = [c for _, c in results if c is not None]
-        chunk_curves = [c.drop_vars("draw", errors="ignore") for c in chunk_curves]
-        curves = xr.concat(chunk_curves, dim="draw", coords="minimal", join="exact")
-        curves = curves.assign_coords(draw=np.arange(draws))
-        tree["equivalence"] = summarise_equivalence(curves, grids, ci_prob)
-    return tree
 
 
 def _comparison_tree(
